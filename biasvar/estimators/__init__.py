@@ -1,0 +1,185 @@
+"""Gradient estimators for discrete variables, built from specs.
+
+===============  ====================  ======================  ==================  =====
+spec             hyper-parameters      paper                   noise per variable  cost
+===============  ====================  ======================  ==================  =====
+``st``           t > 0 (default 1)     Eq. 4; ST(t) Sec. 4.2   G [K]               1
+``darn``         --                    Eq. 5 (phi_bar = p)     G [K]               1
+``zgr``          --                    Eq. 12-14               G [K]               1
+``st-zgr``       alpha in [0,1], t     Eq. 17                  G [K]               1
+``gs``           t > 0                 Eq. 7 (relaxed value)   G [K]               1
+``gs-st``        t > 0                 Eq. 8                   G [K]               1
+``gr-mc``        t > 0, M >= 1         Eq. 9                   G [K], E [M, K]     1
+``rf``           M >= 2 (default 4)    Kool et al. 2019 Eq. 8  G [M, K]            M
+===============  ====================  ======================  ==================  =====
+
+Cost is forward passes of the model per gradient sample. A *plug-in* estimator is a callable
+``(logits, noise) -> y`` (:class:`PlugIn`); ``rf(M)`` is a *score-function* estimator
+(:class:`ScoreFunction`) that builds a surrogate loss from M draws' losses and log-probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+
+from torch import Tensor
+
+from biasvar.estimators.categorical import (
+    darn_y,
+    gr_mc,
+    gs,
+    gs_st,
+    rf_surrogate,
+    sample_onehot,
+    st_y,
+    st_zgr_y,
+    zgr_y,
+)
+from biasvar.spec import FAMILIES, EstimatorSpec, parse_spec
+
+Noise = Mapping[str, Tensor]
+
+
+@dataclass(frozen=True)
+class NoiseRequest:
+    """Noise one estimator needs for one stochastic node: a shape and a kind."""
+
+    shape: tuple[int, ...]
+    kind: str  # "gumbel" | "exponential"
+
+
+@dataclass(frozen=True)
+class PlugIn:
+    """A plug-in estimator ``(logits, noise) -> y``; value = forward sample, gradient = estimator.
+
+    ``y_fn`` is the same estimator as a function of the one-hot sample (for estimators whose
+    gradient depends on x alone), which lets tests enumerate every x.
+    """
+
+    spec: EstimatorSpec
+    fn: Callable[[Tensor, Noise], Tensor]
+    y_fn: Callable[[Tensor, Tensor], Tensor] | None = None
+    mc: int = 0  # M of gr-mc: extra Exp(1) noise [..., M, K]
+    relaxed: bool = False  # gs: the value itself is relaxed
+    cost: int = 1
+
+    def __call__(self, logits: Tensor, noise: Noise) -> Tensor:
+        return self.fn(logits, noise)
+
+    def noise(self, logits_shape: tuple[int, ...]) -> dict[str, NoiseRequest]:
+        shape = tuple(logits_shape)
+        req = {"G": NoiseRequest(shape, "gumbel")}
+        if self.mc:
+            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "exponential")
+        return req
+
+
+@dataclass(frozen=True)
+class ScoreFunction:
+    """rf(M): M independent forward passes per gradient sample, surrogate of Kool et al. (2019)."""
+
+    spec: EstimatorSpec
+    M: int
+    cost: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cost", self.M)
+
+    def noise(self, logits_shape: tuple[int, ...]) -> dict[str, NoiseRequest]:
+        return {"G": NoiseRequest((self.M, *logits_shape), "gumbel")}
+
+    def surrogate(self, f: Tensor, logq: Tensor) -> Tensor:
+        return rf_surrogate(f, logq)
+
+    @staticmethod
+    def sample(logits: Tensor, noise: Noise) -> Tensor:
+        return sample_onehot(logits, noise["G"])
+
+
+Estimator = PlugIn | ScoreFunction
+
+
+def _from_y(y_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Noise], Tensor]:
+    def fn(logits: Tensor, noise: Noise) -> Tensor:
+        return y_fn(logits, sample_onehot(logits, noise["G"]))
+
+    return fn
+
+
+def _st(spec: EstimatorSpec) -> PlugIn:
+    y_fn = partial(st_y, t=float(spec["t"]))
+    return PlugIn(spec, _from_y(y_fn), y_fn)
+
+
+def _darn(spec: EstimatorSpec) -> PlugIn:
+    return PlugIn(spec, _from_y(darn_y), darn_y)
+
+
+def _zgr(spec: EstimatorSpec) -> PlugIn:
+    return PlugIn(spec, _from_y(zgr_y), zgr_y)
+
+
+def _st_zgr(spec: EstimatorSpec) -> PlugIn:
+    y_fn = partial(st_zgr_y, alpha=float(spec["alpha"]), t=float(spec["t"]))
+    return PlugIn(spec, _from_y(y_fn), y_fn)
+
+
+def _gs(spec: EstimatorSpec) -> PlugIn:
+    t = float(spec["t"])
+    return PlugIn(spec, lambda logits, noise: gs(logits, noise["G"], t), relaxed=True)
+
+
+def _gs_st(spec: EstimatorSpec) -> PlugIn:
+    t = float(spec["t"])
+    return PlugIn(spec, lambda logits, noise: gs_st(logits, noise["G"], t))
+
+
+def _gr_mc(spec: EstimatorSpec) -> PlugIn:
+    t, M = float(spec["t"]), int(spec["M"])
+    return PlugIn(spec, lambda logits, noise: gr_mc(logits, noise["G"], noise["E"], t), mc=M)
+
+
+def _rf(spec: EstimatorSpec) -> ScoreFunction:
+    return ScoreFunction(spec, int(spec["M"]))
+
+
+FACTORIES: Mapping[str, Callable[[EstimatorSpec], Estimator]] = MappingProxyType(
+    {
+        "st": _st,
+        "darn": _darn,
+        "zgr": _zgr,
+        "st-zgr": _st_zgr,
+        "gs": _gs,
+        "gs-st": _gs_st,
+        "gr-mc": _gr_mc,
+        "rf": _rf,
+    }
+)
+assert set(FACTORIES) == set(FAMILIES)
+
+
+def build(spec: str | EstimatorSpec) -> Estimator:
+    """The estimator a spec names: ``build("gr-mc(t=0.1,M=10)")``."""
+    spec = parse_spec(spec)
+    return FACTORIES[spec.name](spec)
+
+
+__all__ = [
+    "Estimator",
+    "NoiseRequest",
+    "PlugIn",
+    "ScoreFunction",
+    "build",
+    "sample_onehot",
+    "st_y",
+    "darn_y",
+    "zgr_y",
+    "st_zgr_y",
+    "gs",
+    "gs_st",
+    "gr_mc",
+    "rf_surrogate",
+]

@@ -1,0 +1,141 @@
+"""What a problem is: a model at fixed parameters plus a fixed evaluation batch.
+
+A problem exposes its parameters (ordered names and shapes, a flat layout), its stochastic
+nodes (name -> logits shape for a data batch of B points) and one function,
+``forward(params, x, sample) -> per-data-point losses [B]``. ``forward`` asks ``sample(node,
+logits)`` for each stochastic node in order; what ``sample`` returns (a one-hot sample whose
+gradient is an estimator's, or a relaxed sample) is what the model uses. The embedding of a
+sample is a fixed linear map of ``y`` (``y @ codes``).
+
+:func:`draw_loss` turns (problem, estimator, noise of one draw) into the scalar whose gradient
+in the parameters is one gradient sample of that estimator: the mean over the batch for a
+plug-in estimator, the leave-one-out surrogate of M forward passes for ``rf(M)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from biasvar.errors import ShapeError
+from biasvar.estimators import Estimator, PlugIn, ScoreFunction, sample_onehot
+
+SampleFn = Callable[[str, Tensor], Tensor]
+Params = Mapping[str, Tensor]
+
+
+class Problem:
+    """Base class. Subclasses set ``kind``, ``config``, ``params``, ``batch`` and implement
+    ``node_shapes`` and ``forward``; enumerable problems also implement ``exact_gradient``."""
+
+    kind: str = "problem"
+    config: dict[str, Any]
+    params: dict[str, Tensor]  # ordered: the flat layout follows this order
+    batch: Tensor  # the fixed evaluation batch [B, ...] (toy problems: [1, 0])
+
+    def node_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
+        """Stochastic nodes: name -> logits shape [batch_size, ..., K]."""
+        raise NotImplementedError
+
+    def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
+        """Per-data-point losses [B] for data ``x`` [B, ...], sampling each node through ``sample``."""
+        raise NotImplementedError
+
+    def exact_gradient(self) -> dict[str, Tensor] | None:
+        """Gradient of the expected loss (by enumeration) where the problem is small enough."""
+        return None
+
+    # -- layout -------------------------------------------------------------------------------
+    def param_names(self) -> list[str]:
+        return list(self.params)
+
+    def layout(self) -> list[tuple[str, tuple[int, ...], int]]:
+        """``(name, shape, offset)`` of each parameter in the flat gradient vector."""
+        out, offset = [], 0
+        for name, p in self.params.items():
+            out.append((name, tuple(p.shape), offset))
+            offset += p.numel()
+        return out
+
+    @property
+    def dim(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (kind, config, evaluation batch) for run-file attributes."""
+        return {"kind": self.kind, "config": dict(self.config), "batch_shape": list(self.batch.shape)}
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Problem:
+        """Move parameters and batch (floating tensors get ``dtype`` if given); returns self."""
+
+        def mv(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if (dtype and t.is_floating_point()) else t.dtype)
+
+        self.params = {k: mv(v) for k, v in self.params.items()}
+        self.batch = mv(self.batch)
+        self._moved(mv)
+        return self
+
+    def _moved(self, mv: Callable[[Tensor], Tensor]) -> None:
+        """Hook for subclasses holding other tensors (loss coefficients, ...)."""
+
+
+def noise_requests(problem: Problem, est: Estimator, batch_size: int | None = None) -> dict:
+    """node -> noise name -> (shape, kind) for one draw of ``est`` on ``problem``."""
+    B = problem.batch.shape[0] if batch_size is None else batch_size
+    return {
+        node: {k: (r.shape, r.kind) for k, r in est.noise(shape).items()}
+        for node, shape in problem.node_shapes(B).items()
+    }
+
+
+def draw_loss(problem: Problem, est: Estimator, params: Params, noise: Mapping[str, Mapping[str, Tensor]],
+              x: Tensor | None = None) -> Tensor:
+    """Scalar whose gradient in ``params`` is one gradient sample of ``est`` (noise of one draw)."""
+    x = problem.batch if x is None else x
+    if isinstance(est, PlugIn):
+        return problem.forward(params, x, lambda node, logits: est(logits, noise[node])).mean()
+    if isinstance(est, ScoreFunction):
+        return _rf_loss(problem, est, params, noise, x)
+    raise TypeError(f"not an estimator: {est!r}")
+
+
+def _rf_loss(problem: Problem, est: ScoreFunction, params: Params, noise: Mapping, x: Tensor) -> Tensor:
+    M, B = est.M, x.shape[0]
+    xr = x.unsqueeze(0).expand(M, *x.shape).reshape(M * B, *x.shape[1:])  # [M*B, ...]
+    logq: list[Tensor] = []
+
+    def sample(node: str, logits: Tensor) -> Tensor:
+        G = noise[node]["G"]  # [M, B, ...]
+        G = G.reshape(M * B, *G.shape[2:])
+        if G.shape != logits.shape:
+            raise ShapeError(f"node {node}: noise {list(G.shape)} vs logits {list(logits.shape)}")
+        y = est.sample(logits, {"G": G})
+        logq.append((y * logits.log_softmax(-1)).reshape(M * B, -1).sum(1))  # [M*B]
+        return y
+
+    f = problem.forward(params, xr, sample).reshape(M, B)
+    total = torch.stack(logq).sum(0).reshape(M, B)
+    return est.surrogate(f, total)
+
+
+def plain_loss(problem: Problem, params: Params, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Per-data-point losses with plain discrete samples (no estimator): the honest objective."""
+
+    def sample(node: str, logits: Tensor) -> Tensor:
+        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        u = u.clamp_min(torch.finfo(u.dtype).tiny)
+        return sample_onehot(logits, -torch.log(-torch.log(u)))
+
+    return problem.forward(params, x, sample)
+
+
+def log2_int(K: int) -> int:
+    b = int(round(math.log2(K)))
+    if 2**b != K:
+        raise ShapeError(f"categories must be a power of 2 (bit embedding), got {K}")
+    return b

@@ -1,0 +1,1 @@
+"""The biasvar command line (installed as the package ``biasvar_cli``; console script ``biasvar``)."""

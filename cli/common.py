@@ -1,0 +1,38 @@
+"""Shared pieces of the CLI: consoles, the app class that turns BiasvarError into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from biasvar.errors import BiasvarError
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; return the Exit(1) to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(1)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """The one place where errors a user can cause become one line on stderr and exit code 1."""
+
+    def invoke(self, ctx):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except BiasvarError as e:
+            raise fail(str(e).replace("[", r"\[")) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+
+def new_app(**kwargs) -> typer.Typer:
+    return typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False, **kwargs)

@@ -1,0 +1,39 @@
+"""Entry point: composes the command modules into one typer app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import biasvar
+
+from . import estimators_cmd
+from .common import console, new_app
+
+app = new_app()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"biasvar {biasvar.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Measure the bias and variance of gradient estimators for discrete random variables."""
+
+
+for _module in (estimators_cmd,):
+    _module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
