@@ -1,0 +1,127 @@
+"""The snapshot format (``ckpt.pt``): a problem's parameters, its evaluation batch, provenance.
+
+A snapshot is a plain dict saved with ``torch.save`` and read with
+``torch.load(weights_only=True)`` only, so loading one never executes code::
+
+    magic            "biasvar-snapshot"
+    format_version   1
+    problem          {"kind": str, "config": {...}}          # rebuilt by registry.make_problem
+    params           {name: Tensor}                          # in the problem's layout order
+    batch            Tensor [B, ...]                         # the fixed evaluation batch
+    dataset          {"name", "split", "indices", "seed", "batch_size"} or None
+    provenance       {"estimator", "epochs", "lr", "seed", "loss_history", "biasvar_version", ...}
+    hash             sha256 of problem + params + batch (hex)
+
+``hash[:12]`` is the snapshot id: the folder its run files go to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import biasvar
+from biasvar.errors import SnapshotError
+from biasvar.problems.base import Problem
+from biasvar.problems.registry import make_problem
+
+MAGIC = "biasvar-snapshot"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot: the problem at its parameters plus what made it."""
+
+    problem: Problem
+    hash: str
+    path: str | None = None
+    dataset: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.hash[:12]
+
+
+def content_hash(problem: Problem) -> str:
+    """sha256 over the problem kind and config, every parameter (name, dtype, shape, bytes) and the batch."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"kind": problem.kind, "config": problem.config}, sort_keys=True).encode())
+    for name, t in list(problem.params.items()) + [("__batch__", problem.batch)]:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def snapshot_of(problem: Problem, *, dataset: dict | None = None, provenance: dict | None = None) -> Snapshot:
+    """An in-memory snapshot of a problem (built-in toy problems, tests)."""
+    return Snapshot(problem, content_hash(problem), None, dataset, dict(provenance or {}))
+
+
+def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = None,
+                  provenance: dict | None = None) -> Snapshot:
+    """Write a snapshot atomically (temporary file, then rename); returns it with its hash."""
+    path = Path(path)
+    snap = snapshot_of(problem, dataset=dataset, provenance=provenance)
+    snap.provenance.setdefault("biasvar_version", biasvar.__version__)
+    payload = {
+        "magic": MAGIC,
+        "format_version": FORMAT_VERSION,
+        "problem": {"kind": problem.kind, "config": dict(problem.config)},
+        "params": {k: v.detach().cpu() for k, v in problem.params.items()},
+        "batch": problem.batch.detach().cpu(),
+        "dataset": dataset,
+        "provenance": snap.provenance,
+        "hash": snap.hash,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    snap.path = str(path)
+    return snap
+
+
+def load_snapshot(path: str | Path) -> Snapshot:
+    """Read and verify a snapshot; every failure is one clear :class:`SnapshotError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SnapshotError(f"snapshot not found: {path} (make one with `biasvar train ... --out {path}`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise SnapshotError(f"cannot read snapshot {path}: truncated, corrupt or not a torch file "
+                            f"({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("magic") != MAGIC:
+        raise SnapshotError(f"{path} is not a biasvar snapshot (no '{MAGIC}' marker)")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SnapshotError(f"{path} has snapshot format {version}; this biasvar {biasvar.__version__} reads "
+                            f"format <= {FORMAT_VERSION}: upgrade biasvar")
+    try:
+        problem = make_problem(payload["problem"]["kind"], payload["problem"]["config"])
+        problem.params = {k: payload["params"][k] for k in problem.params}
+        problem.batch = payload["batch"]
+    except KeyError as e:
+        raise SnapshotError(f"{path}: snapshot lacks {e}; file damaged or written by another tool") from None
+    digest = content_hash(problem)
+    if digest != payload.get("hash"):
+        raise SnapshotError(f"{path}: content hash mismatch (stored {str(payload.get('hash'))[:12]}, "
+                            f"computed {digest[:12]}): the file was modified")
+    return Snapshot(problem, digest, str(path), payload.get("dataset"), dict(payload.get("provenance") or {}))
