@@ -45,6 +45,14 @@ class Problem:
         """Per-data-point losses [B] for data ``x`` [B, ...], sampling each node through ``sample``."""
         raise NotImplementedError
 
+    def make_batch(self, data: Any, indices: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The model input ``x`` for data points ``indices`` of ``data`` (a ``biasvar.data`` dataset
+        with ``images`` [N, 784] in [0, 1] and ``dynamic``: Bernoulli-sample at every use)."""
+        x = data.images[indices]
+        if getattr(data, "dynamic", False):
+            x = torch.bernoulli(x, generator=generator)
+        return x.to(self.batch.dtype)
+
     def exact_gradient(self) -> dict[str, Tensor] | None:
         """Gradient of the expected loss (by enumeration) where the problem is small enough."""
         return None
