@@ -1,0 +1,335 @@
+"""Training a snapshot: Adam on a problem's parameters with one estimator (App. B.3 defaults).
+
+Each step draws fresh noise and minimises :func:`~biasvar.problems.base.draw_loss` on a minibatch:
+the estimator trains the model its own way (a plug-in estimator in the forward pass, or the rf(M)
+surrogate). The honest objective (the negative ELBO with plain discrete samples) is tracked per
+epoch, and on the fixed evaluation batch before training and after every epoch. The evaluation
+batch (``eval_batch_size`` training points chosen by ``seed``) becomes ``problem.batch`` and is
+stored with the snapshot.
+
+Randomness is explicit: the step noise is draw ``step`` of the counter-based stream
+``stream_key(seed, "train:" + spec)`` (:mod:`biasvar.rng`), and the minibatch order and dynamic
+binarization come from ``torch.Generator`` objects seeded from ``seed``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import biasvar
+from biasvar.errors import BiasvarError, UnsupportedError
+from biasvar.estimators import PlugIn, build
+from biasvar.problems.base import Problem, draw_loss, noise_requests, plain_loss
+from biasvar.problems.registry import PROBLEMS, problem_class
+from biasvar.rng import draw_noise, stream_key
+from biasvar.snapshot import Snapshot, save_snapshot, snapshot_of
+from biasvar.spec import EstimatorSpec, parse_spec
+
+# Dataset each problem kind trains on by default (None: the problem has no data).
+DEFAULT_DATA = {"vae": "mnist-b", "hvae": "mnist-b", "qnet": "fmnist", "toy-cat": None, "quant-unit": None}
+STEPS_WITHOUT_DATA = 100  # steps per "epoch" for problems without data (toy-cat)
+EVAL_ROWS = 1000  # rows of the honest evaluation loss (the evaluation batch repeated)
+
+
+class TrainError(BiasvarError, ValueError):
+    """Training settings that do not fit together, or a run that diverged."""
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the ``progress`` callback receives after every step (and once per epoch end)."""
+
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # 1-based within the epoch
+    steps: int  # steps per epoch
+    loss: float  # running mean of the honest loss in this epoch
+    done: bool = False  # True on the epoch-end call
+    eval_loss: float | None = None  # on the epoch-end call: honest loss on the evaluation batch
+
+
+def epoch_path(out: str | Path, epoch: int) -> Path:
+    """``ckpt.pt`` -> ``ckpt-e10.pt``: where ``save_at`` puts the snapshot after ``epoch``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-e{int(epoch)}{out.suffix}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as given (cuda checked)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TrainError(f"unknown device {device!r}; expected auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
+    return dev
+
+
+def build_problem(kind: str, options: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Problem:
+    """A fresh problem of ``kind`` from keyword options (None values dropped), with a clear error
+    naming the options the problem takes when one does not fit.
+
+    ``seed`` seeds the initialisation where the problem takes a seed and ``options`` names none.
+    """
+    cls = problem_class(kind) if kind in PROBLEMS else None
+    if cls is None:
+        raise UnsupportedError(f"unknown model {kind!r}; expected one of: {', '.join(PROBLEMS)}")
+    opts = {k.replace("-", "_"): v for k, v in (options or {}).items() if v is not None}
+    sig = inspect.signature(cls)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    valid = [n for n, p in sig.parameters.items() if p.kind in named]
+    valid = [n for n in valid if n not in ("dtype", "logits")]
+    if seed is not None and "seed" not in opts and ("seed" in valid or takes_any):
+        opts["seed"] = int(seed)
+    unknown = [k for k in opts if k not in valid]
+    if unknown and not takes_any:
+        raise TrainError(f"model {kind} does not take option(s) {', '.join(unknown)}; "
+                         f"its options: {', '.join(valid) or 'none'}")
+    try:
+        return cls(**opts)
+    except BiasvarError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise TrainError(f"model {kind}: bad option value ({e})") from None
+
+
+def load_data(kind: str, name: str | None = None, *, data_dir: str | Path | None = None,
+              download: bool | None = None, progress: Callable[[str, int, int | None], None] | None = None):
+    """The training split a problem kind trains on: ``name``, else its default (``DEFAULT_DATA``).
+
+    Returns None for problems without data (toy-cat); naming a dataset for one of those is an error.
+    """
+    from biasvar import data as datasets  # looked up at call time (tests substitute synthetic data)
+
+    default = DEFAULT_DATA.get(kind)
+    if name is None:
+        name = default
+        if name is None:
+            return None
+    elif kind in DEFAULT_DATA and default is None:
+        raise TrainError(f"model {kind} trains without data; drop --data {name}")
+    return datasets.load(name, "train", data_dir=data_dir, download=download, progress=progress)
+
+
+def _derived_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence(int(seed), spawn_key=(stream,)).generate_state(1, np.uint32)[0])
+
+
+def _step_noise(problem: Problem, est, key, step: int, batch_size: int, dtype, device) -> dict:
+    req = noise_requests(problem, est, batch_size)
+    noise = draw_noise(req, key, torch.tensor([step], dtype=torch.int64), dtype=dtype, device=device)
+    return {node: {k: v[0] for k, v in d.items()} for node, d in noise.items()}
+
+
+def _eval_loss(problem: Problem, params: Mapping[str, Tensor], generator: torch.Generator) -> float:
+    """Honest mean loss on the evaluation batch, plain discrete samples, >= EVAL_ROWS rows."""
+    x = problem.batch
+    reps = max(1, math.ceil(EVAL_ROWS / max(1, x.shape[0])))
+    xr = x.repeat(reps, *([1] * (x.dim() - 1)))
+    with torch.no_grad():
+        return float(plain_loss(problem, params, xr, generator=generator).mean())
+
+
+def _evaluate(problem: Problem, params: Mapping[str, Tensor]) -> dict[str, float]:
+    """The problem's own metrics on the evaluation batch (e.g. qnet accuracy), if it has any."""
+    fn = getattr(problem, "evaluate", None)
+    if fn is None:
+        return {}
+    with torch.no_grad():
+        out = fn(params, problem.batch)
+    return {k: float(v) for k, v in dict(out).items()}
+
+
+def check_settings(epochs: int, batch_size: int, lr: float, eval_batch_size: int,
+                    save_at: Iterable[int], out, steps_per_epoch: int | None) -> tuple[int, ...]:
+    """Validate :func:`train`'s settings up front; returns the sorted ``save_at`` epochs."""
+    if int(epochs) < 1:
+        raise TrainError(f"epochs must be >= 1, got {epochs}")
+    if int(batch_size) < 1:
+        raise TrainError(f"batch size must be >= 1, got {batch_size}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise TrainError(f"learning rate must be a positive number, got {lr}")
+    if int(eval_batch_size) < 1:
+        raise TrainError(f"evaluation batch size must be >= 1, got {eval_batch_size}")
+    if steps_per_epoch is not None and int(steps_per_epoch) < 1:
+        raise TrainError(f"steps per epoch must be >= 1, got {steps_per_epoch}")
+    save_at = tuple(sorted({int(e) for e in save_at}))
+    bad = [e for e in save_at if not 1 <= e <= epochs]
+    if bad:
+        raise TrainError(f"save-at epochs {bad} are outside 1..{epochs} (the number of epochs)")
+    if save_at and out is None:
+        raise TrainError("save-at needs an output path (--out) to name the per-epoch snapshots")
+    return save_at
+
+
+def train(
+    problem: Problem,
+    *,
+    data: Any = None,
+    estimator: str | EstimatorSpec = "rf(M=4)",
+    epochs: int = 10,
+    batch_size: int = 50,
+    lr: float = 1e-4,
+    seed: int = 0,
+    eval_batch_size: int = 200,
+    steps_per_epoch: int | None = None,
+    save_at: Iterable[int] = (),
+    out: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> Snapshot:
+    """Train ``problem`` in place with Adam and one estimator; return (and optionally save) its snapshot.
+
+    Args:
+        problem: any :class:`Problem`; trained in place (its ``params`` and ``batch`` are replaced,
+            and it is left on the CPU).
+        data: a ``biasvar.data`` dataset (``images`` [N, ...], ``dynamic``, ``name``, ``split``) turned
+            into model input by ``problem.make_batch``; None for problems without data (toy-cat),
+            which train on ``problem.batch``.
+        estimator: spec of the estimator that trains the model (``"rf(M=4)"``, ``"zgr"``, ...).
+        epochs, batch_size, lr: Adam for ``epochs`` passes over the data in shuffled minibatches
+            (App. B.3: lr 1e-4, batch 50).
+        seed: seeds the evaluation batch, the minibatch order, dynamic binarization and the noise.
+        eval_batch_size: training points in the fixed evaluation batch (200 in the protocol).
+        steps_per_epoch: steps per epoch; default a full pass over the data (100 without data).
+        save_at: epochs after which ``epoch_path(out, e)`` is also saved.
+        out: where the final snapshot is written (atomically); None keeps it in memory.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        progress: called with a :class:`TrainProgress` after every step and at every epoch end.
+
+    Returns:
+        The :class:`Snapshot` of the trained problem; ``provenance`` holds the estimator, epochs,
+        lr, seed, batch size, ``loss_history`` (mean honest training loss per epoch),
+        ``eval_history`` (honest loss on the evaluation batch at epoch 0, 1, ...), wall time and device.
+    """
+    spec = parse_spec(estimator)
+    est = build(spec)
+    save_at = check_settings(epochs, batch_size, lr, eval_batch_size, save_at, out, steps_per_epoch)
+    dev = resolve_device(device)
+    seed = int(seed)
+
+    # the fixed evaluation batch: eval_batch_size training points chosen by seed
+    dataset_info = None
+    if data is not None:
+        N = int(data.images.shape[0])
+        if N < 1:
+            raise TrainError(f"dataset {getattr(data, 'name', '?')} is empty")
+        g_eval = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(N, generator=g_eval)[: min(int(eval_batch_size), N)]
+        problem.batch = problem.make_batch(data, indices, g_eval)
+        dataset_info = {
+            "name": getattr(data, "name", None),
+            "split": getattr(data, "split", None),
+            "indices": [int(i) for i in indices],
+            "seed": seed,
+            "batch_size": int(indices.numel()),
+            "size": N,
+        }
+        full = math.ceil(N / int(batch_size))
+        steps = full if steps_per_epoch is None else int(steps_per_epoch)
+    else:
+        N = 0
+        steps = STEPS_WITHOUT_DATA if steps_per_epoch is None else int(steps_per_epoch)
+
+    problem.to(dev)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in problem.params.items()}
+    opt = torch.optim.Adam(list(params.values()), lr=float(lr))
+    dtype = next(iter(params.values())).dtype
+    key = stream_key(seed, f"train:{spec}")
+    g_order = torch.Generator().manual_seed(_derived_seed(seed, 1))
+    g_binarize = torch.Generator().manual_seed(_derived_seed(seed, 2))
+    g_eval_noise = torch.Generator(device=dev).manual_seed(_derived_seed(seed, 3))
+    g_plain = torch.Generator(device=dev).manual_seed(_derived_seed(seed, 4))
+    honest_forward = isinstance(est, PlugIn) and not est.relaxed  # its forward value is the honest loss
+
+    provenance: dict[str, Any] = {
+        "estimator": str(spec),
+        "epochs": 0,
+        "lr": float(lr),
+        "seed": seed,
+        "batch_size": int(batch_size),
+        "steps_per_epoch": steps,
+        "optimizer": "adam",
+        "data": getattr(data, "name", None) if data is not None else None,
+        "device": str(dev),
+        "dtype": str(dtype).replace("torch.", ""),
+        "biasvar_version": biasvar.__version__,
+        "torch_version": torch.__version__,
+        "host": platform.node(),
+        "loss_history": [],
+        "eval_history": [{"epoch": 0, "loss": _eval_loss(problem, params, g_eval_noise),
+                          **_evaluate(problem, params)}],
+        "epoch_times_s": [],
+    }
+    start = time.perf_counter()
+    step_global = 0
+    order = torch.randperm(N, generator=g_order) if N else None
+    cursor = 0
+    for epoch in range(1, int(epochs) + 1):
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        for step in range(1, steps + 1):
+            if data is not None:
+                if cursor >= N:
+                    order, cursor = torch.randperm(N, generator=g_order), 0
+                idx = order[cursor: cursor + int(batch_size)]
+                cursor += idx.numel()
+                x = problem.make_batch(data, idx, g_binarize).to(dev)
+            else:
+                x = problem.batch
+            noise = _step_noise(problem, est, key, step_global, x.shape[0], dtype, dev)
+            loss = draw_loss(problem, est, params, noise, x=x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if honest_forward:
+                honest = loss.detach()
+            else:
+                with torch.no_grad():
+                    honest = plain_loss(problem, params, x, generator=g_plain).mean()
+            value = float(honest)
+            if not math.isfinite(value) or not math.isfinite(float(loss.detach())):
+                raise TrainError(f"training diverged at epoch {epoch}, step {step}: loss {value}; "
+                                 f"try a smaller --lr (now {lr})")
+            opt.step()
+            step_global += 1
+            total += value * x.shape[0]
+            count += x.shape[0]
+            if progress is not None:
+                progress(TrainProgress(epoch, int(epochs), step, steps, total / count))
+        # epoch end: history, evaluation, optional snapshot
+        provenance["epoch_times_s"].append(time.perf_counter() - t0)
+        provenance["loss_history"].append(total / count)
+        ev = {"epoch": epoch, "loss": _eval_loss(problem, params, g_eval_noise), **_evaluate(problem, params)}
+        provenance["eval_history"].append(ev)
+        provenance["epochs"] = epoch
+        provenance["wall_time_s"] = time.perf_counter() - start
+        if progress is not None:
+            progress(TrainProgress(epoch, int(epochs), steps, steps, total / count, True, ev["loss"]))
+        if epoch in save_at or epoch == int(epochs):
+            problem.params = {k: v.detach().clone() for k, v in params.items()}
+            if epoch in save_at:  # save_snapshot copies params and batch to the CPU itself
+                save_snapshot(epoch_path(out, epoch), problem, dataset=dataset_info,
+                              provenance=_copy(provenance))
+    problem.params = {k: v.detach().clone() for k, v in params.items()}
+    problem.to("cpu")
+    if out is not None:
+        return save_snapshot(out, problem, dataset=dataset_info, provenance=_copy(provenance))
+    return snapshot_of(problem, dataset=dataset_info, provenance=_copy(provenance))
+
+
+def _copy(provenance: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in provenance.items()}
