@@ -72,8 +72,11 @@ def uniforms(
     if dtype == torch.float64:
         b = _mix32(a ^ 0xC2B2AE35)
         bits = (a << 21) | (b >> 11)  # 53 bits
-        return (bits.to(torch.float64) + 0.5) * (2.0**-53)
-    return ((a >> 8).to(torch.float32) + 0.5).mul_(2.0**-24).to(dtype)
+        u = (bits.to(torch.float64) + 0.5) * (2.0**-53)
+    else:
+        u = ((a >> 8).to(torch.float32) + 0.5).mul_(2.0**-24).to(dtype)
+    # the top value (2^b - 1/2) 2^-b rounds to exactly 1.0 (ties to even): keep U < 1, else E = -log U = 0
+    return u.clamp_(max=1.0 - torch.finfo(u.dtype).eps / 2)
 
 
 def gumbel_from_uniform(u: Tensor) -> Tensor:
