@@ -1,9 +1,242 @@
-"""(placeholder: filled in by the issue that owns these commands)."""
+"""``biasvar sample``, ``sweep``, ``ls``, ``bench``: draw gradient samples into run files and list them."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from biasvar import bench as benchmod
+from biasvar import engine, presets, store
+from biasvar.errors import SpecError, StoreError
+from biasvar.snapshot import load_snapshot
+from biasvar.spec import spec_from_flags
+
+from .common import console
+
+Opt = typer.Option
+
+_SNAPSHOT = Annotated[Path, Opt("--snapshot", help="Snapshot file (ckpt.pt) made by `biasvar train`.")]
+_RUNS_DIR = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
+_DEVICE = Annotated[str, Opt("--device", help="auto, cpu, cuda or cuda:N.")]
+_DTYPE = Annotated[str | None, Opt("--dtype", help="float32 or float64 (default: the snapshot's).")]
+_PARAMS = Annotated[str | None, Opt("--params", help="Glob of parameter names to differentiate, e.g. "
+                                    "'encoder.0.*' (comma-separated globs allowed); default all.")]
+_KEEP = Annotated[int, Opt("--keep", help="Keep the raw draws of K fixed coordinates (0: none).")]
+_MAXMEM = Annotated[str | None, Opt("--max-memory", help="Memory budget, e.g. 4GB (CUDA default: 70% of "
+                                    "free memory; CPU: 2GB).")]
+_CHUNK = Annotated[int | None, Opt("--chunk", help="Fixed draws per vectorized call (default: from memory).")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} draws/s"), TextColumn("non-finite {task.fields[bad]}"),
+        TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GB"
+
+
+def sample(
+    snapshot: _SNAPSHOT,
+    estimator: Annotated[str, Opt("--estimator", "-e", help="Estimator name or spec: zgr, "
+                                  "'gr-mc(t=0.1,M=100)'.")],
+    t: Annotated[float | None, Opt("--t", help="Temperature (flag form of the spec).")] = None,
+    M: Annotated[int | None, Opt("--M", help="Samples M (flag form of the spec).")] = None,
+    alpha: Annotated[float | None, Opt("--alpha", help="st-zgr alpha (flag form of the spec).")] = None,
+    n: Annotated[int, Opt("--n", help="Draws (gradient samples).")] = 10_000,
+    seed: Annotated[int, Opt("--seed", help="Seed; with the spec it keys the noise.")] = 0,
+    params: _PARAMS = None,
+    keep: _KEEP = 256,
+    device: _DEVICE = "auto",
+    dtype: _DTYPE = None,
+    runs_dir: _RUNS_DIR = Path("runs"),
+    restart: Annotated[bool, Opt("--restart", help="Delete an existing run file and start over.")] = False,
+    block_size: Annotated[int | None, Opt("--block-size", help="Draws per stored block (default: from n and "
+                                          "the parameter count).")] = None,
+    max_memory: _MAXMEM = None,
+    chunk: _CHUNK = None,
+) -> None:
+    """Draw N gradient samples of one estimator at a snapshot into a run file (resumes a partial run)."""
+    spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
+    snap = load_snapshot(snapshot)
+    path = store.run_path(runs_dir, snap.id, str(spec), seed)
+    with _progress() as bar:
+        task = bar.add_task(str(spec), total=n, rate=0.0, bad=0)
+
+        def report(done: int, total: int, nonfinite: int, rate: float) -> None:
+            bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite)
+
+        path = engine.sample_run(snap, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
+                                 device=device, dtype=dtype, restart=restart, block_size=block_size,
+                                 max_memory=max_memory, chunk=chunk, progress=report)
+        data = store.read_run(path, load_sums=False)
+        bar.update(task, completed=data.attrs["n_done"], total=data.attrs["n_target"],
+                   rate=data.attrs["draws_per_s"], bad=data.attrs["n_nonfinite"])
+    a = data.attrs
+    console.print(f"{a['status']}: {a['n_done']} draws ({a['n_nonfinite']} non-finite, excluded) of {spec} "
+                  f"in {a['blocks']} blocks, {a['draws_per_s']:.1f} draws/s -> {path}", highlight=False)
+
+
+def sweep(
+    snapshot: _SNAPSHOT,
+    preset: Annotated[str | None, Opt("--preset", help=f"One of: {', '.join(presets.PRESETS)}.")] = None,
+    estimators: Annotated[str | None, Opt("--estimators", help="Explicit comma-separated specs instead of "
+                                          "a preset, e.g. 'zgr,gr-mc(t=0.1,M=100)'.")] = None,
+    reference: Annotated[str | None, Opt("--reference", help="Reference spec (default rf(M=4)).")] = None,
+    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's).")] = None,
+    reference_n: Annotated[int | None, Opt("--reference-n", help="Draws of the reference run "
+                                           "(default: the preset's, or --n).")] = None,
+    seed: Annotated[int, Opt("--seed", help="Seed of every run (the reference spec, tested again, "
+                             "gets seed+1).")] = 0,
+    params: _PARAMS = None,
+    keep: _KEEP = 256,
+    device: _DEVICE = "auto",
+    dtype: _DTYPE = None,
+    runs_dir: _RUNS_DIR = Path("runs"),
+    max_memory: _MAXMEM = None,
+) -> None:
+    """Run a reference and a grid of estimators (a preset of the paper's figures, or a list)."""
+    if (preset is None) == (estimators is None):
+        raise SpecError(f"give exactly one of --preset ({', '.join(presets.PRESETS)}) or --estimators")
+    if preset is not None:
+        p = presets.get_preset(preset)
+        specs, ref, name = list(p.specs), reference or p.reference, p.name
+        n_tested = n or p.n
+        n_ref = reference_n or (p.reference_n if n is None else n)
+    else:
+        specs, ref, name = presets.split_specs(estimators or ""), reference or presets.REFERENCE, "custom"
+        n_tested = n or 10_000
+        n_ref = reference_n or n_tested
+    snap = load_snapshot(snapshot)
+    plan = engine.plan_sweep(snap.id, specs, reference=ref, n=n_tested, reference_n=n_ref, seed=seed,
+                             runs_dir=runs_dir)
+    console.print(f"sweep {name}: reference {ref} + {len(plan) - 1} estimators, {n_tested} draws each "
+                  f"({n_ref} for the reference) -> {runs_dir / snap.id}", highlight=False)
+    with _progress() as bar:
+        task = bar.add_task("sweep", total=sum(r.n for r in plan), rate=0.0, bad=0)
+
+        def report(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
+            bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite, description=label)
+
+        engine.sweep_runs(snap, specs, reference=ref, n=n_tested, reference_n=n_ref, seed=seed,
+                          runs_dir=runs_dir, name=name, progress=report, params=params, keep=keep,
+                          device=device, dtype=dtype, max_memory=max_memory)
+        bar.update(task, description="sweep done")
+    roles = {r.path.name: r.role for r in plan}
+    _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
+
+
+def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) -> None:
+    """One rich table per snapshot id."""
+    by_snapshot: dict[str, list[store.RunData]] = {}
+    for r in runs:
+        by_snapshot.setdefault(str(r.attrs.get("snapshot_id", "?")), []).append(r)
+    for snap_id, group in by_snapshot.items():
+        folder = Path(group[0].path).parent
+        table = Table(title=f"snapshot {snap_id}: {len(group)} runs in {folder}", title_justify="left")
+        table.add_column("spec", style="bold", no_wrap=True)
+        table.add_column("seed", justify="right")
+        table.add_column("n done/target", justify="right", no_wrap=True)
+        table.add_column("non-finite", justify="right")
+        table.add_column("status", no_wrap=True)
+        table.add_column("draws/s", justify="right", no_wrap=True)
+        table.add_column("size", justify="right", no_wrap=True)
+        if roles:
+            table.add_column("role", no_wrap=True)
+        for r in group:
+            a = r.attrs
+            status = "[green]complete[/]" if a["status"] == "complete" else "[yellow]running[/]"
+            row = [r.spec, str(r.seed), f"{a['n_done']}/{a['n_target']}", str(a["n_nonfinite"]), status,
+                   f"{a['draws_per_s']:.1f}", _size(store.file_size(r.path))]
+            if roles:
+                row.append(roles.get(Path(r.path).name, ""))
+            table.add_row(*row)
+        console.print(table)
+
+
+def ls(
+    runs_dir: _RUNS_DIR = Path("runs"),
+    snapshot_id: Annotated[str | None, Opt("--snapshot-id", help="Only the runs of this snapshot id.")]
+    = None,
+) -> None:
+    """List run files: spec, seed, draws done / target, status, draws/s, size (works during a sweep)."""
+    files = store.list_run_files(runs_dir, snapshot_id)
+    if not files:
+        console.print(f"no run files under {runs_dir}")
+        return
+    runs, bad = [], []
+    for path in files:
+        try:
+            runs.append(store.read_run(path, load_sums=False))
+        except StoreError as e:
+            bad.append(f"{path}: {e}")
+    _print_runs(runs)
+    for line in bad:
+        console.print(f"[red]unreadable[/] {line}", highlight=False)
+
+
+def bench(
+    problem: Annotated[str, Opt("--problem", help=f"One of: {', '.join(benchmod.PROBLEMS)}.")] = "vae-fig1",
+    estimators: Annotated[str, Opt("--estimators", help="Comma-separated specs.")]
+    = ",".join(benchmod.DEFAULT_ESTIMATORS),
+    device: _DEVICE = "auto",
+    dtype: _DTYPE = None,
+    n: Annotated[int, Opt("--n", help="Engine draws timed per round.")] = 64,
+    n_loop: Annotated[int, Opt("--n-loop", help="Loop draws timed per round.")] = 16,
+    repeats: Annotated[int, Opt("--repeats", help="Interleaved rounds (best of).")] = 3,
+    chunk: _CHUNK = None,
+    max_memory: _MAXMEM = None,
+    out: Annotated[Path | None, Opt("--out", help="JSON file (default "
+                                    "results/bench/<problem>-<device>.json).")]
+    = None,
+) -> None:
+    """Draws/s of the vectorized engine vs a per-draw autograd.grad loop on the same problem and noise."""
+    specs = presets.split_specs(estimators)
+    prob = benchmod.bench_problem(problem)
+    command = "biasvar " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "biasvar bench"
+    with console.status("bench") as status:
+        result = benchmod.bench(prob, specs, name=problem, n=n, n_loop=n_loop, device=device, dtype=dtype,
+                                chunk=chunk, max_memory=max_memory, repeats=repeats, command=command,
+                                progress=lambda msg: status.update(f"bench {problem}: {msg}"))
+    env = result.environment
+    table = Table(title=f"bench {problem} (dim {result.dim}, {result.dtype}) on {env['device_name']} "
+                        f"[{result.device}], torch {env['torch_version']}")
+    for col in ("estimator", "engine draws/s", "loop draws/s", "speed-up", "max |diff|", "max |grad|",
+                "peak memory", "GFLOP/s (matmul)", "chunk"):
+        table.add_column(col, justify="left" if col == "estimator" else "right")
+    for r in result.rows:
+        gflops = f"{r.engine_flops_per_s / 1e9:.1f}" if r.engine_flops_per_s else "-"
+        peak = _size(r.peak_memory_bytes) if r.peak_memory_bytes else "-"
+        table.add_row(r.spec, f"{r.engine_draws_per_s:.1f}", f"{r.loop_draws_per_s:.1f}", f"{r.speedup:.2f}x",
+                      f"{r.max_abs_diff:.2e}", f"{r.max_abs_grad:.2e}", peak, gflops, str(r.engine_chunk))
+    console.print(table)
+    path = benchmod.write_bench(result, out or benchmod.default_bench_path(result))
+    console.print(f"wrote {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Adds nothing yet."""
+    app.command("sample")(sample)
+    app.command("sweep")(sweep)
+    app.command("ls")(ls)
+    app.command("bench")(bench)

@@ -1,0 +1,265 @@
+"""``biasvar bench``: draws/s of the vectorized engine against a plain per-draw ``autograd.grad`` loop.
+
+For each estimator, on the same problem and the same counter-based noise:
+
+* **engine**: :func:`biasvar.engine.sample_gradients` (vmap over draws, chunked to memory);
+* **loop**: what one would write by hand, one draw at a time: that draw's noise, a forward pass,
+  ``torch.autograd.grad`` (:func:`biasvar.engine.loop_gradients` on one draw);
+
+their draws/s (best of ``repeats`` interleaved rounds, so a noisy shared machine favours neither),
+the ratio, the largest absolute difference between the two paths' gradients of the same draws,
+the peak memory (CUDA: peak allocated by torch during the engine's timing; CPU: the process's
+peak resident size so far), and the achieved matmul FLOP/s (matmul FLOPs of one draw counted by
+``torch.utils.flop_counter.FlopCounterMode``, times the engine's draws/s; element-wise work
+is not counted, so this is a lower bound).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from biasvar import engine, rng
+from biasvar.errors import UnsupportedError
+from biasvar.estimators import build
+from biasvar.problems.base import Problem, noise_requests
+from biasvar.spec import parse_spec
+
+DEFAULT_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
+
+
+def _binary_batch(shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full(shape, 0.5), generator=g).to(dtype)
+
+
+def _vae_fig1(seed: int) -> Problem:
+    from biasvar.problems.vae import VAE
+
+    p = VAE(categories=16, vars=16, seed=seed)
+    p.batch = _binary_batch(tuple(p.batch.shape), seed + 1, p.batch.dtype)
+    return p
+
+
+def _hvae(seed: int) -> Problem:
+    from biasvar.problems.hvae import HVAE
+
+    p = HVAE(seed=seed)
+    p.batch = _binary_batch(tuple(p.batch.shape), seed + 1, p.batch.dtype)
+    return p
+
+
+def _toy_cat(seed: int) -> Problem:
+    from biasvar.problems.toy import ToyCat
+
+    return ToyCat(vars=3, categories=4, seed=seed)
+
+
+#: Bench problems: the Fig. 1 VAE (16 x 16, batch 200) at its random initialisation with a random
+#: binary batch (timing does not depend on the data), the default hvae, and the toy problem.
+PROBLEMS: MappingProxyType[str, Callable[[int], Problem]] = MappingProxyType(
+    {"vae-fig1": _vae_fig1, "hvae": _hvae, "toy-cat": _toy_cat}
+)
+
+
+def bench_problem(name: str, *, seed: int = 0) -> Problem:
+    """A bench problem by name (see :data:`PROBLEMS`)."""
+    make = PROBLEMS.get(name)
+    if make is None:
+        raise UnsupportedError(f"unknown bench problem {name!r}; expected one of: {', '.join(PROBLEMS)}")
+    return make(seed)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One estimator's figures."""
+
+    spec: str
+    engine_draws_per_s: float
+    loop_draws_per_s: float
+    speedup: float  # engine / loop
+    max_abs_diff: float  # between the two paths' gradients of the same draws
+    max_abs_grad: float  # scale of those gradients
+    peak_memory_bytes: int | None
+    flops_per_draw: float | None  # matmul FLOPs of one draw (forward + backward)
+    engine_flops_per_s: float | None
+    engine_chunk: int  # largest chunk the engine used
+    n_engine: int
+    n_loop: int
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """A bench run with its provenance."""
+
+    problem: str
+    problem_description: dict[str, Any]
+    dim: int
+    device: str
+    dtype: str
+    method: str
+    environment: dict[str, Any]
+    rows: list[BenchRow]
+    command: str = ""
+    created: str = field(default_factory=lambda: _now())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_engine(problem: Problem, spec: str, *, n: int, device: torch.device, chunk: int | None,
+                 max_memory: int | None, method: str) -> tuple[float, int]:
+    """Draws/s of the engine over n draws, and the largest chunk it used."""
+    _sync(device)
+    t0, largest = time.perf_counter(), 0
+    for ch in engine.sample_gradients(problem, spec, n=n, seed=0, start=10_000_000, chunk=chunk,
+                                      max_memory=max_memory, method=method):
+        largest = max(largest, ch.grads.shape[0])
+    _sync(device)
+    return n / (time.perf_counter() - t0), largest
+
+
+def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> float:
+    """Draws/s of the plain loop: per draw its noise, a forward pass and ``autograd.grad``."""
+    est = build(spec)
+    names = list(problem.params)
+    requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
+    dtype = next(iter(problem.params.values())).dtype
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(n):
+        draw = torch.tensor([20_000_000 + i], device=device)
+        noise = rng.draw_noise(requests, key, draw, dtype=dtype, device=device)
+        engine.loop_gradients(problem, est, names, noise)
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def _flops_per_draw(problem: Problem, spec: str, device: torch.device) -> float | None:
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:  # pragma: no cover
+        return None
+    est = build(spec)
+    dtype = next(iter(problem.params.values())).dtype
+    noise = rng.draw_noise(noise_requests(problem, est), rng.stream_key(0, spec),
+                           torch.tensor([0], device=device), dtype=dtype, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        engine.loop_gradients(problem, est, list(problem.params), noise)
+    return float(counter.get_total_flops()) or None
+
+
+def _max_diff(problem: Problem, spec: str, *, m: int, chunk: int | None, method: str) -> tuple[float, float]:
+    est = build(spec)
+    names = list(problem.params)
+    dtype = next(iter(problem.params.values())).dtype
+    device = next(iter(problem.params.values())).device
+    fast = torch.cat([c.grads for c in engine.sample_gradients(problem, spec, n=m, seed=0, chunk=chunk,
+                                                               method=method)])
+    noise = rng.draw_noise(noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec))),
+                           torch.arange(m, device=device), dtype=dtype, device=device)
+    slow = engine.loop_gradients(problem, est, names, noise)
+    return float((fast - slow).abs().max()), float(slow.abs().max())
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def bench(
+    problem: Problem,
+    specs: Sequence[str] = DEFAULT_ESTIMATORS,
+    *,
+    name: str = "problem",
+    n: int = 64,
+    n_loop: int = 16,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    chunk: int | None = None,
+    max_memory: int | str | None = None,
+    method: str = "auto",
+    repeats: int = 3,
+    command: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Bench the engine against the per-draw loop for each estimator in ``specs``.
+
+    Args:
+        problem: the problem (moved to ``device``/``dtype``; the caller's object is not modified).
+        n, n_loop: draws timed per round for the engine and for the loop.
+        repeats: interleaved rounds; the best draws/s of each path is reported.
+        chunk, max_memory, method: passed to the engine.
+        progress: called with a short message before each measurement.
+    """
+    dev = engine.resolve_device(device)
+    prob = engine.prepare(problem, device=dev, dtype=engine.resolve_dtype(dtype))
+    mem = engine.parse_memory(max_memory)
+    say = progress or (lambda msg: None)
+    rows = []
+    for raw in specs:
+        spec = str(parse_spec(raw))
+        say(f"{spec}: warm-up")
+        _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
+        _time_loop(prob, spec, n=1, device=dev)
+        best_engine, best_loop, largest = 0.0, 0.0, 0
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        for r in range(repeats):
+            say(f"{spec}: round {r + 1}/{repeats}")
+            rate, used = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem, method=method)
+            best_engine, largest = max(best_engine, rate), max(largest, used)
+            best_loop = max(best_loop, _time_loop(prob, spec, n=n_loop, device=dev))
+        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss_bytes()
+        say(f"{spec}: gradients of both paths")
+        diff, scale = _max_diff(prob, spec, m=min(n_loop, 8), chunk=chunk, method=method)
+        flops = _flops_per_draw(prob, spec, dev)
+        rows.append(BenchRow(
+            spec=spec, engine_draws_per_s=best_engine, loop_draws_per_s=best_loop,
+            speedup=best_engine / best_loop if best_loop else float("nan"),
+            max_abs_diff=diff, max_abs_grad=scale, peak_memory_bytes=int(peak), flops_per_draw=flops,
+            engine_flops_per_s=flops * best_engine if flops else None, engine_chunk=largest,
+            n_engine=n * repeats, n_loop=n_loop * repeats,
+        ))
+    env = engine.environment(dev)
+    env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
+    return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
+                       dtype=str(next(iter(prob.params.values())).dtype).replace("torch.", ""),
+                       method=engine.choose_method(dev, method), environment=env, rows=rows, command=command)
+
+
+def default_bench_path(result: BenchResult, folder: str | Path = "results/bench") -> Path:
+    """``results/bench/<problem>-<device kind>-<device name>.json``."""
+    kind = result.device.split(":")[0]
+    dev = re.sub(r"[^A-Za-z0-9]+", "-", str(result.environment.get("device_name", kind))).strip("-").lower()
+    return Path(folder) / f"{result.problem}-{kind}-{dev}.json"
+
+
+def write_bench(result: BenchResult, path: str | Path) -> Path:
+    """Write the result as JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path

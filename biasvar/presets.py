@@ -1,0 +1,156 @@
+"""Named sweeps: the estimator grids of the paper's figures (ESTIMATORS.md, App. B.4, B.6).
+
+Each preset is a reference spec (the unbiased ``rf(M=4)``), the tested specs and the draws per
+run. Temperatures are log-spaced as the paper says ("uniformly in the log space"), rounded to
+three significant digits so the canonical specs (and file names) stay short, and every grid
+with a temperature holds ``t = 2`` and ``t = 1.1``, the points Fig. 4 marks (empty circles,
+squares).
+
+* ``fig1`` (Fig. 1, App. B.4): t log-spaced in [0.01, 2] (9 points, plus 1.1) for ``gs``,
+  ``gs-st``, ``gr-mc(M=10)``, ``gr-mc(M=100)``; ``zgr`` and ``st``.
+* ``fig4`` (Fig. 4 left): fig1's grid, plus ``st(t)`` for t log-spaced in [1, 8] (plus 1.1),
+  ``st-zgr(alpha)`` for alpha in {0, 0.2, ..., 1} at t = 1 and t = 2, ``rf(M=2)`` and ``rf(M=4)``
+  as a tested point (a second run, seed + 1, independent of the reference run).
+* ``fig4-quant`` (Fig. 4 right, App. B.6): the GS family on t in [0.1, 2]; ``st(t)`` on [1, 8] and
+  "ST < 1" on [0.5, 1]; ``st-zgr(alpha)`` at t = 1 (the interpolation between ST(1) and ZGR);
+  ``zgr``, ``rf(M=2)``, ``rf(M=4)``; 4e5 reference draws and 4e4 per tested estimator.
+* ``quick``: a handful of estimators and few draws, for smoke tests and the demo.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from biasvar.errors import SpecError
+from biasvar.spec import parse_spec
+
+REFERENCE = "rf(M=4)"
+MARKED_T = (1.1, 2.0)  # Fig. 4: empty circles at t = 2, squares at t = 1.1
+
+
+def log_grid(low: float, high: float, points: int, *, digits: int = 3,
+             extra: Iterable[float] = ()) -> list[float]:
+    """``points`` values log-spaced in [low, high], rounded to ``digits`` significant digits, with
+    ``extra`` values inside [low, high] added; sorted, without duplicates.
+
+    >>> log_grid(1, 8, 4)
+    [1.0, 2.0, 4.0, 8.0]
+    """
+    out = set()
+    for i in range(points):
+        v = math.exp(math.log(low) + (math.log(high) - math.log(low)) * i / max(1, points - 1))
+        out.add(float(f"{v:.{digits}g}"))
+    out.update(float(e) for e in extra if low <= e <= high)
+    return sorted(out)
+
+
+def _canon(specs: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for s in specs:
+        seen.setdefault(str(parse_spec(s)), None)
+    return tuple(seen)
+
+
+def _gs_family(ts: Iterable[float]) -> list[str]:
+    ts = list(ts)
+    return ([f"gs(t={t})" for t in ts] + [f"gs-st(t={t})" for t in ts]
+            + [f"gr-mc(t={t},M=10)" for t in ts] + [f"gr-mc(t={t},M=100)" for t in ts])
+
+
+ALPHAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+T_GS = log_grid(0.01, 2, 9, extra=MARKED_T)
+T_ST = log_grid(1, 8, 7, extra=MARKED_T)
+T_GS_QUANT = log_grid(0.1, 2, 7, extra=MARKED_T)
+T_ST_BELOW_1 = log_grid(0.5, 1, 4)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named sweep: the reference, the tested specs (canonical), draws per run."""
+
+    name: str
+    reference: str
+    specs: tuple[str, ...]
+    n: int
+    reference_n: int
+    description: str
+
+
+def _fig1() -> tuple[str, ...]:
+    return _canon([*_gs_family(T_GS), "zgr", "st"])
+
+
+def _fig4() -> tuple[str, ...]:
+    return _canon([
+        *_fig1(),
+        *[f"st(t={t})" for t in T_ST],
+        *[f"st-zgr(alpha={a},t={t})" for t in (1, 2) for a in ALPHAS],
+        "rf(M=2)", REFERENCE,
+    ])
+
+
+def _fig4_quant() -> tuple[str, ...]:
+    return _canon([
+        *_gs_family(T_GS_QUANT),
+        *[f"st(t={t})" for t in sorted(set(T_ST) | set(T_ST_BELOW_1))],
+        *[f"st-zgr(alpha={a},t=1)" for a in ALPHAS],
+        "zgr", "rf(M=2)", REFERENCE,
+    ])
+
+
+PRESETS: Mapping[str, Preset] = MappingProxyType({
+    "fig1": Preset("fig1", REFERENCE, _fig1(), 10_000, 10_000,
+                   "Fig. 1: GS, GS-ST, GR-MC(10), GR-MC(100) vs t in [0.01, 2]; ZGR, ST; reference RF(4)"),
+    "fig4": Preset("fig4", REFERENCE, _fig4(), 10_000, 10_000,
+                   "Fig. 4 left: fig1 + ST(t) on [1, 8], ST-ZGR(alpha) at t = 1, 2, RF(2), RF(4)"),
+    "fig4-quant": Preset("fig4-quant", REFERENCE, _fig4_quant(), 40_000, 400_000,
+                         "Fig. 4 right / App. B.6: GS family on [0.1, 2], ST(t) on [0.5, 8], ST-ZGR(alpha), "
+                         "ZGR, RF(2), RF(4)"),
+    "quick": Preset("quick", REFERENCE, _canon(["zgr", "st", "gs-st(t=0.5)", "gr-mc(t=0.1,M=10)", "rf(M=2)"]),
+                    500, 500, "smoke test: five estimators, 500 draws each"),
+})
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; raises :class:`SpecError` listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SpecError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}") from None
+
+
+def preset_specs(name: str) -> tuple[str, list[str]]:
+    """``(reference_spec, [tested specs])`` of a preset, canonical strings."""
+    p = get_preset(name)
+    return p.reference, list(p.specs)
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, ignoring the commas inside parentheses.
+
+    >>> split_specs("zgr, gr-mc(t=0.1,M=100),rf(M=4)")
+    ['zgr', 'gr-mc(M=100,t=0.1)', 'rf(M=4)']
+    """
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise SpecError(f"unbalanced ')' in estimator list {text!r}")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth:
+        raise SpecError(f"unbalanced '(' in estimator list {text!r}")
+    parts.append("".join(cur))
+    specs = [p.strip() for p in parts if p.strip()]
+    if not specs:
+        raise SpecError(f"no estimator in {text!r}; expected e.g. 'zgr,gr-mc(t=0.1,M=100),rf(M=4)'")
+    return [str(parse_spec(s)) for s in specs]
