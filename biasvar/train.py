@@ -18,7 +18,7 @@ import inspect
 import math
 import platform
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,19 @@ def _step_noise(problem: Problem, est, key, step: int, batch_size: int, dtype, d
     return {node: {k: v[0] for k, v in d.items()} for node, d in noise.items()}
 
 
+def _minibatches(problem: Problem, data: Any, batch_size: int, order_gen: torch.Generator,
+                 binarize_gen: torch.Generator, device: torch.device) -> Iterator[Tensor]:
+    """Endless model inputs: shuffled passes over ``data`` (reshuffled each pass), or ``problem.batch``."""
+    if data is None:
+        while True:
+            yield problem.batch
+    N = int(data.images.shape[0])
+    while True:
+        order = torch.randperm(N, generator=order_gen)
+        for start in range(0, N, batch_size):
+            yield problem.make_batch(data, order[start: start + batch_size], binarize_gen).to(device)
+
+
 def _eval_loss(problem: Problem, params: Mapping[str, Tensor], generator: torch.Generator) -> float:
     """Honest mean loss on the evaluation batch, plain discrete samples, >= EVAL_ROWS rows."""
     x = problem.batch
@@ -242,7 +255,6 @@ def train(
         full = math.ceil(N / int(batch_size))
         steps = full if steps_per_epoch is None else int(steps_per_epoch)
     else:
-        N = 0
         steps = STEPS_WITHOUT_DATA if steps_per_epoch is None else int(steps_per_epoch)
 
     problem.to(dev)
@@ -268,7 +280,7 @@ def train(
         "device": str(dev),
         "dtype": str(dtype).replace("torch.", ""),
         "biasvar_version": biasvar.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "host": platform.node(),
         "loss_history": [],
         "eval_history": [{"epoch": 0, "loss": _eval_loss(problem, params, g_eval_noise),
@@ -277,20 +289,12 @@ def train(
     }
     start = time.perf_counter()
     step_global = 0
-    order = torch.randperm(N, generator=g_order) if N else None
-    cursor = 0
+    batches = _minibatches(problem, data, int(batch_size), g_order, g_binarize, dev)
     for epoch in range(1, int(epochs) + 1):
         t0 = time.perf_counter()
         total, count = 0.0, 0
         for step in range(1, steps + 1):
-            if data is not None:
-                if cursor >= N:
-                    order, cursor = torch.randperm(N, generator=g_order), 0
-                idx = order[cursor: cursor + int(batch_size)]
-                cursor += idx.numel()
-                x = problem.make_batch(data, idx, g_binarize).to(dev)
-            else:
-                x = problem.batch
+            x = next(batches)
             noise = _step_noise(problem, est, key, step_global, x.shape[0], dtype, dev)
             loss = draw_loss(problem, est, params, noise, x=x)
             opt.zero_grad(set_to_none=True)
@@ -319,11 +323,9 @@ def train(
         provenance["wall_time_s"] = time.perf_counter() - start
         if progress is not None:
             progress(TrainProgress(epoch, int(epochs), steps, steps, total / count, True, ev["loss"]))
-        if epoch in save_at or epoch == int(epochs):
+        if epoch in save_at:  # save_snapshot copies params and batch to the CPU itself
             problem.params = {k: v.detach().clone() for k, v in params.items()}
-            if epoch in save_at:  # save_snapshot copies params and batch to the CPU itself
-                save_snapshot(epoch_path(out, epoch), problem, dataset=dataset_info,
-                              provenance=_copy(provenance))
+            save_snapshot(epoch_path(out, epoch), problem, dataset=dataset_info, provenance=_copy(provenance))
     problem.params = {k: v.detach().clone() for k, v in params.items()}
     problem.to("cpu")
     if out is not None:
