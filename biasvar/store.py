@@ -197,14 +197,17 @@ def _open_read(path: Path) -> Iterator[h5py.File]:
     if not path.is_file():
         raise StoreError(f"run file not found: {path} (list runs with `biasvar ls`)")
     last: Exception | None = None
+    f = None
     for attempt in range(_RETRIES):
         try:
             f = h5py.File(path, "r", libver="latest", swmr=True)
             break
-        except OSError as e:  # a writer switching modes, or a damaged file
+        except OSError as e:  # a writer switching modes (retry), or a damaged file (give up)
             last = e
+            if not any(word in str(e) for word in ("lock", "already open", "temporarily")):
+                break
             time.sleep(0.05 * (attempt + 1))
-    else:
+    if f is None:
         raise StoreError(f"cannot read run file {path}: {last}; "
                          "if it is damaged, rerun with --restart") from None
     try:

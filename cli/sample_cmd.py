@@ -221,15 +221,15 @@ def bench(
                                 progress=lambda msg: status.update(f"bench {problem}: {msg}"))
     env = result.environment
     table = Table(title=f"bench {problem} (dim {result.dim}, {result.dtype}) on {env['device_name']} "
-                        f"[{result.device}], torch {env['torch_version']}")
-    for col in ("estimator", "engine draws/s", "loop draws/s", "speed-up", "max |diff|", "max |grad|",
-                "peak memory", "GFLOP/s (matmul)", "chunk"):
-        table.add_column(col, justify="left" if col == "estimator" else "right")
+                        f"({result.device}), torch {env['torch_version']}", title_justify="left")
+    table.add_column("estimator", no_wrap=True, style="bold")
+    for col in ("engine/s", "loop/s", "ratio", "max|diff|", "peak mem", "GFLOP/s", "chunk"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
         gflops = f"{r.engine_flops_per_s / 1e9:.1f}" if r.engine_flops_per_s else "-"
         peak = _size(r.peak_memory_bytes) if r.peak_memory_bytes else "-"
         table.add_row(r.spec, f"{r.engine_draws_per_s:.1f}", f"{r.loop_draws_per_s:.1f}", f"{r.speedup:.2f}x",
-                      f"{r.max_abs_diff:.2e}", f"{r.max_abs_grad:.2e}", peak, gflops, str(r.engine_chunk))
+                      f"{r.max_abs_diff:.1e}", peak, gflops, str(r.engine_chunk))
     console.print(table)
     path = benchmod.write_bench(result, out or benchmod.default_bench_path(result))
     console.print(f"wrote {path}", highlight=False)

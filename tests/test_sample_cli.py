@@ -1,0 +1,163 @@
+"""``biasvar sample``, ``sweep``, ``ls``, ``bench`` through the CLI (in-process, CliRunner)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from biasvar_cli.main import app
+from typer.testing import CliRunner
+
+from biasvar import engine, presets, store
+from biasvar.errors import SpecError
+from biasvar.problems.toy import ToyCat
+from biasvar.snapshot import save_snapshot
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def snap(tmp_path):
+    return save_snapshot(tmp_path / "toy.pt", ToyCat(vars=3, categories=4))
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=200)
+
+
+def test_sample_flag_form_and_spec_form_name_the_same_run(tmp_path, snap):
+    runs = tmp_path / "runs"
+    r = invoke("sample", "--snapshot", snap.path, "--estimator", "gr-mc", "--t", "0.5", "--M", "10",
+               "--n", "300",
+               "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    assert "complete: 300 draws" in r.output and "draws/s" in r.output
+    path = store.run_path(runs, snap.id, "gr-mc(M=10,t=0.5)", 0)
+    assert path.is_file()
+    r = invoke("sample", "--snapshot", snap.path, "-e", "gr-mc(0.5, 10)", "--n", "400", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    assert store.read_run(path).n == 400  # the same file, extended
+    r = invoke("sample", "--snapshot", snap.path, "-e", "gr-mc(t=0.5)", "--t", "0.7", "--runs-dir", runs)
+    assert r.exit_code == 1 and "given twice" in r.output
+
+
+def test_ls_on_a_partial_run(tmp_path, snap):
+    runs = tmp_path / "runs"
+
+    def stop(done, total, nonfinite, rate):
+        if done >= 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.sample_run(snap, "zgr", n=1000, seed=2, runs_dir=runs, block_size=50, chunk=50, progress=stop)
+    engine.sample_run(snap, "st", n=120, seed=0, runs_dir=runs)
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    assert snap.id in r.output
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if line.count("│") > 3}
+    assert "running" in lines["zgr"] and "100/1000" in lines["zgr"]
+    assert "complete" in lines["st"] and "120/120" in lines["st"]
+    r = invoke("ls", "--runs-dir", tmp_path / "empty")
+    assert r.exit_code == 0 and "no run files" in r.output
+
+
+def test_mismatched_run_is_one_line_error(tmp_path, snap):
+    runs = tmp_path / "runs"
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "50", "--runs-dir", runs)
+    assert r.exit_code == 0
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "50", "--params", "logits",
+               "--runs-dir", runs)
+    assert r.exit_code == 1
+    assert "will not be appended" in r.output and "--restart" in r.output and "Traceback" not in r.output
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "50", "--params", "logits",
+               "--runs-dir", runs, "--restart")
+    assert r.exit_code == 0, r.output
+
+
+def test_sweep_with_estimators_list(tmp_path, snap):
+    runs = tmp_path / "runs"
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr,rf(M=4),gs-st(t=0.5)", "--n", "200",
+               "--reference-n", "300", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    folder = runs / snap.id
+    names = sorted(p.name for p in folder.glob("*.h5"))
+    assert names == ["gs-st(t=0.5)-s0.h5", "rf(M=4)-s0.h5", "rf(M=4)-s1.h5", "zgr-s0.h5"]
+    manifest = json.loads((folder / "sweep-custom.json").read_text())
+    assert manifest["reference"] == {"spec": "rf(M=4)", "seed": 0, "n": 300, "file": "rf(M=4)-s0.h5"}
+    assert [t["file"] for t in manifest["tested"]] == ["zgr-s0.h5", "rf(M=4)-s1.h5", "gs-st(t=0.5)-s0.h5"]
+    assert store.read_run(folder / "rf(M=4)-s0.h5").n == 300
+    assert "reference" in r.output and "tested" in r.output
+    # a second sweep skips the complete runs
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.h5")}
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--n", "200", "--reference-n", "300",
+               "--runs-dir", runs)
+    assert r.exit_code == 0
+    assert store.read_run(folder / "zgr-s0.h5").n == 200
+    assert (folder / "zgr-s0.h5").stat().st_mtime_ns >= before["zgr-s0.h5"]
+    r = invoke("sweep", "--snapshot", snap.path, "--preset", "nope", "--runs-dir", runs)
+    assert r.exit_code == 1 and "fig1" in r.output
+    r = invoke("sweep", "--snapshot", snap.path, "--runs-dir", runs)
+    assert r.exit_code == 1 and "exactly one of --preset" in r.output
+
+
+def test_sweep_progress_reaches_the_total(tmp_path, snap):
+    seen = []
+    plan = engine.sweep_runs(snap, ["zgr", "st"], n=60, reference_n=80, runs_dir=tmp_path, name="t",
+                             progress=lambda done, total, bad, rate, label: seen.append((done, total)))
+    assert [r.role for r in plan] == ["reference", "tested", "tested"]
+    assert seen[-1] == (200, 200) and all(d <= t for d, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_missing_snapshot_is_one_line_error(tmp_path):
+    r = invoke("sample", "--snapshot", tmp_path / "nope.pt", "-e", "zgr")
+    assert r.exit_code == 1 and "snapshot not found" in r.output
+
+
+def test_bench_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    r = invoke("bench", "--problem", "toy-cat", "--estimators", "zgr,rf(M=2)", "--device", "cpu", "--n", "16",
+               "--n-loop", "4", "--repeats", "1", "--out", out)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["problem"] == "toy-cat" and data["device"] == "cpu" and data["dim"] == 12
+    for key in ("torch_version", "git_commit", "device_name"):
+        assert key in data["environment"]
+    assert data["command"].startswith("biasvar")
+    rows = {row["spec"]: row for row in data["rows"]}
+    assert set(rows) == {"zgr", "rf(M=2)"}
+    for row in rows.values():
+        assert row["engine_draws_per_s"] > 0 and row["loop_draws_per_s"] > 0
+        assert row["max_abs_diff"] <= 1e-9 * max(1.0, row["max_abs_grad"])
+    assert "zgr" in r.output and "rf(M=2)" in r.output and "wrote" in r.output
+
+
+def test_presets_hold_the_paper_grids():
+    ref, fig1 = presets.preset_specs("fig1")
+    assert ref == "rf(M=4)" and "zgr" in fig1 and "st" in fig1
+    for family in ("gs", "gs-st"):
+        ts = sorted(float(s.split("t=")[1].rstrip(")")) for s in fig1 if s.startswith(family + "("))
+        assert ts[0] == 0.01 and ts[-1] == 2 and 1.1 in ts and len(ts) >= 9
+    assert "gr-mc(M=10,t=0.01)" in fig1 and "gr-mc(M=100,t=2)" in fig1
+    _, fig4 = presets.preset_specs("fig4")
+    assert set(fig1) <= set(fig4)
+    want = {"st(t=8)", "st(t=1.1)", "st(t=2)", "rf(M=2)", "rf(M=4)", "st-zgr(alpha=0.6,t=2)",
+            "st-zgr(alpha=0)"}
+    assert want <= set(fig4)
+    quant = presets.get_preset("fig4-quant")
+    assert quant.reference_n == 10 * quant.n and "st(t=0.5)" in quant.specs and "gs(t=0.1)" in quant.specs
+    assert "gs(t=0.01)" not in quant.specs
+    assert presets.split_specs("zgr, gr-mc(t=0.1,M=100) ,rf(M=4)") == ["zgr", "gr-mc(M=100,t=0.1)", "rf(M=4)"]
+    with pytest.raises(SpecError):
+        presets.split_specs("gr-mc(t=0.1,M=100")
+    with pytest.raises(SpecError, match="unknown preset"):
+        presets.get_preset("fig9")
