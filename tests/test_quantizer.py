@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy import integrate
 from scipy import stats as sps
@@ -164,6 +164,9 @@ def test_triangular_probabilities_are_exactly_zero_off_support_with_zero_gradien
 
 
 @given(eta=st.floats(-3.0, 6.0), K=st.sampled_from([2, 3, 5]), i=st.integers(0, len(NOISES) - 1))
+@example(eta=0.5, K=2, i=1)  # an interval edge exactly at the noise mode
+@example(eta=1.5, K=3, i=1)
+@example(eta=-0.5, K=3, i=1)  # support edge exactly at an interval edge
 def test_probability_derivatives_match_differences_of_the_density(eta, K, i):
     """d p_k / d eta = f(k - 1/2 - eta) - f(k + 1/2 - eta) (open ends: one term)."""
     noise = NOISES[i]

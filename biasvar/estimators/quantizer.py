@@ -128,28 +128,33 @@ def _check_K(K: int) -> int:
     return int(K)
 
 
-def _interval_logprob(a: Tensor, b: Tensor, first: Tensor, last: Tensor, center: Tensor,
-                      noise: QuantNoise) -> Tensor:
-    """log P(a <= z <= b) for noise intervals [a, b] (a = -inf where ``first``, b = +inf where ``last``).
+def _tri_tail(z: Tensor, w: float) -> Tensor:
+    """Mass of the triangular noise beyond |z| on one side: ``F(-|z|) = (1 - min(|z|/w, 1))^2 / 2``.
 
-    ``center`` is the interval's level minus eta (where the branch for the triangular noise is chosen).
+    ``|z|`` is taken as ``-z`` at ``z = 0`` so that the gradient there is that of ``F`` (used for
+    ``z <= 0``), not the zero subgradient of ``abs``.
     """
-    if noise.kind == "logistic":
-        s = noise.scale
-        # p = F(b) S(a) (1 - e^{-(b-a)/s}); b - a = 1 inside, the term is 0 for an open interval
-        width_term = math.log(-math.expm1(-1.0 / s))
-        open_ = first | last
-        return (F.logsigmoid(b / s) + F.logsigmoid(-a / s)
-                + torch.where(open_, torch.zeros_like(a), torch.full_like(a, width_term)))
-    left = noise.cdf(b) - noise.cdf(a)  # accurate when the interval lies left of the noise mode
-    right = noise.cdf(-a) - noise.cdf(-b)  # S(a) - S(b), accurate right of it
-    p = torch.where(center <= 0, left, right)
+    return (1 - (torch.where(z > 0, z, -z) / w).clamp(max=1.0)) ** 2 / 2
+
+
+def _tri_logprob(T_lo: Tensor, T_hi: Tensor, pos_lo: Tensor, pos_hi: Tensor) -> Tensor:
+    """log P(a <= z <= b) of the triangular noise from the one-sided tails ``T(a)``, ``T(b)`` and the
+    signs ``a > 0``, ``b > 0``. Differences are of tails on one side only (no cancellation); masses
+    below ``sqrt(tiny)`` get :data:`LOG_FLOOR` with zero gradient."""
+    p = torch.where(pos_lo, T_lo - T_hi, torch.where(pos_hi, 1 - T_lo - T_hi, T_hi - T_lo))
     ok = p > math.sqrt(torch.finfo(p.dtype).tiny)
     return torch.where(ok, torch.log(torch.where(ok, p, torch.ones_like(p))), torch.full_like(p, LOG_FLOOR))
 
 
+def _logistic_width(noise: QuantNoise) -> float:
+    """log(1 - exp(-1/s)): the factor of a unit interval in ``p = F(b) S(a) (1 - e^{-(b-a)/s})``."""
+    return math.log(-math.expm1(-1.0 / noise.scale))
+
+
 def level_logprobs(eta: Tensor, K: int, noise: QuantNoise | str = "logistic") -> Tensor:
     """``log p(x=k | eta)`` for every level: the quantizer's categorical logits (Sec. 4.3).
+
+    Computed from the K-1 interval edges ``e_j = j + 1/2 - eta`` shared by neighbouring levels.
 
     Args:
         eta: quantizer inputs [...] in level units (level k sits at eta = k).
@@ -161,13 +166,20 @@ def level_logprobs(eta: Tensor, K: int, noise: QuantNoise | str = "logistic") ->
         floor), finite, with finite gradients for every finite eta.
     """
     K, noise = _check_K(K), as_noise(noise)
-    lv = levels(K, dtype=eta.dtype, device=eta.device)  # [K]
-    e = eta.unsqueeze(-1)  # [..., 1]
-    first, last = lv == 0, lv == K - 1
-    inf = torch.full_like(lv, math.inf)
-    a = torch.where(first, -inf, lv - 0.5) - e  # [..., K]
-    b = torch.where(last, inf, lv + 0.5) - e
-    return _interval_logprob(a, b, first, last, lv - e, noise)
+    e = (levels(K - 1, dtype=eta.dtype, device=eta.device) + 0.5) - eta.unsqueeze(-1)  # [..., K-1] edges
+    pad = torch.zeros_like(e[..., :1])
+    if noise.kind == "logistic":
+        s = noise.scale
+        logF = torch.cat([F.logsigmoid(e / s), pad], -1)  # log F(b_k); b_{K-1} = +inf
+        logS = torch.cat([pad, F.logsigmoid(-e / s)], -1)  # log S(a_k); a_0 = -inf
+        width = torch.full((K,), _logistic_width(noise), dtype=eta.dtype, device=eta.device)
+        width[0] = width[-1] = 0.0  # open end intervals
+        return logF + logS + width
+    T = _tri_tail(e, noise.width)
+    pos = e > 0
+    return _tri_logprob(torch.cat([pad, T], -1), torch.cat([T, pad], -1),
+                        torch.cat([torch.zeros_like(pos[..., :1]), pos], -1),
+                        torch.cat([pos, torch.ones_like(pos[..., :1])], -1))
 
 
 def level_probs(eta: Tensor, K: int, noise: QuantNoise | str = "logistic") -> Tensor:
@@ -181,9 +193,14 @@ def log_prob_level(eta: Tensor, x: Tensor, K: int, noise: QuantNoise | str = "lo
     x = x.to(eta.dtype)
     first, last = x <= 0, x >= K - 1
     inf = torch.full_like(x, math.inf)
-    a = torch.where(first, -inf, x - 0.5) - eta
+    a = torch.where(first, -inf, x - 0.5) - eta  # interval of the noise that gives level x
     b = torch.where(last, inf, x + 0.5) - eta
-    return _interval_logprob(a, b, first, last, x - eta, noise)
+    if noise.kind == "logistic":
+        s = noise.scale
+        width = torch.where(first | last, torch.zeros_like(a), torch.full_like(a, _logistic_width(noise)))
+        return F.logsigmoid(b / s) + F.logsigmoid(-a / s) + width
+    w = noise.width
+    return _tri_logprob(_tri_tail(a, w), _tri_tail(b, w), a > 0, b > 0)
 
 
 def mean_embedding(eta: Tensor, K: int, noise: QuantNoise | str = "logistic") -> Tensor:

@@ -33,6 +33,10 @@ class Problem:
     ``node_shapes`` and ``forward``; enumerable problems also implement ``exact_gradient``."""
 
     kind: str = "problem"
+    #: True where the data points of one forward pass are coupled (a node shared by the batch, such as
+    #: qnet's weights with logits [1, ...], or batch-norm statistics): rf(M) then applies its
+    #: leave-one-out baseline to whole passes (mean loss, summed log-probability), which stays unbiased.
+    coupled: bool = False
     config: dict[str, Any]
     params: dict[str, Tensor]  # ordered: the flat layout follows this order
     batch: Tensor  # the fixed evaluation batch [B, ...] (toy problems: [1, 0])
@@ -118,16 +122,21 @@ def _rf_loss(problem: Problem, est: ScoreFunction, params: Params, noise: Mappin
     logq: list[Tensor] = []
 
     def sample(node: str, logits: Tensor) -> Tensor:
-        G = noise[node]["G"]  # [M, B, ...]
-        G = G.reshape(M * B, *G.shape[2:])
+        G = noise[node]["G"]  # [M, B, ...], or [M, 1, ...] for a node shared by the batch
+        G = G.reshape(M * G.shape[1], *G.shape[2:])
+        if logits.shape[0] == 1 and G.shape[0] == M:  # shared node: one sample per pass
+            logits = logits.expand(M, *logits.shape[1:])
         if G.shape != logits.shape:
             raise ShapeError(f"node {node}: noise {list(G.shape)} vs logits {list(logits.shape)}")
         y = est.sample(logits, {"G": G})
-        logq.append((y * logits.log_softmax(-1)).reshape(M * B, -1).sum(1))  # [M*B]
+        lq = (y * logits.log_softmax(-1)).reshape(M, y.shape[0] // M, -1).sum(-1)  # [M, B] or [M, 1]
+        logq.append(lq.sum(1, keepdim=True) if problem.coupled else lq.expand(M, B))
         return y
 
     f = problem.forward(params, xr, sample).reshape(M, B)
-    total = torch.stack(logq).sum(0).reshape(M, B)
+    total = torch.stack(logq).sum(0)  # [M, B], or [M, 1] for a coupled problem
+    if problem.coupled:
+        f = f.mean(1, keepdim=True)  # one unit per pass
     return est.surrogate(f, total)
 
 
