@@ -117,6 +117,13 @@ class BenchResult:
     created: str = field(default_factory=lambda: _now())
 
 
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -213,6 +220,7 @@ def bench(
         progress: called with a short message before each measurement.
     """
     dev = engine.resolve_device(device)
+    load_start = _load()
     prob = engine.prepare(problem, device=dev, dtype=engine.resolve_dtype(dtype))
     mem = engine.parse_memory(max_memory)
     say = progress or (lambda msg: None)
@@ -243,6 +251,8 @@ def bench(
         ))
     env = engine.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
+    env["load_average_start"], env["load_average_end"] = load_start, _load()  # other work on the machine
+    env["settings"] = {"n": n, "n_loop": n_loop, "repeats": repeats, "chunk": chunk, "max_memory": mem}
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
                        dtype=str(next(iter(prob.params.values())).dtype).replace("torch.", ""),
                        method=engine.choose_method(dev, method), environment=env, rows=rows, command=command)

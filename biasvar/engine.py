@@ -27,7 +27,7 @@ memory plus what is already allocated): the first chunk is one draw, whose peak 
 measured; later chunks are sized to the budget from the measured peak per draw; an
 out-of-memory error halves the chunk and retries the same draws (and the chunk never grows
 past the size that failed). A problem that fits one draw never dies of OOM. On the CPU the
-chunk is sized from an estimate of the bytes per draw against ``max_memory`` (default 2 GiB),
+chunk is sized from an estimate of the bytes per draw against ``max_memory`` (default 512 MiB),
 capped at :data:`CPU_MAX_CHUNK`.
 
 CPU method. Measured on this 2-core CPU (``biasvar bench``, results/bench/): the vmap engine
@@ -71,13 +71,15 @@ from biasvar.spec import EstimatorSpec, parse_spec
 
 CPU_MAX_CHUNK = 4096  # draws per chunk on the CPU; the memory estimate limits big problems
 CUDA_MAX_CHUNK = 8192
-CPU_DEFAULT_MEMORY = 2 << 30  # bytes
+CPU_DEFAULT_MEMORY = 512 << 20  # bytes: ~10 draws of the Fig. 1 VAE per chunk (see the module doc)
 CUDA_FREE_FRACTION = 0.7
 KEEP_SEED = 0x6B656570  # the kept coordinates depend on (dim, K) only: the same across runs
 
 # Block-size rule (see choose_block_size).
 SUM_BUDGET_BYTES = 150 << 20  # the float32 block sums of one run
 MIN_BLOCKS, MAX_BLOCKS = 32, 100
+
+STATS_ELEMENTS = 1 << 24  # gradient entries per step of the block statistics (float64: 128 MB)
 
 ProgressFn = Callable[[int, int, int, float], None]
 
@@ -450,7 +452,13 @@ class BlockBuilder:
         return self.nonfinite + (self.moments.count if self.moments else 0)
 
     def add(self, x: Tensor) -> None:
-        """Fold in draws ``x`` [m, dim]."""
+        """Fold in draws ``x`` [m, dim], a bounded number of rows at a time (the float64 copies and
+        the finiteness mask then take at most ~128 MB whatever the chunk size)."""
+        rows = max(1, STATS_ELEMENTS // max(1, x.shape[1]))
+        for lo in range(0, x.shape[0], rows):
+            self._add(x[lo:lo + rows])
+
+    def _add(self, x: Tensor) -> None:
         finite = torch.isfinite(x).all(1)
         bad = int((~finite).sum())
         if bad:
@@ -636,9 +644,9 @@ def sample_run(
         "command_n": int(n),
         **environment(dev),
     }
+    exact = _exact_flat(problem, names) if restart or not path.exists() else None  # only for a new file
     writer = store.RunWriter.open(path, header, n_target=int(n), group_sizes=np.array([b[1] for b in bounds]),
-                                  sample_index=keep_index(dim, keep), exact=_exact_flat(problem, names),
-                                  restart=restart)
+                                  sample_index=keep_index(dim, keep), exact=exact, restart=restart)
     with writer:
         _fill(writer, problem, spec, n=int(n), seed=int(seed), params=params, bounds=bounds, dim=dim,
               device=dev, chunk=chunk, max_memory=max_memory, method=method, progress=progress)
@@ -671,6 +679,7 @@ def _fill(writer: store.RunWriter, problem: Problem, spec: EstimatorSpec, *, n: 
                 block = BlockBuilder(bounds, writer.sample_index, device)
                 block_end = min(i + bs, n)
         pos = ch.start + ch.grads.shape[0]
+        del ch, x  # let the engine reuse this chunk's memory for the next one
         if progress is not None:
             elapsed = time.perf_counter() - t0
             rate = (pos - done) / elapsed if elapsed > 0 else 0.0

@@ -36,7 +36,7 @@ _PARAMS = Annotated[str | None, Opt("--params", help="Glob of parameter names to
                                     "'encoder.0.*' (comma-separated globs allowed); default all.")]
 _KEEP = Annotated[int, Opt("--keep", help="Keep the raw draws of K fixed coordinates (0: none).")]
 _MAXMEM = Annotated[str | None, Opt("--max-memory", help="Memory budget, e.g. 4GB (CUDA default: 70% of "
-                                    "free memory; CPU: 2GB).")]
+                                    "free memory; CPU: 512MB).")]
 _CHUNK = Annotated[int | None, Opt("--chunk", help="Fixed draws per vectorized call (default: from memory).")]
 
 

@@ -100,6 +100,16 @@ def test_chunk_size_independence_of_stored_statistics(tmp_path):
     np.testing.assert_allclose(a.samples, b.samples, rtol=1e-6, atol=1e-7)
 
 
+def test_block_statistics_in_row_slices_are_the_same(tmp_path, monkeypatch):
+    snap = snapshot_of(ToyCat(vars=3, categories=4))
+    a = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "a", block_size=100))
+    monkeypatch.setattr(engine, "STATS_ELEMENTS", 25)  # two draws of 12 entries per step
+    b = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "b", block_size=100))
+    np.testing.assert_allclose(a.block_sum, b.block_sum, rtol=1e-6)
+    np.testing.assert_allclose(a.block_m2, b.block_m2, rtol=1e-10)
+    np.testing.assert_array_equal(a.samples, b.samples)
+
+
 def test_stored_statistics_match_the_draws(tmp_path):
     """Block sums, per-group centred M2 and sums of squares, kept samples: from the raw draws."""
     problem = small_vae()
