@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.progress import (
     BarColumn,
@@ -98,6 +99,8 @@ def train_command(
     eval_batch_size: Annotated[int, Opt(help="Size of the fixed evaluation batch in the snapshot.")] = 200,
     steps_per_epoch: Annotated[int | None, Opt(help="Steps per epoch (default: full pass; 100 no data).")]
     = None,
+    threads: Annotated[int | None, Opt(help="CPU threads for torch (default: torch's choice; 1 is often "
+                                            "fastest on a busy machine).")] = None,
 ) -> None:
     """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements."""
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
@@ -110,6 +113,10 @@ def train_command(
     save_epochs = _int_list(save_at, "--save-at", "1,10,100")
     out = out or _default_out(model, str(spec), epochs, seed)
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
+    if threads is not None:
+        if threads < 1:
+            raise TrainError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)  # this process is the CLI's own
     problem = build_problem(model, options, seed=seed)
     dataset = load_data(model, data, data_dir=data_dir, download=False if offline else None)
 

@@ -136,6 +136,7 @@ def test_cli_real_mnist_b(tmp_path, shared_data):
         (["--model", "vae", "--data", "cifar"], "unknown dataset"),
         (["--model", "toy-cat", "--lr", "-1"], "learning rate"),
         (["--model", "toy-cat", "--device", "tpu"], "device"),
+        (["--model", "toy-cat", "--threads", "0"], "--threads"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, args, needle):
