@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from biasvar.engine import select_params
 from biasvar.errors import DataError, SpecError
 from biasvar.estimators import ScoreFunction, build, sample_onehot
 from biasvar.problems.base import Problem, draw_loss, noise_requests
@@ -86,6 +87,7 @@ def test_small_net_layers_params_and_nodes():
         "w0": (1, 8, 1, 5, 5, 16), "a0": (5, 8, 24, 24, 3), "w1": (1, 16, 8, 5, 5, 3), "a1": (5, 16, 8, 8, 3),
         "w2": (1, 128, 256, 3), "a2": (5, 128, 3), "w3": (1, 10, 128, 16)}
     assert net.batch.shape == (3, 785) and net.kind == "qnet" and net.coupled
+    assert select_params(net, net.measure_params) == ["layers.0.weight", "layers.0.gain", "layers.0.bias"]
     assert QNet(first_last_bits=None, weights_bits=2).layers[0].K_w == 4
 
 
@@ -297,3 +299,18 @@ def test_rf_is_unbiased_on_a_batch_coupled_problem():
     g = _grads(prob, "rf(M=3)", n=n)
     z = (g["la"].mean(0) - ref["la"]) / (g["la"].std(0) / math.sqrt(n))
     assert z.abs().max() > 10
+
+
+def test_engine_measures_layer_0_and_keeps_all_its_draws(tmp_path):
+    """Item 5 of the issue: the sampler engine on qnet, layer 0 only, every coordinate's draws kept."""
+    from biasvar import engine, store
+    from biasvar.snapshot import snapshot_of
+
+    net = QNet(arch="4C5-MP4-16FC-10FC", batch_size=6)
+    for spec in ("zgr", "rf(M=4)"):
+        path = engine.sample_run(snapshot_of(net), spec, n=8, runs_dir=tmp_path, params=net.measure_params,
+                                 keep=256, device="cpu")
+        run = store.read_run(path)
+        assert run.n == 8 and run.dim == 4 * 25 + 4 + 4 and run.status == "complete"
+        assert run.samples.shape == (8, run.dim) and int(run.block_nonfinite.sum()) == 0
+        assert torch.isfinite(torch.as_tensor(run.samples)).all() and float(abs(run.samples).sum()) > 0

@@ -242,6 +242,8 @@ class QNet(Problem):
 
     kind = "qnet"
     coupled = True  # batch norm and shared weight samples couple the data points of a pass
+    #: the parameters the B.6 study measures by default (layer 0: weight, gain, bias; 216 in the small net)
+    measure_params = "layers.0.*"
 
     def __init__(self, *, arch: str = "8C5-MP2-16C5-MP2-128FC-10FC", weights_bits: int | str = "T",
                  acts_bits: int | str = "T", first_last_bits: int | str | None = 4,
