@@ -167,6 +167,17 @@ def _evaluate(problem: Problem, params: Mapping[str, Tensor]) -> dict[str, float
     return {k: float(v) for k, v in dict(out).items()}
 
 
+def _eval_entry(problem: Problem, params: Mapping[str, Tensor], epoch: int,
+                generator: torch.Generator) -> dict[str, Any]:
+    """One ``eval_history`` row: the honest loss on the evaluation batch, plus the problem's own
+    metrics (``problem.evaluate``, e.g. qnet's deterministic accuracy) under ``metrics``."""
+    entry: dict[str, Any] = {"epoch": int(epoch), "loss": _eval_loss(problem, params, generator)}
+    metrics = _evaluate(problem, params)
+    if metrics:
+        entry["metrics"] = metrics
+    return entry
+
+
 def check_settings(epochs: int, batch_size: int, lr: float, eval_batch_size: int,
                     save_at: Iterable[int], out, steps_per_epoch: int | None) -> tuple[int, ...]:
     """Validate :func:`train`'s settings up front; returns the sorted ``save_at`` epochs."""
@@ -283,8 +294,7 @@ def train(
         "torch_version": str(torch.__version__),
         "host": platform.node(),
         "loss_history": [],
-        "eval_history": [{"epoch": 0, "loss": _eval_loss(problem, params, g_eval_noise),
-                          **_evaluate(problem, params)}],
+        "eval_history": [_eval_entry(problem, params, 0, g_eval_noise)],
         "epoch_times_s": [],
     }
     start = time.perf_counter()
@@ -317,7 +327,7 @@ def train(
         # epoch end: history, evaluation, optional snapshot
         provenance["epoch_times_s"].append(time.perf_counter() - t0)
         provenance["loss_history"].append(total / count)
-        ev = {"epoch": epoch, "loss": _eval_loss(problem, params, g_eval_noise), **_evaluate(problem, params)}
+        ev = _eval_entry(problem, params, epoch, g_eval_noise)
         provenance["eval_history"].append(ev)
         provenance["epochs"] = epoch
         provenance["wall_time_s"] = time.perf_counter() - start

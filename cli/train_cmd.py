@@ -149,6 +149,8 @@ def train_command(
                                f"steps, lr {prov['lr']:g}, seed {prov['seed']}, {prov['device']}")
     evals = prov["eval_history"]
     table.add_row("eval-batch loss", f"{evals[0]['loss']:.3f} (init) -> {evals[-1]['loss']:.3f}")
+    for name, value in evals[-1].get("metrics", {}).items():
+        table.add_row(f"metric {name}", f"{evals[0]['metrics'][name]:.4g} (init) -> {value:.4g}")
     wall = prov["wall_time_s"]
     table.add_row("wall time", f"{wall:.1f} s ({wall / prov['epochs']:.1f} s/epoch)")
     for e in save_epochs:
