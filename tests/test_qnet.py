@@ -74,7 +74,7 @@ def test_bad_bits_are_rejected(bits):
 
 # -- the network ---------------------------------------------------------------------------------------
 def test_small_net_layers_params_and_nodes():
-    net = QNet(arch=SMALL, weights_bits="T", acts_bits="T", batch_size=3)
+    net = QNet(arch=SMALL, weights_bits="T", acts_bits="T", placeholder_rows=3)
     assert [(L.kind, L.shape, L.K_w, L.K_a, L.pool) for L in net.layers] == [
         ("conv", (8, 1, 5, 5), 16, 3, 2), ("conv", (16, 8, 5, 5), 3, 3, 2),
         ("fc", (128, 256), 3, 3, 0), ("fc", (10, 128), 16, 0, 0)]  # first and last weights at 4 bits
@@ -101,7 +101,7 @@ def test_config_rebuilds_the_same_network_and_the_registry_knows_it():
 
 
 def test_sample_is_called_in_order_with_the_declared_node_shapes():
-    net = QNet(arch=SMALL, batch_size=3)
+    net = QNet(arch=SMALL, placeholder_rows=3)
     seen = []
 
     def sample(node, logits):
@@ -115,7 +115,7 @@ def test_sample_is_called_in_order_with_the_declared_node_shapes():
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_estimator_forward_backward_on_a_tiny_batch(spec):
-    net = QNet(arch=SMALL, batch_size=4)
+    net = QNet(arch=SMALL, placeholder_rows=4)
     g = _grads(net, spec, n=2)
     assert set(g) == set(net.params)
     for k, v in g.items():
@@ -152,7 +152,7 @@ def _rounded_network(net: QNet, params, x):
 
 def test_deterministic_mode_is_the_rounded_network():
     # float64, so the two implementations' rounding errors cannot flip a level at a half-integer
-    net = QNet(arch=SMALL, batch_size=64, seed=1, dtype=torch.float64)
+    net = QNet(arch=SMALL, placeholder_rows=64, seed=1, dtype=torch.float64)
     g = torch.Generator().manual_seed(5)
     params = {k: v + 0.3 * torch.randn(v.shape, generator=g, dtype=v.dtype) * v.std().clamp_min(0.1)
               for k, v in net.params.items()}
@@ -169,7 +169,7 @@ def test_deterministic_mode_is_the_rounded_network():
 def test_rf_runs_M_independent_passes_with_their_own_weights_and_batch_statistics():
     """rf(M) on qnet: pass m's loss and log-probability are those of a plain forward pass with noise m
     (its own weight sample and batch-norm statistics), one unit per pass (``coupled``)."""
-    net = QNet(arch="4C5-MP4-16FC-10FC", batch_size=5, seed=2)
+    net = QNet(arch="4C5-MP4-16FC-10FC", placeholder_rows=5, seed=2)
     M = 3
     captured = {}
 
@@ -197,12 +197,12 @@ def test_rf_runs_M_independent_passes_with_their_own_weights_and_batch_statistic
 
 
 def test_estimators_finite_when_quantizer_inputs_are_far_outside_the_levels():
-    net = QNet(arch="4C5-MP4-16FC-10FC", batch_size=4)
+    net = QNet(arch="4C5-MP4-16FC-10FC", placeholder_rows=4)
     params = dict(net.params)
     params["layers.0.weight"] = params["layers.0.weight"] * 1e3  # weight eta ~ +-1e3 levels
     params["layers.1.gain"] = params["layers.1.gain"] * 1e3  # activation eta ~ +-1e3
     for noise in ("triangular", "logistic"):
-        net = QNet(arch="4C5-MP4-16FC-10FC", batch_size=4, noise=noise)
+        net = QNet(arch="4C5-MP4-16FC-10FC", placeholder_rows=4, noise=noise)
         for spec in SPECS:
             g = _grads(net, spec, n=2, params=params)
             assert all(torch.isfinite(v).all() for v in g.values()), (noise, spec)
@@ -222,7 +222,7 @@ def test_make_batch_packs_labels_with_the_pixels():
 
 def test_a_tiny_net_learns_a_separable_task_with_zgr():
     """Adam + zgr through draw_loss: deterministic accuracy on a bright-left vs bright-right task."""
-    net = QNet(arch="4C3-MP2-10FC", image_size=8, batch_size=64, seed=0)
+    net = QNet(arch="4C3-MP2-10FC", image_size=8, placeholder_rows=64, seed=0)
     g = torch.Generator().manual_seed(0)
 
     def batch(n):
@@ -306,7 +306,7 @@ def test_engine_measures_layer_0_and_keeps_all_its_draws(tmp_path):
     from biasvar import engine, store
     from biasvar.snapshot import snapshot_of
 
-    net = QNet(arch="4C5-MP4-16FC-10FC", batch_size=6)
+    net = QNet(arch="4C5-MP4-16FC-10FC", placeholder_rows=6)
     for spec in ("zgr", "rf(M=4)"):
         path = engine.sample_run(snapshot_of(net), spec, n=8, runs_dir=tmp_path, params=net.measure_params,
                                  keep=256, device="cpu")

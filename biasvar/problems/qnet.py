@@ -235,8 +235,8 @@ class QNet(Problem):
         sigma: noise standard deviation in level units; None: the kind's default (see QuantNoise).
         seed: seeds the initial latent weights and the placeholder batch.
         in_channels, image_size: input images [in_channels, image_size, image_size].
-        batch_size: rows of the placeholder evaluation batch (random images and labels) used until
-            a dataset batch replaces it (``train`` / snapshots set the real one).
+        placeholder_rows: rows of the placeholder evaluation batch (seeded random images and labels),
+            used until a dataset batch replaces it (``train`` and snapshots set the real one).
         dtype: parameter dtype.
     """
 
@@ -248,13 +248,13 @@ class QNet(Problem):
     def __init__(self, *, arch: str = "8C5-MP2-16C5-MP2-128FC-10FC", weights_bits: int | str = "T",
                  acts_bits: int | str = "T", first_last_bits: int | str | None = 4,
                  noise: str = "triangular", sigma: float | None = None, seed: int = 0, in_channels: int = 1,
-                 image_size: int = 28, batch_size: int = 8, dtype: torch.dtype = torch.float32) -> None:
+                 image_size: int = 28, placeholder_rows: int = 8, dtype: torch.dtype = torch.float32) -> None:
         self.arch = parse_arch(arch)
         self.noise = QuantNoise(noise, sigma)
         wb, ab, fb = _norm_bits(weights_bits), _norm_bits(acts_bits), _norm_bits(first_last_bits)
-        if int(in_channels) < 1 or int(image_size) < 1 or int(batch_size) < 1:
-            raise ShapeError(f"in_channels, image_size and batch_size must be >= 1, got {in_channels}, "
-                             f"{image_size}, {batch_size}")
+        if int(in_channels) < 1 or int(image_size) < 1 or int(placeholder_rows) < 1:
+            raise ShapeError(f"in_channels, image_size and placeholder_rows must be >= 1, got {in_channels}, "
+                             f"{image_size}, {placeholder_rows}")
         self.in_channels, self.image_size = int(in_channels), int(image_size)
         self.layers = build_layers(self.arch, in_channels=self.in_channels, image_size=self.image_size,
                                    K_w=levels_of_bits(wb), K_a=levels_of_bits(ab),
@@ -263,7 +263,7 @@ class QNet(Problem):
         self.config: dict[str, Any] = {
             "arch": "-".join(map(str, self.arch)), "weights_bits": wb, "acts_bits": ab, "first_last_bits": fb,
             "noise": noise, "sigma": sigma, "seed": int(seed), "in_channels": self.in_channels,
-            "image_size": self.image_size, "batch_size": int(batch_size),
+            "image_size": self.image_size, "placeholder_rows": int(placeholder_rows),
         }
         g = torch.Generator().manual_seed(int(seed))
         params: dict[str, Tensor] = {}
@@ -275,8 +275,9 @@ class QNet(Problem):
                 params[f"layers.{L.index}.gain"] = torch.ones(L.shape[0], dtype=dtype)
             params[f"layers.{L.index}.bias"] = torch.zeros(L.shape[0], dtype=dtype)
         self.params = params
-        pixels = torch.rand(int(batch_size), self.in_channels * self.image_size**2, generator=g, dtype=dtype)
-        labels = torch.randint(self.classes, (int(batch_size), 1), generator=g).to(dtype)
+        rows, width = int(placeholder_rows), self.in_channels * self.image_size**2
+        pixels = torch.rand(rows, width, generator=g, dtype=dtype)
+        labels = torch.randint(self.classes, (rows, 1), generator=g).to(dtype)
         self.batch = torch.cat([labels, pixels], dim=1)
 
     # -- the Problem contract --------------------------------------------------------------------
