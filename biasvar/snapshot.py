@@ -73,7 +73,7 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
                   provenance: dict | None = None) -> Snapshot:
     """Write a snapshot atomically (temporary file, then rename); returns it with its hash."""
     path = Path(path)
-    snap = snapshot_of(problem, dataset=dataset, provenance=provenance)
+    snap = snapshot_of(problem, dataset=dataset, provenance=_plain(provenance or {}))
     snap.provenance.setdefault("biasvar_version", biasvar.__version__)
     payload = {
         "magic": MAGIC,
@@ -90,12 +90,28 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a snapshot is an ordinary shared file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     snap.path = str(path)
     return snap
+
+
+def _plain(value: Any) -> Any:
+    """Provenance as plain Python values (weights_only loading refuses other objects, e.g. TorchVersion)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
 
 
 def load_snapshot(path: str | Path) -> Snapshot:
