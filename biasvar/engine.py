@@ -30,10 +30,13 @@ past the size that failed). A problem that fits one draw never dies of OOM. On t
 chunk is sized from an estimate of the bytes per draw against ``max_memory`` (default 512 MiB),
 capped at :data:`CPU_MAX_CHUNK`.
 
-CPU method. Measured on this 2-core CPU (``biasvar bench``, results/bench/): the vmap engine
-is at least as fast as the per-draw loop on every problem we measured, from the toy problems
-(hundreds of times faster: the loop is all Python overhead) to the 16x16 VAE of Fig. 1 (see
-results/bench/README.md for the numbers), so ``method="auto"`` uses vmap on every device.
+CPU method. Measured on this 2-core CPU with ``biasvar bench`` (results/bench/README.md): on the
+toy problems vmap is 20-580x faster than the loop (the loop is all Python and kernel-launch
+overhead); on the Fig. 1 VAE with two threads it is 1.0-6x faster (the loop's many small kernels
+suffer most from a busy machine), and with one thread the two are within 10 % (0.90-1.00x; the
+VAE's ``binary_cross_entropy_with_logits`` has no fused vmap rule, and with ``softplus(l) - x l``
+instead vmap is 1.2x faster). So ``method="auto"`` is vmap on every device; smaller chunks are
+slightly faster on the CPU, hence its 512 MiB default budget.
 
 Block statistics (what a run file stores) are computed here in float64 on the device:
 per block the sum of the finite draws and, per parameter group, the sum of squares and the
@@ -79,7 +82,7 @@ KEEP_SEED = 0x6B656570  # the kept coordinates depend on (dim, K) only: the same
 SUM_BUDGET_BYTES = 150 << 20  # the float32 block sums of one run
 MIN_BLOCKS, MAX_BLOCKS = 32, 100
 
-STATS_ELEMENTS = 1 << 24  # gradient entries per step of the block statistics (float64: 128 MB)
+STATS_ELEMENTS = 1 << 24  # entries of one parameter group per step of the block statistics (128 MB)
 
 ProgressFn = Callable[[int, int, int, float], None]
 
@@ -230,7 +233,7 @@ METHODS: Mapping[str, Callable[..., Tensor]] = {"vmap": vmap_gradients, "loop": 
 
 
 def choose_method(device: torch.device, method: str = "auto") -> str:
-    """``auto`` -> ``vmap`` on every device (measured faster than the loop on this CPU too)."""
+    """``auto`` -> ``vmap`` on every device (measured on this CPU too: see the module doc)."""
     if method == "auto":
         return "vmap"
     if method not in METHODS:
@@ -260,32 +263,53 @@ def estimate_bytes_per_draw(problem: Problem, est: Estimator, names: Sequence[st
     return int(noise * (4 * 8 + 6 * item) + dim * (4 * item + 16) + acts + (1 << 16))
 
 
-@dataclass
-class _ChunkSizer:
-    """Chunk size from a memory budget; halves on OOM and never again exceeds a size that failed."""
+@dataclass(frozen=True)
+class _CudaMemory:
+    """What the chunk sizer measures on CUDA (tests substitute a fake)."""
 
     device: torch.device
+
+    def allocated(self) -> int:
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.memory_allocated(self.device)
+
+    def reset_peak(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_allocated(self.device)
+
+
+@dataclass
+class _ChunkSizer:
+    """Chunk size from a memory budget; halves on OOM and never again exceeds a size that failed.
+
+    With a ``memory`` probe (CUDA) and no fixed chunk, the first chunk is ``size`` draws (1), and
+    after every chunk the size becomes ``(0.8 budget - base) / (peak per draw)``, growing at most
+    4x per chunk and never above ``ceiling``. Without a probe (CPU) the size stays as given.
+    """
+
     size: int
     budget: int
     fixed: bool
     ceiling: int
+    memory: Any = None
+    device: str = "cpu"
     base: int = 0
 
     def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
+        if self.memory is not None:
+            self.base = self.memory.allocated()
+            self.memory.reset_peak()
 
     def observed(self, m: int) -> None:
-        """After a successful chunk of m draws: resize from the measured peak (CUDA)."""
-        if self.fixed or self.device.type != "cuda":
+        """After a successful chunk of m draws: resize from the measured peak."""
+        if self.fixed or self.memory is None:
             return
-        peak = torch.cuda.max_memory_allocated(self.device) - self.base
-        per_draw = max(1, peak // max(1, m))
+        per_draw = max(1, (self.memory.peak() - self.base) // max(1, m))
         room = int(0.8 * self.budget) - self.base
         want = max(1, room // per_draw)
-        self.size = int(max(1, min(want, 4 * max(m, 1), self.ceiling)))  # grow at most 4x per step
+        self.size = int(max(1, min(want, 4 * max(m, 1), self.ceiling)))
 
     def failed(self, m: int) -> None:
         if m <= 1:
@@ -304,11 +328,11 @@ def _sizer(device: torch.device, problem: Problem, est: Estimator, names: Sequen
         free, _ = torch.cuda.mem_get_info(device)
         budget = max_memory or int(torch.cuda.memory_allocated(device) + CUDA_FREE_FRACTION * free)
         ceiling = chunk or CUDA_MAX_CHUNK
-        return _ChunkSizer(device, chunk or 1, budget, chunk is not None, ceiling)
+        return _ChunkSizer(chunk or 1, budget, chunk is not None, ceiling, _CudaMemory(device), str(device))
     budget = max_memory or CPU_DEFAULT_MEMORY
     guess = max(1, budget // estimate_bytes_per_draw(problem, est, names))
     size = chunk or int(min(CPU_MAX_CHUNK, guess))
-    return _ChunkSizer(device, size, budget, True, size)
+    return _ChunkSizer(size, budget, True, size, None, str(device))
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -442,6 +466,7 @@ class BlockBuilder:
     def __init__(self, bounds: Sequence[tuple[int, int]], sample_index: np.ndarray,
                  device: torch.device) -> None:
         self.bounds = list(bounds)
+        self.largest = max([size for _, size in self.bounds] + [1])
         self.index = torch.as_tensor(np.asarray(sample_index, dtype=np.int64), device=device)
         self.moments: Moments | None = None
         self.nonfinite = 0
@@ -452,9 +477,9 @@ class BlockBuilder:
         return self.nonfinite + (self.moments.count if self.moments else 0)
 
     def add(self, x: Tensor) -> None:
-        """Fold in draws ``x`` [m, dim], a bounded number of rows at a time (the float64 copies and
-        the finiteness mask then take at most ~128 MB whatever the chunk size)."""
-        rows = max(1, STATS_ELEMENTS // max(1, x.shape[1]))
+        """Fold in draws ``x`` [m, dim], a bounded number of rows at a time: the float64 copy of one
+        parameter group then takes at most STATS_ELEMENTS entries (128 MB), whatever the chunk."""
+        rows = max(1, STATS_ELEMENTS // self.largest)
         for lo in range(0, x.shape[0], rows):
             self._add(x[lo:lo + rows])
 
@@ -469,7 +494,7 @@ class BlockBuilder:
         mom = chunk_moments(x, self.bounds)
         self.moments = mom if self.moments is None else merge_moments(self.moments, mom, self.bounds)
         if self.index.numel():
-            self.samples.append(x[:, self.index].to(device="cpu", dtype=torch.float32))
+            self.samples.append(x[:, self.index].to(torch.float32))  # moved to the CPU once per block
 
     def stats(self, dim: int) -> store.BlockStats:
         K = int(self.index.numel())
@@ -477,7 +502,7 @@ class BlockBuilder:
         if mom is None:
             return store.BlockStats(0, self.nonfinite, np.zeros(dim, np.float32), np.zeros(G), np.zeros(G),
                                     np.zeros((0, K), np.float32))
-        samples = torch.cat(self.samples).numpy() if self.samples else np.zeros((0, K), np.float32)
+        samples = torch.cat(self.samples).cpu().numpy() if self.samples else np.zeros((0, K), np.float32)
         return store.BlockStats(
             count=mom.count,
             nonfinite=self.nonfinite,

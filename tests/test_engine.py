@@ -11,7 +11,7 @@ import torch
 from torch.testing import assert_close
 
 from biasvar import engine, rng, store
-from biasvar.errors import SpecError
+from biasvar.errors import SpecError, UnsupportedError
 from biasvar.estimators import build
 from biasvar.problems.base import noise_requests
 from biasvar.problems.toy import ToyCat
@@ -103,7 +103,7 @@ def test_chunk_size_independence_of_stored_statistics(tmp_path):
 def test_block_statistics_in_row_slices_are_the_same(tmp_path, monkeypatch):
     snap = snapshot_of(ToyCat(vars=3, categories=4))
     a = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "a", block_size=100))
-    monkeypatch.setattr(engine, "STATS_ELEMENTS", 25)  # two draws of 12 entries per step
+    monkeypatch.setattr(engine, "STATS_ELEMENTS", 25)  # two draws of the 12 logits per step
     b = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "b", block_size=100))
     np.testing.assert_allclose(a.block_sum, b.block_sum, rtol=1e-6)
     np.testing.assert_allclose(a.block_m2, b.block_m2, rtol=1e-10)
@@ -254,8 +254,6 @@ def test_settings_are_validated():
         engine.resolve_dtype("float16x")
     assert engine.resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
-        from biasvar.errors import UnsupportedError
-
         with pytest.raises(UnsupportedError, match="CUDA is not available"):
             engine.resolve_device("cuda")
     with pytest.raises(SpecError, match="at least 1"):
@@ -280,6 +278,47 @@ def test_oom_halves_the_chunk_and_retries(monkeypatch):
     want = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=10)])
     assert calls[:3] == [10, 5, 2] and max(calls[2:]) <= 2
     assert_close(got, want)
+
+
+class FakeMemory:
+    """Allocator stand-in: ``base`` bytes held, each draw of a chunk needs ``per_draw`` at its peak."""
+
+    def __init__(self, base: int, per_draw: int) -> None:
+        self.base, self.per_draw, self.m = base, per_draw, 0
+
+    def allocated(self) -> int:
+        return self.base
+
+    def reset_peak(self) -> None:
+        pass
+
+    def peak(self) -> int:
+        return self.base + self.per_draw * self.m
+
+
+def test_cuda_chunk_sizer_follows_the_budget():
+    """The CUDA sizing rule, with a fake allocator: probe one draw, grow at most 4x a chunk up to
+    0.8 x budget, halve on OOM and never exceed the size that failed again."""
+    mem = FakeMemory(base=1000, per_draw=100)
+    sizer = engine._ChunkSizer(1, 100_000, False, 8192, mem, "cuda:0")
+    sizes = []
+    for _ in range(6):
+        sizer.start()
+        mem.m = sizer.size
+        sizes.append(sizer.size)
+        sizer.observed(sizer.size)
+    assert sizes == [1, 4, 16, 64, 256, 790]  # (0.8 * 100000 - 1000) // 100 = 790
+    sizer.failed(790)
+    assert sizer.size == 395
+    sizer.start()
+    mem.m = 395
+    sizer.observed(395)
+    assert sizer.size == 395  # capped by the size that failed
+    with pytest.raises(UnsupportedError, match="one draw does not fit"):
+        sizer.failed(1)
+    fixed = engine._ChunkSizer(32, 1, True, 32, mem, "cuda:0")
+    fixed.observed(32)
+    assert fixed.size == 32
 
 
 def test_sweep_plan_gives_the_tested_reference_another_seed(tmp_path):
