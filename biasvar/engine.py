@@ -669,6 +669,8 @@ def sample_run(
         "command_n": int(n),
         **environment(dev),
     }
+    if not restart and store.is_complete(path, header, int(n)):
+        return path  # nothing to do: not even opened for writing
     exact = _exact_flat(problem, names) if restart or not path.exists() else None  # only for a new file
     writer = store.RunWriter.open(path, header, n_target=int(n), group_sizes=np.array([b[1] for b in bounds]),
                                   sample_index=keep_index(dim, keep), exact=exact, restart=restart)

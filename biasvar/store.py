@@ -395,6 +395,21 @@ def _check_identity(path: Path, header: Mapping[str, Any]) -> None:
             )
 
 
+def is_complete(path: str | Path, header: Mapping[str, Any], n: int) -> bool:
+    """Whether ``path`` is a complete run of this identity with at least ``n`` draws (read only).
+
+    Raises:
+        StoreError: the file's identity differs from ``header``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    _check_identity(path, header)
+    with _open_read(path) as f:
+        state = _state_of(f)
+    return bool(state["complete"]) and state["n_done"] >= n
+
+
 class RunWriter:
     """Appends whole blocks to one run file; use :meth:`open` and close it (context manager)."""
 
