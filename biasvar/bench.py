@@ -134,15 +134,18 @@ def _sync(device: torch.device) -> None:
 
 
 def _time_engine(problem: Problem, spec: str, *, n: int, device: torch.device, chunk: int | None,
-                 max_memory: int | None, method: str) -> tuple[float, int]:
-    """Draws/s of the engine over n draws, and the largest chunk it used."""
+                 max_memory: int | None, method: str) -> tuple[float, int, int]:
+    """Draws/s of the engine over n draws, the largest chunk it used, and (CUDA) the peak memory
+    allocated during any of its chunks (the engine resets the peak counter at every chunk)."""
     _sync(device)
-    t0, largest = time.perf_counter(), 0
+    t0, largest, peak = time.perf_counter(), 0, 0
     for ch in engine.sample_gradients(problem, spec, n=n, seed=0, start=10_000_000, chunk=chunk,
                                       max_memory=max_memory, method=method):
         largest = max(largest, ch.grads.shape[0])
+        if device.type == "cuda":
+            peak = max(peak, torch.cuda.max_memory_allocated(device))
     _sync(device)
-    return n / (time.perf_counter() - t0), largest
+    return n / (time.perf_counter() - t0), largest, peak
 
 
 def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> float:
@@ -230,15 +233,15 @@ def bench(
         say(f"{spec}: warm-up")
         _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
         _time_loop(prob, spec, n=1, device=dev)
-        best_engine, best_loop, largest = 0.0, 0.0, 0
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
+        best_engine, best_loop, largest, peak = 0.0, 0.0, 0, 0
         for r in range(repeats):
             say(f"{spec}: round {r + 1}/{repeats}")
-            rate, used = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem, method=method)
-            best_engine, largest = max(best_engine, rate), max(largest, used)
+            rate, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
+                                           method=method)
+            best_engine, largest, peak = max(best_engine, rate), max(largest, used), max(peak, top)
             best_loop = max(best_loop, _time_loop(prob, spec, n=n_loop, device=dev))
-        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss_bytes()
+        if dev.type != "cuda":
+            peak = _peak_rss_bytes()
         say(f"{spec}: gradients of both paths")
         diff, scale = _max_diff(prob, spec, m=min(n_loop, 8), chunk=chunk, method=method)
         flops = _flops_per_draw(prob, spec, dev)
