@@ -1086,8 +1086,13 @@ def _identity(runs: Sequence[Any], ref_run: Any) -> Any:
 
 
 def _mark_pareto(rows: list[RunResult]) -> list[RunResult]:
+    """Mark the tested rows not dominated in (max(b2, 0), V).
+
+    A negative b2 estimate means "no detectable bias" (the true b2 is >= 0), so it counts as 0:
+    among runs without detectable bias only the one with the lowest variance is on the front.
+    """
     idx = [i for i, r in enumerate(rows) if r.b2 is not None]
-    front = pareto_front([(rows[i].b2.value, rows[i].variance.value) for i in idx])
+    front = pareto_front([(max(rows[i].b2.value, 0.0), rows[i].variance.value) for i in idx])
     out = list(rows)
     for i, f in zip(idx, front, strict=True):
         if f:
@@ -1235,9 +1240,11 @@ def fmt(x: float | None, digits: int = 3) -> str:
         return "-"
     if x == 0:
         return "0"
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.{digits}g}"
-    return f"{x:.{digits - 1}e}"
+    if 1e-3 <= abs(x) < 1e6:
+        out = f"{x:.{digits}g}"
+        return f"{x:.0f}" if "e" in out else out  # 7137, not 7.14e+03
+    mant, _, exp = f"{x:.{digits - 1}e}".partition("e")
+    return f"{mant}e{int(exp)}"  # 1.64e-4, not 1.64e-04
 
 
 def fmt_estimate(e: Estimate | None) -> str:

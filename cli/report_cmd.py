@@ -1,9 +1,190 @@
-"""(placeholder: filled in by the issue that owns these commands)."""
+"""``biasvar report`` and ``biasvar plot``: Eq. 16 with bootstrap intervals over a runs folder; figures."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from biasvar import analysis
+from biasvar.errors import AnalysisError, UnsupportedError
+
+from .common import console, err_console
+
+Opt = typer.Option
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    json = "json"
+    csv = "csv"
+
+
+class Method(str, Enum):
+    pivot = "pivot"
+    percentile = "percentile"
+    basic = "basic"
+    bca = "bca"
+
+
+class Figure(str, Enum):
+    fig1 = "fig1"
+    pareto = "pareto"
+    quant_unit = "quant-unit"
+
+
+_RUNS_DIR = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
+_SNAPSHOT = Annotated[str | None, Opt("--snapshot", help="Snapshot id (or hash prefix); needed when the "
+                                      "folder holds runs of several snapshots.")]
+_REFERENCE = Annotated[str, Opt("--reference", help="Reference estimator spec (its run with the lowest "
+                                "seed), or 'exact' for the enumerated gradient (toy, quantizer problems).")]
+_BOOTSTRAP = Annotated[int, Opt("--bootstrap", help="Bootstrap resamples of the blocks (0: no intervals).")]
+_SEED = Annotated[int, Opt("--seed", help="Seed of the bootstrap resampling.")]
+_METHOD = Annotated[Method, Opt("--method", help="Interval method: pivot (default; honest, see "
+                                "biasvar.analysis), or scipy's percentile, basic, bca of the plain Eq. 16.")]
+
+
+def _progress() -> Progress:
+    """On stderr (stdout may carry JSON/CSV), and only on a terminal."""
+    return Progress(TextColumn("[bold]analysing[/] {task.description}"), BarColumn(bar_width=24),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True,
+                    disable=not err_console.is_terminal)
+
+
+def analyze_with_progress(runs_dir: Path, *, snapshot: str | None, reference: str, bootstrap: int,
+                          method: str, seed: int) -> analysis.Report:
+    """``analysis.analyze_runs`` with a progress bar (one step per run)."""
+    with _progress() as prog:
+        task = prog.add_task("", total=None)
+
+        def update(i: int, total: int, spec: str) -> None:
+            prog.update(task, completed=i, total=total, description=spec)
+
+        return analysis.analyze_runs(runs_dir, snapshot=snapshot, reference=reference, n_resamples=bootstrap,
+                                     method=method, seed=seed, progress=update)
+
+
+MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost", "draws/s", "non-finite",
+                  "Pareto")
+NARROW_COLUMNS = ("spec", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "Pareto")
+
+
+def report_table(report: analysis.Report, *, width: int | None = None) -> Table:
+    """The report as a rich table, one row per run (``biasvar demo`` prints this too).
+
+    Intervals go on a second line. Below 150 columns V×cost and the cosine are left out, below
+    105 also seed, cost, draws/s and non-finite (every column is in the Markdown, JSON and CSV).
+    """
+    width = console.width if width is None else width
+    cols = analysis.TABLE_COLUMNS if width >= 150 else MEDIUM_COLUMNS if width >= 105 else NARROW_COLUMNS
+    hidden = [c for c in analysis.TABLE_COLUMNS if c not in cols]
+    table = Table(title=analysis.report_header(report), title_justify="left", title_style="bold",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                  caption="b2: unbiased squared bias per parameter (Eq. 16; can be negative) · V: variance "
+                          "per parameter · MSE = b2 + V · cost: forward passes per draw · * Pareto: not "
+                          "dominated in (max(b2, 0), V)" + (f" · hidden at this width: {', '.join(hidden)} "
+                                                            f"(see --format md)" if hidden else ""),
+                  caption_justify="left")
+    right = {"seed", "n", "MSE", "cost", "draws/s", "V×cost", "cos", "non-finite"}
+    short = {"non-finite": "non-\nfinite", "Pareto": "P", "draws/s": "draws/s", "b2 [95% CI]": "b2\n[95% CI]",
+             "V [95% CI]": "V\n[95% CI]"}
+    for col in cols:
+        table.add_column(short.get(col, col), justify="right" if col in right else "left",
+                         no_wrap=True, style="bold" if col == "spec" else None)
+    for r, cells in zip(report.rows, analysis.table_rows(report), strict=True):
+        table.add_row(*(cells[c].replace(" [", "\n[") for c in cols),
+                      style="dim" if r.role == "reference" else None)
+    return table
+
+
+def groups_table(report: analysis.Report) -> Table:
+    """Per parameter group: b2 and V of every run."""
+    table = Table(title="per parameter group", title_justify="left")
+    for col in ("spec", "seed", "group", "dim", "b2 [95% CI]", "V [95% CI]"):
+        table.add_column(col)
+    for r in report.rows:
+        for g in r.groups:
+            table.add_row(r.spec, str(r.seed), g.name, str(g.dim), analysis.fmt_estimate(g.b2),
+                          analysis.fmt_estimate(g.variance))
+    return table
+
+
+def report(
+    runs_dir: _RUNS_DIR = Path("runs"),
+    snapshot: _SNAPSHOT = None,
+    reference: _REFERENCE = "rf(M=4)",
+    fmt: Annotated[Format, Opt("--format", help="table (rich, on screen), md, json or csv.")] = Format.table,
+    out: Annotated[Path | None, Opt("--out", help="Write the report to FILE (atomically) instead of the "
+                                    "screen; with --format table it is written as Markdown.")] = None,
+    bootstrap: _BOOTSTRAP = 1000,
+    seed: _SEED = 0,
+    method: _METHOD = Method.pivot,
+    groups: Annotated[bool, Opt("--groups", help="Also show b2 and V per parameter group.")] = False,
+) -> None:
+    """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
+    intervals; one row per run, sorted by family then hyper-parameter."""
+    rep = analyze_with_progress(runs_dir, snapshot=snapshot, reference=reference, bootstrap=bootstrap,
+                                method=method.value, seed=seed)
+    if out is not None:
+        text = analysis.format_report(rep, "md" if fmt is Format.table else fmt.value)
+        analysis.write_atomic(out, text)
+        console.print(f"wrote {out} ({len(rep.rows)} runs, snapshot {rep.snapshot_hash[:12]})",
+                      highlight=False)
+        return
+    if fmt is Format.table:
+        console.print(report_table(rep))
+        if groups:
+            console.print(groups_table(rep))
+        for note in rep.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        return
+    typer.echo(analysis.format_report(rep, fmt.value), nl=False)
+
+
+def plot(
+    figure: Annotated[Figure, typer.Argument(help="fig1 (bias and variance vs t), pareto (Fig. 4), "
+                                             "quant-unit (Fig. B.5).")],
+    runs_dir: _RUNS_DIR = Path("runs"),
+    snapshot: _SNAPSHOT = None,
+    reference: _REFERENCE = "rf(M=4)",
+    out: Annotated[Path | None, Opt("--out", help="Output file; PNG and PDF are written beside each other "
+                                    "(default figures/<figure>.png).")] = None,
+    from_report: Annotated[Path | None, Opt("--report", help="Plot a saved JSON report (`biasvar report "
+                                            "--format json --out FILE`) instead of the runs.")] = None,
+    bootstrap: _BOOTSTRAP = 1000,
+    seed: _SEED = 0,
+    method: _METHOD = Method.pivot,
+) -> None:
+    """Draw a figure of the paper from the runs of one snapshot (PNG and PDF)."""
+    from biasvar import plots  # matplotlib only when plotting
+
+    target = out if out is not None else Path("figures") / f"{figure.value}.png"
+    if figure is Figure.quant_unit:
+        raise UnsupportedError("quant-unit (Fig. B.5) is not yet available from the command line: it is "
+                               "drawn from the single-quantizer study, not from run files (library: "
+                               "biasvar.plots.plot_quant_unit)")
+    if from_report is not None:
+        try:
+            rep = analysis.report_from_json(from_report.read_text())
+        except OSError as e:
+            raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
+    else:
+        rep = analyze_with_progress(runs_dir, snapshot=snapshot, reference=reference, bootstrap=bootstrap,
+                                    method=method.value, seed=seed)
+    draw = plots.plot_fig1 if figure is Figure.fig1 else plots.plot_pareto
+    res = draw(rep, target)
+    console.print(f"wrote {', '.join(res.paths)}", highlight=False)
+    console.print(f"drawn: {', '.join(res.drawn)}", highlight=False)
+    if res.missing:
+        console.print(f"[yellow]missing:[/] {', '.join(res.missing)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Adds nothing yet."""
+    app.command("report")(report)
+    app.command("plot")(plot)

@@ -384,12 +384,14 @@ def test_analyze_rows_reference_pareto_and_columns():
     second = rep.row("rf(M=4)", seed=1)
     assert second.role == "test" and second.b2 is not None
     assert second.cost == 4 and second.variance_x_cost == pytest.approx(4 * second.variance.value)
-    # Pareto: exactly the rows that no other tested row dominates in (b2, V)
+    # Pareto: exactly the rows that no other tested row dominates in (max(b2, 0), V)
     tested = [r for r in rep.rows if r.b2 is not None]
     for r in tested:
-        dominated = any(o.b2.value <= r.b2.value and o.variance.value <= r.variance.value
-                        and (o.b2.value < r.b2.value or o.variance.value < r.variance.value) for o in tested)
+        b, v = max(r.b2.value, 0.0), r.variance.value
+        dominated = any(max(o.b2.value, 0.0) <= b and o.variance.value <= v
+                        and (max(o.b2.value, 0.0) < b or o.variance.value < v) for o in tested)
         assert r.pareto == (not dominated)
+    assert any(r.pareto for r in tested) and not all(r.pareto for r in tested)
     assert not ref_row.pareto
     # the reference's own numbers: V from its moments
     ref_run = runs[0]

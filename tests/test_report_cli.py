@@ -1,0 +1,122 @@
+"""``biasvar report`` and ``biasvar plot`` through CliRunner on run files written with the store API."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from biasvar_cli.main import app
+from test_analysis import SNAP, fig_runs, write_run
+from typer.testing import CliRunner
+
+from biasvar import analysis as A
+from biasvar import store
+
+runner = CliRunner()
+SPECS = ["rf(M=4)", "rf(M=4)", "zgr", "st", "gs(t=0.5)", "gs(t=2)", "gs-st(t=0.5)", "gr-mc(t=0.5,M=10)"]
+
+
+def invoke(*args, width: int = 200):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=width)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("runs")
+    for r in fig_runs(SPECS, nb=6, bs=50):
+        write_run(d, r)
+    return d
+
+
+def test_report_table_lists_every_run(runs_dir):
+    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100")
+    assert r.exit_code == 0, r.output
+    for spec in ("zgr", "st", "gs(t=0.5)", "gs(t=2)", "gs-st(t=0.5)", "gr-mc(M=10,t=0.5)", "rf(M=4) (ref)"):
+        assert spec in r.output
+    assert f"snapshot {SNAP[:12]}" in r.output and "Pareto" in r.output
+    narrow = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "0", width=80)
+    assert narrow.exit_code == 0 and "hidden at this width" in narrow.output
+
+
+def test_json_read_back_equals_the_table(runs_dir, tmp_path):
+    out = tmp_path / "rep.json"
+    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100", "--seed", "3", "--format", "json",
+               "--out", out)
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output
+    rep = A.report_from_json(out.read_text())
+    assert rep == A.analyze_runs(runs_dir, n_resamples=100, seed=3)
+    table = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100", "--seed", "3")
+    for cells in A.table_rows(rep):  # every value of the table is the JSON's, formatted
+        for col in ("n", "MSE", "non-finite"):
+            assert cells[col] in table.output
+        for col in ("b2 [95% CI]", "V [95% CI]"):
+            value, _, interval = cells[col].partition(" [")
+            assert value in table.output and (not interval or "[" + interval in table.output)
+    assert [p.name for p in tmp_path.iterdir()] == ["rep.json"]  # atomic write: no temporary left
+
+
+def test_csv_and_markdown(runs_dir, tmp_path):
+    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert len(rows) == len(SPECS) and {row["snapshot_hash"] for row in rows} == {SNAP}
+    assert all(row["method"] == "pivot" and row["n_resamples"] == "50" for row in rows)
+    md = tmp_path / "r.md"
+    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--out", md)
+    assert r.exit_code == 0 and md.read_text().count("\n| ") == len(SPECS) + 1
+
+
+def test_exact_reference_and_groups(tmp_path):
+    for run in fig_runs(["zgr", "st"], exact=True, nb=4, bs=20):
+        write_run(tmp_path, run)
+    r = invoke("report", "--runs-dir", tmp_path, "--reference", "exact", "--bootstrap", "50", "--groups")
+    assert r.exit_code == 0, r.output
+    assert "reference exact" in r.output and "per parameter group" in r.output and "p1" in r.output
+
+
+def test_user_errors_are_one_line(runs_dir, tmp_path):
+    r = invoke("report", "--runs-dir", tmp_path / "nope")
+    assert r.exit_code == 1 and "does not exist" in r.output
+    r = invoke("report", "--runs-dir", runs_dir, "--reference", "exact")
+    assert r.exit_code == 1 and "exact gradient" in r.output and "Traceback" not in r.output
+    r = invoke("report", "--runs-dir", runs_dir, "--reference", "rf(M=2)")
+    assert r.exit_code == 1 and "no run of the reference rf(M=2)" in r.output
+    r = invoke("report", "--runs-dir", runs_dir, "--method", "nope")
+    assert r.exit_code == 2
+    # a run of another parameter set in the same snapshot folder
+    mixed = tmp_path / "mixed"
+    for run in fig_runs(["rf(M=4)", "zgr"], nb=3, bs=5):
+        write_run(mixed, run)
+    odd = fig_runs(["st"], nb=3, bs=5)[0]
+    write_run(mixed, store.RunData(**{**odd.__dict__, "attrs": {**odd.attrs, "params_glob": "enc.*"}}))
+    r = invoke("report", "--runs-dir", mixed)
+    assert r.exit_code == 1 and "different parameter sets" in r.output
+
+
+def test_plot_commands(runs_dir, tmp_path):
+    out = tmp_path / "figs" / "f1.png"
+    r = invoke("plot", "fig1", "--runs-dir", runs_dir, "--out", out, "--bootstrap", "50")
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
+    assert "missing:" in r.output and "GR-MC(t, M=100)" in r.output
+    rep_json = tmp_path / "rep.json"
+    assert invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--format", "json",
+                  "--out", rep_json).exit_code == 0
+    r = invoke("plot", "pareto", "--report", rep_json, "--out", tmp_path / "p.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    r = invoke("plot", "quant-unit")
+    assert r.exit_code == 1 and "not yet available" in r.output
+    r = invoke("plot", "pareto", "--report", tmp_path / "none.json")
+    assert r.exit_code == 1 and "cannot read report" in r.output
+
+
+def test_a_100_block_run(tmp_path):
+    """100 blocks (the engine's count for small problems): resampling weights and Gram forms scale."""
+    for run in fig_runs(["rf(M=4)", "zgr"], nb=100, bs=5):
+        write_run(tmp_path, run)
+    r = invoke("report", "--runs-dir", tmp_path)
+    assert r.exit_code == 0, r.output
