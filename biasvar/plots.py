@@ -296,8 +296,9 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
             ax.errorbar(v, b, xerr=[v - vlo, vhi - v], yerr=[b - blo, bhi - b], fmt="none",
                         ecolor=style.color, alpha=0.35, elinewidth=0.7, capsize=0)
             line_kw = dict(color=style.color, marker=style.marker, label=style.label)
-            if name in ("rf", "zgr", "darn"):
-                ax.plot(v, b, linestyle="", markersize=6, **line_kw)
+            if name in ("rf", "zgr", "darn"):  # a dark edge: Okabe-Ito yellow is faint on white
+                ax.plot(v, b, linestyle="", markersize=6, markeredgecolor="0.25", markeredgewidth=0.5,
+                        **line_kw)
             else:
                 ax.plot(v, b, linestyle=style.linestyle, **line_kw)
                 if len(rs) > 1:  # name the low end of the hyper-parameter (both ends for alpha)

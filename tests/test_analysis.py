@@ -297,9 +297,14 @@ def test_coverage_of_the_default_interval(dim, b2, exact):
 
 def test_plain_percentile_interval_is_dishonest_in_high_dimension():
     """Why the default is not scipy's percentile interval of Eq. 16: in high dimension its
-    bootstrap distribution sits about V_R/n_R + V_T/n_T above b2, far more than its width; it
-    (and the basic interval) then almost never covers the truth (observed 0/20), while the pivot
-    interval does (observed 20/20)."""
+    bootstrap distribution sits off b2 by far more than its width; it (and the basic interval)
+    then almost never covers the truth (observed 0/20 here), while the pivot interval does.
+
+    Observed coverage of the 95% intervals, 200 repetitions each (the five settings of
+    test_coverage_of_the_default_interval, in that order):
+    pivot 0.96, 0.955, 0.955, 0.96, 0.95; percentile 0.48, 0.88, 0.00, 0.535, 0.88;
+    basic 0.50, 0.805, 0.00, 0.42, 0.81; BCa 0.355, 0.82, 0.00, 0.30, 0.815.
+    """
     kw = dict(dim=2000, b2=0.02, exact=False, reps=20, n_resamples=200)
     assert _coverage(method="percentile", **kw) <= 0.2
     assert _coverage(method="basic", **kw) <= 0.2
