@@ -1,0 +1,191 @@
+"""``biasvar reproduce``: the paper's bias-variance measurements end to end, from raw MNIST files.
+
+1. Train the Fig. 1 snapshot: VAE on MNIST-B, 16 variables x 16 categories, ``epochs`` epochs of
+   rf(M=4), Adam lr 1e-4, batch 50 (App. B.3, B.4). A snapshot already on disk with the same
+   settings is reused.
+2. Sweep the estimator grids of Fig. 1 and/or Fig. 4 (``biasvar.presets``) against the reference
+   rf(M=4) at the same snapshot (reference and tested runs of ``n`` draws).
+3. Analyse (Eq. 16, bootstrap intervals) into Markdown and JSON under ``results_dir/<tag>/``.
+4. Draw Fig. 1, the Fig. 4 Pareto diagram and Fig. B.5 (the single-unit quantizer study) into
+   ``figures_dir/<tag>/`` as PNG and PDF.
+
+The full protocol is ``n = 10_000`` draws per run, 10 epochs, the presets' full grids. A reduced
+run (fewer draws, a coarser grid given by ``points``, fewer draws ``slow_n`` for the costly
+gr-mc(M >= 100) runs) is labelled as such in its tag and provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import biasvar
+from biasvar import analysis, plots
+from biasvar.engine import device_name, git_commit, resolve_device, sweep_runs
+from biasvar.errors import SnapshotError, SpecError
+from biasvar.presets import ALPHAS, MARKED_T, REFERENCE, log_grid, preset_specs
+from biasvar.quantstudy import quant_unit_study
+from biasvar.snapshot import Snapshot, load_snapshot
+from biasvar.spec import parse_spec
+
+FIGURES = ("fig1", "fig4", "all")
+Say = Callable[[str], None]
+
+
+def protocol_specs(what: str, points: int | None = None) -> list[str]:
+    """Tested specs of ``fig1``, ``fig4`` or ``all``; ``points`` thins every hyper-parameter grid
+    to that many log-spaced values (plus t = 1.1 and t = 2, which Fig. 4 marks)."""
+    if what not in FIGURES:
+        raise SpecError(f"unknown figure {what!r}; expected one of: {', '.join(FIGURES)}")
+    if points is None:
+        names = ("fig1", "fig4") if what == "all" else (what,)
+        specs = [s for name in names for s in preset_specs(name)[1]]
+    else:
+        if points < 2:
+            raise SpecError(f"points must be at least 2, got {points}")
+        t_gs = log_grid(0.01, 2, points, extra=MARKED_T)
+        specs = [f"{fam}(t={t})" for fam in ("gs", "gs-st") for t in t_gs]
+        specs += [f"gr-mc(t={t},M={M})" for M in (10, 100) for t in t_gs] + ["zgr", "st"]
+        if what in ("fig4", "all"):
+            alphas = sorted({ALPHAS[round(i * (len(ALPHAS) - 1) / (points - 1))] for i in range(points)})
+            specs += [f"st(t={t})" for t in log_grid(1, 8, points, extra=MARKED_T)]
+            specs += [f"st-zgr(alpha={a},t={t})" for t in (1, 2) for a in alphas]
+            specs += ["rf(M=2)", REFERENCE]
+    out: dict[str, None] = {}
+    for s in specs:
+        out.setdefault(str(parse_spec(s)), None)
+    return list(out)
+
+
+def _is_slow(spec: str) -> bool:
+    s = parse_spec(spec)
+    return s.name == "gr-mc" and int(s["M"]) >= 100
+
+
+@dataclass
+class ReproduceResult:
+    tag: str
+    snapshot: Snapshot
+    report: analysis.Report
+    files: list[Path] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def fig1_snapshot(*, epochs: int, seed: int, data_dir: str | Path | None, device: str,
+                  snapshot_dir: str | Path, say: Say, train_progress: Callable | None = None) -> Snapshot:
+    """The Fig. 1 VAE snapshot after ``epochs`` epochs of rf(M=4) (trained, or reused from disk)."""
+    from biasvar.data import load
+    from biasvar.problems.vae import VAE
+    from biasvar.train import train
+
+    path = Path(snapshot_dir) / f"vae-c16v16-mnist-b-rf4-e{epochs}-s{seed}.pt"
+    if path.is_file():
+        try:
+            snap = load_snapshot(path)
+            prov = snap.provenance
+            if (prov.get("epochs"), prov.get("seed"), prov.get("estimator")) == (epochs, seed, REFERENCE):
+                say(f"reusing snapshot {path} ({snap.id})")
+                return snap
+        except SnapshotError as e:
+            say(f"retraining: {e}")
+    data = load("mnist-b", "train", data_dir=data_dir)
+    problem = VAE(categories=16, vars=16, seed=seed)
+    say(f"training the Fig. 1 VAE: {epochs} epochs of {REFERENCE} on MNIST-B -> {path}")
+    return train(problem, data=data, estimator=REFERENCE, epochs=epochs, batch_size=50, lr=1e-4, seed=seed,
+                 out=path, device=device, progress=train_progress)
+
+
+def reproduce(
+    what: str = "all",
+    *,
+    n: int = 10_000,
+    epochs: int = 10,
+    points: int | None = None,
+    slow_n: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    snapshot_dir: str | Path = "snapshots",
+    results_dir: str | Path = "results",
+    figures_dir: str | Path = "figures",
+    tag: str | None = None,
+    n_resamples: int = 1000,
+    quant_n: int = 10_000,
+    command: str = "",
+    say: Say = lambda msg: None,
+    sweep_progress: Callable | None = None,
+    train_progress: Callable | None = None,
+) -> ReproduceResult:
+    """Run the protocol (see the module docstring); returns the report and the files written."""
+    t0 = time.perf_counter()
+    specs = protocol_specs(what, points)
+    full = n >= 10_000 and epochs == 10 and points is None and (slow_n is None or slow_n >= n)
+    dev = resolve_device(device)
+    if tag is None:
+        tag = ("full" if full else "reduced") + ("-cpu" if dev.type == "cpu" else "-gpu")
+    snap = fig1_snapshot(epochs=epochs, seed=seed, data_dir=data_dir, device=str(dev),
+                         snapshot_dir=snapshot_dir, say=say, train_progress=train_progress)
+    fast = [s for s in specs if not _is_slow(s)]
+    slow = [s for s in specs if _is_slow(s)]
+    say(f"sweeping {len(specs)} estimators + reference {REFERENCE} at snapshot {snap.id} (n = {n}"
+        + (f", gr-mc(M>=100): n = {slow_n}" if slow and slow_n else "") + ")")
+    common = dict(reference=REFERENCE, seed=seed, runs_dir=runs_dir, device=dev, progress=sweep_progress)
+    sweep_runs(snap, fast, n=n, reference_n=n, name=what, **common)
+    if slow:
+        sweep_runs(snap, slow, n=slow_n or n, reference_n=n, **common)
+    say("analysing (Eq. 16, bootstrap over blocks)")
+    report = analysis.analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples,
+                                   seed=seed)
+    res_dir, fig_dir = Path(results_dir) / tag, Path(figures_dir) / tag
+    files = [analysis.write_atomic(res_dir / "report.md", analysis.report_to_markdown(report)),
+             analysis.write_atomic(res_dir / "report.json", analysis.report_to_json(report))]
+    for name, fn in (("fig1", plots.plot_fig1), ("fig4-pareto", plots.plot_pareto)):
+        files += list(fn(report, fig_dir / f"{name}.png").paths)
+    say(f"single-unit quantizer study (Fig. B.5), {quant_n} draws per eta")
+    study = quant_unit_study(n=quant_n, seed=seed)
+    files += list(plots.plot_quant_unit(study, fig_dir / "figB5-quant-unit.png").paths)
+    provenance = {
+        "command": command,
+        "what": what,
+        "tag": tag,
+        "reduced": not full,
+        "n": n,
+        "slow_n": slow_n or n,
+        "points": points,
+        "epochs": epochs,
+        "seed": seed,
+        "n_resamples": n_resamples,
+        "quant_n": quant_n,
+        "snapshot_id": snap.id,
+        "snapshot_hash": snap.hash,
+        "snapshot_path": snap.path,
+        "snapshot_provenance": {k: v for k, v in snap.provenance.items() if k != "loss_history"},
+        "loss_history": snap.provenance.get("loss_history"),
+        "device": device_name(dev),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "commit": git_commit(),
+        "biasvar_version": biasvar.__version__,
+        "torch_version": str(torch.__version__),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "runs": [{"spec": r.spec, "seed": r.seed, "n": r.n} for r in report.rows],
+    }
+    files.append(analysis.write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
+    return ReproduceResult(tag, snap, report, files, provenance)
+
+
+def specs_summary(specs: Sequence[str]) -> str:
+    fams: dict[str, int] = {}
+    for s in specs:
+        fams[parse_spec(s).name] = fams.get(parse_spec(s).name, 0) + 1
+    return ", ".join(f"{k} x{v}" for k, v in fams.items())
