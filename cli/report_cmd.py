@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from biasvar import analysis
-from biasvar.errors import AnalysisError, UnsupportedError
+from biasvar.errors import AnalysisError
 
 from .common import console, err_console
 
@@ -160,15 +160,19 @@ def plot(
     bootstrap: _BOOTSTRAP = 1000,
     seed: _SEED = 0,
     method: _METHOD = Method.pivot,
+    draws: Annotated[int, Opt("--n", help="quant-unit: draws per eta and estimator.")] = 10_000,
+    points: Annotated[int, Opt("--points", help="quant-unit: inputs eta on [-1, K].")] = 61,
 ) -> None:
-    """Draw a figure of the paper from the runs of one snapshot (PNG and PDF)."""
+    """Draw a figure of the paper from the runs of one snapshot (PNG and PDF).
+
+    quant-unit (Fig. B.5) runs the single-quantizer study itself (exact references; cheap) and
+    plots it; it does not read run files."""
     from biasvar import plots  # matplotlib only when plotting
 
     target = out if out is not None else Path("figures") / f"{figure.value}.png"
     if figure is Figure.quant_unit:
-        raise UnsupportedError("quant-unit (Fig. B.5) is not yet available from the command line: it is "
-                               "drawn from the single-quantizer study, not from run files (library: "
-                               "biasvar.plots.plot_quant_unit)")
+        _plot_quant_unit(target, n=draws, points=points, seed=seed)
+        return
     if from_report is not None:
         try:
             rep = analysis.report_from_json(from_report.read_text())
@@ -183,6 +187,25 @@ def plot(
     console.print(f"drawn: {', '.join(res.drawn)}", highlight=False)
     if res.missing:
         console.print(f"[yellow]missing:[/] {', '.join(res.missing)}", highlight=False)
+
+
+def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
+    from biasvar import plots
+    from biasvar.quantstudy import DEFAULT_SPECS, quant_unit_study
+
+    if n < 2 or points < 2:
+        raise AnalysisError(f"quant-unit needs --n >= 2 and --points >= 2, got --n {n} --points {points}")
+    with _progress() as bar:
+        task = bar.add_task("Fig. B.5 study", total=None)
+
+        def step(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        study = quant_unit_study(n=n, points=points, seed=seed, progress=step)
+    res = plots.plot_quant_unit(study, target)
+    console.print(f"single quantizer, K = 4, {n} draws per eta at {points} inputs; estimators: "
+                  f"{', '.join(DEFAULT_SPECS)}", highlight=False)
+    console.print(f"wrote {', '.join(res.paths)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

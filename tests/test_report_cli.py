@@ -108,8 +108,11 @@ def test_plot_commands(runs_dir, tmp_path):
     r = invoke("plot", "pareto", "--report", rep_json, "--out", tmp_path / "p.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    r = invoke("plot", "quant-unit")
-    assert r.exit_code == 1 and "not yet available" in r.output
+    r = invoke("plot", "quant-unit", "--n", "50", "--points", "5", "--out", tmp_path / "b5.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b5.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "b5.pdf").exists()
+    r = invoke("plot", "quant-unit", "--n", "1")
+    assert r.exit_code == 1 and "--n >= 2" in r.output
     r = invoke("plot", "pareto", "--report", tmp_path / "none.json")
     assert r.exit_code == 1 and "cannot read report" in r.output
 
