@@ -638,6 +638,8 @@ def sample_run(
         raise SpecError(f"n must be at least 1 draw, got {n}")
     spec = parse_spec(spec)
     canon = str(spec)
+    if params is None:  # a problem may name the parameters its study measures (qnet: layer 0, App. B.6)
+        params = getattr(snapshot.problem, "measure_params", None)
     dev = resolve_device(device)
     tdtype = resolve_dtype(dtype)
     problem = prepare(snapshot.problem, device=dev, dtype=tdtype)

@@ -117,7 +117,8 @@ def rf_surrogate(f: Tensor, logq: Tensor) -> Tensor:
 
     Returns:
         scalar ``mean_{m,b} [f + sg(A) * logq]`` with ``A_m = M/(M-1) (f_m - mean_j f_j)``.
-        Its value is the mean loss; its gradient is the unbiased rf(M) estimate.
+        Its gradient is the unbiased rf(M) estimate (its value is not the mean loss: it includes
+        the ``A * logq`` term).
     """
     M = f.shape[0]
     A = (f - f.mean(0, keepdim=True)) * (M / (M - 1))

@@ -88,8 +88,12 @@ def kl_uniform(logits: Tensor) -> Tensor:
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
-    """-log p(x | logits) of independent Bernoulli pixels: [B, 784] -> [B]."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    """-log p(x | logits) of independent Bernoulli pixels: [B, 784] -> [B].
+
+    Written as ``softplus(l) - x l`` (the same value as ``binary_cross_entropy_with_logits``)
+    because that op has no fused vmap rule and cost ~30% of the engine's time on the VAE.
+    """
+    return (F.softplus(logits) - x * logits).sum(-1)
 
 
 class VAE(Problem):
