@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 import biasvar
+from biasvar.engine import resolve_device  # one device rule for train and sample
 from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.estimators import PlugIn, build
 from biasvar.problems.base import Problem, draw_loss, noise_requests, plain_loss
@@ -63,19 +64,6 @@ def epoch_path(out: str | Path, epoch: int) -> Path:
     """``ckpt.pt`` -> ``ckpt-e10.pt``: where ``save_at`` puts the snapshot after ``epoch``."""
     out = Path(out)
     return out.with_name(f"{out.stem}-e{int(epoch)}{out.suffix}")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given (cuda checked)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TrainError(f"unknown device {device!r}; expected auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
-    return dev
 
 
 def build_problem(kind: str, options: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Problem:

@@ -19,14 +19,7 @@ from biasvar.problems.vae import VAE
 from biasvar.snapshot import snapshot_of
 from biasvar.spec import parse_spec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SPECS = ["zgr", "st(t=2)", "darn", "gs(t=0.5)", "gs-st(t=0.5)", "gr-mc(t=0.3,M=5)", "st-zgr(alpha=0.5,t=2)",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from biasvar import engine, store
 from biasvar.errors import StoreError
@@ -25,12 +24,7 @@ CONTRACT_ATTRS = ("schema_version", "spec", "seed", "n_target", "n_done", "block
                   "cuda_version", "git_commit", "created")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_same_run(a: store.RunData, b: store.RunData) -> None:
