@@ -18,13 +18,7 @@ from biasvar.train import TrainError, build_problem, epoch_path, train
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (large on a shared, busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 PROVENANCE = ("estimator", "epochs", "lr", "seed", "batch_size", "loss_history", "eval_history", "data",
               "wall_time_s", "device", "biasvar_version")
 

@@ -26,13 +26,7 @@ SPECS = ["st", "st(t=2)", "darn", "zgr", "st-zgr(alpha=0.5)", "gs(t=0.5)", "gs-s
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (large on a shared, busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # -- independent references ---------------------------------------------------------------------
 
