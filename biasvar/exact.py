@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from biasvar.estimators.categorical import conditional_gumbel
 from biasvar.errors import ShapeError
+from biasvar.estimators.categorical import conditional_gumbel
 
 LossFn = Callable[[Tensor], Tensor]
 

@@ -92,7 +92,10 @@ def exponential_from_uniform(u: Tensor) -> Tensor:
 TRANSFORMS = {"gumbel": gumbel_from_uniform, "exponential": exponential_from_uniform, "uniform": lambda u: u}
 
 
-def noise_layout(requests: dict[str, dict[str, tuple[tuple[int, ...], str]]]) -> list[tuple[str, str, tuple[int, ...], str, int]]:
+Requests = dict[str, dict[str, tuple[tuple[int, ...], str]]]  # node -> noise name -> (shape, kind)
+
+
+def noise_layout(requests: Requests) -> list[tuple[str, str, tuple[int, ...], str, int]]:
     """Fixed order and element offsets of one draw's noise: ``(node, name, shape, kind, offset)``.
 
     ``requests`` maps node -> noise name -> (shape, kind). Sorted by (node, name), so the

@@ -6,6 +6,14 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
 from biasvar.errors import BiasvarError
@@ -36,3 +44,14 @@ class ErrorHandlingGroup(TyperGroup):
 def new_app(**kwargs) -> typer.Typer:
     return typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, add_completion=False,
                        pretty_exceptions_enable=False, **kwargs)
+
+
+def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:
+    """The CLI's one progress display: description, bar, done/total, ``fields`` (format strings
+    over ``task``), then ETA and elapsed time. ``kwargs`` go to :class:`rich.progress.Progress`."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+               *(TextColumn(f) for f in fields)]
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    kwargs.setdefault("console", console)
+    return Progress(*columns, TimeElapsedColumn(), **kwargs)

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from biasvar.demo import DEMO_SPECS, run_demo
 
-from .common import console
+from .common import console, progress_bar
 from .report_cmd import report_table
 
 Opt = typer.Option
@@ -27,8 +26,7 @@ def demo(
     t0 = time.perf_counter()
     console.print(f"[bold]biasvar demo[/]: {len(DEMO_SPECS)} estimators x 2 problems (toy-cat, quant-unit), "
                   f"{n} draws each, exact reference", highlight=False)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with progress_bar(eta=False, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 
         def step(label: str, done: int, total: int) -> None:

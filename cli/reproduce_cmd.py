@@ -10,19 +10,11 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from biasvar.reproduce import protocol_specs, specs_summary
 from biasvar.reproduce import reproduce as run_reproduce
 
-from .common import console
+from .common import console, progress_bar
 
 Opt = typer.Option
 
@@ -61,9 +53,7 @@ def reproduce(
     specs = protocol_specs(what.value, points)
     console.print(f"[bold]biasvar reproduce {what.value}[/]: {len(specs)} estimators "
                   f"({specs_summary(specs)})", highlight=False)
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                        TimeElapsedColumn(), console=console)
+    progress = progress_bar("{task.fields[info]}")
     with progress:
         train_task = progress.add_task("train", total=None, info="")
         sweep_task = progress.add_task("sweep", total=None, info="", visible=False)

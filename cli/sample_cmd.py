@@ -8,14 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from biasvar import bench as benchmod
@@ -24,7 +16,7 @@ from biasvar.errors import SpecError, StoreError
 from biasvar.snapshot import load_snapshot
 from biasvar.spec import spec_from_flags
 
-from .common import console
+from .common import console, progress_bar
 
 Opt = typer.Option
 
@@ -40,13 +32,8 @@ _MAXMEM = Annotated[str | None, Opt("--max-memory", help="Memory budget, e.g. 4G
 _CHUNK = Annotated[int | None, Opt("--chunk", help="Fixed draws per vectorized call (default: from memory).")]
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} draws/s"), TextColumn("non-finite {task.fields[bad]}"),
-        TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    )
+def _progress():
+    return progress_bar("{task.fields[rate]:.1f} draws/s", "non-finite {task.fields[bad]}", transient=False)
 
 
 def _size(nbytes: float) -> str:

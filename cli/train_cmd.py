@@ -9,14 +9,6 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from biasvar.spec import spec_from_flags
@@ -30,7 +22,7 @@ from biasvar.train import (
     train,
 )
 
-from .common import console
+from .common import console, progress_bar
 
 Opt = typer.Option
 
@@ -121,9 +113,7 @@ def train_command(
     dataset = load_data(model, data, data_dir=data_dir, download=False if offline else None)
 
     label = "neg-ELBO" if model in ("vae", "hvae") else "loss"
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn(label + " {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar(label + " {task.fields[loss]}", transient=False) as bar:
         task = None
 
         def report(p: TrainProgress) -> None:

@@ -3,9 +3,8 @@
 import re
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from biasvar_cli.main import app
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -2,10 +2,10 @@
 
 import json
 
+from biasvar_cli.main import app
 from typer.testing import CliRunner
 
 from biasvar import analysis
-from biasvar_cli.main import app
 
 
 def test_demo_end_to_end(tmp_path):

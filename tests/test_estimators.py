@@ -283,7 +283,7 @@ def test_rf_unbiased_on_toy_problem():
     for spec in ("rf(M=2)", "rf(M=4)"):
         est = build(spec)
         nz = draw_noise(noise_requests(prob, est), stream_key(0, spec), torch.arange(40_000), dtype=D)
-        J = torch.func.vmap(torch.func.grad(lambda p, z: draw_loss(prob, est, p, z)), in_dims=(None, 0))(
+        J = torch.func.vmap(torch.func.grad(lambda p, z, est=est: draw_loss(prob, est, p, z)), in_dims=(None, 0))(
             prob.params, nz
         )["logits"]
         se = J.std(0) / math.sqrt(J.shape[0])
