@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from biasvar import engine, rng
+from biasvar import engine, provenance, rng
+from biasvar.atomic import write_atomic
 from biasvar.errors import UnsupportedError
 from biasvar.estimators import build
 from biasvar.problems.base import Problem, noise_requests
@@ -252,7 +253,7 @@ def bench(
             engine_flops_per_s=flops * best_engine if flops else None, engine_chunk=largest,
             n_engine=n * repeats, n_loop=n_loop * repeats,
         ))
-    env = engine.environment(dev)
+    env = provenance.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
     env["load_average_start"], env["load_average_end"] = load_start, _load()  # other work on the machine
     env["settings"] = {"n": n, "n_loop": n_loop, "repeats": repeats, "chunk": chunk, "max_memory": mem}
@@ -270,9 +271,4 @@ def default_bench_path(result: BenchResult, folder: str | Path = "results/bench"
 
 def write_bench(result: BenchResult, path: str | Path) -> Path:
     """Write the result as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(asdict(result), indent=1) + "\n")

@@ -41,7 +41,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
@@ -53,6 +52,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from biasvar.atomic import atomic_path
 from biasvar.errors import DataError
 
 __all__ = [
@@ -485,20 +485,13 @@ def _fetch(url: str, dest: Path, *, timeout: float, progress: Progress | None = 
 
 def _download(spec: FileSpec, url: str, dest: Path, progress: Progress | None) -> Path:
     """Download ``url`` into a temporary file beside ``dest``, verify it, then rename it to ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         wrapped = None if progress is None else (lambda _name, done, total: progress(spec.name, done, total))
         _fetch(url, tmp, timeout=_TIMEOUT_S, progress=wrapped)
         try:
             _check(spec, tmp)
         except DataError as e:
             raise DataError(f"downloaded file failed verification: {e}") from None
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

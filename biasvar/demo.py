@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from biasvar import analysis, plots
+from biasvar import plots
 from biasvar.engine import sample_run
 from biasvar.problems.base import Problem
 from biasvar.problems.quant import QuantUnit
 from biasvar.problems.toy import ToyCat
 from biasvar.quantstudy import quant_unit_study
+from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import snapshot_of
 
 #: every family, a few hyper-parameters each
@@ -45,7 +46,7 @@ def demo_problems() -> dict[str, Problem]:
 
 @dataclass
 class DemoResult:
-    reports: dict[str, analysis.Report] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     runs_dir: Path = Path("runs")
 
@@ -66,7 +67,7 @@ def run_demo(out_dir: str | Path = ".", *, n: int = 10_000, seed: int = 0, quant
             done += 1
         if progress is not None:
             progress(f"{name}: analysing", done, total)
-        report = analysis.analyze_runs(result.runs_dir, snapshot=snap.id, reference="exact", seed=seed)
+        report = analyze_runs(result.runs_dir, snapshot=snap.id, reference="exact", seed=seed)
         result.reports[name] = report
         result.files += list(plots.plot_pareto(report, out / "figures" / f"demo-{name}-pareto.png").paths)
     if progress is not None:

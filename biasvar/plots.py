@@ -1,6 +1,6 @@
 """Figures: Fig. 1 (bias and variance vs temperature), Fig. 4 (Pareto), Fig. B.5 (single quantizer).
 
-The functions lay out what a :class:`biasvar.analysis.Report` (or, for Fig. B.5, a small
+The functions lay out what a :class:`biasvar.report.Report` (or, for Fig. B.5, a small
 in-memory structure) already holds; they compute nothing. They draw with matplotlib's
 object-oriented API on a private ``Figure`` (no pyplot, no global state), write PNG and PDF,
 and use the Okabe-Ito colour-blind-safe palette with distinct markers and line styles, so the
@@ -22,8 +22,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from biasvar.analysis import Report, RunResult, sort_key
 from biasvar.errors import AnalysisError
+from biasvar.report import Report, RunResult, sort_key
 from biasvar.spec import parse_spec
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour deficiency.

@@ -28,11 +28,16 @@ from typing import Any
 import torch
 
 import biasvar
-from biasvar import analysis, plots
-from biasvar.engine import device_name, git_commit, resolve_device, sweep_runs
+from biasvar import plots
+from biasvar.atomic import write_atomic
+from biasvar.device import resolve_device
+from biasvar.engine import sweep_runs
 from biasvar.errors import SnapshotError, SpecError
+from biasvar.formats import report_to_json, report_to_markdown
 from biasvar.presets import ALPHAS, MARKED_T, REFERENCE, log_grid, preset_specs
+from biasvar.provenance import device_name, git_commit
 from biasvar.quantstudy import quant_unit_study
+from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import Snapshot, load_snapshot
 from biasvar.spec import parse_spec
 
@@ -74,7 +79,7 @@ def _is_slow(spec: str) -> bool:
 class ReproduceResult:
     tag: str
     snapshot: Snapshot
-    report: analysis.Report
+    report: Report
     files: list[Path] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -143,11 +148,11 @@ def reproduce(
     if slow:
         sweep_runs(snap, slow, n=slow_n or n, reference_n=n, **common)
     say("analysing (Eq. 16, bootstrap over blocks)")
-    report = analysis.analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples,
-                                   seed=seed)
+    report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples,
+                          seed=seed)
     res_dir, fig_dir = Path(results_dir) / tag, Path(figures_dir) / tag
-    files = [analysis.write_atomic(res_dir / "report.md", analysis.report_to_markdown(report)),
-             analysis.write_atomic(res_dir / "report.json", analysis.report_to_json(report))]
+    files = [write_atomic(res_dir / "report.md", report_to_markdown(report)),
+             write_atomic(res_dir / "report.json", report_to_json(report))]
     for name, fn in (("fig1", plots.plot_fig1), ("fig4-pareto", plots.plot_pareto)):
         files += list(fn(report, fig_dir / f"{name}.png").paths)
     say(f"single-unit quantizer study (Fig. B.5), {quant_n} draws per eta")
@@ -180,7 +185,7 @@ def reproduce(
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "runs": [{"spec": r.spec, "seed": r.seed, "n": r.n} for r in report.rows],
     }
-    files.append(analysis.write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
+    files.append(write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
     return ReproduceResult(tag, snap, report, files, provenance)
 
 

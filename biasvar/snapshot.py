@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 
 import biasvar
+from biasvar.atomic import atomic_path
 from biasvar.errors import SnapshotError
 from biasvar.problems.base import Problem
 from biasvar.problems.registry import make_problem
@@ -85,18 +84,8 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
         "provenance": snap.provenance,
         "hash": snap.hash,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a snapshot is an ordinary shared file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     snap.path = str(path)
     return snap
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 import biasvar
-from biasvar.engine import resolve_device  # one device rule for train and sample
+from biasvar.device import resolve_device  # one device rule for train and sample
 from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.estimators import PlugIn, build
 from biasvar.problems.base import Problem, draw_loss, noise_requests, plain_loss

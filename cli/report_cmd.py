@@ -11,8 +11,10 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from biasvar import analysis
+from biasvar import formats
+from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
+from biasvar.report import Report, analyze_runs
 
 from .common import console, err_console
 
@@ -47,7 +49,7 @@ _REFERENCE = Annotated[str, Opt("--reference", help="Reference estimator spec (i
 _BOOTSTRAP = Annotated[int, Opt("--bootstrap", help="Bootstrap resamples of the blocks (0: no intervals).")]
 _SEED = Annotated[int, Opt("--seed", help="Seed of the bootstrap resampling.")]
 _METHOD = Annotated[Method, Opt("--method", help="Interval method: pivot (default; honest, see "
-                                "biasvar.analysis), or scipy's percentile, basic, bca of the plain Eq. 16.")]
+                                "biasvar.stats.intervals), or scipy's percentile, basic, bca of the plain Eq. 16.")]
 
 
 def _progress() -> Progress:
@@ -58,16 +60,16 @@ def _progress() -> Progress:
 
 
 def analyze_with_progress(runs_dir: Path, *, snapshot: str | None, reference: str, bootstrap: int,
-                          method: str, seed: int) -> analysis.Report:
-    """``analysis.analyze_runs`` with a progress bar (one step per run)."""
+                          method: str, seed: int) -> Report:
+    """``analyze_runs`` with a progress bar (one step per run)."""
     with _progress() as prog:
         task = prog.add_task("", total=None)
 
         def update(i: int, total: int, spec: str) -> None:
             prog.update(task, completed=i, total=total, description=spec)
 
-        return analysis.analyze_runs(runs_dir, snapshot=snapshot, reference=reference, n_resamples=bootstrap,
-                                     method=method, seed=seed, progress=update)
+        return analyze_runs(runs_dir, snapshot=snapshot, reference=reference, n_resamples=bootstrap,
+                            method=method, seed=seed, progress=update)
 
 
 MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost", "draws/s", "non-finite",
@@ -75,16 +77,16 @@ MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost
 NARROW_COLUMNS = ("spec", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "Pareto")
 
 
-def report_table(report: analysis.Report, *, width: int | None = None) -> Table:
+def report_table(report: Report, *, width: int | None = None) -> Table:
     """The report as a rich table, one row per run (``biasvar demo`` prints this too).
 
     Intervals go on a second line. Below 150 columns V×cost and the cosine are left out, below
     105 also seed, cost, draws/s and non-finite (every column is in the Markdown, JSON and CSV).
     """
     width = console.width if width is None else width
-    cols = analysis.TABLE_COLUMNS if width >= 150 else MEDIUM_COLUMNS if width >= 105 else NARROW_COLUMNS
-    hidden = [c for c in analysis.TABLE_COLUMNS if c not in cols]
-    table = Table(title=analysis.report_header(report), title_justify="left", title_style="bold",
+    cols = formats.TABLE_COLUMNS if width >= 150 else MEDIUM_COLUMNS if width >= 105 else NARROW_COLUMNS
+    hidden = [c for c in formats.TABLE_COLUMNS if c not in cols]
+    table = Table(title=formats.report_header(report), title_justify="left", title_style="bold",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                   caption="b2: unbiased squared bias per parameter (Eq. 16; can be negative) · V: variance "
                           "per parameter · MSE = b2 + V · cost: forward passes per draw · * Pareto: not "
@@ -97,21 +99,21 @@ def report_table(report: analysis.Report, *, width: int | None = None) -> Table:
     for col in cols:
         table.add_column(short.get(col, col), justify="right" if col in right else "left",
                          no_wrap=True, style="bold" if col == "spec" else None)
-    for r, cells in zip(report.rows, analysis.table_rows(report), strict=True):
+    for r, cells in zip(report.rows, formats.table_rows(report), strict=True):
         table.add_row(*(cells[c].replace(" [", "\n[") for c in cols),
                       style="dim" if r.role == "reference" else None)
     return table
 
 
-def groups_table(report: analysis.Report) -> Table:
+def groups_table(report: Report) -> Table:
     """Per parameter group: b2 and V of every run."""
     table = Table(title="per parameter group", title_justify="left")
     for col in ("spec", "seed", "group", "dim", "b2 [95% CI]", "V [95% CI]"):
         table.add_column(col)
     for r in report.rows:
         for g in r.groups:
-            table.add_row(r.spec, str(r.seed), g.name, str(g.dim), analysis.fmt_estimate(g.b2),
-                          analysis.fmt_estimate(g.variance))
+            table.add_row(r.spec, str(r.seed), g.name, str(g.dim), formats.fmt_estimate(g.b2),
+                          formats.fmt_estimate(g.variance))
     return table
 
 
@@ -132,8 +134,8 @@ def report(
     rep = analyze_with_progress(runs_dir, snapshot=snapshot, reference=reference, bootstrap=bootstrap,
                                 method=method.value, seed=seed)
     if out is not None:
-        text = analysis.format_report(rep, "md" if fmt is Format.table else fmt.value)
-        analysis.write_atomic(out, text)
+        text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
+        write_atomic(out, text)
         console.print(f"wrote {out} ({len(rep.rows)} runs, snapshot {rep.snapshot_hash[:12]})",
                       highlight=False)
         return
@@ -144,7 +146,7 @@ def report(
         for note in rep.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
         return
-    typer.echo(analysis.format_report(rep, fmt.value), nl=False)
+    typer.echo(formats.format_report(rep, fmt.value), nl=False)
 
 
 def plot(
@@ -175,7 +177,7 @@ def plot(
         return
     if from_report is not None:
         try:
-            rep = analysis.report_from_json(from_report.read_text())
+            rep = formats.report_from_json(from_report.read_text())
         except OSError as e:
             raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
     else:

@@ -1,4 +1,4 @@
-"""Eq. 16, block moments, bootstrap intervals (coverage), reports: ``biasvar.analysis``.
+"""Eq. 16, block moments, bootstrap intervals (coverage), reports: ``biasvar.stats``, ``.report``, ``.formats``.
 
 Synthetic runs are built from Gaussian draws with a known mean, so the true squared bias
 ``||mu_R - mu_T||^2 / dim`` is known exactly. Helpers here (``run_from_draws``, ``gaussian_run``,
@@ -18,8 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from biasvar import analysis as A
-from biasvar import store
+from biasvar import atomic, store
+from biasvar import formats as F
+from biasvar import report as R
+from biasvar import stats as S
 from biasvar.errors import AnalysisError
 from biasvar.spec import parse_spec
 
@@ -147,27 +149,27 @@ def test_merge_moments_equals_one_shot(chunks, seed):
     rng = np.random.default_rng(seed)
     gs = [3, 2]
     xs = [1e3 + rng.standard_normal((c, 5)) for c in chunks]  # mean >> spread: cancellation-prone
-    merged = A.moments(np.zeros((0, 5)), gs)
+    merged = S.moments(np.zeros((0, 5)), gs)
     for x in xs:
-        merged = A.merge_moments(merged, A.moments(x, gs))
+        merged = S.merge_moments(merged, S.moments(x, gs))
     full = np.concatenate(xs)
-    assert merged.n == len(full)
+    assert merged.count == len(full)
     if len(full):
         np.testing.assert_allclose(merged.mean, full.mean(0), rtol=1e-13)
         np.testing.assert_allclose(merged.m2, [((full[:, :3] - full[:, :3].mean(0)) ** 2).sum(),
                                                ((full[:, 3:] - full[:, 3:].mean(0)) ** 2).sum()],
                                    rtol=1e-9, atol=1e-9)
     if len(full) >= 2:
-        np.testing.assert_allclose(A.variance(merged), full.var(0, ddof=1).mean(), rtol=1e-9)
-        np.testing.assert_allclose(A.group_variance(merged), [full[:, :3].var(0, ddof=1).mean(),
+        np.testing.assert_allclose(S.variance(merged), full.var(0, ddof=1).mean(), rtol=1e-9)
+        np.testing.assert_allclose(S.group_variance(merged), [full[:, :3].var(0, ddof=1).mean(),
                                                               full[:, 3:].var(0, ddof=1).mean()], rtol=1e-9)
 
 
 def test_merge_is_associative():
     rng = np.random.default_rng(1)
-    a, b, c = (A.moments(rng.standard_normal((k, 4))) for k in (3, 5, 7))
-    left = A.merge_moments(A.merge_moments(a, b), c)
-    right = A.merge_moments(a, A.merge_moments(b, c))
+    a, b, c = (S.moments(rng.standard_normal((k, 4))) for k in (3, 5, 7))
+    left = S.merge_moments(S.merge_moments(a, b), c)
+    right = S.merge_moments(a, S.merge_moments(b, c))
     np.testing.assert_allclose(left.mean, right.mean, rtol=1e-14)
     np.testing.assert_allclose(left.m2, right.m2, rtol=1e-12)
 
@@ -177,9 +179,9 @@ def test_block_moments_equal_one_shot_with_unequal_and_empty_blocks():
     x = 50.0 + rng.standard_normal((37, 6))
     sizes = [10, 0, 13, 1, 13]
     run = run_from_draws(x, sizes, [1, 5])
-    m = A.run_moments(run)
-    ref = A.moments(x, [1, 5])
-    assert m.n == 37
+    m = S.run_moments(run)
+    ref = S.moments(x, [1, 5])
+    assert m.count == 37
     np.testing.assert_allclose(m.mean, ref.mean, rtol=1e-6)  # block sums are float32
     np.testing.assert_allclose(m.m2, ref.m2, rtol=1e-4)
 
@@ -194,11 +196,11 @@ def test_squared_bias_matches_slow_twin_and_gram_path():
             - xt.var(0, ddof=1).mean() / 45)
     ref_run = run_from_draws(xr, [20, 20, 20], gs, spec="rf(M=4)")
     test_run = run_from_draws(xt, [15, 15, 15], gs)
-    fast = A.squared_bias(A.run_moments(ref_run), A.run_moments(test_run))
+    fast = S.squared_bias(S.run_moments(ref_run), S.run_moments(test_run))
     assert fast == pytest.approx(slow, rel=1e-5)
-    comp = A.compare(ref_run, test_run, n_resamples=0)
+    comp = S.compare(ref_run, test_run, n_resamples=0)
     assert comp.b2.value == pytest.approx(fast, rel=1e-9)
-    assert comp.variance.value == pytest.approx(A.variance(A.run_moments(test_run)), rel=1e-9)
+    assert comp.variance.value == pytest.approx(S.variance(S.run_moments(test_run)), rel=1e-9)
     assert comp.mse.value == pytest.approx(comp.b2.value + comp.variance.value, rel=1e-12)
     for g, (lo, hi) in zip(comp.groups, [(0, 4), (4, 7)], strict=True):
         slow_g = (np.square(xr.mean(0)[lo:hi] - xt.mean(0)[lo:hi]).sum() / (hi - lo)
@@ -215,8 +217,8 @@ def test_exact_reference_variant():
     xt = g_star + 0.5 + rng.standard_normal((40, 5))
     run = run_from_draws(xt, [10] * 4, [5], exact=g_star)
     slow = np.square(g_star - xt.mean(0)).sum() / 5 - xt.var(0, ddof=1).mean() / 40
-    assert A.squared_bias_exact(g_star, A.run_moments(run)) == pytest.approx(slow, rel=1e-5)
-    comp = A.compare(None, run, exact=g_star, n_resamples=200)
+    assert S.squared_bias_exact(g_star, S.run_moments(run)) == pytest.approx(slow, rel=1e-5)
+    comp = S.compare(None, run, exact=g_star, n_resamples=200)
     assert comp.b2.value == pytest.approx(slow, rel=1e-5)
     assert comp.ref_share is None
     assert comp.b2.low < comp.b2.value < comp.b2.high
@@ -232,7 +234,7 @@ def test_gram_path_is_precise_when_the_mean_dwarfs_the_bias():
     xt = mean + 0.01 + rng.standard_normal((100, 50))
     slow = (np.square(xr.mean(0) - xt.mean(0)).sum() / 50 - xr.var(0, ddof=1).mean() / 100
             - xt.var(0, ddof=1).mean() / 100)
-    comp = A.compare(run_from_draws(xr, [10] * 10, [50], spec="rf(M=4)"), run_from_draws(xt, [10] * 10, [50]),
+    comp = S.compare(run_from_draws(xr, [10] * 10, [50], spec="rf(M=4)"), run_from_draws(xt, [10] * 10, [50]),
                      n_resamples=0)
     # float32 block sums of values ~1e4 carry ~1e-3 absolute error; b2's error stays far below its SE
     assert abs(comp.b2.value - slow) < 2e-4
@@ -259,7 +261,7 @@ def test_b2_is_unbiased_over_repetitions(exact):
     vals = []
     for _ in range(300):
         ref, test, base = _pair(rng, dim=10, b2=b2_true, nb=4, bs=10, exact=exact)
-        comp = A.compare(ref, test, exact=base if exact else None, n_resamples=0)
+        comp = S.compare(ref, test, exact=base if exact else None, n_resamples=0)
         vals.append(comp.b2.value)
     vals = np.asarray(vals)
     se = vals.std(ddof=1) / math.sqrt(len(vals))
@@ -271,7 +273,7 @@ def _coverage(*, dim, b2, exact, reps, nb=20, bs=10, method="pivot", n_resamples
     hits = 0
     for r in range(reps):
         ref, test, base = _pair(rng, dim=dim, b2=b2, nb=nb, bs=bs, exact=exact)
-        comp = A.compare(ref, test, exact=base if exact else None, n_resamples=n_resamples, method=method,
+        comp = S.compare(ref, test, exact=base if exact else None, n_resamples=n_resamples, method=method,
                          rng=np.random.default_rng(1000 + r))
         lo, hi = comp.b2.low, comp.b2.high
         hits += lo is not None and lo <= b2 <= hi
@@ -315,18 +317,18 @@ def test_bootstrap_arguments_are_validated():
     rng = np.random.default_rng(8)
     ref, test, _ = _pair(rng, dim=4, b2=0.0, nb=4, bs=5, exact=False)
     with pytest.raises(AnalysisError, match="method"):
-        A.compare(ref, test, method="studentized")
+        S.compare(ref, test, method="studentized")
     with pytest.raises(AnalysisError, match="n_resamples"):
-        A.compare(ref, test, n_resamples=-1)
+        S.compare(ref, test, n_resamples=-1)
     with pytest.raises(AnalysisError, match="confidence_level"):
-        A.compare(ref, test, confidence_level=1.5)
+        S.compare(ref, test, confidence_level=1.5)
 
 
-@pytest.mark.parametrize("method", A.METHODS)
+@pytest.mark.parametrize("method", S.METHODS)
 def test_every_method_gives_intervals_and_the_reference_share(method):
     rng = np.random.default_rng(9)
     ref, test, _ = _pair(rng, dim=8, b2=0.5, nb=40, bs=5, exact=False, sigma_r=3.0)
-    comp = A.compare(ref, test, n_resamples=300, method=method)
+    comp = S.compare(ref, test, n_resamples=300, method=method)
     for est in (comp.b2, comp.variance, comp.mse):
         assert est.low is not None and est.low <= est.high
     assert comp.variance.low <= comp.variance.value <= comp.variance.high
@@ -335,7 +337,7 @@ def test_every_method_gives_intervals_and_the_reference_share(method):
     # sigma_R = 3 vs sigma_T = 1: the reference makes most of the interval (9/10 in expectation);
     # swap the noise levels and it makes little of it
     quiet_ref, noisy_test, _ = _pair(rng, dim=8, b2=0.5, nb=40, bs=5, exact=False, sigma_r=1.0, sigma_t=3.0)
-    swapped = A.compare(quiet_ref, noisy_test, n_resamples=300, method=method)
+    swapped = S.compare(quiet_ref, noisy_test, n_resamples=300, method=method)
     assert comp.ref_share > 0.5 > swapped.ref_share
 
 
@@ -352,32 +354,32 @@ def test_refuses_runs_of_different_snapshots_or_parameter_sets():
     ref, test = runs
     other = store.RunData(**{**test.__dict__, "attrs": {**test.attrs, "snapshot_hash": "f" * 64}})
     with pytest.raises(AnalysisError, match="different snapshots"):
-        A.analyze([ref, other], n_resamples=0)
+        R.analyze([ref, other], n_resamples=0)
     glob = store.RunData(**{**test.__dict__, "attrs": {**test.attrs, "params_glob": "enc.*"}})
     with pytest.raises(AnalysisError, match="params_glob"):
-        A.compare(ref, glob, n_resamples=0)
+        S.compare(ref, glob, n_resamples=0)
     lay = store.RunData(**{**test.__dict__, "groups": ["q0", "q1"],
                            "attrs": {**test.attrs, "layout": [["q0", [8], 0], ["q1", [8], 8]]}})
     with pytest.raises(AnalysisError, match="layout"):
-        A.analyze([ref, lay], n_resamples=0)
+        R.analyze([ref, lay], n_resamples=0)
     small = fig_runs(["zgr"], dim=12)[0]
     with pytest.raises(AnalysisError, match="dim"):
-        A.analyze([ref, small], n_resamples=0)
+        R.analyze([ref, small], n_resamples=0)
 
 
 def test_missing_reference_and_missing_exact_are_clear_errors():
     runs = fig_runs(["zgr", "st"])
     with pytest.raises(AnalysisError, match=r"no run of the reference rf\(M=4\)"):
-        A.analyze(runs)
+        R.analyze(runs)
     with pytest.raises(AnalysisError, match="exact gradient"):
-        A.analyze(runs, reference="exact")
+        R.analyze(runs, reference="exact")
     with pytest.raises(AnalysisError, match="no runs"):
-        A.analyze([])
+        R.analyze([])
 
 
 def test_analyze_rows_reference_pareto_and_columns():
     runs = fig_runs(FIG_SPECS)
-    rep = A.analyze(runs, n_resamples=200, seed=3)
+    rep = R.analyze(runs, n_resamples=200, seed=3)
     specs = [(r.spec, r.seed) for r in rep.rows]
     # sorted by family (spec.FAMILIES order), then hyper-parameters (gr-mc: M, then t)
     assert specs == [("st", 0), ("zgr", 0), ("gs(t=0.5)", 0), ("gs(t=1)", 0), ("gs-st(t=0.5)", 0),
@@ -400,32 +402,32 @@ def test_analyze_rows_reference_pareto_and_columns():
     assert not ref_row.pareto
     # the reference's own numbers: V from its moments
     ref_run = runs[0]
-    assert ref_row.variance.value == pytest.approx(A.variance(A.run_moments(ref_run)), rel=1e-9)
+    assert ref_row.variance.value == pytest.approx(S.variance(S.run_moments(ref_run)), rel=1e-9)
     # b2 of a tested row equals compare() on the same pair
     zgr = rep.row("zgr")
-    assert zgr.b2.value == pytest.approx(A.compare(runs[0], runs[2], n_resamples=0).b2.value, rel=1e-12)
+    assert zgr.b2.value == pytest.approx(S.compare(runs[0], runs[2], n_resamples=0).b2.value, rel=1e-12)
     assert zgr.snapshot_hash == SNAP and zgr.versions["git_commit"] == "abc"
     assert zgr.nonfinite == 0 and zgr.draws_per_s == 1000.0
     # the row's stream depends on (seed, spec, run seed), not on which other runs are present
-    rep2 = A.analyze([runs[0], runs[2]], n_resamples=200, seed=3)
+    rep2 = R.analyze([runs[0], runs[2]], n_resamples=200, seed=3)
     assert rep2.row("zgr").b2 == zgr.b2
 
 
 def test_exact_reference_report_tests_every_run():
     runs = fig_runs(["rf(M=4)", "zgr", "st"], exact=True)
-    rep = A.analyze(runs, reference="exact", n_resamples=100)
+    rep = R.analyze(runs, reference="exact", n_resamples=100)
     assert rep.reference == "exact" and rep.reference_path is None
     assert all(r.role == "test" and r.b2 is not None for r in rep.rows)
 
 
 def test_report_json_csv_markdown_round_trip():
     runs = fig_runs(FIG_SPECS)
-    rep = A.analyze(runs, n_resamples=100)
-    back = A.report_from_json(A.report_to_json(rep))
+    rep = R.analyze(runs, n_resamples=100)
+    back = F.report_from_json(F.report_to_json(rep))
     assert back == rep
-    assert A.table_rows(back) == A.table_rows(rep)
-    json.loads(A.report_to_json(rep))  # strict JSON (no NaN)
-    rows = list(csv.DictReader(io.StringIO(A.report_to_csv(rep))))
+    assert F.table_rows(back) == F.table_rows(rep)
+    json.loads(F.report_to_json(rep))  # strict JSON (no NaN)
+    rows = list(csv.DictReader(io.StringIO(F.report_to_csv(rep))))
     assert len(rows) == len(rep.rows)
     for line, r in zip(rows, rep.rows, strict=True):
         assert line["spec"] == r.spec and int(line["seed"]) == r.seed
@@ -435,24 +437,24 @@ def test_report_json_csv_markdown_round_trip():
         else:
             assert float(line["b2"]) == r.b2.value and float(line["b2_low"]) == r.b2.low
         assert line["snapshot_hash"] == SNAP and line["git_commit"] == "abc"
-    md = A.report_to_markdown(rep)
-    for r in A.table_rows(rep):
+    md = F.report_to_markdown(rep)
+    for r in F.table_rows(rep):
         assert f"| {r['spec']} |" in md and r["b2 [95% CI]"] in md
     with pytest.raises(AnalysisError, match="not a biasvar report"):
-        A.report_from_json("{not json")
+        F.report_from_json("{not json")
 
 
 def test_write_atomic_replaces_the_file(tmp_path):
     p = tmp_path / "sub" / "r.json"
-    A.write_atomic(p, "one")
-    A.write_atomic(p, "two")
+    atomic.write_atomic(p, "one")
+    atomic.write_atomic(p, "two")
     assert p.read_text() == "two"
     assert [q.name for q in p.parent.iterdir()] == ["r.json"]
 
 
 def test_pareto_front():
-    assert A.pareto_front([(1, 1), (0, 2), (2, 2), (1, 1)]) == [True, True, False, True]
-    assert A.pareto_front([]) == []
+    assert R.pareto_front([(1, 1), (0, 2), (2, 2), (1, 1)]) == [True, True, False, True]
+    assert R.pareto_front([]) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,8 +467,8 @@ def test_analyze_runs_through_run_files(tmp_path):
     runs[2] = store.RunData(**{**runs[2].__dict__, "block_nonfinite": np.array([0, 2, 0, 0, 0, 0, 0, 1])})
     for r in runs:
         write_run(tmp_path, r)
-    rep = A.analyze_runs(tmp_path, n_resamples=100, seed=1)
-    mem = A.analyze(runs, n_resamples=100, seed=1)
+    rep = R.analyze_runs(tmp_path, n_resamples=100, seed=1)
+    mem = R.analyze(runs, n_resamples=100, seed=1)
     assert [(r.spec, r.seed) for r in rep.rows] == [(r.spec, r.seed) for r in mem.rows]
     for a, b in zip(rep.rows, mem.rows, strict=True):
         assert a.variance.value == pytest.approx(b.variance.value, rel=1e-12)
@@ -475,17 +477,17 @@ def test_analyze_runs_through_run_files(tmp_path):
             assert a.b2.low == pytest.approx(b.b2.low, rel=1e-6)
     assert rep.row("zgr").nonfinite == 3 and rep.row("zgr").cost == 1
     assert rep.runs_dir == str(tmp_path)
-    assert A.analyze_runs(tmp_path, snapshot=SNAP[:6], n_resamples=0).snapshot_hash == SNAP
+    assert R.analyze_runs(tmp_path, snapshot=SNAP[:6], n_resamples=0).snapshot_hash == SNAP
     with pytest.raises(AnalysisError, match="no runs of snapshot"):
-        A.analyze_runs(tmp_path, snapshot="deadbeef")
+        R.analyze_runs(tmp_path, snapshot="deadbeef")
     # a second snapshot in the same folder: the user must pick one
     other = fig_runs(["zgr"])[0]
     other = store.RunData(**{**other.__dict__, "attrs": {**other.attrs, "snapshot_hash": "e" * 64}})
     write_run(tmp_path, other)
     with pytest.raises(AnalysisError, match="--snapshot"):
-        A.analyze_runs(tmp_path)
+        R.analyze_runs(tmp_path)
     with pytest.raises(AnalysisError, match="does not exist"):
-        A.analyze_runs(tmp_path / "nope")
+        R.analyze_runs(tmp_path / "nope")
 
 
 def test_toy_cat_end_to_end_with_the_engine(tmp_path):
@@ -498,7 +500,7 @@ def test_toy_cat_end_to_end_with_the_engine(tmp_path):
     snap = snapshot_of(ToyCat(vars=2, categories=3, loss="quadratic", seed=0))
     for spec in ("zgr", "st"):
         engine.sample_run(snap, spec, n=3000, seed=0, runs_dir=tmp_path, device="cpu")
-    rep = A.analyze_runs(tmp_path, reference="exact", n_resamples=300)
+    rep = R.analyze_runs(tmp_path, reference="exact", n_resamples=300)
     zgr, st_row = rep.row("zgr"), rep.row("st")
     assert zgr.b2.low <= 0.0 <= zgr.b2.high
     assert st_row.b2.low > 0

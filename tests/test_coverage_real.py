@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from biasvar import analysis, store
+from biasvar import stats as S
+from biasvar import store
 from biasvar.engine import sample_run
 from biasvar.problems.vae import VAE
 from biasvar.snapshot import snapshot_of
@@ -30,7 +31,7 @@ def test_interval_covers_zero_bias_between_independent_rf_runs(tmp_path):
         paths = [sample_run(snap, "rf(M=4)", n=320, seed=s, runs_dir=tmp_path, block_size=10, keep=0,
                             device="cpu") for s in (2 * r, 2 * r + 1)]
         ref, test = (store.read_run(p) for p in paths)
-        comp = analysis.compare(ref, test, n_resamples=300, rng=np.random.default_rng(r))
+        comp = S.compare(ref, test, n_resamples=300, rng=np.random.default_rng(r))
         hits += comp.b2.low <= 0.0 <= comp.b2.high
         values.append(comp.b2.value)
     values = np.asarray(values)

@@ -5,7 +5,8 @@ import json
 from biasvar_cli.main import app
 from typer.testing import CliRunner
 
-from biasvar import analysis
+from biasvar import formats as F
+from biasvar import report as R
 
 
 def test_demo_end_to_end(tmp_path):
@@ -20,11 +21,11 @@ def test_demo_end_to_end(tmp_path):
     # while ST's and DARN's do not (they are biased for quadratic losses).
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(folders) == 2
-    reports = [analysis.analyze_runs(tmp_path / "runs", snapshot=f, reference="exact", n_resamples=300)
+    reports = [R.analyze_runs(tmp_path / "runs", snapshot=f, reference="exact", n_resamples=300)
                for f in folders]
     toy = next(r for r in reports if r.rows[0].dim == 12)
     rows = {r.spec: r for r in toy.rows}
     assert rows["zgr"].b2.low <= 0 <= rows["zgr"].b2.high
     assert rows["st"].b2.low > 0 and rows["darn"].b2.low > 0
     assert len(rows) == 20
-    json.loads(analysis.report_to_json(toy))
+    json.loads(F.report_to_json(toy))

@@ -11,6 +11,7 @@ import torch
 from torch.testing import assert_close
 
 from biasvar import engine, rng, store
+from biasvar.engine import blocks, gradients
 from biasvar.errors import SpecError, UnsupportedError
 from biasvar.estimators import build
 from biasvar.problems.base import noise_requests
@@ -18,6 +19,7 @@ from biasvar.problems.toy import ToyCat
 from biasvar.problems.vae import VAE
 from biasvar.snapshot import snapshot_of
 from biasvar.spec import parse_spec
+from biasvar.stats.moments import Moments
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,7 +98,7 @@ def test_chunk_size_independence_of_stored_statistics(tmp_path):
 def test_block_statistics_in_row_slices_are_the_same(tmp_path, monkeypatch):
     snap = snapshot_of(ToyCat(vars=3, categories=4))
     a = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "a", block_size=100))
-    monkeypatch.setattr(engine, "STATS_ELEMENTS", 25)  # two draws of the 12 logits per step
+    monkeypatch.setattr(blocks, "STATS_ELEMENTS", 25)  # two draws of the 12 logits per step
     b = store.read_run(engine.sample_run(snap, "zgr", n=300, seed=0, runs_dir=tmp_path / "b", block_size=100))
     np.testing.assert_allclose(a.block_sum, b.block_sum, rtol=1e-6)
     np.testing.assert_allclose(a.block_m2, b.block_m2, rtol=1e-10)
@@ -130,10 +132,11 @@ def test_moments_merge_equals_one_shot():
     scale = torch.linspace(0.1, 2, 9, dtype=torch.float64)
     x = 3 + torch.randn(50, 9, generator=g, dtype=torch.float64) * scale
     bounds = [(0, 2), (2, 4), (6, 3)]
-    one = engine.chunk_moments(x, bounds)
-    merged = engine.chunk_moments(x[:7], bounds)
+    sizes = [s for _, s in bounds]
+    one = Moments.of(x, sizes)
+    merged = Moments.of(x[:7], sizes)
     for lo, hi in [(7, 8), (8, 30), (30, 50)]:
-        merged = engine.merge_moments(merged, engine.chunk_moments(x[lo:hi], bounds), bounds)
+        merged = merged.update(x[lo:hi])
     assert merged.count == one.count == 50
     for field in ("sum", "m2", "sumsq"):
         assert_close(getattr(merged, field), getattr(one, field), rtol=1e-12, atol=1e-12)
@@ -259,7 +262,7 @@ def test_oom_halves_the_chunk_and_retries(monkeypatch):
     real = engine.vmap_gradients
 
     def flaky(prob, est, names, noise):
-        m = engine._draws_in(noise)
+        m = gradients._draws_in(noise)
         calls.append(m)
         if m > 3:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
@@ -293,7 +296,7 @@ def test_cuda_chunk_sizer_follows_the_budget():
     """The CUDA sizing rule, with a fake allocator: probe one draw, grow at most 4x a chunk up to
     0.8 x budget, halve on OOM and never exceed the size that failed again."""
     mem = FakeMemory(base=1000, per_draw=100)
-    sizer = engine._ChunkSizer(1, 100_000, False, 8192, mem, "cuda:0")
+    sizer = engine.ChunkSizer(1, 100_000, False, 8192, mem, "cuda:0")
     sizes = []
     for _ in range(6):
         sizer.start()
@@ -309,7 +312,7 @@ def test_cuda_chunk_sizer_follows_the_budget():
     assert sizer.size == 395  # capped by the size that failed
     with pytest.raises(UnsupportedError, match="one draw does not fit"):
         sizer.failed(1)
-    fixed = engine._ChunkSizer(32, 1, True, 32, mem, "cuda:0")
+    fixed = engine.ChunkSizer(32, 1, True, 32, mem, "cuda:0")
     fixed.observed(32)
     assert fixed.size == 32
 

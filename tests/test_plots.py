@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from test_analysis import fig_runs
 
-from biasvar import analysis as A
 from biasvar import plots as P
+from biasvar import report as R
 from biasvar.errors import AnalysisError
 
 FIG1 = (["rf(M=4)", "rf(M=4)", "zgr", "st"]
@@ -21,8 +21,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def report() -> A.Report:
-    return A.analyze(fig_runs(PARETO, nb=8, bs=200), n_resamples=100)
+def report() -> R.Report:
+    return R.analyze(fig_runs(PARETO, nb=8, bs=200), n_resamples=100)
 
 
 def _check_png(path: str) -> None:
@@ -50,7 +50,7 @@ def test_pareto_writes_png(report, tmp_path):
 
 
 def test_missing_families_are_skipped_and_named(tmp_path):
-    rep = A.analyze(fig_runs(["rf(M=4)", "zgr", "gs(t=0.5)", "gs(t=1)"]), n_resamples=50)
+    rep = R.analyze(fig_runs(["rf(M=4)", "zgr", "gs(t=0.5)", "gs(t=1)"]), n_resamples=50)
     res = P.plot_fig1(rep, tmp_path / "fig1.png")
     _check_png(res.paths[0])
     assert "GS(t)" in res.drawn and "ZGR" in res.drawn
@@ -62,7 +62,7 @@ def test_missing_families_are_skipped_and_named(tmp_path):
 
 
 def test_nothing_to_draw_is_an_error(tmp_path):
-    rep = A.analyze(fig_runs(["rf(M=2)", "darn"]), reference="rf(M=2)", n_resamples=0)
+    rep = R.analyze(fig_runs(["rf(M=2)", "darn"]), reference="rf(M=2)", n_resamples=0)
     with pytest.raises(AnalysisError, match="nothing to draw"):
         P.plot_fig1(rep, tmp_path / "x.png")
     with pytest.raises(AnalysisError, match="format"):

@@ -11,7 +11,8 @@ from biasvar_cli.main import app
 from test_analysis import SNAP, fig_runs, write_run
 from typer.testing import CliRunner
 
-from biasvar import analysis as A
+from biasvar import formats as F
+from biasvar import report as R
 from biasvar import store
 
 runner = CliRunner()
@@ -46,10 +47,10 @@ def test_json_read_back_equals_the_table(runs_dir, tmp_path):
                "--out", out)
     assert r.exit_code == 0, r.output
     assert f"wrote {out}" in r.output
-    rep = A.report_from_json(out.read_text())
-    assert rep == A.analyze_runs(runs_dir, n_resamples=100, seed=3)
+    rep = F.report_from_json(out.read_text())
+    assert rep == R.analyze_runs(runs_dir, n_resamples=100, seed=3)
     table = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100", "--seed", "3")
-    for cells in A.table_rows(rep):  # every value of the table is the JSON's, formatted
+    for cells in F.table_rows(rep):  # every value of the table is the JSON's, formatted
         for col in ("n", "MSE", "non-finite"):
             assert cells[col] in table.output
         for col in ("b2 [95% CI]", "V [95% CI]"):

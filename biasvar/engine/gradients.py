@@ -1,0 +1,161 @@
+"""Per-draw gradients: the vectorized engine and its per-draw twin, and the draw iterator.
+
+A *draw* is one gradient sample: the gradient in the selected parameters of
+``draw_loss(problem, estimator, params, noise_i)``. :func:`vmap_gradients` computes a chunk of m
+draws as ``torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(selected_params, noise)``:
+one batched forward and one batched backward, the parameters shared, the noise batched.
+:func:`loop_gradients` is the slow, obviously correct twin (one ``torch.autograd.grad`` per draw
+on the same noise) used by the tests and ``biasvar bench``. :func:`sample_gradients` yields the
+draws of a run in chunks sized by :mod:`biasvar.engine.chunks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from biasvar import rng
+from biasvar.device import resolve_device, resolve_dtype
+from biasvar.engine.chunks import is_oom, make_sizer
+from biasvar.engine.settings import parse_memory, prepare, select_params
+from biasvar.errors import SpecError
+from biasvar.estimators import Estimator, build
+from biasvar.problems.base import Problem, draw_loss, noise_requests
+from biasvar.spec import EstimatorSpec, parse_spec
+
+
+def _loss_fn(problem: Problem, est: Estimator, names: Sequence[str]) -> Callable[[dict, Mapping], Tensor]:
+    """``loss(selected_params, noise_of_one_draw) -> scalar``; the other parameters are constants."""
+    order, fixed, chosen = list(problem.params), problem.params, set(names)
+
+    def loss(sel: dict[str, Tensor], noise: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
+        params = {k: (sel[k] if k in chosen else fixed[k]) for k in order}
+        return draw_loss(problem, est, params, noise)
+
+    return loss
+
+
+def _draws_in(noise: Mapping[str, Mapping[str, Tensor]]) -> int:
+    return next(iter(next(iter(noise.values())).values())).shape[0]
+
+
+def vmap_gradients(problem: Problem, est: Estimator, names: Sequence[str],
+                   noise: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
+    """Per-draw flat gradients [m, dim] of m draws at once (one batched forward/backward).
+
+    Args:
+        noise: node -> name -> Tensor [m, *shape], the noise of m draws (``rng.draw_noise``).
+    """
+    m = _draws_in(noise)
+    sel = {k: problem.params[k] for k in names}
+    grads = torch.func.vmap(torch.func.grad(_loss_fn(problem, est, names)), in_dims=(None, 0))(sel, noise)
+    return torch.cat([grads[k].reshape(m, -1) for k in names], 1)
+
+
+def loop_gradients(problem: Problem, est: Estimator, names: Sequence[str],
+                   noise: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
+    """The slow twin of :func:`vmap_gradients`: one ``torch.autograd.grad`` per draw, same noise."""
+    m = _draws_in(noise)
+    order, chosen = list(problem.params), set(names)
+    rows = []
+    for i in range(m):
+        leaves = {k: problem.params[k].detach().requires_grad_(True) for k in names}
+        params = {k: (leaves[k] if k in chosen else problem.params[k]) for k in order}
+        noise_i = {node: {name: t[i] for name, t in d.items()} for node, d in noise.items()}
+        loss = draw_loss(problem, est, params, noise_i)
+        grads = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(leaves[k])).reshape(-1)
+                               for g, k in zip(grads, names, strict=True)]))
+    return torch.stack(rows)
+
+
+METHODS: Mapping[str, Callable[..., Tensor]] = {"vmap": vmap_gradients, "loop": loop_gradients}
+
+
+def choose_method(device: torch.device, method: str = "auto") -> str:
+    """``auto`` -> ``vmap`` on every device (measured on this CPU too: see the module doc)."""
+    if method == "auto":
+        return "vmap"
+    if method not in METHODS:
+        raise SpecError(f"unknown method {method!r}; expected auto, vmap or loop")
+    return method
+
+
+@dataclass(frozen=True)
+class GradChunk:
+    """Draws ``start .. start + grads.shape[0]`` of a run: flat per-draw gradients [m, dim]."""
+
+    start: int
+    grads: Tensor
+
+
+def sample_gradients(
+    problem: Problem,
+    spec: str | EstimatorSpec,
+    *,
+    n: int,
+    seed: int,
+    start: int = 0,
+    params: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    chunk: int | None = None,
+    max_memory: int | str | None = None,
+    method: str = "auto",
+) -> Iterator[GradChunk]:
+    """Draws ``start .. start + n`` of the run ``(problem, spec, seed)``, in chunks.
+
+    Args:
+        problem: the model at its snapshot, with its evaluation batch (not modified).
+        spec: the estimator.
+        n: number of draws; seed: the run's seed; start: index of the first draw.
+        params: glob of the parameters to differentiate (others are held fixed); None = all.
+        device: None = the problem's device, "auto", "cpu", "cuda", ...
+        dtype: None = the problem's dtype, or float32/float64.
+        chunk: a fixed chunk size (draws per vectorized call); None = from the memory budget.
+        max_memory: memory budget in bytes (or "4GB").
+        method: "auto", "vmap" or "loop" (the per-draw twin).
+
+    Yields:
+        :class:`GradChunk` in draw order; the gradients of draw i do not depend on the chunking.
+    """
+    spec = parse_spec(spec)
+    est = build(spec)
+    dev = resolve_device(device) if device is not None else None
+    prob = prepare(problem, device=dev, dtype=resolve_dtype(dtype))
+    dev = next(iter(prob.params.values())).device
+    names = select_params(prob, params)
+    fn = METHODS[choose_method(dev, method)]
+    key = rng.stream_key(seed, str(spec))
+    requests = noise_requests(prob, est)
+    noise_dtype = prob.params[names[0]].dtype
+    if not noise_dtype.is_floating_point:
+        raise SpecError(f"parameter {names[0]!r} is {noise_dtype}; only floating parameters have gradients")
+    sizer = make_sizer(dev, prob, est, names, chunk, parse_memory(max_memory))
+    i, end = int(start), int(start) + int(n)
+    while i < end:
+        m = min(sizer.size, end - i)
+        draws = torch.arange(i, i + m, dtype=torch.int64, device=dev)
+        grads = None
+        try:
+            sizer.start()
+            noise = rng.draw_noise(requests, key, draws, dtype=noise_dtype, device=dev)
+            grads = fn(prob, est, names, noise)
+            del noise
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            if not is_oom(e):
+                raise
+        if grads is None:  # out of memory: free, halve, retry the same draws
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            sizer.failed(m)
+            continue
+        sizer.observed(m)
+        yield GradChunk(i, grads)
+        i += m
+
+
+__all__ = ["METHODS", "GradChunk", "choose_method", "loop_gradients", "sample_gradients", "vmap_gradients"]

@@ -1,0 +1,176 @@
+"""Runs: draw (or resume) ``n`` gradient samples of one estimator at one snapshot into a run file."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from biasvar import store
+from biasvar.device import resolve_device, resolve_dtype
+from biasvar.engine.blocks import BlockBuilder, choose_block_size, keep_index
+from biasvar.engine.gradients import choose_method, sample_gradients
+from biasvar.engine.settings import params_glob, prepare, select_params, selected_layout
+from biasvar.errors import SpecError
+from biasvar.problems.base import Problem
+from biasvar.provenance import environment
+from biasvar.spec import EstimatorSpec, parse_spec
+
+ProgressFn = Callable[[int, int, int, float], None]
+
+
+def _exact_flat(problem: Problem, names: Sequence[str]) -> np.ndarray | None:
+    exact = problem.exact_gradient()
+    if exact is None:
+        return None
+    return torch.cat([exact[k].detach().reshape(-1).to(device="cpu", dtype=torch.float64)
+                      for k in names]).numpy()
+
+
+def sample_run(
+    snapshot: Any,
+    spec: str | EstimatorSpec,
+    *,
+    n: int,
+    seed: int = 0,
+    runs_dir: str | Path = "runs",
+    params: str | None = None,
+    keep: int = 256,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    restart: bool = False,
+    block_size: int | None = None,
+    max_memory: int | str | None = None,
+    chunk: int | None = None,
+    method: str = "auto",
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Draw (or resume) the run ``(snapshot, spec, seed)`` up to ``n`` draws; returns its file.
+
+    The file is ``run_path(runs_dir, snapshot.id, spec, seed)``. An existing file with the same
+    identity is resumed after its last whole block (a complete one returns at once); one with a
+    different identity raises :class:`~biasvar.errors.StoreError` unless ``restart``.
+
+    Args:
+        snapshot: a :class:`biasvar.snapshot.Snapshot` (``load_snapshot`` or ``snapshot_of``).
+        spec: the estimator, e.g. ``"gr-mc(t=0.1,M=100)"``.
+        n: draws wanted (a resumed run with a larger n is extended).
+        seed: the run's seed (with the spec, it keys the noise).
+        params: glob of the parameters to differentiate; None = all.
+        keep: K, raw draws kept of K fixed coordinates (0 = none).
+        device, dtype, max_memory, chunk, method: see :func:`sample_gradients`.
+        block_size: draws per stored block; None = :func:`choose_block_size`.
+        progress: called after every chunk as ``progress(done, total, nonfinite, draws_per_s)``.
+    """
+    if int(n) < 1:
+        raise SpecError(f"n must be at least 1 draw, got {n}")
+    spec = parse_spec(spec)
+    if params is None:  # a problem may name the parameters its study measures (qnet: layer 0, App. B.6)
+        params = getattr(snapshot.problem, "measure_params", None)
+    dev = resolve_device(device)
+    problem = prepare(snapshot.problem, device=dev, dtype=resolve_dtype(dtype))
+    sel = Selection.of(problem, params)
+    path = store.run_path(runs_dir, snapshot.id, str(spec), seed)
+    header = run_header(snapshot, spec, problem, sel, n=int(n), seed=int(seed), block_size=block_size, keep=keep,
+                        method=choose_method(dev, method), device=dev)
+    if not restart and store.is_complete(path, header, int(n)):
+        return path  # nothing to do: not even opened for writing
+    exact = _exact_flat(problem, sel.names) if restart or not path.exists() else None  # only for a new file
+    writer = store.RunWriter.open(path, header, n_target=int(n), group_sizes=np.array([b[1] for b in sel.bounds]),
+                                  sample_index=keep_index(sel.dim, keep), exact=exact, restart=restart)
+    with writer:
+        _fill(writer, problem, spec, n=int(n), seed=int(seed), params=params, bounds=sel.bounds, dim=sel.dim,
+              device=dev, chunk=chunk, max_memory=max_memory, method=method, progress=progress)
+        writer.finish()
+    return path
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The differentiated parameters of a run: names, ``(name, shape, offset)`` layout, groups."""
+
+    names: list[str]
+    layout: list[tuple[str, tuple[int, ...], int]]
+    glob: str
+
+    @classmethod
+    def of(cls, problem: Problem, params: str | None) -> Selection:
+        names = select_params(problem, params)
+        return cls(names, selected_layout(problem, names), params_glob(params))
+
+    @property
+    def dim(self) -> int:
+        return sum(math.prod(shape) for _, shape, _ in self.layout)
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """``(offset, size)`` of each parameter group in the flat gradient."""
+        return [(off, math.prod(shape)) for _, shape, off in self.layout]
+
+
+def run_header(snapshot: Any, spec: EstimatorSpec, problem: Problem, sel: Selection, *, n: int, seed: int,
+               block_size: int | None, keep: int, method: str, device: torch.device) -> dict[str, Any]:
+    """The header (identity and provenance) of the run file of ``(snapshot, spec, seed)``."""
+    return {
+        "schema_version": store.SCHEMA_VERSION,
+        "spec": str(spec),
+        "seed": int(seed),
+        "block_size": int(block_size or choose_block_size(int(n), sel.dim)),
+        "keep": int(min(keep, sel.dim)),
+        "snapshot_hash": snapshot.hash,
+        "snapshot_id": snapshot.id,
+        "snapshot_path": str(snapshot.path) if snapshot.path else "none",
+        "problem": problem.describe(),
+        "dataset": snapshot.dataset or {},
+        "params_glob": sel.glob,
+        "layout": [[k, list(shape), off] for k, shape, off in sel.layout],
+        "dim": int(sel.dim),
+        "cost": int(spec.cost),
+        "dtype": str(problem.params[sel.names[0]].dtype).replace("torch.", ""),
+        "method": method,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command_n": int(n),
+        **environment(device),
+    }
+
+
+def _fill(writer: store.RunWriter, problem: Problem, spec: EstimatorSpec, *, n: int, seed: int,
+          params: str | None, bounds: list[tuple[int, int]], dim: int, device: torch.device,
+          chunk: int | None, max_memory: int | str | None, method: str, progress: ProgressFn | None) -> None:
+    """Draw from ``writer.n_done`` to ``n``, committing whole blocks of ``writer.block_size``."""
+    done, bs = writer.n_done, writer.block_size
+    if done >= n:
+        return
+    t0 = t_block = time.perf_counter()
+    block = BlockBuilder(bounds, writer.sample_index, device)
+    block_end = min(done + bs, n)
+    pos = done
+    for ch in sample_gradients(problem, spec, n=n - done, seed=seed, start=done, params=params,
+                               chunk=chunk, max_memory=max_memory, method=method):
+        x, i = ch.grads, ch.start
+        while x.shape[0]:
+            take = min(x.shape[0], block_end - i)
+            block.add(x[:take])
+            x, i = x[take:], i + take
+            if i == block_end:
+                now = time.perf_counter()
+                writer.append(block.stats(dim), wall_s=now - t_block)
+                t_block = now
+                block = BlockBuilder(bounds, writer.sample_index, device)
+                block_end = min(i + bs, n)
+        pos = ch.start + ch.grads.shape[0]
+        del ch, x  # let the engine reuse this chunk's memory for the next one
+        if progress is not None:
+            elapsed = time.perf_counter() - t0
+            rate = (pos - done) / elapsed if elapsed > 0 else 0.0
+            progress(pos, n, writer.n_nonfinite + block.nonfinite, rate)
+
+
+__all__ = ["ProgressFn", "Selection", "run_header", "sample_run"]

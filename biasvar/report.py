@@ -1,0 +1,357 @@
+"""Reports: the runs of one snapshot against one reference, one row per run, with the Pareto front.
+
+:func:`analyze_runs` lists the run files of a snapshot (``biasvar.store``), :func:`analyze` picks the
+reference (a run of the reference spec, or the exact gradient stored in runs of enumerable
+problems), compares every other run with it (:func:`biasvar.stats.compare`-style, through the
+Gram matrices of block sums) and returns a :class:`Report`: rows sorted by estimator family and
+hyper-parameters, each with Eq. 16's b2, the variance V and MSE = b2 + V with bootstrap intervals,
+the cost, draws/s, V x cost, the cosine to the reference mean and the run's provenance.
+Formatting (JSON, CSV, Markdown, table) lives in :mod:`biasvar.formats`.
+
+**Pareto front.** Tested runs not dominated in ``(max(b2, 0), V)``: a negative estimate means
+"no detectable bias" (the true b2 is >= 0), so among those only the lowest variance is on it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import biasvar
+from biasvar.errors import AnalysisError, StoreError
+from biasvar.spec import FAMILIES, parse_spec
+from biasvar.stats.compare import Comparison, GroupResult, check_compatible, comparison, describe_run
+from biasvar.stats.compare import run_attr as _attr
+from biasvar.stats.compare import run_name as _name
+from biasvar.stats.gram import kept_blocks, pair_gram, run_mean
+from biasvar.stats.intervals import Bootstrap, Estimate, bootstrap_pair
+
+REPORT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One row of a report: a run, its Eq. 16 numbers against the reference, and its provenance."""
+
+    spec: str
+    family: str
+    hyper: dict[str, float]  # the spec's hyper-parameters
+    seed: int
+    role: str  # "test" or "reference" (the reference run itself: b2 is None)
+    status: str
+    n: int
+    n_blocks: int
+    dim: int
+    b2: Estimate | None
+    variance: Estimate
+    mse: Estimate | None
+    ref_share: float | None
+    ref_only_width: float | None
+    cost: float  # forward passes per draw
+    draws_per_s: float | None
+    variance_x_cost: float
+    cosine: float | None
+    nonfinite: int
+    pareto: bool
+    snapshot_hash: str
+    path: str
+    versions: dict[str, Any]
+    groups: tuple[GroupResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """The analysis of one snapshot's runs against one reference; rows sorted by family, hyper-parameter."""
+
+    snapshot_hash: str
+    reference: str  # canonical spec of the reference, or "exact"
+    reference_path: str | None
+    reference_seed: int | None
+    method: str
+    n_resamples: int
+    confidence_level: float
+    seed: int  # the bootstrap seed
+    dim: int
+    params_glob: str | None
+    problem: dict[str, Any]
+    rows: tuple[RunResult, ...]
+    notes: tuple[str, ...] = ()
+    runs_dir: str | None = None
+    biasvar_version: str = biasvar.__version__
+    schema: int = REPORT_SCHEMA
+
+    def row(self, spec: str, seed: int | None = None) -> RunResult:
+        """The row of ``spec`` (canonical or not), the lowest seed unless ``seed`` is given."""
+        canon = str(parse_spec(spec))
+        for r in self.rows:
+            if r.spec == canon and (seed is None or r.seed == seed):
+                return r
+        raise AnalysisError(f"no row for {canon}" + (f" seed {seed}" if seed is not None else "")
+                            + f" in the report; rows: {', '.join(sorted({r.spec for r in self.rows}))}")
+
+
+_GROUPING = {"gr-mc": ("M", "t"), "st-zgr": ("t", "alpha")}
+
+
+def sort_key(spec: str, seed: int = 0) -> tuple:
+    """Family (in the order of ``spec.FAMILIES``), then hyper-parameters (curve first), then seed."""
+    s = parse_spec(spec)
+    order = list(FAMILIES)
+    keys = _GROUPING.get(s.name, tuple(p.key for p in s.family.params))
+    return (order.index(s.name), tuple(float(s.get(k, 0.0)) for k in keys), seed)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Which points are not dominated in (b2, V): no other point is <= in both and < in one.
+
+    >>> pareto_front([(1, 1), (0, 2), (2, 2), (1, 1)])
+    [True, True, False, True]
+    """
+    out = []
+    for i, (b, v) in enumerate(points):
+        dominated = any(
+            (b2 <= b and v2 <= v and (b2 < b or v2 < v)) for j, (b2, v2) in enumerate(points) if j != i
+        )
+        out.append(not dominated)
+    return out
+
+
+def mark_pareto(rows: Sequence[RunResult]) -> list[RunResult]:
+    """Mark the tested rows not dominated in (max(b2, 0), V).
+
+    A negative b2 estimate means "no detectable bias" (the true b2 is >= 0), so it counts as 0:
+    among runs without detectable bias only the one with the lowest variance is on the front.
+    """
+    idx = [i for i, r in enumerate(rows) if r.b2 is not None]
+    front = pareto_front([(max(rows[i].b2.value, 0.0), rows[i].variance.value) for i in idx])
+    out = list(rows)
+    for i, f in zip(idx, front, strict=True):
+        if f:
+            out[i] = _replace(rows[i], pareto=True)
+    return out
+
+
+def _replace(row: RunResult, **kw: Any) -> RunResult:
+    d = {f.name: getattr(row, f.name) for f in fields(row)}
+    d.update(kw)
+    return RunResult(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+def _versions(run: Any) -> dict[str, Any]:
+    keys = ("biasvar_version", "torch_version", "cuda_version", "git_commit", "device", "dtype", "created",
+            "schema_version")
+    return {k: _attr(run, k) for k in keys if _attr(run, k) is not None}
+
+
+def _cost(run: Any) -> float:
+    c = _attr(run, "cost")
+    return float(c) if c is not None else float(parse_spec(_attr(run, "spec")).cost)
+
+
+def run_row(run: Any, comp: Comparison, *, role: str) -> RunResult:
+    """The report row of a run and its comparison."""
+    spec = parse_spec(_attr(run, "spec"))
+    cost = _cost(run)
+    dps = _attr(run, "draws_per_s")
+    return RunResult(
+        spec=str(spec), family=spec.name, hyper=dict(spec.params), seed=int(_attr(run, "seed", 0)), role=role,
+        status=str(_attr(run, "status", "complete")), n=int(np.sum(run.block_count)),
+        n_blocks=int(np.sum(np.asarray(run.block_count) > 0)), dim=int(np.sum(run.group_sizes)),
+        b2=comp.b2, variance=comp.variance, mse=comp.mse, ref_share=comp.ref_share,
+        ref_only_width=comp.ref_only_width, cost=cost, draws_per_s=float(dps) if dps is not None else None,
+        variance_x_cost=comp.variance.value * cost, cosine=comp.cosine,
+        nonfinite=int(np.sum(run.block_nonfinite)), pareto=False,
+        snapshot_hash=str(_attr(run, "snapshot_hash", "")), path=str(run.path), versions=_versions(run),
+        groups=comp.groups,
+    )
+
+
+def _run_rng(seed: int, run: Any) -> np.random.Generator:
+    """The resampling randomness of one row: keyed by (seed, spec, run seed), not by row order."""
+    key = zlib.crc32(f"{_attr(run, 'spec')}|{_attr(run, 'seed')}".encode())
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
+def _pick_reference(runs: Sequence[Any], reference: str) -> Any:
+    canon = str(parse_spec(reference))
+    cands = [r for r in runs if str(parse_spec(_attr(r, "spec"))) == canon]
+    if not cands:
+        have = ", ".join(sorted({str(_attr(r, "spec")) for r in runs})) or "none"
+        raise AnalysisError(f"no run of the reference {canon} among the runs ({have}); sample one "
+                            f"(biasvar sample --estimator \"{canon}\" ...), pick another with --reference, "
+                            f"or use --reference exact on an enumerable problem")
+    marked = [r for r in cands if _attr(r, "role") == "reference"]
+    return min(marked or cands, key=lambda r: int(_attr(r, "seed", 0)))
+
+
+def _identity(runs: Sequence[Any], ref_run: Any) -> Any:
+    """The listed run that is the reference (``loaded`` may have returned a new object)."""
+    for r in runs:
+        if r is ref_run or (str(r.path) == str(ref_run.path) and _attr(r, "seed") == _attr(ref_run, "seed")
+                            and _attr(r, "spec") == _attr(ref_run, "spec")):
+            return r
+    return ref_run
+
+
+def _common_exact(runs: Sequence[Any]) -> np.ndarray:
+    """The exact gradient every run stores (AnalysisError when one has none, or they differ)."""
+    missing = [_name(r) for r in runs if r.exact is None]
+    if missing:
+        raise AnalysisError(f"--reference exact needs runs with a stored exact gradient (enumerable "
+                            f"problems); these have none: {', '.join(missing[:5])}; "
+                            f"use --reference \"rf(M=4)\"")
+    exact = np.asarray(runs[0].exact, dtype=np.float64)
+    for r in runs[1:]:
+        if not np.array_equal(np.asarray(r.exact, dtype=np.float64), exact):
+            raise AnalysisError(f"runs {_name(runs[0])} and {_name(r)} store different exact gradients; "
+                                f"they cannot come from the same snapshot and parameter set")
+    return exact
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What every tested row is compared with: a loaded reference run (and its mean), or ``exact``."""
+
+    label: str
+    run: Any = None
+    mean: np.ndarray | None = None
+    exact: np.ndarray | None = None
+
+
+def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int, notes: list[str]) -> RunResult | None:
+    """The row of a (loaded) tested run, or None when it has too few draws; notes are appended."""
+    if int(np.sum(run.block_count)) < 2:
+        notes.append(f"{_name(run)}: fewer than 2 finite draws; left out")
+        return None
+    if len(kept_blocks(run)) < 2:
+        notes.append(f"{_name(run)}: fewer than 2 non-empty blocks; no interval")
+    if ref.exact is not None:
+        pg, cosine = pair_gram(None, run, exact=ref.exact)
+    else:
+        pg, cosine = pair_gram(ref.run, run, ref_mean=ref.mean)
+    iv = bootstrap_pair(pg, boot, rng=_run_rng(seed, run))
+    if _attr(run, "status", "complete") != "complete":
+        notes.append(f"{_name(run)}: status {_attr(run, 'status')!r} (partial run: committed blocks only)")
+    return run_row(run, comparison(iv, list(run.groups), pg.dims, with_b2=True, cosine=cosine), role="test")
+
+
+def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int = 1000,
+            method: str = "pivot", confidence_level: float = 0.95, seed: int = 0,
+            load: Callable[[Any], Any] | None = None,
+            runs_dir: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> Report:
+    """Analyse runs of one snapshot and parameter set against a reference (Eq. 16, bootstrap).
+
+    Args:
+        runs: ``RunData`` of the runs (block sums may be absent if ``load`` can read them).
+        reference: canonical spec of the reference (its run with the lowest seed, or the run whose
+            ``attrs['role'] == 'reference'``, is the reference; its other seeds are tested rows), or
+            ``"exact"`` to use every run's stored exact gradient.
+        n_resamples: bootstrap resamples (blocks of R and T resampled independently).
+        method: interval method, ``pivot`` (default), ``percentile``, ``basic``, ``bca``.
+        confidence_level: of the intervals.
+        seed: the bootstrap seed; each row's stream is keyed by (seed, spec, run seed).
+        load: ``run -> run with block sums`` (e.g. ``store.read_run(run.path)``) for runs listed
+            without them; they are loaded one at a time.
+        runs_dir: recorded in the report.
+        progress: called ``(i, total, spec)`` before each run is analysed.
+
+    Returns:
+        :class:`Report`. Raises :class:`AnalysisError` for runs of different snapshots or
+        parameter sets, a missing reference, or a reference with fewer than 2 blocks.
+    """
+    boot = Bootstrap(n_resamples, method, confidence_level)
+    runs = list(runs)
+    if not runs:
+        raise AnalysisError("no runs to analyse" + (f" in {runs_dir}" if runs_dir else "")
+                            + "; sample some with `biasvar sample`")
+    check_compatible(runs)
+    loader = load or (lambda r: r)
+
+    def loaded(r: Any) -> Any:
+        return r if r.block_sum is not None else loader(r)
+
+    notes: list[str] = []
+    rows: list[RunResult] = []
+    if reference.strip().lower() == "exact":
+        ref, tested = _Reference("exact", exact=_common_exact(runs)), runs
+    else:
+        ref_run = loaded(_pick_reference(runs, str(parse_spec(reference))))
+        if len(kept_blocks(ref_run)) < 2:
+            raise AnalysisError(f"the reference run {_name(ref_run)} has fewer than 2 non-empty blocks; "
+                                f"the bootstrap needs at least 2 (sample more draws)")
+        ref = _Reference(str(parse_spec(reference)), ref_run, run_mean(ref_run))
+        tested = [r for r in runs if r is not _identity(runs, ref_run)]
+        comp = describe_run(ref_run, n_resamples=boot.n_resamples, method=boot.method,
+                            confidence_level=boot.confidence_level, rng=_run_rng(seed, ref_run), mean=ref.mean)
+        rows.append(run_row(ref_run, comp, role="reference"))
+    for i, run in enumerate(tested):
+        if progress is not None:
+            progress(i, len(tested), str(_attr(run, "spec")))
+        row = _test_row(loaded(run), ref, boot, seed, notes)
+        if row is not None:
+            rows.append(row)
+    if progress is not None:
+        progress(len(tested), len(tested), "")
+    rows = mark_pareto(rows)
+    rows.sort(key=lambda r: (sort_key(r.spec, r.seed), r.role != "reference"))
+    first = runs[0]
+    return Report(
+        snapshot_hash=str(_attr(first, "snapshot_hash", "")), reference=ref.label,
+        reference_path=str(ref.run.path) if ref.run is not None else None,
+        reference_seed=int(_attr(ref.run, "seed", 0)) if ref.run is not None else None,
+        method=boot.method, n_resamples=int(boot.n_resamples), confidence_level=float(boot.confidence_level),
+        seed=int(seed), dim=int(np.sum(first.group_sizes)), params_glob=_attr(first, "params_glob"),
+        problem=dict(_attr(first, "problem") or {}), rows=tuple(rows), notes=tuple(notes),
+        runs_dir=str(runs_dir) if runs_dir is not None else None,
+    )
+
+
+def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
+                 reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = "pivot",
+                 confidence_level: float = 0.95, seed: int = 0,
+                 progress: Callable[[int, int, str], None] | None = None) -> Report:
+    """:func:`analyze` over the run files of one snapshot in ``runs_dir`` (read one at a time).
+
+    Args:
+        runs_dir: the runs folder (``<runs_dir>/<snapshot id>/<spec>-s<seed>.h5``).
+        snapshot: snapshot id (or a prefix of its hash); optional when the folder holds one snapshot.
+        reference, n_resamples, method, confidence_level, seed, progress: as in :func:`analyze`.
+    """
+    from biasvar import store  # the only module that reads HDF5
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
+                            f"(where `biasvar sample` wrote its run files)")
+    try:
+        runs = store.list_runs(runs_dir)
+    except StoreError as e:
+        raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
+    hashes = sorted({str(_attr(r, "snapshot_hash", "")) for r in runs})
+    if snapshot is not None:
+        snap = snapshot.strip().lower()
+        runs = [r for r in runs if str(_attr(r, "snapshot_hash", "")).lower().startswith(snap)]
+        if not runs:
+            ids = ", ".join(h[:12] for h in hashes) or "none"
+            raise AnalysisError(f"no runs of snapshot {snapshot!r} in {runs_dir}; snapshots there: {ids}")
+        hashes = sorted({str(_attr(r, "snapshot_hash", "")) for r in runs})
+    if len(hashes) > 1:
+        ids = ", ".join(h[:12] for h in hashes)
+        raise AnalysisError(f"{runs_dir} holds runs of {len(hashes)} snapshots ({ids}); "
+                            f"pick one with --snapshot-id ID")
+    return analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
+                   confidence_level=confidence_level, seed=seed, load=lambda r: store.read_run(r.path),
+                   runs_dir=str(runs_dir), progress=progress)
+
+
+__all__ = ["REPORT_SCHEMA", "Report", "RunResult", "analyze", "analyze_runs", "mark_pareto", "pareto_front",
+           "run_row", "sort_key"]
