@@ -1,4 +1,5 @@
-"""Named sweeps: the estimator grids of the paper's figures (ESTIMATORS.md, App. B.4, B.6).
+"""Named sweeps: the estimator grids of the paper's figures (App. B.4, B.6), and how a sweep's
+estimators, reference and draws are resolved from a preset or a list (:func:`resolve_sweep`).
 
 Each preset is a reference spec (the unbiased ``rf(M=4)``), the tested specs and the draws per
 run. Temperatures are log-spaced as the paper says ("uniformly in the log space"), rounded to
@@ -15,6 +16,8 @@ squares).
   "ST < 1" on [0.5, 1]; ``st-zgr(alpha)`` at t = 1 (the interpolation between ST(1) and ZGR);
   ``zgr``, ``rf(M=2)``, ``rf(M=4)``; 4e5 reference draws and 4e4 per tested estimator.
 * ``quick``: a handful of estimators and few draws, for smoke tests and the demo.
+
+:func:`protocol_specs` thins the Fig. 1 / Fig. 4 grids for reduced runs of ``biasvar reproduce``.
 """
 
 from __future__ import annotations
@@ -154,3 +157,74 @@ def split_specs(text: str) -> list[str]:
     if not specs:
         raise SpecError(f"no estimator in {text!r}; expected e.g. 'zgr,gr-mc(t=0.1,M=100),rf(M=4)'")
     return [str(parse_spec(s)) for s in specs]
+
+
+DEFAULT_N = 10_000  # draws per run of a sweep given as a list
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A resolved sweep: its name, reference spec, tested specs (canonical) and draws per run."""
+
+    name: str
+    reference: str
+    specs: tuple[str, ...]
+    n: int
+    reference_n: int
+
+
+def resolve_sweep(preset: str | None = None, estimators: str | Iterable[str] | None = None, *,
+                  reference: str | None = None, n: int | None = None, reference_n: int | None = None,
+                  name: str | None = None) -> Sweep:
+    """Exactly one of a preset's name or an estimator list (comma-separated text or specs), with
+    optional overrides.
+
+    A preset gives its reference, ``n`` and ``reference_n``; ``n`` overrides both unless
+    ``reference_n`` is given. A list has the reference :data:`REFERENCE`, ``n`` = ``DEFAULT_N`` and
+    ``reference_n`` = ``n`` unless given; its name is ``custom``.
+    """
+    if (preset is None) == (estimators is None):
+        raise SpecError(f"give exactly one of --preset ({', '.join(PRESETS)}) or --estimators")
+    if preset is not None:
+        p = get_preset(preset)
+        n_tested = n or p.n
+        n_ref = reference_n or (p.reference_n if n is None else n)
+        return Sweep(name or p.name, str(parse_spec(reference or p.reference)), p.specs, n_tested, n_ref)
+    specs = split_specs(estimators) if isinstance(estimators, str) else list(_canon(estimators))
+    n_tested = n or DEFAULT_N
+    return Sweep(name or "custom", str(parse_spec(reference or REFERENCE)), tuple(specs), n_tested,
+                 reference_n or n_tested)
+
+
+# ---------------------------------------------------------------------------------------------
+# the grids of `biasvar reproduce`
+
+FIGURES = ("fig1", "fig4", "all")
+
+
+def protocol_specs(what: str, points: int | None = None) -> list[str]:
+    """Tested specs of ``fig1``, ``fig4`` or ``all``; ``points`` thins every hyper-parameter grid
+    to that many log-spaced values (plus t = 1.1 and t = 2, which Fig. 4 marks)."""
+    if what not in FIGURES:
+        raise SpecError(f"unknown figure {what!r}; expected one of: {', '.join(FIGURES)}")
+    if points is None:
+        names = ("fig1", "fig4") if what == "all" else (what,)
+        specs = [s for name in names for s in preset_specs(name)[1]]
+    else:
+        if points < 2:
+            raise SpecError(f"points must be at least 2, got {points}")
+        t_gs = log_grid(0.01, 2, points, extra=MARKED_T)
+        specs = [f"{fam}(t={t})" for fam in ("gs", "gs-st") for t in t_gs]
+        specs += [f"gr-mc(t={t},M={M})" for M in (10, 100) for t in t_gs] + ["zgr", "st"]
+        if what in ("fig4", "all"):
+            alphas = sorted({ALPHAS[round(i * (len(ALPHAS) - 1) / (points - 1))] for i in range(points)})
+            specs += [f"st(t={t})" for t in log_grid(1, 8, points, extra=MARKED_T)]
+            specs += [f"st-zgr(alpha={a},t={t})" for t in (1, 2) for a in alphas]
+            specs += ["rf(M=2)", REFERENCE]
+    return list(_canon(specs))
+
+
+def is_slow(spec: str) -> bool:
+    """The costly ``gr-mc(M >= 100)`` runs (``biasvar reproduce --slow-n``)."""
+    s = parse_spec(spec)
+    return s.name == "gr-mc" and int(s["M"]) >= 100

@@ -19,10 +19,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -32,47 +34,16 @@ from biasvar import plots
 from biasvar.atomic import write_atomic
 from biasvar.device import resolve_device
 from biasvar.engine import sweep_runs
-from biasvar.errors import SnapshotError, SpecError
+from biasvar.errors import SnapshotError
 from biasvar.formats import report_to_json, report_to_markdown
-from biasvar.presets import ALPHAS, MARKED_T, REFERENCE, log_grid, preset_specs
+from biasvar.presets import REFERENCE, is_slow, protocol_specs, resolve_sweep
 from biasvar.provenance import device_name, git_commit
 from biasvar.quantstudy import quant_unit_study
 from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import Snapshot, load_snapshot
 from biasvar.spec import parse_spec
 
-FIGURES = ("fig1", "fig4", "all")
 Say = Callable[[str], None]
-
-
-def protocol_specs(what: str, points: int | None = None) -> list[str]:
-    """Tested specs of ``fig1``, ``fig4`` or ``all``; ``points`` thins every hyper-parameter grid
-    to that many log-spaced values (plus t = 1.1 and t = 2, which Fig. 4 marks)."""
-    if what not in FIGURES:
-        raise SpecError(f"unknown figure {what!r}; expected one of: {', '.join(FIGURES)}")
-    if points is None:
-        names = ("fig1", "fig4") if what == "all" else (what,)
-        specs = [s for name in names for s in preset_specs(name)[1]]
-    else:
-        if points < 2:
-            raise SpecError(f"points must be at least 2, got {points}")
-        t_gs = log_grid(0.01, 2, points, extra=MARKED_T)
-        specs = [f"{fam}(t={t})" for fam in ("gs", "gs-st") for t in t_gs]
-        specs += [f"gr-mc(t={t},M={M})" for M in (10, 100) for t in t_gs] + ["zgr", "st"]
-        if what in ("fig4", "all"):
-            alphas = sorted({ALPHAS[round(i * (len(ALPHAS) - 1) / (points - 1))] for i in range(points)})
-            specs += [f"st(t={t})" for t in log_grid(1, 8, points, extra=MARKED_T)]
-            specs += [f"st-zgr(alpha={a},t={t})" for t in (1, 2) for a in alphas]
-            specs += ["rf(M=2)", REFERENCE]
-    out: dict[str, None] = {}
-    for s in specs:
-        out.setdefault(str(parse_spec(s)), None)
-    return list(out)
-
-
-def _is_slow(spec: str) -> bool:
-    s = parse_spec(spec)
-    return s.name == "gr-mc" and int(s["M"]) >= 100
 
 
 @dataclass
@@ -84,28 +55,57 @@ class ReproduceResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+FIG1_VAE: Mapping[str, Any] = MappingProxyType({"categories": 16, "vars": 16})  # App. B.4
+
+
+def _snapshot_path(snapshot_dir: str | Path, vae: Mapping[str, Any], epochs: int, seed: int) -> Path:
+    if dict(vae) == dict(FIG1_VAE):
+        return Path(snapshot_dir) / f"vae-c16v16-mnist-b-rf4-e{epochs}-s{seed}.pt"
+    tag = re.sub(r"[^A-Za-z0-9.]+", "", "-".join(f"{k}{v}" for k, v in sorted(vae.items())))
+    return Path(snapshot_dir) / f"vae-{tag}-mnist-b-rf4-e{epochs}-s{seed}.pt"
+
+
+def _reusable(path: Path, *, epochs: int, seed: int, vae: Mapping[str, Any], steps_per_epoch: int | None,
+              say: Say) -> Snapshot | None:
+    """The snapshot at ``path`` if it was trained with these settings."""
+    if not path.is_file():
+        return None
+    try:
+        snap = load_snapshot(path)
+    except SnapshotError as e:
+        say(f"retraining: {e}")
+        return None
+    prov, config = snap.provenance, snap.problem.config
+    if ((prov.get("epochs"), prov.get("seed"), prov.get("estimator")) == (epochs, seed, REFERENCE)
+            and all(config.get(k) == v for k, v in vae.items())
+            and steps_per_epoch in (None, prov.get("steps_per_epoch"))):
+        say(f"reusing snapshot {path} ({snap.id})")
+        return snap
+    return None
+
+
 def fig1_snapshot(*, epochs: int, seed: int, data_dir: str | Path | None, device: str,
-                  snapshot_dir: str | Path, say: Say, train_progress: Callable | None = None) -> Snapshot:
-    """The Fig. 1 VAE snapshot after ``epochs`` epochs of rf(M=4) (trained, or reused from disk)."""
+                  snapshot_dir: str | Path, say: Say, train_progress: Callable | None = None,
+                  vae: Mapping[str, Any] | None = None, steps_per_epoch: int | None = None) -> Snapshot:
+    """The Fig. 1 VAE snapshot after ``epochs`` epochs of rf(M=4) (trained, or reused from disk).
+
+    ``vae`` (default :data:`FIG1_VAE`) and ``steps_per_epoch`` (default a full pass) make smaller
+    snapshots for tests and smoke runs.
+    """
     from biasvar.data import load
     from biasvar.problems.vae import VAE
     from biasvar.train import train
 
-    path = Path(snapshot_dir) / f"vae-c16v16-mnist-b-rf4-e{epochs}-s{seed}.pt"
-    if path.is_file():
-        try:
-            snap = load_snapshot(path)
-            prov = snap.provenance
-            if (prov.get("epochs"), prov.get("seed"), prov.get("estimator")) == (epochs, seed, REFERENCE):
-                say(f"reusing snapshot {path} ({snap.id})")
-                return snap
-        except SnapshotError as e:
-            say(f"retraining: {e}")
+    vae = dict(FIG1_VAE if vae is None else vae)
+    path = _snapshot_path(snapshot_dir, vae, epochs, seed)
+    snap = _reusable(path, epochs=epochs, seed=seed, vae=vae, steps_per_epoch=steps_per_epoch, say=say)
+    if snap is not None:
+        return snap
     data = load("mnist-b", "train", data_dir=data_dir)
-    problem = VAE(categories=16, vars=16, seed=seed)
+    problem = VAE(**vae, seed=seed)
     say(f"training the Fig. 1 VAE: {epochs} epochs of {REFERENCE} on MNIST-B -> {path}")
     return train(problem, data=data, estimator=REFERENCE, epochs=epochs, batch_size=50, lr=1e-4, seed=seed,
-                 out=path, device=device, progress=train_progress)
+                 out=path, device=device, progress=train_progress, steps_per_epoch=steps_per_epoch)
 
 
 def reproduce(
@@ -124,32 +124,40 @@ def reproduce(
     figures_dir: str | Path = "figures",
     tag: str | None = None,
     n_resamples: int = 1000,
+    bootstrap_seed: int | None = None,
     quant_n: int = 10_000,
+    vae: Mapping[str, Any] | None = None,
+    steps_per_epoch: int | None = None,
     command: str = "",
     say: Say = lambda msg: None,
     sweep_progress: Callable | None = None,
     train_progress: Callable | None = None,
 ) -> ReproduceResult:
-    """Run the protocol (see the module docstring); returns the report and the files written."""
+    """Run the protocol (see the module docstring); returns the report and the files written.
+
+    ``bootstrap_seed`` defaults to ``seed``; ``vae`` and ``steps_per_epoch`` shrink the snapshot
+    (see :func:`fig1_snapshot`; such a run is tagged reduced).
+    """
     t0 = time.perf_counter()
     specs = protocol_specs(what, points)
-    full = n >= 10_000 and epochs == 10 and points is None and (slow_n is None or slow_n >= n)
+    full = (n >= 10_000 and epochs == 10 and points is None and (slow_n is None or slow_n >= n)
+            and vae is None and steps_per_epoch is None)
     dev = resolve_device(device)
     if tag is None:
         tag = ("full" if full else "reduced") + ("-cpu" if dev.type == "cpu" else "-gpu")
-    snap = fig1_snapshot(epochs=epochs, seed=seed, data_dir=data_dir, device=str(dev),
-                         snapshot_dir=snapshot_dir, say=say, train_progress=train_progress)
-    fast = [s for s in specs if not _is_slow(s)]
-    slow = [s for s in specs if _is_slow(s)]
+    snap = fig1_snapshot(epochs=epochs, seed=seed, data_dir=data_dir, device=str(dev), snapshot_dir=snapshot_dir,
+                         say=say, train_progress=train_progress, vae=vae, steps_per_epoch=steps_per_epoch)
+    fast = resolve_sweep(estimators=[s for s in specs if not is_slow(s)], n=n, name=what)
+    slow = [s for s in specs if is_slow(s)]
     say(f"sweeping {len(specs)} estimators + reference {REFERENCE} at snapshot {snap.id} (n = {n}"
         + (f", gr-mc(M>=100): n = {slow_n}" if slow and slow_n else "") + ")")
     common = dict(reference=REFERENCE, seed=seed, runs_dir=runs_dir, device=dev, progress=sweep_progress)
-    sweep_runs(snap, fast, n=n, reference_n=n, name=what, **common)
+    sweep_runs(snap, fast.specs, n=fast.n, reference_n=fast.reference_n, name=fast.name, **common)
     if slow:
         sweep_runs(snap, slow, n=slow_n or n, reference_n=n, **common)
     say("analysing (Eq. 16, bootstrap over blocks)")
-    report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples,
-                          seed=seed)
+    bseed = seed if bootstrap_seed is None else bootstrap_seed
+    report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples, seed=bseed)
     res_dir, fig_dir = Path(results_dir) / tag, Path(figures_dir) / tag
     files = [write_atomic(res_dir / "report.md", report_to_markdown(report)),
              write_atomic(res_dir / "report.json", report_to_json(report))]
@@ -158,18 +166,22 @@ def reproduce(
     say(f"single-unit quantizer study (Fig. B.5), {quant_n} draws per eta")
     study = quant_unit_study(n=quant_n, seed=seed)
     files += list(plots.plot_quant_unit(study, fig_dir / "figB5-quant-unit.png").paths)
-    provenance = {
-        "command": command,
-        "what": what,
-        "tag": tag,
-        "reduced": not full,
-        "n": n,
-        "slow_n": slow_n or n,
-        "points": points,
-        "epochs": epochs,
-        "seed": seed,
-        "n_resamples": n_resamples,
-        "quant_n": quant_n,
+    settings = {"command": command, "what": what, "tag": tag, "reduced": not full, "n": n, "slow_n": slow_n or n,
+                "points": points, "epochs": epochs, "seed": seed, "n_resamples": n_resamples, "quant_n": quant_n}
+    if bootstrap_seed is not None and bootstrap_seed != seed:
+        settings["bootstrap_seed"] = bootstrap_seed
+    if vae is not None or steps_per_epoch is not None:
+        settings.update(vae=dict(FIG1_VAE if vae is None else vae), steps_per_epoch=steps_per_epoch)
+    provenance = _provenance(settings, snap, dev, report, t0)
+    files.append(write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
+    return ReproduceResult(tag, snap, report, files, provenance)
+
+
+def _provenance(settings: dict[str, Any], snap: Snapshot, dev: torch.device, report: Report,
+                t0: float) -> dict[str, Any]:
+    """``provenance.json``: the settings, the snapshot, the machine and versions, the runs."""
+    return {
+        **settings,
         "snapshot_id": snap.id,
         "snapshot_hash": snap.hash,
         "snapshot_path": snap.path,
@@ -185,8 +197,6 @@ def reproduce(
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "runs": [{"spec": r.spec, "seed": r.seed, "n": r.n} for r in report.rows],
     }
-    files.append(write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
-    return ReproduceResult(tag, snap, report, files, provenance)
 
 
 def specs_summary(specs: Sequence[str]) -> str:

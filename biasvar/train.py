@@ -15,8 +15,10 @@ binarization come from ``torch.Generator`` objects seeded from ``seed``.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import platform
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -111,6 +113,69 @@ def load_data(kind: str, name: str | None = None, *, data_dir: str | Path | None
     elif kind in DEFAULT_DATA and default is None:
         raise TrainError(f"model {kind} trains without data; drop --data {name}")
     return datasets.load(name, "train", data_dir=data_dir, download=download, progress=progress)
+
+
+# Name of each problem kind's honest loss, for progress displays.
+LOSS_NAMES = {"vae": "neg-ELBO", "hvae": "neg-ELBO"}
+
+
+def loss_name(kind: str) -> str:
+    """What a problem kind's training loss is called (``neg-ELBO`` for the VAEs, else ``loss``)."""
+    return LOSS_NAMES.get(kind, "loss")
+
+
+def parse_int_list(text: str | None, flag: str, example: str) -> tuple[int, ...]:
+    """``"512,256"`` -> ``(512, 256)``; a clear TrainError naming ``flag`` otherwise."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(e) for e in text.replace(" ", "").split(",") if e)
+    except ValueError:
+        raise TrainError(f"{flag} {text!r}: expected comma-separated integers, e.g. {example}") from None
+
+
+def parse_value(raw: str | None) -> Any:
+    """A model option's value: JSON when it parses (``8``, ``[16,8]``, ``0.5``), else the text."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_option_pairs(items: Iterable[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``-o``, repeatable) -> {key: value} (keys with ``_`` for ``-``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainError(f"--option {item!r}: expected KEY=VALUE, e.g. -o loss=quartic, -o hidden=[64]")
+        out[key.strip().replace("-", "_")] = parse_value(raw)
+    return out
+
+
+def model_options(*, categories: int | None = None, vars: int | None = None, hidden: str | None = None,
+                  arch: str | None = None, weights_bits: str | None = None, acts_bits: str | None = None,
+                  noise: str | None = None, extra: Iterable[str] | None = None) -> dict[str, Any]:
+    """The keyword options of :func:`build_problem` from the CLI's model flags (text as typed).
+
+    ``hidden`` is a comma list (vae); the qnet flags are JSON or text; ``extra`` are ``KEY=VALUE``
+    pairs that override the rest. None values are left for :func:`build_problem` to drop.
+    """
+    options: dict[str, Any] = {"categories": categories, "vars": vars, "arch": parse_value(arch),
+                               "weights_bits": parse_value(weights_bits), "acts_bits": parse_value(acts_bits),
+                               "noise": parse_value(noise)}
+    if hidden is not None:
+        options["hidden"] = list(parse_int_list(hidden, "--hidden", "512,256")) or None
+    options.update(parse_option_pairs(extra))
+    return options
+
+
+def default_snapshot_path(model: str, spec: str, epochs: int, seed: int) -> Path:
+    """``snapshots/<model>-<spec>-e<epochs>-s<seed>.pt`` (the spec made file-name safe)."""
+    tag = re.sub(r"[^A-Za-z0-9.=-]+", "_", spec).strip("_")
+    return Path("snapshots") / f"{model}-{tag}-e{epochs}-s{seed}.pt"
 
 
 def _derived_seed(seed: int, stream: int) -> int:
@@ -233,94 +298,29 @@ def train(
     save_at = check_settings(epochs, batch_size, lr, eval_batch_size, save_at, out, steps_per_epoch)
     dev = resolve_device(device)
     seed = int(seed)
-
-    # the fixed evaluation batch: eval_batch_size training points chosen by seed
-    dataset_info = None
-    if data is not None:
-        N = int(data.images.shape[0])
-        if N < 1:
-            raise TrainError(f"dataset {getattr(data, 'name', '?')} is empty")
-        g_eval = torch.Generator().manual_seed(seed)
-        indices = torch.randperm(N, generator=g_eval)[: min(int(eval_batch_size), N)]
-        problem.batch = problem.make_batch(data, indices, g_eval)
-        dataset_info = {
-            "name": getattr(data, "name", None),
-            "split": getattr(data, "split", None),
-            "indices": [int(i) for i in indices],
-            "seed": seed,
-            "batch_size": int(indices.numel()),
-            "size": N,
-        }
-        full = math.ceil(N / int(batch_size))
-        steps = full if steps_per_epoch is None else int(steps_per_epoch)
-    else:
-        steps = STEPS_WITHOUT_DATA if steps_per_epoch is None else int(steps_per_epoch)
-
+    dataset_info, steps = _set_eval_batch(problem, data, seed=seed, eval_batch_size=int(eval_batch_size),
+                                          batch_size=int(batch_size), steps_per_epoch=steps_per_epoch)
     problem.to(dev)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in problem.params.items()}
-    opt = torch.optim.Adam(list(params.values()), lr=float(lr))
-    dtype = next(iter(params.values())).dtype
-    key = stream_key(seed, f"train:{spec}")
-    g_order = torch.Generator().manual_seed(_derived_seed(seed, 1))
-    g_binarize = torch.Generator().manual_seed(_derived_seed(seed, 2))
-    g_eval_noise = torch.Generator(device=dev).manual_seed(_derived_seed(seed, 3))
-    g_plain = torch.Generator(device=dev).manual_seed(_derived_seed(seed, 4))
-    honest_forward = isinstance(est, PlugIn) and not est.relaxed  # its forward value is the honest loss
-
-    provenance: dict[str, Any] = {
-        "estimator": str(spec),
-        "epochs": 0,
-        "lr": float(lr),
-        "seed": seed,
-        "batch_size": int(batch_size),
-        "steps_per_epoch": steps,
-        "optimizer": "adam",
-        "data": getattr(data, "name", None) if data is not None else None,
-        "device": str(dev),
-        "dtype": str(dtype).replace("torch.", ""),
-        "biasvar_version": biasvar.__version__,
-        "torch_version": str(torch.__version__),
-        "host": platform.node(),
-        "loss_history": [],
-        "eval_history": [_eval_entry(problem, params, 0, g_eval_noise)],
-        "epoch_times_s": [],
-    }
+    loop = _Loop(problem, est, params, torch.optim.Adam(list(params.values()), lr=float(lr)),
+                 key=stream_key(seed, f"train:{spec}"), seed=seed, device=dev, lr=float(lr))
+    provenance = _start_provenance(spec, data, lr=float(lr), seed=seed, batch_size=int(batch_size), steps=steps,
+                                   device=dev, dtype=loop.dtype)
+    provenance["eval_history"].append(_eval_entry(problem, params, 0, loop.g_eval_noise))
     start = time.perf_counter()
-    step_global = 0
-    batches = _minibatches(problem, data, int(batch_size), g_order, g_binarize, dev)
+    batches = _minibatches(problem, data, int(batch_size), loop.g_order, loop.g_binarize, dev)
     for epoch in range(1, int(epochs) + 1):
         t0 = time.perf_counter()
-        total, count = 0.0, 0
-        for step in range(1, steps + 1):
-            x = next(batches)
-            noise = _step_noise(problem, est, key, step_global, x.shape[0], dtype, dev)
-            loss = draw_loss(problem, est, params, noise, x=x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if honest_forward:
-                honest = loss.detach()
-            else:
-                with torch.no_grad():
-                    honest = plain_loss(problem, params, x, generator=g_plain).mean()
-            value = float(honest)
-            if not math.isfinite(value) or not math.isfinite(float(loss.detach())):
-                raise TrainError(f"training diverged at epoch {epoch}, step {step}: loss {value}; "
-                                 f"try a smaller --lr (now {lr})")
-            opt.step()
-            step_global += 1
-            total += value * x.shape[0]
-            count += x.shape[0]
-            if progress is not None:
-                progress(TrainProgress(epoch, int(epochs), step, steps, total / count))
+        mean = loop.epoch(epoch, int(epochs), steps, batches, progress)
         # epoch end: history, evaluation, optional snapshot
         provenance["epoch_times_s"].append(time.perf_counter() - t0)
-        provenance["loss_history"].append(total / count)
-        ev = _eval_entry(problem, params, epoch, g_eval_noise)
+        provenance["loss_history"].append(mean)
+        ev = _eval_entry(problem, params, epoch, loop.g_eval_noise)
         provenance["eval_history"].append(ev)
         provenance["epochs"] = epoch
         provenance["wall_time_s"] = time.perf_counter() - start
         if progress is not None:
-            progress(TrainProgress(epoch, int(epochs), steps, steps, total / count, True, ev["loss"]))
+            progress(TrainProgress(epoch, int(epochs), steps, steps, mean, True, ev["loss"]))
         if epoch in save_at:  # save_snapshot copies params and batch to the CPU itself
             problem.params = {k: v.detach().clone() for k, v in params.items()}
             save_snapshot(epoch_path(out, epoch), problem, dataset=dataset_info, provenance=_copy(provenance))
@@ -329,6 +329,98 @@ def train(
     if out is not None:
         return save_snapshot(out, problem, dataset=dataset_info, provenance=_copy(provenance))
     return snapshot_of(problem, dataset=dataset_info, provenance=_copy(provenance))
+
+
+def _set_eval_batch(problem: Problem, data: Any, *, seed: int, eval_batch_size: int, batch_size: int,
+                    steps_per_epoch: int | None) -> tuple[dict[str, Any] | None, int]:
+    """Set ``problem.batch`` to ``eval_batch_size`` training points chosen by ``seed``.
+
+    Returns:
+        ``(dataset_info, steps)``: what the snapshot records about the data (None without data),
+        and the steps per epoch (a full pass over the data, or :data:`STEPS_WITHOUT_DATA`).
+    """
+    if data is None:
+        return None, STEPS_WITHOUT_DATA if steps_per_epoch is None else int(steps_per_epoch)
+    N = int(data.images.shape[0])
+    if N < 1:
+        raise TrainError(f"dataset {getattr(data, 'name', '?')} is empty")
+    g_eval = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(N, generator=g_eval)[: min(eval_batch_size, N)]
+    problem.batch = problem.make_batch(data, indices, g_eval)
+    info = {"name": getattr(data, "name", None), "split": getattr(data, "split", None),
+            "indices": [int(i) for i in indices], "seed": seed, "batch_size": int(indices.numel()), "size": N}
+    return info, math.ceil(N / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
+
+
+def _start_provenance(spec: EstimatorSpec, data: Any, *, lr: float, seed: int, batch_size: int, steps: int,
+                      device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    return {
+        "estimator": str(spec),
+        "epochs": 0,
+        "lr": lr,
+        "seed": seed,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps,
+        "optimizer": "adam",
+        "data": getattr(data, "name", None) if data is not None else None,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "biasvar_version": biasvar.__version__,
+        "torch_version": str(torch.__version__),
+        "host": platform.node(),
+        "loss_history": [],
+        "eval_history": [],
+        "epoch_times_s": [],
+    }
+
+
+class _Loop:
+    """The optimisation state of :func:`train`: parameters, Adam, the noise key and the generators
+    (minibatch order, binarization, evaluation noise, honest-loss samples), each seeded from ``seed``."""
+
+    def __init__(self, problem: Problem, est: Any, params: dict[str, Tensor], opt: torch.optim.Optimizer, *,
+                 key: Any, seed: int, device: torch.device, lr: float) -> None:
+        self.problem, self.est, self.params, self.opt, self.key, self.device, self.lr = (
+            problem, est, params, opt, key, device, lr)
+        self.dtype = next(iter(params.values())).dtype
+        self.g_order = torch.Generator().manual_seed(_derived_seed(seed, 1))
+        self.g_binarize = torch.Generator().manual_seed(_derived_seed(seed, 2))
+        self.g_eval_noise = torch.Generator(device=device).manual_seed(_derived_seed(seed, 3))
+        self.g_plain = torch.Generator(device=device).manual_seed(_derived_seed(seed, 4))
+        self.honest_forward = isinstance(est, PlugIn) and not est.relaxed  # its forward value is the honest loss
+        self.step_global = 0
+
+    def step(self, x: Tensor, epoch: int, step: int) -> float:
+        """One Adam step on minibatch ``x``; returns the honest loss (TrainError when it diverges)."""
+        noise = _step_noise(self.problem, self.est, self.key, self.step_global, x.shape[0], self.dtype, self.device)
+        loss = draw_loss(self.problem, self.est, self.params, noise, x=x)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.honest_forward:
+            honest = loss.detach()
+        else:
+            with torch.no_grad():
+                honest = plain_loss(self.problem, self.params, x, generator=self.g_plain).mean()
+        value = float(honest)
+        if not math.isfinite(value) or not math.isfinite(float(loss.detach())):
+            raise TrainError(f"training diverged at epoch {epoch}, step {step}: loss {value}; "
+                             f"try a smaller --lr (now {self.lr})")
+        self.opt.step()
+        self.step_global += 1
+        return value
+
+    def epoch(self, epoch: int, epochs: int, steps: int, batches: Iterator[Tensor],
+              progress: Callable[[TrainProgress], None] | None) -> float:
+        """``steps`` steps; returns the mean honest loss of the epoch."""
+        total, count = 0.0, 0
+        for step in range(1, steps + 1):
+            x = next(batches)
+            value = self.step(x, epoch, step)
+            total += value * x.shape[0]
+            count += x.shape[0]
+            if progress is not None:
+                progress(TrainProgress(epoch, epochs, step, steps, total / count))
+        return total / count
 
 
 def _copy(provenance: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ Opt = typer.Option
 def demo(
     out_dir: Annotated[Path, Opt("--out-dir", help="Where runs/ and figures/ go.")] = Path("."),
     n: Annotated[int, Opt("--n", help="Draws per estimator.")] = 10_000,
-    seed: Annotated[int, Opt("--seed")] = 0,
+    seed: Annotated[int, Opt("--seed", help="Seed of the noise (and of the bootstrap).")] = 0,
 ) -> None:
     """Sample every estimator family on two enumerable toy problems, report Eq. 16 against the
     exact gradient with bootstrap intervals, and draw Pareto plots and a Fig. B.5 study."""

@@ -16,6 +16,7 @@ from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
 from biasvar.report import Report, analyze_runs
 
+from . import options as o
 from .common import console, err_console
 
 Opt = typer.Option
@@ -41,13 +42,6 @@ class Figure(str, Enum):
     quant_unit = "quant-unit"
 
 
-_RUNS_DIR = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
-_SNAPSHOT = Annotated[str | None, Opt("--snapshot", help="Snapshot id (or hash prefix); needed when the "
-                                      "folder holds runs of several snapshots.")]
-_REFERENCE = Annotated[str, Opt("--reference", help="Reference estimator spec (its run with the lowest "
-                                "seed), or 'exact' for the enumerated gradient (toy, quantizer problems).")]
-_BOOTSTRAP = Annotated[int, Opt("--bootstrap", help="Bootstrap resamples of the blocks (0: no intervals).")]
-_SEED = Annotated[int, Opt("--seed", help="Seed of the bootstrap resampling.")]
 _METHOD = Annotated[Method, Opt("--method", help="Interval method: pivot (default; honest, see "
                                 "biasvar.stats.intervals), or scipy's percentile, basic, bca of the plain Eq. 16.")]
 
@@ -59,8 +53,8 @@ def _progress() -> Progress:
                     disable=not err_console.is_terminal)
 
 
-def analyze_with_progress(runs_dir: Path, *, snapshot: str | None, reference: str, bootstrap: int,
-                          method: str, seed: int) -> Report:
+def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference: str, n_resamples: int,
+                          method: str, bootstrap_seed: int) -> Report:
     """``analyze_runs`` with a progress bar (one step per run)."""
     with _progress() as prog:
         task = prog.add_task("", total=None)
@@ -68,8 +62,8 @@ def analyze_with_progress(runs_dir: Path, *, snapshot: str | None, reference: st
         def update(i: int, total: int, spec: str) -> None:
             prog.update(task, completed=i, total=total, description=spec)
 
-        return analyze_runs(runs_dir, snapshot=snapshot, reference=reference, n_resamples=bootstrap,
-                            method=method, seed=seed, progress=update)
+        return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
+                            method=method, seed=bootstrap_seed, progress=update)
 
 
 MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost", "draws/s", "non-finite",
@@ -118,21 +112,28 @@ def groups_table(report: Report) -> Table:
 
 
 def report(
-    runs_dir: _RUNS_DIR = Path("runs"),
-    snapshot: _SNAPSHOT = None,
-    reference: _REFERENCE = "rf(M=4)",
+    runs_dir: o.RunsDir = Path("runs"),
+    snapshot_id: o.SnapshotId = None,
+    reference: o.Reference = "rf(M=4)",
     fmt: Annotated[Format, Opt("--format", help="table (rich, on screen), md, json or csv.")] = Format.table,
     out: Annotated[Path | None, Opt("--out", help="Write the report to FILE (atomically) instead of the "
                                     "screen; with --format table it is written as Markdown.")] = None,
-    bootstrap: _BOOTSTRAP = 1000,
-    seed: _SEED = 0,
+    n_resamples: o.NResamples = 1000,
+    bootstrap_seed: o.BootstrapSeed = 0,
     method: _METHOD = Method.pivot,
     groups: Annotated[bool, Opt("--groups", help="Also show b2 and V per parameter group.")] = False,
+    old_snapshot: o.OldSnapshotId = None,
+    old_bootstrap: o.OldBootstrap = None,
+    old_seed: o.OldSeedBootstrap = None,
 ) -> None:
     """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
     intervals; one row per run, sorted by family then hyper-parameter."""
-    rep = analyze_with_progress(runs_dir, snapshot=snapshot, reference=reference, bootstrap=bootstrap,
-                                method=method.value, seed=seed)
+    rep = analyze_with_progress(
+        runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
+        n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
+                            old_flag="--bootstrap"),
+        method=method.value,
+        bootstrap_seed=o.alias(bootstrap_seed, old_seed, default=0, new_flag="--bootstrap-seed", old_flag="--seed"))
     if out is not None:
         text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
         write_atomic(out, text)
@@ -152,28 +153,34 @@ def report(
 def plot(
     figure: Annotated[Figure, typer.Argument(help="fig1 (bias and variance vs t), pareto (Fig. 4), "
                                              "quant-unit (Fig. B.5).")],
-    runs_dir: _RUNS_DIR = Path("runs"),
-    snapshot: _SNAPSHOT = None,
-    reference: _REFERENCE = "rf(M=4)",
+    runs_dir: o.RunsDir = Path("runs"),
+    snapshot_id: o.SnapshotId = None,
+    reference: o.Reference = "rf(M=4)",
     out: Annotated[Path | None, Opt("--out", help="Output file; PNG and PDF are written beside each other "
                                     "(default figures/<figure>.png).")] = None,
     from_report: Annotated[Path | None, Opt("--report", help="Plot a saved JSON report (`biasvar report "
                                             "--format json --out FILE`) instead of the runs.")] = None,
-    bootstrap: _BOOTSTRAP = 1000,
-    seed: _SEED = 0,
+    n_resamples: o.NResamples = 1000,
+    bootstrap_seed: o.BootstrapSeed = 0,
     method: _METHOD = Method.pivot,
-    draws: Annotated[int, Opt("--n", help="quant-unit: draws per eta and estimator.")] = 10_000,
-    points: Annotated[int, Opt("--points", help="quant-unit: inputs eta on [-1, K].")] = 61,
+    n: Annotated[int, Opt("--n", help="quant-unit: draws per eta and estimator.")] = 10_000,
+    seed: Annotated[int, Opt("--seed", help="quant-unit: seed of the noise.")] = 0,
+    etas: Annotated[int, Opt("--etas", help="quant-unit: inputs eta on [-1, K].")] = 61,
+    old_snapshot: o.OldSnapshotId = None,
+    old_bootstrap: o.OldBootstrap = None,
+    old_points: Annotated[int | None, Opt("--points", hidden=True, help="Old name of --etas.")] = None,
 ) -> None:
     """Draw a figure of the paper from the runs of one snapshot (PNG and PDF).
 
     quant-unit (Fig. B.5) runs the single-quantizer study itself (exact references; cheap) and
-    plots it; it does not read run files."""
+    plots it; it does not read run files. For fig1 and pareto, --seed is still read as the old
+    spelling of --bootstrap-seed (for one release)."""
     from biasvar import plots  # matplotlib only when plotting
 
     target = out if out is not None else Path("figures") / f"{figure.value}.png"
     if figure is Figure.quant_unit:
-        _plot_quant_unit(target, n=draws, points=points, seed=seed)
+        _plot_quant_unit(target, n=n, seed=seed,
+                         points=o.alias(etas, old_points, default=61, new_flag="--etas", old_flag="--points"))
         return
     if from_report is not None:
         try:
@@ -181,8 +188,13 @@ def plot(
         except OSError as e:
             raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
     else:
-        rep = analyze_with_progress(runs_dir, snapshot=snapshot, reference=reference, bootstrap=bootstrap,
-                                    method=method.value, seed=seed)
+        rep = analyze_with_progress(
+            runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
+            n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
+                                old_flag="--bootstrap"),
+            method=method.value,  # --seed here is the old spelling of --bootstrap-seed (no noise in fig1, pareto)
+            bootstrap_seed=o.alias(bootstrap_seed, seed or None, default=0, new_flag="--bootstrap-seed",
+                                   old_flag="--seed"))
     draw = plots.plot_fig1 if figure is Figure.fig1 else plots.plot_pareto
     res = draw(rep, target)
     console.print(f"wrote {', '.join(res.paths)}", highlight=False)
@@ -196,7 +208,7 @@ def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
     from biasvar.quantstudy import DEFAULT_SPECS, quant_unit_study
 
     if n < 2 or points < 2:
-        raise AnalysisError(f"quant-unit needs --n >= 2 and --points >= 2, got --n {n} --points {points}")
+        raise AnalysisError(f"quant-unit needs --n >= 2 and --etas >= 2, got --n {n} --etas {points}")
     with _progress() as bar:
         task = bar.add_task("Fig. B.5 study", total=None)
 

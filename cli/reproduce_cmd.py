@@ -8,12 +8,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from biasvar.reproduce import protocol_specs, specs_summary
+from biasvar.presets import protocol_specs
 from biasvar.reproduce import reproduce as run_reproduce
+from biasvar.reproduce import specs_summary
+from biasvar.train import loss_name
 
+from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
@@ -33,23 +35,26 @@ def reproduce(
                                       "values (reduced runs); default the paper's grids.")] = None,
     slow_n: Annotated[int | None, Opt("--slow-n", help="Draws for the costly gr-mc(M>=100) runs "
                                       "(default --n).")] = None,
-    seed: Annotated[int, Opt("--seed")] = 0,
-    device: Annotated[str, Opt("--device", help="auto, cpu or cuda.")] = "auto",
-    data_dir: Annotated[Path | None, Opt("--data-dir", help="Where the MNIST files are (else $BIASVAR_DATA "
-                                         "or the cache, downloading if online).")] = None,
-    runs_dir: Annotated[Path, Opt("--runs-dir")] = Path("runs"),
+    seed: Annotated[int, Opt("--seed", help="Seed of the noise (training and draws), and of the "
+                             "bootstrap unless --bootstrap-seed is given.")] = 0,
+    device: o.Device = "auto",
+    data_dir: o.DataDir = None,
+    runs_dir: o.RunsDir = Path("runs"),
     snapshot_dir: Annotated[Path, Opt("--snapshot-dir")] = Path("snapshots"),
     results_dir: Annotated[Path, Opt("--results-dir")] = Path("results"),
     figures_dir: Annotated[Path, Opt("--figures-dir")] = Path("figures"),
     tag: Annotated[str | None, Opt("--tag", help="Sub-folder of results/ and figures/ (default "
                                    "full-gpu, reduced-cpu, ...).")] = None,
-    bootstrap: Annotated[int, Opt("--bootstrap", help="Bootstrap resamples.")] = 1000,
+    n_resamples: o.NResamples = 1000,
+    bootstrap_seed: Annotated[int | None, Opt("--bootstrap-seed", help="Seed of the bootstrap resampling "
+                                              "(default: --seed).")] = None,
     quant_n: Annotated[int, Opt("--quant-n", help="Draws per eta in the Fig. B.5 study.")] = 10_000,
-    threads: Annotated[int | None, Opt("--threads", help="torch CPU threads.")] = None,
+    threads: o.Threads = None,
+    old_bootstrap: o.OldBootstrap = None,
 ) -> None:
     """Reproduce Fig. 1, Fig. 4 and Fig. B.5 from the raw MNIST files, with provenance."""
-    if threads:
-        torch.set_num_threads(threads)
+    o.set_threads(threads)
+    n_resamples = o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples", old_flag="--bootstrap")
     specs = protocol_specs(what.value, points)
     console.print(f"[bold]biasvar reproduce {what.value}[/]: {len(specs)} estimators "
                   f"({specs_summary(specs)})", highlight=False)
@@ -60,7 +65,7 @@ def reproduce(
 
         def on_train(p) -> None:
             progress.update(train_task, total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
-                            info=f"epoch {p.epoch}/{p.epochs}  neg. ELBO {p.loss:.2f}")
+                            info=f"epoch {p.epoch}/{p.epochs}  {loss_name('vae')} {p.loss:.2f}")
 
         def on_sweep(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
             progress.update(sweep_task, visible=True, total=total, completed=done,
@@ -69,7 +74,7 @@ def reproduce(
         result = run_reproduce(
             what.value, n=n, epochs=epochs, points=points, slow_n=slow_n, seed=seed, device=device,
             data_dir=data_dir, runs_dir=runs_dir, snapshot_dir=snapshot_dir, results_dir=results_dir,
-            figures_dir=figures_dir, tag=tag, n_resamples=bootstrap, quant_n=quant_n,
+            figures_dir=figures_dir, tag=tag, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, quant_n=quant_n,
             command=shlex.join(["biasvar", *sys.argv[1:]]), say=lambda m: progress.console.print(m),
             sweep_progress=on_sweep, train_progress=on_train,
         )

@@ -12,24 +12,14 @@ from rich.table import Table
 
 from biasvar import bench as benchmod
 from biasvar import engine, presets, store
-from biasvar.errors import SpecError, StoreError
+from biasvar.errors import StoreError
 from biasvar.snapshot import load_snapshot
 from biasvar.spec import spec_from_flags
 
+from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
-
-_SNAPSHOT = Annotated[Path, Opt("--snapshot", help="Snapshot file (ckpt.pt) made by `biasvar train`.")]
-_RUNS_DIR = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
-_DEVICE = Annotated[str, Opt("--device", help="auto, cpu, cuda or cuda:N.")]
-_DTYPE = Annotated[str | None, Opt("--dtype", help="float32 or float64 (default: the snapshot's).")]
-_PARAMS = Annotated[str | None, Opt("--params", help="Glob of parameter names to differentiate, e.g. "
-                                    "'encoder.0.*' (comma-separated globs allowed); default all.")]
-_KEEP = Annotated[int, Opt("--keep", help="Keep the raw draws of K fixed coordinates (0: none).")]
-_MAXMEM = Annotated[str | None, Opt("--max-memory", help="Memory budget, e.g. 4GB (CUDA default: 70% of "
-                                    "free memory; CPU: 512MB).")]
-_CHUNK = Annotated[int | None, Opt("--chunk", help="Fixed draws per vectorized call (default: from memory).")]
 
 
 def _progress():
@@ -45,29 +35,26 @@ def _size(nbytes: float) -> str:
 
 
 def sample(
-    snapshot: _SNAPSHOT,
-    estimator: Annotated[str, Opt("--estimator", "-e", help="Estimator name or spec: zgr, "
-                                  "'gr-mc(t=0.1,M=100)'.")],
-    t: Annotated[float | None, Opt("--t", help="Temperature (flag form of the spec).")] = None,
-    M: Annotated[int | None, Opt("--M", help="Samples M (flag form of the spec).")] = None,
-    alpha: Annotated[float | None, Opt("--alpha", help="st-zgr alpha (flag form of the spec).")] = None,
-    n: Annotated[int, Opt("--n", help="Draws (gradient samples).")] = 10_000,
-    seed: Annotated[int, Opt("--seed", help="Seed; with the spec it keys the noise.")] = 0,
-    params: _PARAMS = None,
-    keep: _KEEP = 256,
-    device: _DEVICE = "auto",
-    dtype: _DTYPE = None,
-    runs_dir: _RUNS_DIR = Path("runs"),
-    restart: Annotated[bool, Opt("--restart", help="Delete an existing run file and start over.")] = False,
-    block_size: Annotated[int | None, Opt("--block-size", help="Draws per stored block (default: from n and "
-                                          "the parameter count).")] = None,
-    max_memory: _MAXMEM = None,
-    chunk: _CHUNK = None,
+    snapshot: o.SnapshotFile,
+    estimator: o.Estimator,
+    t: o.TFlag = None,
+    M: o.MFlag = None,
+    alpha: o.AlphaFlag = None,
+    n: o.Draws = 10_000,
+    seed: o.Seed = 0,
+    params: o.Params = None,
+    keep: o.Keep = 256,
+    device: o.Device = "auto",
+    dtype: o.Dtype = None,
+    runs_dir: o.RunsDir = Path("runs"),
+    restart: o.Restart = False,
+    block_size: o.BlockSize = None,
+    max_memory: o.MaxMemory = None,
+    chunk: o.Chunk = None,
 ) -> None:
     """Draw N gradient samples of one estimator at a snapshot into a run file (resumes a partial run)."""
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
     snap = load_snapshot(snapshot)
-    path = store.run_path(runs_dir, snap.id, str(spec), seed)
     with _progress() as bar:
         task = bar.add_task(str(spec), total=n, rate=0.0, bad=0)
 
@@ -86,49 +73,43 @@ def sample(
 
 
 def sweep(
-    snapshot: _SNAPSHOT,
+    snapshot: o.SnapshotFile,
     preset: Annotated[str | None, Opt("--preset", help=f"One of: {', '.join(presets.PRESETS)}.")] = None,
-    estimators: Annotated[str | None, Opt("--estimators", help="Explicit comma-separated specs instead of "
-                                          "a preset, e.g. 'zgr,gr-mc(t=0.1,M=100)'.")] = None,
-    reference: Annotated[str | None, Opt("--reference", help="Reference spec (default rf(M=4)).")] = None,
-    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's).")] = None,
+    estimators: o.EstimatorList = None,
+    reference: Annotated[str | None, Opt("--reference", help="Reference spec (default: the preset's, "
+                                         "rf(M=4)).")] = None,
+    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's, or 10000).")] = None,
     reference_n: Annotated[int | None, Opt("--reference-n", help="Draws of the reference run "
                                            "(default: the preset's, or --n).")] = None,
-    seed: Annotated[int, Opt("--seed", help="Seed of every run (the reference spec, tested again, "
-                             "gets seed+1).")] = 0,
-    params: _PARAMS = None,
-    keep: _KEEP = 256,
-    device: _DEVICE = "auto",
-    dtype: _DTYPE = None,
-    runs_dir: _RUNS_DIR = Path("runs"),
-    max_memory: _MAXMEM = None,
+    seed: Annotated[int, Opt("--seed", help="Seed of the noise of every run (the reference spec, tested "
+                             "again, gets seed+1).")] = 0,
+    params: o.Params = None,
+    keep: o.Keep = 256,
+    device: o.Device = "auto",
+    dtype: o.Dtype = None,
+    runs_dir: o.RunsDir = Path("runs"),
+    restart: o.Restart = False,
+    block_size: o.BlockSize = None,
+    max_memory: o.MaxMemory = None,
+    chunk: o.Chunk = None,
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list)."""
-    if (preset is None) == (estimators is None):
-        raise SpecError(f"give exactly one of --preset ({', '.join(presets.PRESETS)}) or --estimators")
-    if preset is not None:
-        p = presets.get_preset(preset)
-        specs, ref, name = list(p.specs), reference or p.reference, p.name
-        n_tested = n or p.n
-        n_ref = reference_n or (p.reference_n if n is None else n)
-    else:
-        specs, ref, name = presets.split_specs(estimators or ""), reference or presets.REFERENCE, "custom"
-        n_tested = n or 10_000
-        n_ref = reference_n or n_tested
+    sw = presets.resolve_sweep(preset, estimators, reference=reference, n=n, reference_n=reference_n)
     snap = load_snapshot(snapshot)
-    plan = engine.plan_sweep(snap.id, specs, reference=ref, n=n_tested, reference_n=n_ref, seed=seed,
-                             runs_dir=runs_dir)
-    console.print(f"sweep {name}: reference {ref} + {len(plan) - 1} estimators, {n_tested} draws each "
-                  f"({n_ref} for the reference) -> {runs_dir / snap.id}", highlight=False)
+    plan = engine.plan_sweep(snap.id, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
+                             seed=seed, runs_dir=runs_dir)
+    console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
+                  f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with _progress() as bar:
         task = bar.add_task("sweep", total=sum(r.n for r in plan), rate=0.0, bad=0)
 
         def report(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
             bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite, description=label)
 
-        engine.sweep_runs(snap, specs, reference=ref, n=n_tested, reference_n=n_ref, seed=seed,
-                          runs_dir=runs_dir, name=name, progress=report, params=params, keep=keep,
-                          device=device, dtype=dtype, max_memory=max_memory)
+        engine.sweep_runs(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n, seed=seed,
+                          runs_dir=runs_dir, name=sw.name, progress=report, params=params, keep=keep,
+                          device=device, dtype=dtype, restart=restart, block_size=block_size,
+                          max_memory=max_memory, chunk=chunk)
         bar.update(task, description="sweep done")
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
@@ -163,12 +144,12 @@ def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) 
 
 
 def ls(
-    runs_dir: _RUNS_DIR = Path("runs"),
-    snapshot_id: Annotated[str | None, Opt("--snapshot-id", help="Only the runs of this snapshot id.")]
-    = None,
+    runs_dir: o.RunsDir = Path("runs"),
+    snapshot_id: o.SnapshotId = None,
 ) -> None:
     """List run files: spec, seed, draws done / target, status, draws/s, size (works during a sweep)."""
-    files = store.list_run_files(runs_dir, snapshot_id)
+    prefix = (snapshot_id or "").strip().lower()[:12]  # an id is a hash's first 12 characters
+    files = [p for p in store.list_run_files(runs_dir) if p.parent.name.lower().startswith(prefix)]
     if not files:
         console.print(f"no run files under {runs_dir}")
         return
@@ -187,13 +168,13 @@ def bench(
     problem: Annotated[str, Opt("--problem", help=f"One of: {', '.join(benchmod.PROBLEMS)}.")] = "vae-fig1",
     estimators: Annotated[str, Opt("--estimators", help="Comma-separated specs.")]
     = ",".join(benchmod.DEFAULT_ESTIMATORS),
-    device: _DEVICE = "auto",
-    dtype: _DTYPE = None,
+    device: o.Device = "auto",
+    dtype: o.Dtype = None,
     n: Annotated[int, Opt("--n", help="Engine draws timed per round.")] = 64,
     n_loop: Annotated[int, Opt("--n-loop", help="Loop draws timed per round.")] = 16,
     repeats: Annotated[int, Opt("--repeats", help="Interleaved rounds (best of).")] = 3,
-    chunk: _CHUNK = None,
-    max_memory: _MAXMEM = None,
+    chunk: o.Chunk = None,
+    max_memory: o.MaxMemory = None,
     out: Annotated[Path | None, Opt("--out", help="JSON file (default "
                                     "results/bench/<problem>-<device>.json).")]
     = None,

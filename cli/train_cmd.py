@@ -3,63 +3,30 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
 from biasvar.spec import spec_from_flags
 from biasvar.train import (
-    TrainError,
     TrainProgress,
     build_problem,
     check_settings,
+    default_snapshot_path,
     epoch_path,
     load_data,
+    loss_name,
+    model_options,
+    parse_int_list,
     train,
 )
 
+from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
-
-
-def _int_list(text: str | None, flag: str, example: str) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(e) for e in text.replace(" ", "").split(",") if e)
-    except ValueError:
-        raise TrainError(f"{flag} {text!r}: expected comma-separated integers, e.g. {example}") from None
-
-
-def _value(raw: str | None) -> object:
-    """A model option's value: JSON when it parses (``8``, ``[16,8]``, ``0.5``), else the text."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def _parse_options(items: list[str] | None) -> dict[str, object]:
-    """``-o key=value`` pairs (repeatable) -> {key: value}."""
-    out: dict[str, object] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise TrainError(f"--option {item!r}: expected KEY=VALUE, e.g. -o loss=quartic, -o hidden=[64]")
-        out[key.strip().replace("-", "_")] = _value(raw)
-    return out
-
-
-def _default_out(model: str, spec: str, epochs: int, seed: int) -> Path:
-    tag = re.sub(r"[^A-Za-z0-9.=-]+", "_", spec).strip("_")
-    return Path("snapshots") / f"{model}-{tag}-e{epochs}-s{seed}.pt"
 
 
 def train_command(
@@ -74,46 +41,38 @@ def train_command(
     noise: Annotated[str | None, Opt(help="qnet injected noise (logistic, triangular).")] = None,
     option: Annotated[list[str] | None, Opt("--option", "-o", help="Model option KEY=VALUE (repeatable).")]
     = None,
-    estimator: Annotated[str, Opt(help="Estimator: 'rf(M=4)', zgr, 'gr-mc(t=0.1,M=10)'.")] = "rf(M=4)",
-    t: Annotated[float | None, Opt("--t", help="Temperature (flag form of the spec).")] = None,
-    M: Annotated[int | None, Opt("--M", help="Samples M (flag form of the spec).")] = None,
-    alpha: Annotated[float | None, Opt("--alpha", help="st-zgr alpha (flag form of the spec).")] = None,
+    estimator: o.Estimator = "rf(M=4)",
+    t: o.TFlag = None,
+    M: o.MFlag = None,
+    alpha: o.AlphaFlag = None,
     epochs: Annotated[int, Opt(help="Training epochs.")] = 10,
     batch_size: Annotated[int, Opt(help="Minibatch size (App. B.3: 50).")] = 50,
     lr: Annotated[float, Opt(help="Adam learning rate (App. B.3: 1e-4).")] = 1e-4,
-    seed: Annotated[int, Opt(help="Seeds model init, evaluation batch, data order and noise.")] = 0,
+    seed: Annotated[int, Opt("--seed", help="Seed of the noise, and of the model init, evaluation batch "
+                             "and data order.")] = 0,
     out: Annotated[Path | None, Opt(help="Snapshot file (default snapshots/<model>-<spec>-e<N>-s<seed>.pt).")]
     = None,
     save_at: Annotated[str | None, Opt(help="Also save OUT-e<epoch>.pt at epochs: 1,10,100.")] = None,
-    data_dir: Annotated[Path | None, Opt(help="Data folder (else $BIASVAR_DATA, else user cache).")] = None,
+    data_dir: o.DataDir = None,
     offline: Annotated[bool, Opt("--offline", help="Never download missing dataset files.")] = False,
-    device: Annotated[str, Opt(help="auto, cpu or cuda.")] = "auto",
+    device: o.Device = "auto",
     eval_batch_size: Annotated[int, Opt(help="Size of the fixed evaluation batch in the snapshot.")] = 200,
     steps_per_epoch: Annotated[int | None, Opt(help="Steps per epoch (default: full pass; 100 no data).")]
     = None,
-    threads: Annotated[int | None, Opt(help="CPU threads for torch (default: torch's choice; 1 is often "
-                                            "fastest on a busy machine).")] = None,
+    threads: o.Threads = None,
 ) -> None:
     """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements."""
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
-    options: dict[str, object] = {"categories": categories, "vars": vars, "arch": _value(arch),
-                                  "weights_bits": _value(weights_bits), "acts_bits": _value(acts_bits),
-                                  "noise": _value(noise)}
-    if hidden is not None:
-        options["hidden"] = list(_int_list(hidden, "--hidden", "512,256")) or None
-    options.update(_parse_options(option))
-    save_epochs = _int_list(save_at, "--save-at", "1,10,100")
-    out = out or _default_out(model, str(spec), epochs, seed)
+    options = model_options(categories=categories, vars=vars, hidden=hidden, arch=arch, weights_bits=weights_bits,
+                            acts_bits=acts_bits, noise=noise, extra=option)
+    save_epochs = parse_int_list(save_at, "--save-at", "1,10,100")
+    out = out or default_snapshot_path(model, str(spec), epochs, seed)
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
-    if threads is not None:
-        if threads < 1:
-            raise TrainError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)  # this process is the CLI's own
+    o.set_threads(threads)
     problem = build_problem(model, options, seed=seed)
     dataset = load_data(model, data, data_dir=data_dir, download=False if offline else None)
 
-    label = "neg-ELBO" if model in ("vae", "hvae") else "loss"
-    with progress_bar(label + " {task.fields[loss]}", transient=False) as bar:
+    with progress_bar(loss_name(model) + " {task.fields[loss]}", transient=False) as bar:
         task = None
 
         def report(p: TrainProgress) -> None:
@@ -130,6 +89,11 @@ def train_command(
                      seed=seed, eval_batch_size=eval_batch_size, steps_per_epoch=steps_per_epoch,
                      save_at=save_epochs, out=out, device=device, progress=report)
 
+    console.print(_summary(snap, problem, save_epochs, out))
+
+
+def _summary(snap, problem, save_epochs: tuple[int, ...], out: Path) -> Table:
+    """The trained snapshot: file, model, data, estimator, losses, wall time, per-epoch files."""
     prov = snap.provenance
     table = Table(title=f"snapshot {snap.id}", show_header=False)
     table.add_row("file", str(snap.path))
@@ -145,7 +109,7 @@ def train_command(
     table.add_row("wall time", f"{wall:.1f} s ({wall / prov['epochs']:.1f} s/epoch)")
     for e in save_epochs:
         table.add_row(f"epoch {e}", str(epoch_path(out, e)))
-    console.print(table)
+    return table
 
 
 def register(app: typer.Typer) -> None:
