@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class PlotResult:
     paths: tuple[str, ...]  # written files (one per format)
     drawn: tuple[str, ...]  # series drawn (family labels)
     missing: tuple[str, ...]  # series asked for but absent from the report
+    figure: Figure | None = field(default=None, compare=False, repr=False)  # what was drawn (for inspection)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _save(fig: Figure, out: str | Path, formats: Sequence[str]) -> tuple[str, ..
             raise AnalysisError(f"unknown figure format {fmt!r}; expected one of: {', '.join(FORMATS)}")
         path = stem.with_name(stem.name + "." + fmt)
         fig.savefig(path, dpi=200 if fmt == "png" else None, bbox_inches="tight",
-                    metadata={"Creator": "biasvar"} if fmt == "png" else {"Creator": "biasvar"})
+                    metadata={"Creator": "biasvar"})
         paths.append(str(path))
     return tuple(paths)
 
@@ -224,7 +225,7 @@ def plot_fig1(report: Report, out: str | Path, *, formats: Sequence[str] = FORMA
     if not drawn:
         raise AnalysisError("fig1: nothing to draw; the report has none of gs, gs-st, gr-mc(M=10|100), "
                             "zgr, st, rf(M=4) (sample them, e.g. `biasvar sweep --preset fig1`)")
-    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing))
+    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing), fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +360,7 @@ def plot_pareto(report: Report, out: str | Path, *, formats: Sequence[str] = FOR
     fig, drawn, missing = figure_pareto(report)
     if not drawn:
         raise AnalysisError("pareto: nothing to draw; the report has no tested runs with a squared bias")
-    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing))
+    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing), fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +441,7 @@ def plot_quant_unit(data: QuantUnitData, out: str | Path, *, formats: Sequence[s
         out: output path (its suffix is replaced by each format).
     """
     fig, drawn, missing = figure_quant_unit(data)
-    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing))
+    return PlotResult(_save(fig, out, formats), tuple(drawn), tuple(missing), fig)
 
 
 __all__ = ["FORMATS", "OKABE_ITO", "PlotResult", "figure_fig1", "figure_pareto", "figure_quant_unit",

@@ -119,7 +119,7 @@ def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) 
     """One rich table per snapshot id."""
     by_snapshot: dict[str, list[store.RunData]] = {}
     for r in runs:
-        by_snapshot.setdefault(str(r.attrs.get("snapshot_id", "?")), []).append(r)
+        by_snapshot.setdefault(str(r.attrs.get("snapshot_id") or Path(r.path).parent.name), []).append(r)
     for snap_id, group in by_snapshot.items():
         folder = Path(group[0].path).parent
         table = Table(title=f"snapshot {snap_id}: {len(group)} runs in {folder}", title_justify="left")

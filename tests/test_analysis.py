@@ -1,8 +1,8 @@
 """Eq. 16, block moments, bootstrap intervals (coverage), reports: ``biasvar.stats``, ``.report``, ``.formats``.
 
 Synthetic runs are built from Gaussian draws with a known mean, so the true squared bias
-``||mu_R - mu_T||^2 / dim`` is known exactly. Helpers here (``run_from_draws``, ``gaussian_run``,
-``write_run``, ``fig_runs``) are shared with ``test_plots.py`` and ``test_report_cli.py``.
+``||mu_R - mu_T||^2 / dim`` is known exactly (helpers ``run_from_draws``, ``gaussian_run``,
+``write_run``, ``fig_runs`` in ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import csv
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SNAP, fig_runs, gaussian_run, run_from_draws, write_run
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,121 +23,6 @@ from biasvar import formats as F
 from biasvar import report as R
 from biasvar import stats as S
 from biasvar.errors import AnalysisError
-from biasvar.spec import parse_spec
-
-SNAP = "5eed" * 16
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers (also used by test_plots.py and test_report_cli.py)
-
-
-def _layout(group_sizes) -> list:
-    offs = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])
-    return [[f"p{i}", [int(g)], int(o)] for i, (g, o) in enumerate(zip(group_sizes, offs, strict=True))]
-
-
-def _attrs(spec: str, seed: int, dim: int, group_sizes, **extra) -> dict:
-    a = dict(schema_version=1, spec=str(parse_spec(spec)), seed=seed, snapshot_hash=SNAP, params_glob="*",
-             dim=dim, layout=_layout(group_sizes), status="complete", problem={"kind": "synthetic"},
-             draws_per_s=1000.0, biasvar_version="test", torch_version="x", git_commit="abc", device="cpu",
-             dtype="float32")
-    a.update(extra)
-    return a
-
-
-def run_from_draws(x: np.ndarray, sizes, group_sizes, *, spec: str = "zgr", seed: int = 0,
-                   nonfinite=None, exact=None, path: str | None = None, **extra) -> store.RunData:
-    """The block statistics the engine stores, computed from draws ``x`` [n, dim] split into
-    blocks of the given sizes (the slow, obviously correct way)."""
-    x = np.asarray(x, dtype=np.float64)
-    gs = np.asarray(group_sizes, dtype=np.int64)
-    off = np.concatenate([[0], np.cumsum(gs)])
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    sums, m2, sq = [], [], []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        blk = x[a:b]
-        dev = blk - blk.mean(0) if len(blk) else blk
-        sums.append(blk.sum(0))
-        m2.append([np.square(dev[:, lo:hi]).sum() for lo, hi in zip(off[:-1], off[1:], strict=True)])
-        sq.append([np.square(blk[:, lo:hi]).sum() for lo, hi in zip(off[:-1], off[1:], strict=True)])
-    nb = len(sizes)
-    dim = x.shape[1]
-    return store.RunData(
-        path=path or f"{parse_spec(spec)}-s{seed}.h5", attrs=_attrs(spec, seed, dim, gs, **extra),
-        groups=[f"p{i}" for i in range(len(gs))], group_sizes=gs,
-        block_count=np.asarray(sizes, dtype=np.int64),
-        block_nonfinite=np.zeros(nb, np.int64) if nonfinite is None else np.asarray(nonfinite, np.int64),
-        block_sum=np.asarray(sums, dtype=np.float32),
-        block_m2=np.asarray(m2, dtype=np.float64).reshape(nb, -1),
-        block_sumsq=np.asarray(sq, dtype=np.float64).reshape(nb, -1), samples=None, sample_index=None,
-        exact=None if exact is None else np.asarray(exact, dtype=np.float64),
-    )
-
-
-def gaussian_run(rng: np.random.Generator, mean: np.ndarray, sigma: float, *, nb: int, bs: int,
-                 group_sizes=None, spec: str = "zgr", seed: int = 0, exact=None, **extra) -> store.RunData:
-    """A run of nb blocks of bs draws x ~ N(mean, sigma^2 I), from the draws themselves."""
-    dim = len(mean)
-    gs = [dim // 2, dim - dim // 2] if group_sizes is None else group_sizes
-    x = mean + sigma * rng.standard_normal((nb * bs, dim))
-    return run_from_draws(x, [bs] * nb, gs, spec=spec, seed=seed, exact=exact, **extra)
-
-
-def write_run(runs_dir: Path, run: store.RunData) -> Path:
-    """Write a RunData to a real run file with the store API (as the engine does)."""
-    a = run.attrs
-    header = {k: a[k] for k in ("schema_version", "spec", "seed", "snapshot_hash", "params_glob", "dim",
-                                "dtype", "layout", "problem")}
-    header.update(block_size=int(run.block_count.max()), cost=a.get("cost", parse_spec(a["spec"]).cost),
-                  biasvar_version="test", git_commit="abc", device="cpu", torch_version="x")
-    path = store.run_path(runs_dir, a["snapshot_hash"][:12], a["spec"], a["seed"])
-    w = store.RunWriter.open(path, header, n_target=int(run.block_count.sum() + run.block_nonfinite.sum()),
-                             group_sizes=run.group_sizes, sample_index=np.zeros(0, np.int64), exact=run.exact)
-    with w:
-        for b in range(len(run.block_count)):
-            w.append(store.BlockStats(int(run.block_count[b]), int(run.block_nonfinite[b]), run.block_sum[b],
-                                      run.block_m2[b], run.block_sumsq[b], np.zeros((0, 0), np.float32)),
-                     wall_s=0.01)
-        if a.get("status", "complete") == "complete":
-            w.finish()
-    return path
-
-
-def _toy_curve(spec: str) -> tuple[float, float]:
-    """(true b2, sigma) of a synthetic estimator: bias grows with t, variance falls with t."""
-    s = parse_spec(spec)
-    t = float(s.get("t", 1.0) or 1.0)
-    table = {
-        "gs": (0.02 * t, 1.0 / math.sqrt(t)),
-        "gs-st": (0.01 * t, 0.8 / t**0.25),
-        "gr-mc": (0.01 * t * (1 + 5 / float(s.get("M", 10))), 0.6 / t**0.2),
-        "st": (0.02 * (1 + 0.1 * t), 0.3 / math.sqrt(t)),
-        "st-zgr": (0.02 * (1 - float(s.get("alpha", 0))), 0.3 + 0.3 * float(s.get("alpha", 0))),
-        "zgr": (0.004, 0.6),
-        "darn": (0.01, 0.9),
-        "rf": (0.0, 2.0 / math.sqrt(float(s.get("M", 4)))),
-    }
-    return table[s.name]
-
-
-def fig_runs(specs, *, dim: int = 16, nb: int = 8, bs: int = 10, seed: int = 0, exact: bool = False):
-    """Synthetic runs (one per spec; the reference rf(M=4) as seed 0 and, if listed twice, seed 1)."""
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal(dim)
-    direction = rng.standard_normal(dim)
-    direction /= np.linalg.norm(direction)
-    runs, seen = [], {}
-    for spec in specs:
-        canon = str(parse_spec(spec))
-        s_idx = seen.get(canon, -1) + 1
-        seen[canon] = s_idx
-        b2, sigma = _toy_curve(canon)
-        mean = base + direction * math.sqrt(b2 * dim)
-        runs.append(gaussian_run(rng, mean, sigma, nb=nb, bs=bs, spec=canon, seed=s_idx,
-                                 exact=base if exact else None))
-    return runs
-
 
 # ---------------------------------------------------------------------------------------------
 # moments

@@ -324,3 +324,81 @@ def test_sweep_plan_gives_the_tested_reference_another_seed(tmp_path):
         ("rf(M=4)", 5, 300, "reference"), ("zgr", 5, 100, "tested"), ("rf(M=4)", 6, 100, "tested"),
         ("gr-mc(M=10,t=0.1)", 5, 100, "tested")]
     assert len({r.path for r in plan}) == len(plan)
+
+
+def test_cpu_chunk_sizer_divides_the_budget_by_the_bytes_per_draw():
+    """On the CPU the chunk is budget // estimate_bytes_per_draw, capped at CPU_MAX_CHUNK, and fixed."""
+    from biasvar.engine import chunks
+
+    cpu = torch.device("cpu")
+    vae = small_vae()
+    for spec in ("zgr", "rf(M=4)", "gr-mc(t=0.1,M=50)"):
+        est = build(spec)
+        names = list(vae.params)
+        per_draw = chunks.estimate_bytes_per_draw(vae, est, names)
+        assert per_draw > sum(p.numel() for p in vae.params.values()) * 8  # at least the gradient and stats
+        for budget in (per_draw * 3 + 1, per_draw * 37, 10 * per_draw * chunks.CPU_MAX_CHUNK):
+            sizer = chunks.make_sizer(cpu, vae, est, names, None, budget)
+            assert sizer.size == min(budget // per_draw, chunks.CPU_MAX_CHUNK) and sizer.fixed
+            sizer.observed(sizer.size)  # no probe on the CPU: the size stays
+            assert sizer.size == min(budget // per_draw, chunks.CPU_MAX_CHUNK)
+        assert chunks.make_sizer(cpu, vae, est, names, None, 1).size == 1  # one draw always runs
+        assert chunks.make_sizer(cpu, vae, est, names, 7, 1).size == 7  # --chunk wins
+    # more forward passes (rf(M=4)), more noise (gr-mc(M=50)) and more parameters need more bytes per draw
+    est = {s: build(s) for s in ("zgr", "rf(M=4)", "gr-mc(t=0.1,M=50)")}
+    names = list(vae.params)
+    size = {s: chunks.estimate_bytes_per_draw(vae, e, names) for s, e in est.items()}
+    assert size["zgr"] < size["rf(M=4)"] and size["zgr"] < size["gr-mc(t=0.1,M=50)"]
+    assert chunks.estimate_bytes_per_draw(vae, est["zgr"], names[:1]) < size["zgr"]
+    # the default budget, and the chunks sample_gradients really yields
+    sizer = chunks.make_sizer(cpu, vae, est["zgr"], names, None, None)
+    assert sizer.budget == chunks.CPU_DEFAULT_MEMORY
+    budget = 5 * chunks.estimate_bytes_per_draw(vae, est["zgr"], names)
+    got = [c.grads.shape[0] for c in engine.sample_gradients(vae, "zgr", n=12, seed=0, max_memory=budget)]
+    assert got == [5, 5, 2]
+
+
+class MeasuredToy(ToyCat):
+    """A toy problem that names the parameters its study measures (as qnet names layer 0)."""
+
+    measure_params = "w*"
+
+    def __init__(self) -> None:
+        super().__init__(vars=2, categories=4)
+        self.params = {"w_extra": torch.zeros(3, dtype=torch.float64), **self.params}
+
+    def exact_gradient(self):  # the loss does not depend on w_extra
+        return {"w_extra": torch.zeros(3, dtype=torch.float64), **super().exact_gradient()}
+
+
+def test_sample_run_measures_the_problems_measure_params_by_default(tmp_path):
+    """``params=None`` takes ``problem.measure_params``; an explicit glob (``--params``) overrides it."""
+    from biasvar_cli.main import app
+    from typer.testing import CliRunner
+
+    from biasvar.snapshot import save_snapshot
+
+    prob = MeasuredToy()
+    snap = snapshot_of(prob)
+    run = store.read_run(engine.sample_run(snap, "zgr", n=20, runs_dir=tmp_path / "a"))
+    assert run.attrs["params_glob"] == "w*" and run.groups == ["w_extra"] and run.dim == 3
+    run = store.read_run(engine.sample_run(snap, "zgr", n=20, runs_dir=tmp_path / "b", params="*"))
+    assert run.attrs["params_glob"] == "*" and run.groups == ["w_extra", "logits"] and run.dim == 3 + 8
+    plain = store.read_run(engine.sample_run(snapshot_of(ToyCat(vars=2, categories=4)), "zgr", n=20,
+                                             runs_dir=tmp_path / "c"))
+    assert plain.attrs["params_glob"] == "*" and plain.groups == ["logits"]
+    # the CLI, on a registered problem with measure_params (qnet: layer 0): default, then --params
+    from biasvar.problems.qnet import QNet
+
+    net = QNet(arch="4C5-MP4-16FC-10FC", placeholder_rows=6)
+    path = save_snapshot(tmp_path / "q.pt", net).path
+    runner = CliRunner()
+    layer0 = [k for k in net.params if k.startswith("layers.0.")]
+    for args, glob, groups in (([], "layers.0.*", layer0), (["--params", "*"], "*", list(net.params))):
+        runs = tmp_path / ("cli-all" if args else "cli-default")
+        r = runner.invoke(app, ["sample", "--snapshot", str(path), "-e", "zgr", "--n", "4", "--keep", "0",
+                                "--runs-dir", str(runs), *args])
+        assert r.exit_code == 0, r.output
+        (f,) = store.list_run_files(runs)
+        run = store.read_run(f)
+        assert run.attrs["params_glob"] == glob and run.groups == groups

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_analysis import fig_runs
+from conftest import fig_runs
 
 from biasvar import plots as P
 from biasvar import report as R
@@ -85,3 +85,72 @@ def test_quant_unit_layout(tmp_path):
     assert len(res.drawn) == 3 and res.missing == ("quadratic/triangular: st",)
     with pytest.raises(AnalysisError, match="no data"):
         P.plot_quant_unit({}, tmp_path / "none.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# content: the returned Figure's artists hold the report's numbers
+
+
+def _lines(ax) -> dict:
+    return {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+
+def _tested(report, spec):
+    rows = [r for r in report.rows if r.spec == spec]
+    return min(rows, key=lambda r: (r.role == "reference", r.seed))
+
+
+def test_fig1_figure_shows_the_report_series(report, tmp_path):
+    res = P.plot_fig1(report, tmp_path / "fig1.png", formats=("png",))
+    fig = res.figure
+    ax_b2, ax_v = fig.axes[:2]
+    assert ax_b2.get_title() == "Squared bias" and ax_v.get_title() == "Variance"
+    assert ax_b2.get_xlabel() == "temperature t" and ax_b2.get_ylabel() == "squared bias per parameter"
+    assert ax_v.get_ylabel() == "variance per parameter"
+    assert ax_b2.get_xscale() == "log" and ax_v.get_xscale() == "log"
+    assert ax_b2.get_yscale() in ("symlog", "log") and ax_v.get_yscale() == "log"  # variances are > 0
+    for ax, what in ((ax_b2, "b2"), (ax_v, "variance")):
+        lines = _lines(ax)
+        for label, family, M in (("GS(t)", "gs", None), ("GS-ST(t)", "gs-st", None),
+                                 ("GR-MC(t, M=10)", "gr-mc", 10), ("GR-MC(t, M=100)", "gr-mc", 100)):
+            specs = sorted({r.spec for r in report.rows if r.family == family
+                            and (M is None or r.hyper.get("M") == M)}, key=lambda s: R.sort_key(s))
+            rows = sorted((_tested(report, s) for s in specs), key=lambda r: r.hyper["t"])
+            np.testing.assert_allclose(lines[label].get_xdata(), [r.hyper["t"] for r in rows])
+            np.testing.assert_allclose(lines[label].get_ydata(), [getattr(r, what).value for r in rows])
+        for label, spec in (("ZGR", "zgr"), ("ST", "st"), ("RF(4)", "rf(M=4)")):
+            assert lines[label].get_ydata()[0] == pytest.approx(getattr(_tested(report, spec), what).value)
+    assert "ZGR" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_pareto_figure_places_every_run_at_its_variance_and_b2(report, tmp_path):
+    res = P.plot_pareto(report, tmp_path / "pareto.png", formats=("png",))
+    ax = res.figure.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() in ("symlog", "log")
+    assert ax.get_xlabel() == "variance per parameter" and ax.get_ylabel() == "squared bias per parameter"
+    lines = _lines(ax)
+    zgr, darn = _tested(report, "zgr"), _tested(report, "darn")
+    assert (lines["ZGR"].get_xdata()[0], lines["ZGR"].get_ydata()[0]) == pytest.approx(
+        (zgr.variance.value, zgr.b2.value))
+    assert (lines["DARN"].get_xdata()[0], lines["DARN"].get_ydata()[0]) == pytest.approx(
+        (darn.variance.value, darn.b2.value))
+    st = sorted((r for r in report.rows if r.family == "st" and r.role == "test"), key=lambda r: r.hyper["t"])
+    np.testing.assert_allclose(lines["ST(t)"].get_xdata(), [r.variance.value for r in st])
+    np.testing.assert_allclose(lines["ST(t)"].get_ydata(), [r.b2.value for r in st])
+    # the Pareto front's halo passes through exactly the rows marked pareto
+    front = sorted((r for r in report.rows if r.pareto), key=lambda r: r.variance.value)
+    halo = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"]
+    assert len(halo) == 1 and front
+    np.testing.assert_allclose(halo[0].get_xdata(), [r.variance.value for r in front])
+
+
+def test_quant_unit_figure_draws_mean_and_exact(tmp_path):
+    eta = np.linspace(-1, 4, 11)
+    data = {("linear", "logistic"): {"zgr": (eta, np.cos(eta), 0.1 + 0 * eta, np.sin(eta))}}
+    fig = P.plot_quant_unit(data, tmp_path / "b5.png", formats=("png",)).figure
+    ax = fig.axes[0]
+    lines = _lines(ax)
+    np.testing.assert_allclose(lines["estimator mean ± 1 std"].get_ydata(), np.cos(eta))
+    np.testing.assert_allclose(lines["exact gradient"].get_ydata(), np.sin(eta))
+    assert lines["exact gradient"].get_linestyle() == "--"
+    assert ax.get_title() == "zgr" and ax.get_xlabel() == "η" and ax.get_ylabel() == "linear\nlogistic"

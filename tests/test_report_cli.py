@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from biasvar_cli.main import app
-from test_analysis import SNAP, fig_runs, write_run
+from conftest import SNAP, fig_runs, write_run
 from typer.testing import CliRunner
 
 from biasvar import formats as F
@@ -32,24 +32,24 @@ def runs_dir(tmp_path_factory) -> Path:
 
 
 def test_report_table_lists_every_run(runs_dir):
-    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100")
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100")
     assert r.exit_code == 0, r.output
     for spec in ("zgr", "st", "gs(t=0.5)", "gs(t=2)", "gs-st(t=0.5)", "gr-mc(M=10,t=0.5)", "rf(M=4) (ref)"):
         assert spec in r.output
     assert f"snapshot {SNAP[:12]}" in r.output and "Pareto" in r.output
-    narrow = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "0", width=80)
+    narrow = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "0", width=80)
     assert narrow.exit_code == 0 and "hidden at this width" in narrow.output
 
 
 def test_json_read_back_equals_the_table(runs_dir, tmp_path):
     out = tmp_path / "rep.json"
-    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100", "--seed", "3", "--format", "json",
-               "--out", out)
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100", "--bootstrap-seed", "3", "--format",
+               "json", "--out", out)
     assert r.exit_code == 0, r.output
     assert f"wrote {out}" in r.output
     rep = F.report_from_json(out.read_text())
     assert rep == R.analyze_runs(runs_dir, n_resamples=100, seed=3)
-    table = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "100", "--seed", "3")
+    table = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100", "--bootstrap-seed", "3")
     for cells in F.table_rows(rep):  # every value of the table is the JSON's, formatted
         for col in ("n", "MSE", "non-finite"):
             assert cells[col] in table.output
@@ -60,20 +60,20 @@ def test_json_read_back_equals_the_table(runs_dir, tmp_path):
 
 
 def test_csv_and_markdown(runs_dir, tmp_path):
-    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--format", "csv")
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "50", "--format", "csv")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
     assert len(rows) == len(SPECS) and {row["snapshot_hash"] for row in rows} == {SNAP}
     assert all(row["method"] == "pivot" and row["n_resamples"] == "50" for row in rows)
     md = tmp_path / "r.md"
-    r = invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--out", md)
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "50", "--out", md)
     assert r.exit_code == 0 and md.read_text().count("\n| ") == len(SPECS) + 1
 
 
 def test_exact_reference_and_groups(tmp_path):
     for run in fig_runs(["zgr", "st"], exact=True, nb=4, bs=20):
         write_run(tmp_path, run)
-    r = invoke("report", "--runs-dir", tmp_path, "--reference", "exact", "--bootstrap", "50", "--groups")
+    r = invoke("report", "--runs-dir", tmp_path, "--reference", "exact", "--n-resamples", "50", "--groups")
     assert r.exit_code == 0, r.output
     assert "reference exact" in r.output and "per parameter group" in r.output and "p1" in r.output
 
@@ -99,17 +99,17 @@ def test_user_errors_are_one_line(runs_dir, tmp_path):
 
 def test_plot_commands(runs_dir, tmp_path):
     out = tmp_path / "figs" / "f1.png"
-    r = invoke("plot", "fig1", "--runs-dir", runs_dir, "--out", out, "--bootstrap", "50")
+    r = invoke("plot", "fig1", "--runs-dir", runs_dir, "--out", out, "--n-resamples", "50")
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
     assert "missing:" in r.output and "GR-MC(t, M=100)" in r.output
     rep_json = tmp_path / "rep.json"
-    assert invoke("report", "--runs-dir", runs_dir, "--bootstrap", "50", "--format", "json",
+    assert invoke("report", "--runs-dir", runs_dir, "--n-resamples", "50", "--format", "json",
                   "--out", rep_json).exit_code == 0
     r = invoke("plot", "pareto", "--report", rep_json, "--out", tmp_path / "p.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    r = invoke("plot", "quant-unit", "--n", "50", "--points", "5", "--out", tmp_path / "b5.png")
+    r = invoke("plot", "quant-unit", "--n", "50", "--etas", "5", "--out", tmp_path / "b5.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b5.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "b5.pdf").exists()
     r = invoke("plot", "quant-unit", "--n", "1")
@@ -119,8 +119,48 @@ def test_plot_commands(runs_dir, tmp_path):
 
 
 def test_a_100_block_run(tmp_path):
-    """100 blocks (the engine's count for small problems): resampling weights and Gram forms scale."""
+    """100 blocks (the engine's count for small problems): resampling weights and Gram forms scale, and
+    the CLI's numbers are the library's."""
     for run in fig_runs(["rf(M=4)", "zgr"], nb=100, bs=5):
         write_run(tmp_path, run)
-    r = invoke("report", "--runs-dir", tmp_path)
+    r = invoke("report", "--runs-dir", tmp_path, "--n-resamples", "200", "--bootstrap-seed", "7",
+               "--format", "json")
     assert r.exit_code == 0, r.output
+    rep = F.report_from_json(r.output)
+    assert rep == R.analyze_runs(tmp_path, n_resamples=200, seed=7)
+    assert [(row.spec, row.role, row.n, row.n_blocks) for row in rep.rows] == [
+        ("zgr", "test", 500, 100), ("rf(M=4)", "reference", 500, 100)]
+    zgr = rep.row("zgr")
+    assert zgr.b2.low < zgr.b2.value < zgr.b2.high and zgr.variance.low < zgr.variance.value < zgr.variance.high
+    assert rep.n_resamples == 200 and rep.seed == 7 and rep.method == "pivot"
+    table = invoke("report", "--runs-dir", tmp_path, "--n-resamples", "200", "--bootstrap-seed", "7")
+    assert table.exit_code == 0 and F.fmt_estimate(zgr.b2).split(" [")[0] in table.output
+
+
+def test_option_names_and_their_old_spellings(runs_dir, tmp_path):
+    """--snapshot-id / --n-resamples / --bootstrap-seed, and the hidden old names --snapshot / --bootstrap /
+    --seed give the same report; both spellings at once is a one-line error."""
+    new = invoke("report", "--runs-dir", runs_dir, "--snapshot-id", SNAP[:6], "--n-resamples", "40",
+                 "--bootstrap-seed", "2", "--format", "json")
+    old = invoke("report", "--runs-dir", runs_dir, "--snapshot", SNAP[:6], "--bootstrap", "40", "--seed", "2",
+                 "--format", "json")
+    assert new.exit_code == 0 and old.exit_code == 0, new.output + old.output
+    rep = F.report_from_json(new.output)
+    assert rep == F.report_from_json(old.output) and rep.n_resamples == 40 and rep.seed == 2
+    other = F.report_from_json(invoke("report", "--runs-dir", runs_dir, "--n-resamples", "40", "--format",
+                                      "json").output)
+    assert other.seed == 0 and other.rows != rep.rows  # the bootstrap seed changes the intervals
+    both = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "40", "--bootstrap", "50")
+    assert both.exit_code == 1 and "old name of --n-resamples" in both.output
+    r = invoke("report", "--runs-dir", runs_dir, "--snapshot-id", "ffff")
+    assert r.exit_code == 1 and "no runs of snapshot 'ffff'" in r.output
+    help_text = invoke("report", "--help").output
+    assert "--n-resamples" in help_text and "--bootstrap-seed" in help_text and "--snapshot-id" in help_text
+    assert "--bootstrap " not in help_text and "--seed" not in help_text  # hidden aliases
+
+
+def test_ls_takes_a_snapshot_id_prefix(runs_dir):
+    r = invoke("ls", "--runs-dir", runs_dir, "--snapshot-id", SNAP[:5])
+    assert r.exit_code == 0 and f"snapshot {SNAP[:12]}" in r.output and "gs-st(t=0.5)" in r.output
+    r = invoke("ls", "--runs-dir", runs_dir, "--snapshot-id", "0000")
+    assert r.exit_code == 0 and "no run files" in r.output

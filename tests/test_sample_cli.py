@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from biasvar_cli.main import app
@@ -155,3 +156,55 @@ def test_presets_hold_the_paper_grids():
         presets.split_specs("gr-mc(t=0.1,M=100")
     with pytest.raises(SpecError, match="unknown preset"):
         presets.get_preset("fig9")
+
+
+def test_sweep_takes_block_size_chunk_and_restart(tmp_path, snap):
+    runs = tmp_path / "runs"
+    args = ["sweep", "--snapshot", snap.path, "--estimators", "zgr", "--n", "60", "--runs-dir", runs,
+            "--block-size", "20", "--chunk", "7"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    zgr = store.read_run(runs / snap.id / "zgr-s0.h5")
+    assert zgr.n == 60 and len(zgr.block_count) == 3 and zgr.attrs["block_size"] == 20
+    before = (runs / snap.id / "zgr-s0.h5").stat().st_mtime_ns
+    r = invoke(*args[:-4], "--block-size", "30", "--restart")  # a different block size needs --restart
+    assert r.exit_code == 0, r.output
+    zgr = store.read_run(runs / snap.id / "zgr-s0.h5")
+    assert zgr.attrs["block_size"] == 30 and len(zgr.block_count) == 2
+    assert (runs / snap.id / "zgr-s0.h5").stat().st_mtime_ns != before
+
+
+def _options(command: str) -> dict[str, object]:
+    from typer.main import get_command
+
+    cmd = get_command(app).commands[command]
+    return {name: p for p in cmd.params for name in p.opts}
+
+
+SAMPLING = ("--n", "--seed", "--params", "--keep", "--device", "--dtype", "--runs-dir", "--restart",
+            "--block-size", "--max-memory", "--chunk", "--snapshot")
+
+
+def test_one_option_one_meaning_across_commands():
+    """sweep takes every sampling option of sample; a shared option has one help text wherever it
+    appears; a snapshot file (--snapshot FILE) and a snapshot id (--snapshot-id) are different options."""
+    sample, sweep = _options("sample"), _options("sweep")
+    assert set(SAMPLING) <= set(sample) and set(SAMPLING) <= set(sweep)
+    shared = ("--runs-dir", "--device", "--dtype", "--params", "--keep", "--max-memory", "--chunk", "--block-size",
+              "--restart", "--snapshot-id", "--n-resamples", "--bootstrap-seed", "--data-dir", "--threads", "--t",
+              "--M", "--alpha")
+    commands = ("sample", "sweep", "ls", "bench", "report", "plot", "train", "reproduce", "demo")
+    for name in shared:  # the same text, up to a command's own default
+        helps = {c: re.sub(r" \(default[^)]*\)", "", _options(c)[name].help) for c in commands
+                 if name in _options(c) and not _options(c)[name].hidden}
+        assert len(set(helps.values())) <= 1, (name, helps)
+    for c in ("sample", "sweep"):
+        assert _options(c)["--snapshot"].metavar == "FILE" and not _options(c)["--snapshot"].hidden
+    for c in ("report", "plot", "ls"):
+        assert "--snapshot-id" in _options(c)
+        assert "--snapshot" not in _options(c) or _options(c)["--snapshot"].hidden
+    for c in ("sample", "sweep", "train", "reproduce", "demo"):
+        assert "noise" in _options(c)["--seed"].help.lower()
+    for c in ("report", "plot"):
+        assert _options(c)["--bootstrap-seed"].help == "Seed of the bootstrap resampling."
+        assert _options(c)["--n-resamples"].default == 1000

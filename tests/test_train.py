@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from biasvar_cli.main import app
+from conftest import synthetic
 from typer.testing import CliRunner
 
 import biasvar.data
-from biasvar.data import Dataset
 from biasvar.errors import BiasvarError
 from biasvar.problems.toy import ToyCat
 from biasvar.problems.vae import VAE
@@ -21,16 +21,6 @@ runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROVENANCE = ("estimator", "epochs", "lr", "seed", "batch_size", "loss_history", "eval_history", "data",
               "wall_time_s", "device", "biasvar_version")
-
-
-def synthetic(n=60, *, dynamic=False, seed=0):
-    """Tiny MNIST-like dataset: two prototype images plus pixel noise (binary unless dynamic)."""
-    g = torch.Generator().manual_seed(seed)
-    protos = (torch.rand(2, 784, generator=g) < 0.3).float()
-    labels = torch.randint(0, 2, (n,), generator=g)
-    probs = (0.9 * protos[labels] + 0.05).clamp(0, 1)
-    images = probs if dynamic else torch.bernoulli(probs, generator=g)
-    return Dataset(name="synthetic", split="train", images=images, labels=labels, dynamic=dynamic, files=())
 
 
 @pytest.fixture
