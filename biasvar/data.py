@@ -1,4 +1,4 @@
-"""Dataset files: locate, verify checksums, decode, binarize (ESTIMATORS.md "Datasets", App. B.3).
+"""Dataset files: locate, verify checksums, decode, binarize (App. B.3; docs/estimators.md, "Datasets").
 
 Five variants are served by :func:`load` (see :data:`DATASETS`):
 

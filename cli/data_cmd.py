@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from biasvar import data
 
+from . import options as o
 from .common import console, err_console, new_app
 
 data_app = new_app(help="Dataset files: where they are, whether they are intact.")
@@ -22,9 +21,7 @@ _STYLE = {"present": "green", "missing": "yellow", "corrupt": "bold red"}
 
 @data_app.command("verify")
 def verify(
-    data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", help="Folder with the dataset files (default: $BIASVAR_DATA, else ~/.cache/biasvar).",
-    )] = None,
+    data_dir: o.DataDir = None,
 ) -> None:
     """List each dataset file: present (checksum verified), missing, or corrupt, with its path."""
     statuses = data.verify(data_dir)

@@ -30,8 +30,8 @@ SnapshotId = Annotated[str | None, Opt("--snapshot-id", metavar="ID",
                                        help="Snapshot id (or hash prefix): which sub-folder of the runs "
                                             "folder; needed when it holds runs of several snapshots.")]
 RunsDir = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
-DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (else $BIASVAR_DATA, else the user "
-                                     "cache, downloading if online).")]
+DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (default: $BIASVAR_DATA, else "
+                                     "~/.cache/biasvar).")]
 
 # --- sampling ----------------------------------------------------------------------------------
 Estimator = Annotated[str, Opt("--estimator", "-e", help="Estimator name or spec: zgr, 'gr-mc(t=0.1,M=100)'.")]

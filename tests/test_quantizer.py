@@ -227,7 +227,7 @@ def test_categorical_view_samples_like_injected_noise(noise):
 @pytest.mark.parametrize("noise", NOISES[:2], ids=str)
 @pytest.mark.parametrize("name", ["st", "darn", "zgr"])
 def test_categorical_estimators_through_the_logits_equal_the_closed_forms(noise, name):
-    """ESTIMATORS.md: st d = phi_bar, darn d = (x - sg phi_bar) log p(x), zgr their mean."""
+    """docs/estimators.md: st d = phi_bar, darn d = (x - sg phi_bar) log p(x), zgr their mean."""
     K = 4
     cat = {"st": st_y, "darn": darn_y, "zgr": zgr_y}[name]
     closed = {"st": st_level, "darn": darn_level, "zgr": zgr_level}[name]

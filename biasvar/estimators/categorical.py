@@ -1,4 +1,4 @@
-"""Plug-in gradient estimators for categorical variables (ESTIMATORS.md, the paper's Sec. 2-3).
+"""Plug-in gradient estimators for categorical variables (the paper's Sec. 2-3; docs/estimators.md).
 
 Notation: logits ``eta`` [..., K]; ``logp = log_softmax(eta)``; ``p = exp(logp)``; ``y`` one-hot
 [..., K]; ``sg`` = ``.detach()``. Every estimator returns a tensor whose **value** is what the

@@ -1,4 +1,4 @@
-"""The stochastic quantizer (Louizos et al. 2019; the paper's Sec. 4.3, App. B.5, ESTIMATORS.md).
+"""The stochastic quantizer (Louizos et al. 2019; the paper's Sec. 4.3, App. B.5).
 
 A quantized weight or activation ``x`` takes one of ``K`` ordered levels ``0..K-1`` and is driven
 by one real input ``eta`` through injected noise ``z``::
@@ -232,7 +232,7 @@ def sample_level(eta: Tensor, K: int, noise: QuantNoise | str, u: Tensor) -> Ten
     return torch.round(eta.detach() + z).clamp(0, _check_K(K) - 1)
 
 
-# -- closed forms of ESTIMATORS.md for one quantizer (value x, gradient of the surrogate d) ---------
+# -- closed forms (docs/estimators.md) for one quantizer (value x, gradient of the surrogate d) -----
 
 def _swap(x: Tensor, d: Tensor) -> Tensor:
     return x + (d - d.detach())

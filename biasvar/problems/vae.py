@@ -39,7 +39,7 @@ from biasvar.problems.base import Params, Problem, SampleFn, log2_int
 
 PIXELS = 784
 SLOPE = 0.2  # LReLU leak (App. B.3)
-EVAL_BATCH = 200  # size of the placeholder evaluation batch (ESTIMATORS.md: 200 images)
+EVAL_BATCH = 200  # size of the placeholder evaluation batch (the protocol's 200 images)
 ENUM_LIMIT = 1 << 16  # joint latent configurations x data points that enumerate_gradient accepts
 
 
