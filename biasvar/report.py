@@ -2,8 +2,8 @@
 
 :func:`analyze_runs` lists the run files of a snapshot (``biasvar.store``), :func:`analyze` picks the
 reference (a run of the reference spec, or the exact gradient stored in runs of enumerable
-problems), compares every other run with it (:func:`biasvar.stats.compare`-style, through the
-Gram matrices of block sums) and returns a :class:`Report`: rows sorted by estimator family and
+problems), compares every other run with it (:mod:`biasvar.stats`: Eq. 16 through the Gram
+matrices of block sums, bootstrap intervals) and returns a :class:`Report`: rows sorted by estimator family and
 hyper-parameters, each with Eq. 16's b2, the variance V and MSE = b2 + V with bootstrap intervals,
 the cost, draws/s, V x cost, the cosine to the reference mean and the run's provenance.
 Formatting (JSON, CSV, Markdown, table) lives in :mod:`biasvar.formats`.

@@ -18,10 +18,10 @@ from conftest import SNAP, fig_runs, gaussian_run, run_from_draws, write_run
 from hypothesis import given
 from hypothesis import strategies as st
 
-from biasvar import atomic, store
 from biasvar import formats as F
 from biasvar import report as R
 from biasvar import stats as S
+from biasvar import store
 from biasvar.errors import AnalysisError
 
 # ---------------------------------------------------------------------------------------------
@@ -327,14 +327,6 @@ def test_report_json_csv_markdown_round_trip():
         assert f"| {r['spec']} |" in md and r["b2 [95% CI]"] in md
     with pytest.raises(AnalysisError, match="not a biasvar report"):
         F.report_from_json("{not json")
-
-
-def test_write_atomic_replaces_the_file(tmp_path):
-    p = tmp_path / "sub" / "r.json"
-    atomic.write_atomic(p, "one")
-    atomic.write_atomic(p, "two")
-    assert p.read_text() == "two"
-    assert [q.name for q in p.parent.iterdir()] == ["r.json"]
 
 
 def test_pareto_front():
