@@ -142,6 +142,14 @@ def test_moments_merge_equals_one_shot():
         assert_close(getattr(merged, field), getattr(one, field), rtol=1e-12, atol=1e-12)
     ref_m2 = [((x[:, o:o + s] - x[:, o:o + s].mean(0)) ** 2).sum() for o, s in bounds]
     assert_close(one.m2, torch.stack(ref_m2))
+    # one state type: the same moments from numpy draws (the analysis) as from tensors (the engine)
+    arr = Moments.of(x.numpy(), sizes).update(np.zeros((0, 9)))
+    assert arr.count == one.count and isinstance(arr.sum, np.ndarray)
+    for field in ("sum", "m2", "sumsq"):
+        np.testing.assert_allclose(getattr(arr, field), getattr(one, field).numpy(), rtol=1e-12)
+    from biasvar.stats import variance
+
+    assert variance(arr) == pytest.approx(float(one.m2.sum()) / (49 * 9), rel=1e-12)
 
 
 def test_zgr_run_is_unbiased_against_exact_enumeration(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import pair_gram, single_gram
-from biasvar.stats.intervals import Bootstrap, Estimate, PairIntervals, bootstrap_pair
+from biasvar.stats.intervals import Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,13 @@ def comparison(iv: PairIntervals, names: Sequence[str], dims: np.ndarray, *, wit
                     iv.mse.at(k) if with_b2 else None)
         for k in range(G)
     )
-    finite_cos = float(cosine) if cosine is not None and np.isfinite(cosine) else None
     return Comparison(
         b2=iv.b2.at(G) if with_b2 else None,
         variance=iv.variance.at(G),
         mse=iv.mse.at(G) if with_b2 else None,
         ref_share=iv.ref_share if with_b2 else None,
         ref_only_width=iv.ref_only_width if with_b2 else None,
-        cosine=finite_cos,
+        cosine=finite_or_none(cosine),
         groups=groups,
     )
 

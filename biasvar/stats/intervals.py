@@ -93,7 +93,8 @@ class Estimate:
     se: float | None = None  # bootstrap standard error
 
 
-def _finite(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)``, or None when x is None, NaN or infinite (an interval end that cannot be formed)."""
     return float(x) if x is not None and np.isfinite(x) else None
 
 
@@ -109,8 +110,9 @@ class LayerEstimates:
     def at(self, k: int) -> Estimate:
         """Layer k as an :class:`Estimate` (non-finite ends become None)."""
         ci = self.low is not None and self.high is not None
-        return Estimate(float(self.value[k]), _finite(self.low[k]) if ci else None,
-                        _finite(self.high[k]) if ci else None, _finite(self.se[k]) if self.se is not None else None)
+        return Estimate(float(self.value[k]), finite_or_none(self.low[k]) if ci else None,
+                        finite_or_none(self.high[k]) if ci else None,
+                        finite_or_none(self.se[k]) if self.se is not None else None)
 
 
 @dataclass(frozen=True)
@@ -403,7 +405,7 @@ def reference_share(pg: PairGram, dev_b: np.ndarray, boot: Bootstrap, rng: np.ra
                              rng)
     d_r = res_r.bootstrap_distribution
     var_all = float(np.var(dev_b[-1]))
-    share = _finite(float(np.var(d_r)) / var_all) if var_all > 0 else None
+    share = finite_or_none(float(np.var(d_r)) / var_all) if var_all > 0 else None
     lo_r, hi_r = np.quantile(d_r, [boot.alpha, 1 - boot.alpha])
     return share, float(hi_r - lo_r)
 
