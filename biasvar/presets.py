@@ -7,7 +7,7 @@ three significant digits so the canonical specs (and file names) stay short, and
 with a temperature holds ``t = 2`` and ``t = 1.1``, the points Fig. 4 marks (empty circles,
 squares).
 
-* ``fig1`` (Fig. 1, App. B.4): t log-spaced in [0.01, 2] (9 points, plus 1.1) for ``gs``,
+* ``fig1`` (Fig. 1, App. B.4): t log-spaced in [0.01, 2] (9 points, plus 1 and 1.1) for ``gs``,
   ``gs-st``, ``gr-mc(M=10)``, ``gr-mc(M=100)``; ``zgr`` and ``st``.
 * ``fig4`` (Fig. 4 left): fig1's grid, plus ``st(t)`` for t log-spaced in [1, 8] (plus 1.1),
   ``st-zgr(alpha)`` for alpha in {0, 0.2, ..., 1} at t = 1 and t = 2, ``rf(M=2)`` and ``rf(M=4)``
@@ -64,7 +64,7 @@ def _gs_family(ts: Iterable[float]) -> list[str]:
 
 
 ALPHAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-T_GS = log_grid(0.01, 2, 9, extra=MARKED_T)
+T_GS = log_grid(0.01, 2, 9, extra=(1.0, *MARKED_T))  # t = 1: GS-ST(t = 1), as in Fig. 1
 T_ST = log_grid(1, 8, 7, extra=MARKED_T)
 T_GS_QUANT = log_grid(0.1, 2, 7, extra=MARKED_T)
 T_ST_BELOW_1 = log_grid(0.5, 1, 4)
