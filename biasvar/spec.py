@@ -81,6 +81,10 @@ class Family:
     equation: str
     summary: str
     score_function: bool = False
+    #: forward passes per gradient sample: "1", "M", or a rule in the problem's nodes (K categories,
+    #: V variables per data point), for estimators whose cost depends on the problem
+    cost_rule: str = "1"
+    unbiased: bool = False  # usable as a --reference
 
     def param(self, key: str) -> Param | None:
         for p in self.params:
@@ -117,6 +121,29 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
             "Kool et al. 2019, Eq. 8",
             "REINFORCE with leave-one-out baseline (unbiased)",
             score_function=True,
+            cost_rule="M",
+            unbiased=True,
+        ),
+        "reinmax": Family(
+            "reinmax",
+            (Param("t", float, 0.0, low_open=True, default=1.0, doc="temperature (1 = ZGR)"),),
+            "Liu et al. 2023 (NeurIPS), Alg. 2",
+            "ReinMax: second-order (Heun) straight-through",
+        ),
+        "arsm": Family(
+            "arsm", (), "Yin et al. 2019 (ICML)",
+            "augment-REINFORCE-swap-merge, pseudo-action swaps (unbiased)",
+            score_function=True, cost_rule="1 + K(K-1)/2 per node", unbiased=True,
+        ),
+        "indecater": Family(
+            "indecater", (), "De Smet et al. 2023 (NeurIPS)",
+            "IndeCateR: every category of every variable (unbiased)",
+            score_function=True, cost_rule="1 + V(K-1) per node", unbiased=True,
+        ),
+        "disarm": Family(
+            "disarm", (), "Dong et al. 2020 (NeurIPS)",
+            "DisARM antithetic pair, K = 2 only (unbiased)",
+            score_function=True, cost_rule="1 + 1 per node", unbiased=True,
         ),
     }
 )
@@ -165,8 +192,14 @@ class EstimatorSpec:
 
     @property
     def cost(self) -> int:
-        """Forward passes of the model per gradient sample."""
-        return int(self.get("M", 1)) if self.family.score_function else 1
+        """Forward passes of the model per gradient sample (where it does not depend on the problem;
+        else see ``biasvar.problems.base.passes``)."""
+        rule = self.family.cost_rule
+        if rule == "M":
+            return int(self["M"])
+        if rule == "1":
+            return 1
+        raise SpecError(f"{self}: cost depends on the problem ({rule} forward passes per draw)")
 
     @property
     def score_function(self) -> bool:

@@ -21,7 +21,7 @@ import torch
 
 from biasvar.errors import UnsupportedError
 from biasvar.estimators import Estimator
-from biasvar.problems.base import Problem, noise_requests
+from biasvar.problems.base import Problem, noise_requests, passes
 
 CPU_MAX_CHUNK = 4096  # draws per chunk on the CPU; the memory estimate limits big problems
 CUDA_MAX_CHUNK = 8192
@@ -43,7 +43,7 @@ def estimate_bytes_per_draw(problem: Problem, est: Estimator, names: Sequence[st
     item = next(iter(problem.params.values())).element_size()
     noise = _noise_numel(noise_requests(problem, est))
     dim = sum(problem.params[k].numel() for k in names)
-    acts = problem.batch.numel() * item * 16 * int(getattr(est, "cost", 1))
+    acts = problem.batch.numel() * item * 16 * passes(problem, est)
     return int(noise * (4 * 8 + 6 * item) + dim * (4 * item + 16) + acts + (1 << 16))
 
 

@@ -19,7 +19,8 @@ from biasvar.engine.blocks import BlockBuilder, choose_block_size, keep_index
 from biasvar.engine.gradients import choose_method, sample_gradients
 from biasvar.engine.settings import params_glob, prepare, select_params, selected_layout
 from biasvar.errors import SpecError
-from biasvar.problems.base import Problem
+from biasvar.estimators import build
+from biasvar.problems.base import Problem, passes
 from biasvar.provenance import environment
 from biasvar.spec import EstimatorSpec, parse_spec
 
@@ -132,7 +133,7 @@ def run_header(snapshot: Any, spec: EstimatorSpec, problem: Problem, sel: Select
         "params_glob": sel.glob,
         "layout": [[k, list(shape), off] for k, shape, off in sel.layout],
         "dim": int(sel.dim),
-        "cost": int(spec.cost),
+        "cost": passes(problem, build(spec)),
         "dtype": str(problem.params[sel.names[0]].dtype).replace("torch.", ""),
         "method": method,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

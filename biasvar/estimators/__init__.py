@@ -11,11 +11,18 @@ spec             hyper-parameters      paper                   noise per variabl
 ``gs-st``        t > 0                 Eq. 8                   G [K]               1
 ``gr-mc``        t > 0, M >= 1         Eq. 9                   G [K], E [M, K]     1
 ``rf``           M >= 2 (default 4)    Kool et al. 2019 Eq. 8  G [M, K]            M
+``reinmax``      t > 0 (default 1)     Liu et al. 2023 Alg. 2  G [K]               1
+``arsm``         --                    Yin et al. 2019         G [K]               1 + K(K-1)/2 a node
+``indecater``    --                    De Smet et al. 2023     G [K]               1 + V(K-1) a node
+``disarm``       -- (K = 2 only)       Dong et al. 2020        G [K]               1 + 1 a node
 ===============  ====================  ======================  ==================  =====
 
 Cost is forward passes of the model per gradient sample. A *plug-in* estimator is a callable
 ``(logits, noise) -> y`` (:class:`PlugIn`); ``rf(M)`` is a *score-function* estimator
-(:class:`ScoreFunction`) that builds a surrogate loss from M draws' losses and log-probabilities.
+(:class:`ScoreFunction`) that builds a surrogate loss from M draws' losses and log-probabilities;
+``arsm``, ``indecater`` and ``disarm`` are *multi-pass* estimators (:class:`MultiPass`, in
+:mod:`biasvar.estimators.newer`) whose passes per draw depend on the problem's nodes (V variables
+of K categories per data point).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from biasvar.estimators.categorical import (
     st_zgr_y,
     zgr_y,
 )
+from biasvar.estimators.newer import MultiPass, reinmax_y
 from biasvar.spec import FAMILIES, EstimatorSpec, parse_spec
 
 Noise = Mapping[str, Tensor]
@@ -99,7 +107,7 @@ class ScoreFunction:
         return sample_onehot(logits, noise["G"])
 
 
-Estimator = PlugIn | ScoreFunction
+Estimator = PlugIn | ScoreFunction | MultiPass
 
 
 def _from_y(y_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Noise], Tensor]:
@@ -146,6 +154,15 @@ def _rf(spec: EstimatorSpec) -> ScoreFunction:
     return ScoreFunction(spec, int(spec["M"]))
 
 
+def _reinmax(spec: EstimatorSpec) -> PlugIn:
+    y_fn = partial(reinmax_y, t=float(spec["t"]))
+    return PlugIn(spec, _from_y(y_fn), y_fn)
+
+
+def _multipass(spec: EstimatorSpec) -> MultiPass:
+    return MultiPass(spec, spec.name)
+
+
 FACTORIES: Mapping[str, Callable[[EstimatorSpec], Estimator]] = MappingProxyType(
     {
         "st": _st,
@@ -156,6 +173,10 @@ FACTORIES: Mapping[str, Callable[[EstimatorSpec], Estimator]] = MappingProxyType
         "gs-st": _gs_st,
         "gr-mc": _gr_mc,
         "rf": _rf,
+        "reinmax": _reinmax,
+        "arsm": _multipass,
+        "indecater": _multipass,
+        "disarm": _multipass,
     }
 )
 assert set(FACTORIES) == set(FAMILIES)
@@ -169,6 +190,7 @@ def build(spec: str | EstimatorSpec) -> Estimator:
 
 __all__ = [
     "Estimator",
+    "MultiPass",
     "NoiseRequest",
     "PlugIn",
     "ScoreFunction",
@@ -182,4 +204,5 @@ __all__ = [
     "gs_st",
     "gr_mc",
     "rf_surrogate",
+    "reinmax_y",
 ]

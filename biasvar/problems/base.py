@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from biasvar.errors import ShapeError
-from biasvar.estimators import Estimator, PlugIn, ScoreFunction, sample_onehot
+from biasvar.estimators import Estimator, MultiPass, PlugIn, ScoreFunction, sample_onehot
 
 SampleFn = Callable[[str, Tensor], Tensor]
 Params = Mapping[str, Tensor]
@@ -113,7 +113,47 @@ def draw_loss(problem: Problem, est: Estimator, params: Params, noise: Mapping[s
         return problem.forward(params, x, lambda node, logits: est(logits, noise[node])).mean()
     if isinstance(est, ScoreFunction):
         return _rf_loss(problem, est, params, noise, x)
+    if isinstance(est, MultiPass):
+        return _multipass_loss(problem, est, params, noise, x)
     raise TypeError(f"not an estimator: {est!r}")
+
+
+def passes(problem: Problem, est: Estimator, batch_size: int | None = None) -> int:
+    """Forward passes of the model per gradient sample of ``est`` on ``problem`` (its cost)."""
+    if isinstance(est, MultiPass):
+        B = problem.batch.shape[0] if batch_size is None else batch_size
+        return est.passes(problem.node_shapes(B), coupled=problem.coupled)
+    return int(est.cost)
+
+
+def _multipass_loss(problem: Problem, est: MultiPass, params: Params, noise: Mapping, x: Tensor) -> Tensor:
+    """ARSM / IndeCateR / DisARM: R passes of the batch in one forward call ([R*B, ...]), then the
+    surrogate ``mean f_0 + sum_nodes sum sg(g_hat) * logits_0`` (see ``biasvar.estimators.newer``)."""
+    B = x.shape[0]
+    plan = est.plan(problem.node_shapes(B), coupled=problem.coupled)
+    R = plan.passes
+    xr = x.unsqueeze(0).expand(R, *x.shape).reshape(R * B, *x.shape[1:])
+    seen: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def sample(node: str, logits: Tensor) -> Tensor:
+        G = noise[node]["G"]  # [n, ..., K]: n = B, or 1 for a node shared by the batch
+        if logits.shape[0] == 1 and G.shape[0] == 1:  # shared node: the same logits in every pass
+            lg = logits.expand(R, *logits.shape[1:])
+        else:
+            lg = logits.reshape(R, *G.shape) if logits.numel() == R * G.numel() else logits
+        if lg.shape[1:] != G.shape or lg.shape[0] != R:
+            raise ShapeError(f"node {node}: noise {list(G.shape)} vs logits {list(logits.shape)}")
+        y = est.sample(plan, node, lg, G)  # [R, n, ..., K], no gradient
+        seen[node] = (lg[0], y)
+        return y.reshape(R * G.shape[0], *G.shape[1:])  # a shared node: one sample per pass [R, ...]
+
+    f = problem.forward(params, xr, sample).reshape(R, B)
+    if problem.coupled:
+        f = f.mean(1, keepdim=True)  # one unit per pass
+    total = f[0].mean()
+    for node, (lg0, y) in seen.items():
+        total = total + est.node_surrogate(plan, node, f, lg0, noise[node]["G"], y)
+    return total
 
 
 def _rf_loss(problem: Problem, est: ScoreFunction, params: Params, noise: Mapping, x: Tensor) -> Tensor:
