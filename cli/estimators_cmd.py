@@ -20,7 +20,7 @@ def estimators() -> None:
     table.add_column("what it is")
     for name, fam in FAMILIES.items():
         table.add_row(example(name), "; ".join(p.short() for p in fam.params) or "-", fam.equation,
-                      "M" if fam.score_function else "1", fam.summary)
+                      fam.cost_rule, fam.summary)
     console.print(table)
 
 
