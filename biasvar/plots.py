@@ -246,6 +246,10 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
         "zgr": _Style("ZGR", OKABE_ITO["vermillion"], "*", ""),
         "darn": _Style("DARN", OKABE_ITO["yellow"], "X", ""),
         "rf": _Style("RF(M)", OKABE_ITO["black"], "P", ""),
+        "reinmax": _Style("ReinMax(t)", OKABE_ITO["blue"], "d", "-"),
+        "arsm": _Style("ARSM", OKABE_ITO["black"], "v", ""),
+        "indecater": _Style("IndeCateR", OKABE_ITO["black"], "^", ""),
+        "disarm": _Style("DisARM", OKABE_ITO["black"], "<", ""),
     }
     grmc = [("v", OKABE_ITO["green"], "-."), ("^", OKABE_ITO["blue"], ":"), ("<", OKABE_ITO["green"], "--")]
     stzgr = [(OKABE_ITO["vermillion"], "--"), (OKABE_ITO["yellow"], "-."), (OKABE_ITO["purple"], ":")]
@@ -297,7 +301,7 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
             ax.errorbar(v, b, xerr=[v - vlo, vhi - v], yerr=[b - blo, bhi - b], fmt="none",
                         ecolor=style.color, alpha=0.35, elinewidth=0.7, capsize=0)
             line_kw = dict(color=style.color, marker=style.marker, label=style.label)
-            if name in ("rf", "zgr", "darn"):  # a dark edge: Okabe-Ito yellow is faint on white
+            if name in ("rf", "zgr", "darn", "arsm", "indecater", "disarm"):  # points; a dark edge (yellow is faint)
                 ax.plot(v, b, linestyle="", markersize=6, markeredgecolor="0.25", markeredgewidth=0.5,
                         **line_kw)
             else:

@@ -15,6 +15,10 @@ squares).
 * ``fig4-quant`` (Fig. 4 right, App. B.6): the GS family on t in [0.1, 2]; ``st(t)`` on [1, 8] and
   "ST < 1" on [0.5, 1]; ``st-zgr(alpha)`` at t = 1 (the interpolation between ST(1) and ZGR);
   ``zgr``, ``rf(M=2)``, ``rf(M=4)``; 4e5 reference draws and 4e4 per tested estimator.
+* ``fig4-extended``: fig4's grid plus the newer estimators side by side with ZGR: ``reinmax(t)``
+  on the ``st(t)`` temperatures ([1, 8], with 1.1; t = 1 is ZGR, a check), and the unbiased
+  ``arsm`` and ``indecater`` as points (their cost per draw depends on the model: 121 and 241
+  forward passes on the Fig. 1 VAE, 16 x 16, against 4 for ``rf(M=4)``).
 * ``quick``: a handful of estimators and few draws, for smoke tests and the demo.
 
 :func:`protocol_specs` thins the Fig. 1 / Fig. 4 grids for reduced runs of ``biasvar reproduce``.
@@ -104,6 +108,10 @@ def _fig4_quant() -> tuple[str, ...]:
     ])
 
 
+def _fig4_extended() -> tuple[str, ...]:
+    return _canon([*_fig4(), *[f"reinmax(t={t})" for t in T_ST], "arsm", "indecater"])
+
+
 PRESETS: Mapping[str, Preset] = MappingProxyType({
     "fig1": Preset("fig1", REFERENCE, _fig1(), 10_000, 10_000,
                    "Fig. 1: GS, GS-ST, GR-MC(10), GR-MC(100) vs t in [0.01, 2]; ZGR, ST; reference RF(4)"),
@@ -112,6 +120,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({
     "fig4-quant": Preset("fig4-quant", REFERENCE, _fig4_quant(), 40_000, 400_000,
                          "Fig. 4 right / App. B.6: GS family on [0.1, 2], ST(t) on [0.5, 8], ST-ZGR(alpha), "
                          "ZGR, RF(2), RF(4)"),
+    "fig4-extended": Preset("fig4-extended", REFERENCE, _fig4_extended(), 10_000, 10_000,
+                            "Fig. 4 left + ReinMax(t) on [1, 8]; ARSM and IndeCateR (unbiased, costly) as points"),
     "quick": Preset("quick", REFERENCE, _canon(["zgr", "st", "gs-st(t=0.5)", "gr-mc(t=0.1,M=10)", "rf(M=2)"]),
                     500, 500, "smoke test: five estimators, 500 draws each"),
 })

@@ -306,7 +306,7 @@ def test_run_header_cost_and_unbiased_newcomer_as_reference(tmp_path):
 
     snap = snapshot_of(ToyCat(vars=3, categories=4, seed=2))
     ref = sample_run(snap, "indecater", n=2000, seed=0, runs_dir=tmp_path, device="cpu", keep=0)
-    for spec in ("arsm", "zgr", "reinmax(t=2)"):
+    for spec in ("arsm", "zgr", "reinmax(t=2)", "reinmax(t=4)"):
         sample_run(snap, spec, n=2000, seed=0, runs_dir=tmp_path, device="cpu", keep=0)
     assert int(store.read_run(ref, load_sums=False).attrs["cost"]) == 1 + 3 * 3
     report = analysis.analyze_runs(tmp_path, snapshot=snap.id, reference="indecater", n_resamples=200)
@@ -316,3 +316,17 @@ def test_run_header_cost_and_unbiased_newcomer_as_reference(tmp_path):
     # ARSM and IndeCateR are both unbiased: the squared bias interval holds 0; ReinMax(2) is biased
     assert arsm.b2.low <= 0 <= arsm.b2.high
     assert report.row("reinmax(t=2)").b2.low > 0
+    from biasvar.plots import plot_pareto
+
+    res = plot_pareto(report, tmp_path / "pareto", formats=("png",))
+    assert any(str(f).endswith(".png") for f in res.paths)
+    assert {"ReinMax(t)", "ARSM", "ZGR"} <= set(res.drawn)
+
+
+def test_fig4_extended_preset():
+    from biasvar.presets import T_ST, get_preset
+
+    ext, fig4 = get_preset("fig4-extended"), get_preset("fig4")
+    assert set(fig4.specs) <= set(ext.specs) and ext.reference == fig4.reference == "rf(M=4)"
+    extra = set(ext.specs) - set(fig4.specs)
+    assert extra == {str(parse_spec(f"reinmax(t={t})")) for t in T_ST} | {"arsm", "indecater"}
