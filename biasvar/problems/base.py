@@ -138,7 +138,7 @@ def _multipass_loss(problem: Problem, est: MultiPass, params: Params, noise: Map
     def sample(node: str, logits: Tensor) -> Tensor:
         G = noise[node]["G"]  # [n, ..., K]: n = B, or 1 for a node shared by the batch
         if logits.shape[0] == 1 and G.shape[0] == 1:  # shared node: the same logits in every pass
-            lg = logits.expand(R, *logits.shape[1:])
+            lg = logits.unsqueeze(0).expand(R, *logits.shape)
         else:
             lg = logits.reshape(R, *G.shape) if logits.numel() == R * G.numel() else logits
         if lg.shape[1:] != G.shape or lg.shape[0] != R:
