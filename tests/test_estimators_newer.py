@@ -301,8 +301,8 @@ def test_large_logits_stay_finite(spec, dtype):
 def test_run_header_cost_and_unbiased_newcomer_as_reference(tmp_path):
     """A sweep with ``indecater`` as the reference: run files carry the problem's cost, Eq. 16 runs."""
     from biasvar import store
-    from biasvar.report import analyze_runs
     from biasvar.engine import sample_run
+    from biasvar.report import analyze_runs
     from biasvar.snapshot import snapshot_of
 
     snap = snapshot_of(ToyCat(vars=3, categories=4, seed=2))
