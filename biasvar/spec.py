@@ -304,5 +304,5 @@ def example(name: str) -> str:
     family = FAMILIES[name]
     if not family.params:
         return name
-    vals = {"t": 0.5, "M": 10, "alpha": 0.5}
+    vals = {"t": 2 if name == "reinmax" else 0.5, "M": 10, "alpha": 0.5}  # ReinMax's authors advise t >= 1
     return f"{name}(" + ",".join(f"{p.key}={vals.get(p.key, 1)}" for p in family.params) + ")"
