@@ -355,3 +355,30 @@ def test_arsm_agrees_with_rf_on_a_coupled_quantized_net():
     A, R = flat_draws("arsm", 3000), flat_draws("rf(M=4)", 12000)
     z = (A.mean(0) - R.mean(0)) / (A.var(0) / A.shape[0] + R.var(0) / R.shape[0]).sqrt()
     assert z.abs().max() < 5 and (z**2).mean() < 1.5, (float(z.abs().max()), float((z**2).mean()))
+
+
+def test_estimators_command_lists_the_newcomers_with_paper_and_cost():
+    from biasvar_cli.main import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["estimators"], terminal_width=200)
+    assert result.exit_code == 0
+    flat = " ".join(result.output.split())  # the table wraps at the console's width
+    for text in ("reinmax(t=2)", "Liu", "arsm", "K(K-1)/2", "indecater", "V(K-1)", "disarm", "Dong"):
+        assert text in flat, text
+
+
+def test_cli_sample_refuses_disarm_on_k4_with_one_line(tmp_path):
+    from biasvar_cli.main import app
+    from typer.testing import CliRunner
+
+    from biasvar.snapshot import save_snapshot
+
+    snap = tmp_path / "toy.pt"
+    save_snapshot(snap, ToyCat(vars=2, categories=4))
+    result = CliRunner().invoke(app, ["sample", "--snapshot", str(snap), "--estimator", "disarm", "--n", "10",
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    assert "disarm is for binary variables (K = 2)" in result.output
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "runs").rglob("*.h5"))
