@@ -9,14 +9,21 @@ differentiable loss of their one-hot samples ``loss(y [N, V, K]) -> [N]``:
 * :func:`expected_estimator` — ``E[J] = sum_x p(x) J(x)``;
 * :func:`expected_gr` — the common expectation of GS-ST(t) and GR-MC(t, M) (Eq. 9: the value is
   fixed by x, so ``E[J | x]`` is GR with M -> inf), by large-M Monte Carlo over ``G | x`` for
-  every outcome x.
+  every outcome x;
+* :class:`Expectation`, :func:`true_squared_bias` — ``E[J]`` of an estimator on a whole problem
+  (``biasvar.problems.vae.enumerate_expectation``: vae, hvae, toy-cat) and the true per-parameter
+  squared bias ``||E[J] - g*||^2 / d`` that Eq. 16 estimates, with its Monte Carlo error where
+  ``E[J]`` is itself estimated.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -103,3 +110,56 @@ def expected_gr(logits: Tensor, loss: LossFn, t: float, *, M: int = 20000, gener
         total += g
         done += m
     return total / M
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """``E[J]`` of one estimator on one problem, per parameter tensor.
+
+    Attributes:
+        spec: the estimator's canonical spec.
+        mean: parameter name -> ``E[J]`` (same shape as the parameter).
+        se: parameter name -> per-coordinate Monte Carlo standard error of ``mean``; None where
+            ``mean`` is exact (a finite sum).
+        how: how it was computed, in words.
+    """
+
+    spec: str
+    mean: dict[str, Tensor]
+    se: dict[str, Tensor] | None
+    how: str
+
+    @property
+    def exact(self) -> bool:
+        return self.se is None
+
+    def flat(self, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(mean, se)`` as float64 vectors over ``names`` (default all), in that order."""
+        names = list(self.mean) if names is None else list(names)
+
+        def cat(d: dict[str, Tensor]) -> np.ndarray:
+            return torch.cat([d[k].detach().reshape(-1).to("cpu", torch.float64) for k in names]).numpy()
+
+        return cat(self.mean), (None if self.se is None else cat(self.se))
+
+
+def true_squared_bias(mean: np.ndarray, exact: np.ndarray, se: np.ndarray | None = None) -> tuple[float, float]:
+    """The per-parameter squared bias ``||E[J] - g*||^2 / d`` (the quantity Eq. 16 estimates) and its error.
+
+    With an exact ``mean`` the error is 0. With a Monte Carlo ``mean`` (independent per-coordinate
+    errors of standard deviation ``se``) ``E||mean - g*||^2 = ||E[J] - g*||^2 + sum se^2``: that
+    excess is subtracted, and the standard error is ``sqrt(4 sum (mean - g*)^2 se^2 + 2 sum se^4) / d``.
+
+    >>> true_squared_bias(np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+    (2.0, 0.0)
+    """
+    mean, exact = np.asarray(mean, dtype=np.float64), np.asarray(exact, dtype=np.float64)
+    if mean.shape != exact.shape:
+        raise ShapeError(f"mean {list(mean.shape)} vs exact gradient {list(exact.shape)}")
+    d = mean.size
+    diff2 = np.square(mean - exact)
+    if se is None:
+        return float(diff2.sum() / d), 0.0
+    s2 = np.square(np.asarray(se, dtype=np.float64))
+    value = float((diff2.sum() - s2.sum()) / d)
+    return value, float(math.sqrt(4 * (diff2 * s2).sum() + 2 * np.square(s2).sum()) / d)

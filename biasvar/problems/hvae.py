@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from biasvar.exact import Expectation
 from biasvar.problems.base import Params, Problem, SampleFn
 from biasvar.problems.vae import (
     EVAL_BATCH,
@@ -34,6 +35,7 @@ from biasvar.problems.vae import (
     _check_sizes,
     bernoulli_nll,
     bit_codes,
+    enumerate_expectation,
     enumerate_gradient,
     linear_init,
 )
@@ -90,6 +92,11 @@ class HVAE(Problem):
     def exact_gradient(self) -> dict[str, Tensor] | None:
         """Exact gradient of the mean negative ELBO on ``batch`` by enumeration (tiny models only)."""
         return enumerate_gradient(self)
+
+    def exact_expectation(self, spec: Any, **kw: Any) -> Expectation | None:
+        """``E[J]`` of an estimator on ``batch`` by enumeration, exact for x-only estimators (tiny models
+        only; :func:`~biasvar.problems.vae.enumerate_expectation`)."""
+        return enumerate_expectation(self, spec, **kw)
 
     def _moved(self, mv: Callable[[Tensor], Tensor]) -> None:
         self.codes = mv(self.codes)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from biasvar.errors import ShapeError
-from biasvar.exact import check_enumerable, true_gradient
+from biasvar.exact import Expectation, check_enumerable, true_gradient
 from biasvar.problems.base import Params, Problem, SampleFn
 
 LOSSES = ("quadratic", "linear", "quartic", "sigmoid")
@@ -86,6 +86,12 @@ class ToyCat(Problem):
 
     def exact_gradient(self) -> dict[str, Tensor]:
         return {"logits": true_gradient(self.params["logits"], self.loss_fn())}
+
+    def exact_expectation(self, spec: Any, **kw: Any) -> Expectation | None:
+        """``E[J]`` of an estimator by enumeration (see ``biasvar.problems.vae.enumerate_expectation``)."""
+        from biasvar.problems.vae import enumerate_expectation
+
+        return enumerate_expectation(self, spec, **kw)
 
     def _moved(self, mv: Callable[[Tensor], Tensor]) -> None:
         self.coef = {k: mv(v) for k, v in self.coef.items()}
