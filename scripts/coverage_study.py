@@ -1,0 +1,57 @@
+"""Run the real-gradient coverage study and write results/coverage/ (see biasvar/coverage.py).
+
+    OMP_NUM_THREADS=1 python scripts/coverage_study.py --data-dir ../shared/data --out results/coverage
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+
+from biasvar import coverage
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out", default="results/coverage")
+    ap.add_argument("--pairs", type=int, default=coverage.StudyConfig.pairs)
+    ap.add_argument("--n", type=int, default=coverage.StudyConfig.n)
+    ap.add_argument("--blocks", default=",".join(map(str, coverage.StudyConfig.blocks)))
+    ap.add_argument("--eval-batch", type=int, default=coverage.StudyConfig.eval_batch)
+    ap.add_argument("--n-resamples", type=int, default=coverage.StudyConfig.n_resamples)
+    ap.add_argument("--mc", type=int, default=coverage.StudyConfig.mc)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cfg = coverage.StudyConfig(pairs=args.pairs, n=args.n, blocks=tuple(int(b) for b in args.blocks.split(",")),
+                               eval_batch=args.eval_batch, n_resamples=args.n_resamples, mc=args.mc)
+    t0 = time.time()
+
+    def progress(i: int, total: int, elapsed: float) -> None:
+        if i % 10 == 0 or i == total:
+            print(f"pair {i}/{total}  {elapsed / 60:.1f} min  (~{elapsed / i * (total - i) / 60:.1f} min left)",
+                  flush=True)
+
+    raw = coverage.run_study(cfg, args.data_dir, more_blocks=coverage.MORE_BLOCKS, progress=progress)
+    prov = {"command": "python scripts/coverage_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
+            "wall_s": time.time() - t0}
+    doc = coverage.write_outputs(raw, args.out, prov)
+    print(coverage.to_markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
