@@ -190,46 +190,28 @@ def draw_runs(problem: Any, spec: str, seed: int, n: int, blocks: Sequence[int],
 
 def intervals_of(ref: MemoryRun | None, test: MemoryRun, exact: np.ndarray | None, methods: Sequence[str], *,
                  n_resamples: int, confidence_level: float, rng: np.random.Generator) -> dict[str, Any]:
-    """Eq. 16 (all parameters) with each method's interval, computed from one pair of Gram matrices
-    as a report computes them: ``{"b2", "v_t", "v_r", method: (low, high), ...}``."""
-    from biasvar import analysis
+    """Eq. 16 (all parameters) with each method's interval, from one pair of Gram matrices, by the
+    functions a report calls (:mod:`biasvar.stats.intervals`): ``{"b2", "v_t", "v_r", method: (low, high)}``.
 
-    pg, _ = analysis.pair_gram(ref, test, exact=exact)
+    The reference's share (which a report adds) is not computed: it does not change the interval.
+    """
+    from biasvar.stats import intervals as iv
+    from biasvar.stats.gram import eq16, pair_gram
+
+    pg, _ = pair_gram(ref, test, exact=exact)
     nbr, nbt = len(pg.ref_count), len(pg.test_count)
-    b2, v_t, v_r = analysis._eq16(pg, np.ones(nbr), np.ones(nbt))
+    b2, v_t, v_r = eq16(pg, np.ones(nbr), np.ones(nbt))
     out: dict[str, Any] = {"b2": float(b2[-1]), "v_t": float(v_t[-1]), "v_r": float(v_r[-1])}
     for m in methods:
-        if m == "jackknife-t":
-            _, lo, hi = jackknife_t(pg, confidence_level)
+        boot = iv.Bootstrap(n_resamples, m, confidence_level)
+        if m == "pivot":
+            res = iv.pivot_intervals(pg, b2, v_t, boot, rng)[0]
+        elif m == "jackknife-t":
+            res = iv.jackknife_intervals(pg, b2, v_t, boot)[0]
         else:
-            res = analysis.bootstrap_pair(pg, n_resamples=n_resamples, method=m, confidence_level=confidence_level,
-                                          rng=rng)
-            lo, hi = res["b2_ci"]
-        out[m] = (float(lo[-1]), float(hi[-1]))
+            res = iv.scipy_intervals(pg, b2, v_t, boot, rng)[0]
+        out[m] = (float(res.b2.low[-1]), float(res.b2.high[-1]))
     return out
-
-
-def jackknife_t(pg: Any, confidence_level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Delete-one-block jackknife of Eq. 16 with Student-t quantiles (prototype)."""
-    from biasvar.analysis import _eq16 as eq16
-
-    nbr, nbt = len(pg.ref_count), len(pg.test_count)
-    ones_r, ones_t = np.ones(nbr), np.ones(nbt)
-    b2 = eq16(pg, ones_r, ones_t)[0]
-    loo_t = np.ones((nbt, nbt)) - np.eye(nbt)
-    bt = eq16(pg, np.broadcast_to(ones_r, (nbt, nbr)), loo_t)[0]  # [nbt, K]
-    var_t = (nbt - 1) / nbt * np.square(bt - bt.mean(0)).sum(0)
-    var_r = np.zeros_like(var_t)
-    if not pg.exact:
-        loo_r = np.ones((nbr, nbr)) - np.eye(nbr)
-        br = eq16(pg, loo_r, np.broadcast_to(ones_t, (nbr, nbt)))[0]
-        var_r = (nbr - 1) / nbr * np.square(br - br.mean(0)).sum(0)
-    den = var_t**2 / (nbt - 1) + (var_r**2 / (nbr - 1) if nbr > 1 else 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        nu = np.where(den > 0, (var_t + var_r) ** 2 / den, np.inf)
-    q = scipy.stats.t.ppf(0.5 + confidence_level / 2, np.maximum(nu, 1.0))
-    half = q * np.sqrt(var_t + var_r)
-    return b2, b2 - half, b2 + half
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Format(str, Enum):
 
 class Method(str, Enum):
     pivot = "pivot"
+    jackknife_t = "jackknife-t"
     percentile = "percentile"
     basic = "basic"
     bca = "bca"

@@ -50,7 +50,7 @@ import scipy.stats
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import PairGram, bilinear, eq16, weights
 
-METHODS: tuple[str, ...] = ("pivot", "percentile", "basic", "bca")
+METHODS: tuple[str, ...] = ("pivot", "jackknife-t", "percentile", "basic", "bca")
 
 
 @dataclass(frozen=True)
@@ -367,6 +367,64 @@ def pivot_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstr
     return out, dev_b, parts, lam
 
 
+def _loo(nb: int) -> np.ndarray:
+    """Block weights [nb, nb] deleting one block at a time."""
+    return np.ones((nb, nb)) - np.eye(nb)
+
+
+def _jack_var(reps: np.ndarray) -> np.ndarray:
+    """Jackknife variance ``(nb - 1)/nb sum_j (theta_(-j) - mean)^2`` of replicates [nb, K] -> [K]."""
+    nb = reps.shape[0]
+    return (nb - 1) / nb * np.square(reps - reps.mean(0)).sum(0)
+
+
+def welch_t(var_t: np.ndarray, var_r: np.ndarray, nbt: int, nbr: int, alpha: float) -> np.ndarray:
+    """``t_{1-alpha}(nu)`` with the Welch-Satterthwaite degrees of freedom of ``var_t + var_r``
+    (``var_t`` estimated from ``nbt`` blocks, ``var_r`` from ``nbr``; ``nu = nbt - 1`` without R)."""
+    den = var_t**2 / max(nbt - 1, 1) + (var_r**2 / (nbr - 1) if nbr > 1 else 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = np.where(den > 0, (var_t + var_r) ** 2 / den, np.inf)
+    return scipy.stats.t.ppf(1 - alpha, np.maximum(nu, 1.0))
+
+
+def jackknife_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap,
+                        *, with_b2: bool = True) -> tuple[PairIntervals, np.ndarray, np.ndarray]:
+    """The ``jackknife-t`` intervals: delete one block of each run, Student-t quantiles.
+
+    Eq. 16 is recomputed with each block of T deleted (R whole) and with each block of R deleted
+    (T whole), from the same Gram matrices (weights 1, and 0 for the deleted block): ``nb_T + nb_R``
+    quadratic forms, no resampling. The two-sample jackknife variance of the estimate is
+    ``s2 = s2_T + s2_R`` with ``s2_X = (nb_X - 1)/nb_X sum_j (theta_(-j) - mean_j)^2``; the interval is
+    ``b2 +- t_{1-alpha}(nu) s`` with the Welch-Satterthwaite degrees of freedom
+    ``nu = s2^2 / (s2_T^2/(nb_T - 1) + s2_R^2/(nb_R - 1))`` (``nb_T - 1`` against an exact gradient).
+    Eq. 16 is exactly unbiased, so the interval is centred on it (no jackknife bias correction).
+    ``V_T`` uses T's deletions alone; ``MSE = b2 + V_T`` both. Symmetric by construction.
+
+    Returns:
+        ``(intervals, s2_T, s2_R)``, the last two [K] (b2's jackknife variance from each run).
+    """
+    nbr, nbt, alpha = len(pg.ref_count), len(pg.test_count), boot.alpha
+    ones_r, ones_t = np.ones(nbr), np.ones(nbt)
+    w_r = None if pg.exact else np.broadcast_to(ones_r, (nbt, nbr))
+    bt, vt, _ = eq16(pg, w_r, _loo(nbt))  # [nbT, K] each
+    s2_t, sv_t, sm_t = _jack_var(bt), _jack_var(vt), _jack_var(bt + vt)
+    s2_r = sm_r = np.zeros_like(s2_t)
+    if not pg.exact:
+        br = eq16(pg, _loo(nbr), np.broadcast_to(ones_t, (nbr, nbt)))[0]
+        s2_r = sm_r = _jack_var(br)
+    q_b = welch_t(s2_t, s2_r, nbt, nbr, alpha)
+    q_v = scipy.stats.t.ppf(1 - alpha, max(nbt - 1, 1))
+    q_m = welch_t(sm_t, sm_r, nbt, nbr, alpha)
+    se_b, se_v, se_m = np.sqrt(s2_t + s2_r), np.sqrt(sv_t), np.sqrt(sm_t + sm_r)
+    mse = b2 + v_t
+    out = PairIntervals(
+        b2=LayerEstimates(b2, b2 - q_b * se_b if with_b2 else None, b2 + q_b * se_b if with_b2 else None, se_b),
+        variance=LayerEstimates(v_t, v_t - q_v * se_v, v_t + q_v * se_v, se_v),
+        mse=LayerEstimates(mse, mse - q_m * se_m if with_b2 else None, mse + q_m * se_m if with_b2 else None, se_m),
+    )
+    return out, s2_t, s2_r
+
+
 def scipy_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap,
                     rng: np.random.Generator) -> tuple[PairIntervals, np.ndarray]:
     """scipy's ``percentile``, ``basic`` or ``bca`` intervals of the plain Eq. 16 statistic (and of
@@ -425,6 +483,15 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
     if boot.n_resamples == 0 or nbt < 2 or (not pg.exact and nbr < 2):
         return PairIntervals(LayerEstimates(b2), LayerEstimates(v_t), LayerEstimates(b2 + v_t))
     parts = lam = None
+    if boot.method == "jackknife-t":
+        out, s2_t, s2_r = jackknife_intervals(pg, b2, v_t, boot, with_b2=with_b2)
+        if pg.exact or not with_b2:
+            return out
+        # the reference's own share: its part of the jackknife variance, and the interval it alone gives
+        tot = float(s2_t[-1] + s2_r[-1])
+        share = _finite(float(s2_r[-1]) / tot) if tot > 0 else None
+        width = 2 * float(scipy.stats.t.ppf(1 - boot.alpha, max(nbr - 1, 1))) * math.sqrt(float(s2_r[-1]))
+        return PairIntervals(out.b2, out.variance, out.mse, share, width)
     if boot.method == "pivot":
         out, dev_b, parts, lam = pivot_intervals(pg, b2, v_t, boot, rng, with_b2=with_b2)
     else:
@@ -436,4 +503,5 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
 
 
 __all__ = ["Bootstrap", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair", "invert",
-           "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor"]
+           "jackknife_intervals", "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor",
+           "welch_t"]
