@@ -29,7 +29,7 @@ from biasvar.stats.compare import Comparison, GroupResult, check_compatible, com
 from biasvar.stats.compare import run_attr as _attr
 from biasvar.stats.compare import run_name as _name
 from biasvar.stats.gram import kept_blocks, pair_gram, run_mean
-from biasvar.stats.intervals import Bootstrap, Estimate, bootstrap_pair
+from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, bootstrap_pair
 
 REPORT_SCHEMA = 1
 
@@ -245,7 +245,7 @@ def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int, notes: list
 
 
 def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int = 1000,
-            method: str = "pivot", confidence_level: float = 0.95, seed: int = 0,
+            method: str = DEFAULT_METHOD, confidence_level: float = 0.95, seed: int = 0,
             load: Callable[[Any], Any] | None = None,
             runs_dir: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Analyse runs of one snapshot and parameter set against a reference (Eq. 16, bootstrap).
@@ -256,7 +256,7 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
             ``attrs['role'] == 'reference'``, is the reference; its other seeds are tested rows), or
             ``"exact"`` to use every run's stored exact gradient.
         n_resamples: bootstrap resamples (blocks of R and T resampled independently).
-        method: interval method, ``pivot`` (default), ``percentile``, ``basic``, ``bca``.
+        method: interval method, one of ``biasvar.stats.intervals.METHODS`` (default :data:`DEFAULT_METHOD`).
         confidence_level: of the intervals.
         seed: the bootstrap seed; each row's stream is keyed by (seed, spec, run seed).
         load: ``run -> run with block sums`` (e.g. ``store.read_run(run.path)``) for runs listed
@@ -316,7 +316,7 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
 
 
 def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
-                 reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = "pivot",
+                 reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = DEFAULT_METHOD,
                  confidence_level: float = 0.95, seed: int = 0,
                  progress: Callable[[int, int, str], None] | None = None) -> Report:
     """:func:`analyze` over the run files of one snapshot in ``runs_dir`` (read one at a time).

@@ -15,6 +15,7 @@ from biasvar import formats
 from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
 from biasvar.report import Report, analyze_runs
+from biasvar.stats.intervals import DEFAULT_METHOD
 
 from . import options as o
 from .common import console, err_console
@@ -43,8 +44,9 @@ class Figure(str, Enum):
     quant_unit = "quant-unit"
 
 
-_METHOD = Annotated[Method, Opt("--method", help="Interval method: pivot (default; honest, see "
-                                "biasvar.stats.intervals), or scipy's percentile, basic, bca of the plain Eq. 16.")]
+_METHOD = Annotated[Method, Opt("--method", help=f"Interval method (default {DEFAULT_METHOD}): pivot (an inverted "
+                                "bootstrap test), jackknife-t (delete one block per run, Welch t), or scipy's "
+                                "percentile, basic, bca of the plain Eq. 16; coverage: results/coverage.")]
 
 
 def _progress() -> Progress:
@@ -121,7 +123,7 @@ def report(
                                     "screen; with --format table it is written as Markdown.")] = None,
     n_resamples: o.NResamples = 1000,
     bootstrap_seed: o.BootstrapSeed = 0,
-    method: _METHOD = Method.pivot,
+    method: _METHOD = Method(DEFAULT_METHOD),
     groups: Annotated[bool, Opt("--groups", help="Also show b2 and V per parameter group.")] = False,
     old_snapshot: o.OldSnapshotId = None,
     old_bootstrap: o.OldBootstrap = None,
@@ -163,7 +165,7 @@ def plot(
                                             "--format json --out FILE`) instead of the runs.")] = None,
     n_resamples: o.NResamples = 1000,
     bootstrap_seed: o.BootstrapSeed = 0,
-    method: _METHOD = Method.pivot,
+    method: _METHOD = Method(DEFAULT_METHOD),
     n: Annotated[int, Opt("--n", help="quant-unit: draws per eta and estimator.")] = 10_000,
     seed: Annotated[int, Opt("--seed", help="quant-unit: seed of the noise.")] = 0,
     etas: Annotated[int, Opt("--etas", help="quant-unit: inputs eta on [-1, K].")] = 61,

@@ -44,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pair {i}/{total}  {elapsed / 60:.1f} min  (~{elapsed / i * (total - i) / 60:.1f} min left)",
                   flush=True)
 
-    raw = coverage.run_study(cfg, args.data_dir, more_blocks=coverage.MORE_BLOCKS, progress=progress)
     prov = {"command": "python scripts/coverage_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
-            "wall_s": time.time() - t0}
-    doc = coverage.write_outputs(raw, args.out, prov)
+            "git_commit": git_commit(), "torch": torch.__version__, "threads": 1}
+
+    def checkpoint(raw: dict) -> None:  # partial results, overwritten by the final ones
+        coverage.write_outputs(raw, args.out, {**prov, "partial": True, "wall_s": time.time() - t0})
+
+    raw = coverage.run_study(cfg, args.data_dir, progress=progress, checkpoint=checkpoint)
+    doc = coverage.write_outputs(raw, args.out, {**prov, "wall_s": time.time() - t0})
     print(coverage.to_markdown(doc))
     return 0
 

@@ -16,6 +16,7 @@ import pytest
 import scipy.stats
 
 from biasvar import coverage
+from biasvar.stats.intervals import DEFAULT_METHOD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +30,7 @@ def study():
     shared_data = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # as conftest's shared_data
     if not shared_data.is_dir():
         pytest.skip("../shared/data not present")
-    method = coverage.DEFAULT_METHOD
+    method = DEFAULT_METHOD
     cfg = coverage.StudyConfig(n=64, blocks=(32,), pairs=PAIRS, estimators=("rf(M=4)", "zgr"), methods=(method,),
                                n_resamples=400, mc=10, first_seed=10_000)
     settings = [coverage.Setting("rf(M=4)", "exact", 32, (method,)), coverage.Setting("zgr", "exact", 32, (method,))]

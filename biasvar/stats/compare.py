@@ -16,7 +16,7 @@ import numpy as np
 
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import pair_gram, single_gram
-from biasvar.stats.intervals import Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
+from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def comparison(iv: PairIntervals, names: Sequence[str], dims: np.ndarray, *, wit
 
 
 def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_resamples: int = 1000,
-            method: str = "pivot", confidence_level: float = 0.95,
+            method: str = DEFAULT_METHOD, confidence_level: float = 0.95,
             rng: np.random.Generator | None = None) -> Comparison:
     """Eq. 16 of a tested run against a reference run or the exact gradient, with intervals.
 
@@ -73,7 +73,7 @@ def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_re
         test: tested ``RunData`` (block sums loaded), independent of ``ref``.
         exact: float64 [dim], the exact gradient.
         n_resamples: bootstrap resamples of the blocks (R and T independently).
-        method: ``pivot`` (default), ``percentile``, ``basic`` or ``bca``.
+        method: one of ``biasvar.stats.intervals.METHODS`` (default :data:`DEFAULT_METHOD`).
         confidence_level: of the intervals.
         rng: randomness of the resampling (default: a fixed seed 0).
 
@@ -93,7 +93,8 @@ def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_re
     return comparison(iv, list(test.groups), pg.dims, with_b2=True, cosine=cosine)
 
 
-def describe_run(run: Any, *, n_resamples: int = 1000, method: str = "pivot", confidence_level: float = 0.95,
+def describe_run(run: Any, *, n_resamples: int = 1000, method: str = DEFAULT_METHOD,
+                 confidence_level: float = 0.95,
                  rng: np.random.Generator | None = None, mean: np.ndarray | None = None) -> Comparison:
     """The variance of one run alone (with its interval); ``b2`` is None."""
     boot = Bootstrap(n_resamples, method, confidence_level)

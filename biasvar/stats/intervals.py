@@ -51,6 +51,8 @@ from biasvar.errors import AnalysisError
 from biasvar.stats.gram import PairGram, bilinear, eq16, weights
 
 METHODS: tuple[str, ...] = ("pivot", "jackknife-t", "percentile", "basic", "bca")
+#: the interval a report uses unless told otherwise (why: the module docstring)
+DEFAULT_METHOD = "pivot"
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,13 @@ class Bootstrap:
 
     Attributes:
         n_resamples: bootstrap resamples of the blocks (0: point estimates only).
-        method: ``pivot`` (default, honest; see the module docstring), or scipy's ``percentile``,
-            ``basic``, ``bca`` on the plain Eq. 16 statistic.
+        method: ``pivot`` or ``jackknife-t`` (:data:`DEFAULT_METHOD` is the default; see the module
+            docstring), or scipy's ``percentile``, ``basic``, ``bca`` on the plain Eq. 16 statistic.
         confidence_level: e.g. 0.95.
     """
 
     n_resamples: int = 1000
-    method: str = "pivot"
+    method: str = DEFAULT_METHOD
     confidence_level: float = 0.95
 
     def __post_init__(self) -> None:
@@ -502,6 +504,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
     return PairIntervals(out.b2, out.variance, out.mse, share, width)
 
 
-__all__ = ["Bootstrap", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair", "invert",
+__all__ = ["DEFAULT_METHOD", "Bootstrap", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair",
+           "invert",
            "jackknife_intervals", "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor",
            "welch_t"]
