@@ -347,7 +347,9 @@ def summarize(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 def recommend(rows: Sequence[dict[str, Any]], band: tuple[float, float] = (0.93, 0.97)) -> dict[str, Any]:
     """The method whose coverage lies in ``band`` at every setting it was applied to, with the
-    narrowest intervals (geometric mean of its width over the pivot's, setting by setting)."""
+    narrowest intervals (geometric mean of its width over the pivot's, setting by setting); where no
+    method does, ``recommended`` is None and ``safest`` names the method with the highest worst-case
+    coverage (ties: the narrower)."""
     methods = sorted({r["method"] for r in rows})
     by = {(r["spec"], r["reference"], r["blocks"], r["method"]): r for r in rows}
     verdict = {}
@@ -361,7 +363,8 @@ def recommend(rows: Sequence[dict[str, Any]], band: tuple[float, float] = (0.93,
                       "width_vs_pivot": float(np.exp(np.mean(np.log(ratios)))) if ratios else None}
     ok = [m for m in methods if verdict[m]["all_in_band"]]
     best = min(ok, key=lambda m: verdict[m]["width_vs_pivot"] or 1.0) if ok else None
-    return {"band": list(band), "methods": verdict, "recommended": best}
+    safest = max(methods, key=lambda m: (verdict[m]["coverage_range"][0], -(verdict[m]["width_vs_pivot"] or 1.0)))
+    return {"band": list(band), "methods": verdict, "recommended": best, "safest": safest}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +435,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- `{m}`: coverage {d['coverage_range'][0]:.3f}-{d['coverage_range'][1]:.3f}, "
                      f"{'inside' if d['all_in_band'] else 'NOT inside'} the band; mean width "
                      f"{_fmt(d['width_vs_pivot'])} x the pivot's (geometric mean over settings)")
-    lines += ["", f"Recommended default: **{v['recommended'] or 'none reaches the band'}**.", ""]
+    lines += ["", f"In the band at every setting: **{v['recommended'] or 'no method'}**; highest worst-case "
+              f"coverage: **{v['safest']}**.", ""]
     return "\n".join(lines)
 
 
@@ -449,3 +453,25 @@ def write_outputs(raw: dict[str, Any], out_dir: str | Path, provenance: dict[str
                         settings=np.array([f"{s.spec}|{s.reference}|{s.blocks}|{','.join(s.methods)}"
                                            for s in raw["settings"]]))
     return doc
+
+
+def load_raw(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The raw results and provenance of a written study (``coverage.json`` + ``pairs.npz``), so that
+    its summary can be recomputed without rerunning it."""
+    out = Path(out_dir)
+    doc = json.loads((out / "coverage.json").read_text())
+    arr = np.load(out / "pairs.npz")
+    c = dict(doc["config"])
+    for k in ("hidden", "blocks", "estimators", "methods", "against_reference"):
+        if k in c:
+            c[k] = tuple(c[k])
+    cfg = StudyConfig(**c)
+    settings = []
+    for s in arr["settings"]:
+        spec, ref, nb, methods = str(s).split("|")
+        settings.append(Setting(spec, ref, int(nb), tuple(methods.split(","))))
+    raw = {"config": cfg, "settings": settings, "truths": {k: Truth(**v) for k, v in doc["truths"].items()},
+           "snapshot_hash": doc["snapshot_hash"], "pairs_done": int(arr["estimate"].shape[1]),
+           "seconds": doc["seconds"], "seconds_truth": doc["seconds_truth"],
+           **{k: arr[k] for k in ("estimate", "v_t", "v_r", "low", "high")}}
+    return raw, doc["provenance"]

@@ -25,7 +25,7 @@ def git_commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--data-dir")
     ap.add_argument("--out", default="results/coverage")
     ap.add_argument("--pairs", type=int, default=coverage.StudyConfig.pairs)
     ap.add_argument("--n", type=int, default=coverage.StudyConfig.n)
@@ -33,8 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-batch", type=int, default=coverage.StudyConfig.eval_batch)
     ap.add_argument("--n-resamples", type=int, default=coverage.StudyConfig.n_resamples)
     ap.add_argument("--mc", type=int, default=coverage.StudyConfig.mc)
+    ap.add_argument("--rewrite", action="store_true",
+                    help="recompute coverage.json and README.md of --out from its pairs.npz (no sampling)")
     args = ap.parse_args(argv)
+    if args.rewrite:
+        raw, prov = coverage.load_raw(args.out)
+        doc = coverage.write_outputs(raw, args.out, {**prov, "summary_rewritten_at": git_commit()})
+        print(coverage.to_markdown(doc))
+        return 0
     torch.set_num_threads(1)
+    if not args.data_dir:
+        ap.error("--data-dir is required (MNIST-B)")
     cfg = coverage.StudyConfig(pairs=args.pairs, n=args.n, blocks=tuple(int(b) for b in args.blocks.split(",")),
                                eval_batch=args.eval_batch, n_resamples=args.n_resamples, mc=args.mc)
     t0 = time.time()

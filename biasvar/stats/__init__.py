@@ -5,15 +5,16 @@
   analysis; Eq. 16 (:func:`squared_bias`) and the variance V from moments.
 * :mod:`biasvar.stats.gram`: Gram matrices of block sums, so that Eq. 16 of every block resample
   is a quadratic form in O(nb^2) numbers.
-* :mod:`biasvar.stats.intervals`: the bootstrap interval methods (``pivot``, the default, and
-  scipy's ``percentile``, ``basic``, ``bca``), each a small function with a typed result.
+* :mod:`biasvar.stats.intervals`: the interval methods (``pivot``, an inverted bootstrap test;
+  ``jackknife-t``; scipy's ``percentile``, ``basic``, ``bca``), each a small function with a typed
+  result, and ``DEFAULT_METHOD`` with the reason for it.
 * :mod:`biasvar.stats.compare`: one run against a reference run or the exact gradient
   (:class:`Comparison`), and the check that runs are comparable at all.
 """
 
 from biasvar.stats.compare import Comparison, GroupResult, check_compatible, compare, describe_run
 from biasvar.stats.gram import PairGram, pair_gram
-from biasvar.stats.intervals import METHODS, Bootstrap, Estimate, PairIntervals, bootstrap_pair
+from biasvar.stats.intervals import DEFAULT_METHOD, METHODS, Bootstrap, Estimate, PairIntervals, bootstrap_pair
 from biasvar.stats.moments import (
     Moments,
     block_moments,
@@ -27,7 +28,8 @@ from biasvar.stats.moments import (
 )
 
 __all__ = [
-    "METHODS", "Bootstrap", "Comparison", "Estimate", "GroupResult", "Moments", "PairGram", "PairIntervals",
+    "DEFAULT_METHOD", "METHODS", "Bootstrap", "Comparison", "Estimate", "GroupResult", "Moments", "PairGram",
+    "PairIntervals",
     "block_moments", "bootstrap_pair", "check_compatible", "compare", "describe_run", "group_variance",
     "merge_moments", "moments", "pair_gram", "run_moments", "squared_bias", "squared_bias_exact", "variance",
 ]
