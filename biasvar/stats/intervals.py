@@ -506,7 +506,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
             return out
         # the reference's own share: its part of the jackknife variance, and the interval it alone gives
         tot = float(s2_t[-1] + s2_r[-1])
-        share = _finite(float(s2_r[-1]) / tot) if tot > 0 else None
+        share = finite_or_none(float(s2_r[-1]) / tot) if tot > 0 else None
         width = 2 * float(scipy.stats.t.ppf(1 - boot.alpha, max(nbr - 1, 1))) * math.sqrt(float(s2_r[-1]))
         return PairIntervals(out.b2, out.variance, out.mse, share, width)
     if boot.method == "pivot":
