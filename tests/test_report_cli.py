@@ -70,6 +70,14 @@ def test_csv_and_markdown(runs_dir, tmp_path):
     assert r.exit_code == 0 and md.read_text().count("\n| ") == len(SPECS) + 1
 
 
+def test_jackknife_method(runs_dir):
+    r = invoke("report", "--runs-dir", runs_dir, "--method", "jackknife-t", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert len(rows) == len(SPECS) and all(row["method"] == "jackknife-t" for row in rows)
+    assert "jackknife-t" in invoke("report", "--help").output
+
+
 def test_exact_reference_and_groups(tmp_path):
     for run in fig_runs(["zgr", "st"], exact=True, nb=4, bs=20):
         write_run(tmp_path, run)
