@@ -348,8 +348,9 @@ def summarize(raw: dict[str, Any]) -> list[dict[str, Any]]:
 def recommend(rows: Sequence[dict[str, Any]], band: tuple[float, float] = (0.93, 0.97)) -> dict[str, Any]:
     """The method whose coverage lies in ``band`` at every setting it was applied to, with the
     narrowest intervals (geometric mean of its width over the pivot's, setting by setting); where no
-    method does, ``recommended`` is None and ``safest`` names the method with the highest worst-case
-    coverage (ties: the narrower)."""
+    method does, ``recommended`` is None and ``safest`` names, among the methods whose worst-case
+    coverage is statistically tied with the best one (the Wilson interval of their worst setting
+    reaches the best worst-case coverage), the one with the narrowest intervals."""
     methods = sorted({r["method"] for r in rows})
     by = {(r["spec"], r["reference"], r["blocks"], r["method"]): r for r in rows}
     verdict = {}
@@ -363,7 +364,10 @@ def recommend(rows: Sequence[dict[str, Any]], band: tuple[float, float] = (0.93,
                       "width_vs_pivot": float(np.exp(np.mean(np.log(ratios)))) if ratios else None}
     ok = [m for m in methods if verdict[m]["all_in_band"]]
     best = min(ok, key=lambda m: verdict[m]["width_vs_pivot"] or 1.0) if ok else None
-    safest = max(methods, key=lambda m: (verdict[m]["coverage_range"][0], -(verdict[m]["width_vs_pivot"] or 1.0)))
+    worst = {m: min((r for r in rows if r["method"] == m), key=lambda r: r["coverage"]) for m in methods}
+    best_worst = max(w["coverage"] for w in worst.values())
+    tied = [m for m in methods if worst[m]["wilson"][1] >= best_worst]
+    safest = min(tied, key=lambda m: verdict[m]["width_vs_pivot"] or 1.0)
     return {"band": list(band), "methods": verdict, "recommended": best, "safest": safest}
 
 
@@ -435,8 +439,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- `{m}`: coverage {d['coverage_range'][0]:.3f}-{d['coverage_range'][1]:.3f}, "
                      f"{'inside' if d['all_in_band'] else 'NOT inside'} the band; mean width "
                      f"{_fmt(d['width_vs_pivot'])} x the pivot's (geometric mean over settings)")
-    lines += ["", f"In the band at every setting: **{v['recommended'] or 'no method'}**; highest worst-case "
-              f"coverage: **{v['safest']}**.", ""]
+    lines += ["", f"In the band at every setting: **{v['recommended'] or 'no method'}**. Highest worst-case "
+              f"coverage (methods tied within the Wilson interval of their worst setting, then the narrowest): "
+              f"**{v['safest']}**.", ""]
     return "\n".join(lines)
 
 
