@@ -3,12 +3,14 @@
 A CI-sized version of ``scripts/coverage_study.py`` (``biasvar.coverage``): the same small
 categorical VAE (4 variables x 4 categories, hidden 32-16) trained 100 steps on MNIST-B, encoder
 parameters; the true b2 of rf(M=4) (0) and of ZGR (> 0) known by enumeration. Pair i draws one
-rf(M=4) run (seed 20000 + i) and one ZGR run (seed 10000 + i) through the engine (N draws, 32
+rf(M=4) run (seed 20000 + i) and one ZGR run (seed 10000 + i) through the engine (192 draws, 32
 blocks) and analyses them with the code a report uses: rf against the exact gradient (b2 = 0) and
-ZGR against that rf run (b2 ~ V/n). The default 95% interval must cover the truth in >= 0.90 of
-200 pairs at both settings: an honest interval fails this with probability < 0.2% (binomial,
+ZGR against that rf run (b2 = 0.55 V/n). The default 95% interval must cover the truth in >= 0.90
+of 200 pairs at both settings: an honest interval fails this with probability < 0.2% (binomial,
 p = 0.95), one of coverage 0.85 passes it with probability ~3%; the same intervals shrunk to ~85%
-nominal coverage fail it (asserted below).
+nominal coverage must fail it. Observed with these seeds (pivot): 0.95 and 0.925; shrunk 0.875
+and 0.81. (~30 s of one CPU.) The full study (results/coverage) also shows where the default
+falls short: against the exact gradient at b2 a few times V/n it covers ~0.90.
 """
 
 from pathlib import Path
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 GATE = 0.90
 PAIRS = 200
-N = 96
+N = 192
 SHRINK = scipy.stats.norm.ppf(0.925) / scipy.stats.norm.ppf(0.975)  # a 95% interval shrunk to ~85%
 
 
@@ -63,7 +65,7 @@ def _covered(s, k, shrink=1.0):
 def test_the_settings_are_what_they_claim(study):
     assert study["truth"][0] == 0.0
     ratio = study["truth"][1] / study["v"][1].mean()
-    assert 0.2 < ratio < 3.0, ratio  # b2 ~ V/n (V_T/n + V_R/n)
+    assert 0.4 < ratio < 2.5, ratio  # b2 ~ V/n (V_T/n + V_R/n): 0.55 here
     for k in (0, 1):  # Eq. 16 is unbiased: its mean over the pairs is the true b2
         est = study["est"][k]
         assert abs(est.mean() - study["truth"][k]) < 4 * est.std(ddof=1) / np.sqrt(len(est))
