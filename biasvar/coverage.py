@@ -405,7 +405,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "",
         f"Produced by `{doc['provenance'].get('command', 'scripts/coverage_study.py')}` "
         f"(commit {doc['provenance'].get('git_commit', '?')}, {doc['seconds'] / 60:.1f} min on one thread; "
-        "numbers in `coverage.json`, per-pair values in `pairs.npz`).",
+        "numbers in `coverage.json`, per-pair values in `pairs.npz`)."
+        + (f" {doc['provenance']['note']}" if doc["provenance"].get("note") else ""),
         "",
         f"Model: categorical VAE, {cfg['vars']} variables x {cfg['categories']} categories, hidden "
         f"{'-'.join(map(str, cfg['hidden']))}, trained {cfg['train_steps']} Adam steps (lr {cfg['lr']}) of rf(M=4) "
