@@ -7,7 +7,7 @@ rf(M=4) run (seed 20000 + i) and one ZGR run (seed 10000 + i) through the engine
 blocks) and analyses them with the code a report uses: rf against the exact gradient (b2 = 0) and
 ZGR against that rf run (b2 = 0.55 V/n). The default 95% interval must cover the truth in >= 0.90
 of 200 pairs at both settings: an honest interval fails this with probability < 0.2% (binomial,
-p = 0.95), one of coverage 0.85 passes it with probability ~3%; the same intervals shrunk to ~85%
+p = 0.95: 0.12%), one of coverage 0.85 passes it with probability 2.5%; the same intervals shrunk to ~85%
 nominal coverage must fail it. Observed with these seeds (pivot): 0.95 and 0.925; shrunk 0.875
 and 0.81. (~30 s of one CPU.) The full study (results/coverage) also shows where the default
 falls short: against the exact gradient at b2 a few times V/n it covers ~0.90.
