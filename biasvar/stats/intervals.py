@@ -45,7 +45,7 @@ known by enumeration, 500 independent pairs per setting): the rule is the method
 stays in [0.93, 0.97] at every setting with the narrowest intervals; where none does, among the
 methods whose worst-case coverage is statistically tied with the best (Wilson intervals), the
 narrowest. No method reached the band there: both ``pivot`` and ``jackknife-t`` cover the true b2
-at 0.93-0.97 at b2 = 0 and against an rf(M=4) reference, but only ~0.88-0.93 against the exact
+at 0.93-0.97 at b2 = 0 and against an rf(M=4) reference (32 blocks), but only ~0.88-0.93 against the exact
 gradient at b2 a few times V/n (Eq. 16 is right-skewed at a few hundred draws; more blocks did not
 help). Their worst cases are tied (0.882 vs 0.896) and the pivot's intervals are 6% narrower, so
 the default stays ``pivot``. Numbers: ``results/coverage/README.md``.
