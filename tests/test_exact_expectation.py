@@ -14,6 +14,7 @@ import torch
 
 from biasvar import exact
 from biasvar.engine import sample_gradients
+from biasvar.errors import UnsupportedError
 from biasvar.estimators import build
 from biasvar.exact import true_squared_bias
 from biasvar.problems.hvae import HVAE
@@ -130,6 +131,16 @@ def test_enumeration_refuses_large_problems_and_hvae_uses_both_layers():
     assert set(e.mean) == set(prob.params)
     assert all(torch.isfinite(v).all() for v in e.mean.values())
     assert e.mean["q_z2.weight"].abs().max() > 0
+
+
+def test_reinmax_is_exact_and_multi_pass_estimators_are_refused():
+    prob = ToyCat(vars=2, categories=4, loss="quartic", seed=3)
+    got = prob.exact_expectation("reinmax(t=2)")
+    want = exact.expected_estimator(prob.params["logits"], prob.loss_fn(), build("reinmax(t=2)").y_fn)
+    assert got.exact
+    torch.testing.assert_close(got.mean["logits"], want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(UnsupportedError, match="no exact expectation"):
+        prob.exact_expectation("indecater")
 
 
 def test_true_squared_bias_removes_the_monte_carlo_excess():

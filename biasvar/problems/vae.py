@@ -275,7 +275,8 @@ def enumerate_expectation(problem: Problem, spec: str | Any, params: Params | No
     Returns:
         :class:`biasvar.exact.Expectation`, or None where the problem is too large to enumerate.
     """
-    from biasvar.estimators import ScoreFunction, build, gs
+    from biasvar.errors import UnsupportedError
+    from biasvar.estimators import PlugIn, ScoreFunction, build, gs
     from biasvar.estimators.categorical import conditional_gumbel
     from biasvar.spec import parse_spec
 
@@ -290,6 +291,9 @@ def enumerate_expectation(problem: Problem, spec: str | Any, params: Params | No
     if isinstance(est, ScoreFunction):
         g = _enumerated_mean(problem, params, x, limit, None)
         return None if g is None else Expectation(name, g, None, "exact: rf(M) is unbiased, E[J] is the gradient")
+    if not isinstance(est, PlugIn) or (est.y_fn is None and spec.name not in ("gs", "gs-st", "gr-mc")):
+        raise UnsupportedError(f"no exact expectation for {name}: enumeration covers x-only plug-in estimators, "
+                               f"rf(M), and gs / gs-st / gr-mc by conditional Monte Carlo")
     if est.y_fn is not None:
         y_fn = est.y_fn
         m = _enumerated_mean(problem, params, x, limit, lambda node, logits, y: y_fn(logits, y))
