@@ -15,6 +15,7 @@ from typing import Any
 from biasvar.errors import AnalysisError
 from biasvar.report import REPORT_SCHEMA, Report, RunResult
 from biasvar.stats.compare import GroupResult
+from biasvar.stats.contrast import Contrast, verdict
 from biasvar.stats.intervals import Estimate
 
 FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
@@ -51,7 +52,14 @@ def report_from_dict(d: dict[str, Any]) -> Report:
     d = dict(d)
     d["rows"] = tuple(rows)
     d["notes"] = tuple(d.get("notes", ()))
+    d["contrasts"] = tuple(_contrast(c) for c in d.get("contrasts", ()))
     return Report(**d)
+
+
+def _contrast(d: dict) -> Contrast:
+    d = dict(d)
+    d["b2"], d["variance"] = _estimate(d["b2"]), _estimate(d["variance"])
+    return Contrast(**d)
 
 
 def report_from_json(text: str) -> Report:
@@ -67,7 +75,7 @@ CSV_COLUMNS = (
     "spec", "family", "seed", "role", "status", "n", "n_blocks", "dim",
     "b2", "b2_low", "b2_high", "b2_se", "variance", "variance_low", "variance_high", "variance_se",
     "mse", "mse_low", "mse_high", "mse_se", "ref_share", "ref_only_width", "cost", "draws_per_s",
-    "variance_x_cost", "cosine", "nonfinite", "pareto", "snapshot_hash", "reference", "method",
+    "variance_x_cost", "cosine", "nonfinite", "pareto", "pareto_mark", "snapshot_hash", "reference", "method",
     "n_resamples", "confidence_level", "bootstrap_seed", "path", "biasvar_version", "torch_version",
     "cuda_version", "git_commit", "device", "dtype",
 )
@@ -92,7 +100,8 @@ def report_to_csv(report: Report) -> str:
         vals: dict[str, Any] = {k: getattr(r, k) for k in ("spec", "family", "seed", "role", "status", "n",
                                                            "n_blocks", "dim", "ref_share", "ref_only_width",
                                                            "cost", "draws_per_s", "variance_x_cost", "cosine",
-                                                           "nonfinite", "pareto", "snapshot_hash", "path")}
+                                                           "nonfinite", "pareto", "pareto_mark", "snapshot_hash",
+                                                           "path")}
         for k in ("b2", "variance", "mse"):
             e = getattr(r, k)
             for part in ("value", "low", "high", "se"):
@@ -151,7 +160,7 @@ def table_rows(report: Report) -> list[dict[str, str]]:
             "V×cost": fmt(r.variance_x_cost),
             "cos": f"{r.cosine:.4f}" if r.cosine is not None else "-",
             "non-finite": str(r.nonfinite),
-            "Pareto": "*" if r.pareto else "",
+            "Pareto": r.pareto_mark or ("*" if r.pareto else ""),
         })
     return out
 
@@ -176,11 +185,46 @@ def report_to_markdown(report: Report) -> str:
         lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in cols) + " |")
     lines.append("")
     lines.append("b2: unbiased squared bias per parameter (Eq. 16, can be negative); "
-                 "V: variance per parameter; MSE = b2 + V; cost: forward passes per draw; "
-                 "Pareto: not dominated in (b2, V).")
+                 "V: variance per parameter; MSE = b2 + V; cost: forward passes per draw; " + PARETO_NOTE)
     for n in report.notes:
         lines.append(f"- {n}")
+    if report.contrasts:
+        lines += ["", contrasts_header(report), "", "| " + " | ".join(CONTRAST_COLUMNS) + " |",
+                  "|" + "|".join("---" for _ in CONTRAST_COLUMNS) + "|"]
+        for row in contrast_rows(report):
+            lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in CONTRAST_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
+
+
+PARETO_NOTE = ("Pareto: * not dominated; ~ near-tie: dominated at the point estimates in (max(b2, 0), V) but "
+               "not beyond the intervals; blank: another run is better in both beyond the intervals "
+               "(estimators identical by definition, st-zgr(alpha=1) = zgr and st-zgr(alpha=0,t) = st(t), "
+               "share one mark).")
+
+CONTRAST_COLUMNS = ("A - B", "b2_A - b2_B [CI]", "b2", "V_A - V_B [CI]", "V", "se ratio")
+
+
+def contrasts_header(report: Report) -> str:
+    pct = f"{report.confidence_level * 100:g}%"
+    return (f"Paired contrasts against {report.reference} ({pct} intervals: delete-one-block jackknife-t; the "
+            f"shared reference's blocks are left out of both b2 at once). se ratio: the standard error one "
+            f"would get treating the two b2 as independent, over the right one.")
+
+
+def contrast_rows(report: Report) -> list[dict[str, str]]:
+    """The cells of the contrast table (Markdown and the CLI's rich table)."""
+    out = []
+    for c in report.contrasts:
+        ratio = (c.b2_se_independent / c.b2.se) if c.b2_se_independent is not None and c.b2.se else None
+        out.append({
+            "A - B": f"{c.a} - {c.b}",
+            "b2_A - b2_B [CI]": fmt_estimate(c.b2),
+            "b2": verdict(c.b2),
+            "V_A - V_B [CI]": fmt_estimate(c.variance),
+            "V": verdict(c.variance),
+            "se ratio": fmt(ratio),
+        })
+    return out
 
 
 def format_report(report: Report, fmt_name: str) -> str:
@@ -194,6 +238,6 @@ def format_report(report: Report, fmt_name: str) -> str:
     raise AnalysisError(f"unknown report format {fmt_name!r}; expected one of: md, json, csv (or table)")
 
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "TABLE_COLUMNS", "fmt", "fmt_estimate", "format_report", "report_from_dict",
-           "report_from_json", "report_header", "report_to_csv", "report_to_dict", "report_to_json",
-           "report_to_markdown", "table_rows"]
+__all__ = ["CONTRAST_COLUMNS", "CSV_COLUMNS", "FORMATS", "PARETO_NOTE", "TABLE_COLUMNS", "contrast_rows",
+           "contrasts_header", "fmt", "fmt_estimate", "format_report", "report_from_dict", "report_from_json",
+           "report_header", "report_to_csv", "report_to_dict", "report_to_json", "report_to_markdown", "table_rows"]

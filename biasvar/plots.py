@@ -110,22 +110,46 @@ def _value(row: RunResult, what: str) -> tuple[float, float, float] | None:
     return est.value, lo, hi
 
 
-def _linthresh(values: Sequence[float]) -> float:
-    """A symlog threshold one decade below the smallest non-zero |value| (at least 1e-12 of the max)."""
-    vals = np.abs(np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float))
-    if not len(vals) or vals.max() == 0:
+def _nice(x: float, up: bool) -> float:
+    """``x`` rounded to the 1-2-5 sequence (up or down)."""
+    e = math.floor(math.log10(x))
+    steps = [1, 2, 5, 10]
+    m = x / 10**e
+    pick = min(s for s in steps if s >= m - 1e-9) if up else max(s for s in steps if s <= m + 1e-9)
+    return float(pick * 10**e)
+
+
+def _linthresh(values: Sequence[float], intervals: Sequence[tuple[float, float]] = ()) -> float:
+    """The symlog linear zone, from the data: the noise level of the estimates.
+
+    The smallest extent ``max(|low|, |high|)`` of an interval that holds 0 (an estimate not told
+    apart from 0), rounded down to 1-2-5: estimates within their noise of 0 lie in (or at the edge
+    of) the linear zone instead of being spread over decades below zero. Without such intervals:
+    the smallest negative |value| (rounded down), else one decade below the smallest non-zero |value|.
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(vals) or np.abs(vals).max() == 0:
         return 1e-6
-    pos = vals[vals > vals.max() * 1e-12]
-    return float(10 ** math.floor(math.log10(pos.min()))) if len(pos) else float(vals.max() * 1e-6)
+    top = float(np.abs(vals).max())
+    unresolved = [max(abs(lo), abs(hi)) for lo, hi in intervals
+                  if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and lo <= 0 <= hi
+                  and max(abs(lo), abs(hi)) > 0]
+    if unresolved:
+        return max(_nice(min(unresolved), up=False), top * 1e-12)
+    neg = np.abs(vals[vals < 0])
+    if len(neg):
+        return max(_nice(float(neg.min()), up=False), top * 1e-12)
+    pos = np.abs(vals[np.abs(vals) > top * 1e-12])
+    return float(10 ** math.floor(math.log10(pos.min()))) if len(pos) else top * 1e-6
 
 
-def _symlog(ax: Any, values: Sequence[float]) -> None:
-    """Symlog y (log when every value is positive: nothing to show below zero)."""
+def _symlog(ax: Any, values: Sequence[float], intervals: Sequence[tuple[float, float]] = ()) -> None:
+    """Symlog y with a linear zone from the data (:func:`_linthresh`); log when every value is positive."""
     vals = [v for v in values if v is not None and np.isfinite(v)]
     if vals and min(vals) > 0:
         ax.set_yscale("log")
         return
-    ax.set_yscale("symlog", linthresh=_linthresh(vals), linscale=0.5)
+    ax.set_yscale("symlog", linthresh=_linthresh(vals, intervals), linscale=1.0)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
 
 
@@ -156,6 +180,7 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
         handles: dict[str, Any] = {}
         for what, ax, ylabel in panels:
             allvals: list[float] = []
+            intervals: list[tuple[float, float]] = []
             xs_all: list[float] = []
             for family, M, style in _FIG1_CURVES:
                 pts = []
@@ -179,11 +204,16 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
                     ax.errorbar(t, val, yerr=[val - lo, hi - val], fmt="none", ecolor=style.color, capsize=2)
                 handles[style.label] = line
                 allvals += [*val, *lo, *hi]
+                intervals += list(zip(lo, hi, strict=True))
                 xs_all += list(t)
                 if what == "b2":
                     drawn.append(style.label)
             for spec, style in _FIG1_LINES:
                 r = rows.get(str(parse_spec(spec)))
+                if what == "b2" and str(parse_spec(spec)) == report.reference:
+                    # the reference against another run of itself: its b2 is 0 by definition and
+                    # the estimate only shows the noise of Eq. 16, not a bias level
+                    continue
                 v = _value(r, what) if r is not None else None
                 if v is None:
                     if what == "b2" and style.label not in missing:
@@ -196,10 +226,11 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
                 ax.axhspan(lo, hi, color=style.color, alpha=0.06, linewidth=0)
                 handles.setdefault(style.label, line)
                 allvals += [val, lo, hi]
+                intervals.append((lo, hi))
                 if style.label not in drawn:
                     drawn.append(style.label)
             ax.set_xscale("log")
-            _symlog(ax, allvals)
+            _symlog(ax, allvals, intervals)
             ax.set_xlabel("temperature t")
             ax.set_ylabel(ylabel)
             ax.grid(True, which="major", color="0.9", linewidth=0.5)
@@ -218,8 +249,10 @@ def plot_fig1(report: Report, out: str | Path, *, formats: Sequence[str] = FORMA
     """Fig. 1: squared bias (left) and variance (right) against temperature (log x, symlog y).
 
     Curves GS, GS-ST, GR-MC(M=10), GR-MC(M=100) with their 95% bands; ZGR, ST and RF(4) as
-    horizontal lines with bands (RF(4)'s squared bias needs a tested RF(4) run besides the
-    reference, or the exact reference). Families absent from the report are listed in ``missing``.
+    horizontal lines with bands. RF(4)'s squared bias is drawn only against another reference
+    (the exact gradient): against the RF(4) reference it is 0 by definition. The symlog linear
+    zone comes from the data (:func:`_linthresh`). Families absent from the report are listed in
+    ``missing``.
     """
     fig, drawn, missing = figure_fig1(report)
     if not drawn:
@@ -237,7 +270,8 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
     groups: dict[tuple, list[RunResult]] = {}
     for r in rows:
         s = parse_spec(r.spec)
-        key = {"gr-mc": ("gr-mc", s.get("M")), "st-zgr": ("st-zgr", s.get("t"))}.get(s.name, (s.name,))
+        key = {"gr-mc": ("gr-mc", s.get("M")), "st-zgr": ("st-zgr", s.get("t")),
+               "st-zgr-author": ("st-zgr-author", s.get("t"))}.get(s.name, (s.name,))
         groups.setdefault(key, []).append(r)
     palette = {
         "gs": _Style("GS(t)", OKABE_ITO["orange"], "o"),
@@ -263,11 +297,12 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
             mk, col, ls = grmc[i_mc % len(grmc)]
             i_mc += 1
             style = _Style(f"GR-MC(t, M={key[1]})", col, mk, ls)
-        elif name == "st-zgr":
+        elif name in ("st-zgr", "st-zgr-author"):
             col, ls = stzgr[i_sz % len(stzgr)]
             i_sz += 1
             t = key[1]
-            style = _Style(f"ST-ZGR(alpha, t={t:g})", col, "h", ls)
+            label = "ST-ZGR" if name == "st-zgr" else "ST-ZGR-author"
+            style = _Style(f"{label}(alpha, t={t:g})", col, "h" if name == "st-zgr" else "p", ls)
         else:
             style = palette[name]
         out.append((name, style, rs))
@@ -276,66 +311,181 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
 
 def _swept(r: RunResult) -> float | None:
     s = parse_spec(r.spec)
-    return float(s["alpha"]) if s.name == "st-zgr" else (float(s["t"]) if s.get("t") is not None else None)
+    if s.name in ("st-zgr", "st-zgr-author"):
+        return float(s["alpha"])
+    return float(s["t"]) if s.get("t") is not None else None
+
+
+_LABEL_OFFSETS = ((5, 2), (5, -9), (-5, 2), (-5, -9), (0, 7), (0, -13), (9, 9), (9, -15), (-9, 9), (-9, -15),
+                  (14, -3), (-14, -3), (0, 14), (0, -20), (18, 6), (-18, 6))
+
+
+def _place_labels(fig: Figure, ax: Any, labels: Sequence[tuple[str, float, float, str]],
+                  points: Sequence[tuple[float, float]], extra: Sequence[Any] = (), *, drop: bool = False,
+                  radius: float = 3.0) -> None:
+    """Annotate ``(text, x, y, colour)`` so that no two labels overlap and none sits on a data point.
+
+    Greedy: each label takes the first offset of :data:`_LABEL_OFFSETS` whose box is free of the
+    labels already placed, of every point's marker and of ``extra`` artists (an inset), and lies
+    inside the axes; if none is, the one overlapping least, or (``drop``) no label at all.
+    """
+    from matplotlib import patheffects
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # fixes the layout, so that display coordinates are final
+    renderer = canvas.get_renderer()
+    pts_px = fig.dpi / 72.0
+    r = radius * pts_px  # a marker's half-size, in points
+    occupied = [Bbox.from_extents(px - r, py - r, px + r, py + r)
+                for px, py in ax.transData.transform(np.asarray(points, dtype=float).reshape(-1, 2))]
+    occupied += [e.get_window_extent(renderer) for e in extra]  # e.g. an inset: labels avoid it
+    frame = ax.get_window_extent(renderer)
+    halo = [patheffects.withStroke(linewidth=1.8, foreground="white")]  # readable over lines
+    placed: list[Any] = []
+    for text, x, y, color in labels:
+        best, best_cost = None, math.inf
+        for dx, dy in _LABEL_OFFSETS:
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=6, color=color,
+                              ha=ha, va="bottom", zorder=5, path_effects=halo)
+            box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
+            cost = sum(_overlap(box, o) for o in placed) + 0.25 * sum(_overlap(box, o) for o in occupied)
+            cost += box.width * box.height - _overlap(box, frame)  # the part outside the axes
+            if cost < best_cost:
+                if best is not None:
+                    best[0].remove()
+                best, best_cost = (ann, box), cost
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        if best is not None and drop and best_cost > 0:
+            best[0].remove()
+        elif best is not None:
+            placed.append(best[1])
+
+
+def _overlap(a: Any, b: Any) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+PARETO_FOOTER = ("Pareto marks from the 95% intervals: grey disc = not dominated; dashed ring = near-tie "
+                 "(dominated at the point estimates, not beyond the intervals); unmarked = another estimator is "
+                 "better in both beyond the intervals. st-zgr(alpha=1) = zgr and st-zgr(alpha=0,t) = st(t) "
+                 "share one mark.")
+
+
+def _draw_pareto(ax: Any, series: Sequence[tuple[str, _Style, list[RunResult]]], tested: Sequence[RunResult], *,
+                 inset: bool = False) -> tuple[list[tuple[str, float, float, str]], list[tuple[float, float]],
+                                               list[float], list[tuple[float, float]]]:
+    """Draw the series and the Pareto marks on ``ax``; returns ``(labels, points, values, intervals)``.
+
+    In the main panel the labels name the low end of each curve's hyper-parameter (both ends for
+    alpha) and RF(M); in an inset (``inset=True``) every point is labelled with its hyper-parameter.
+    """
+    labels: list[tuple[str, float, float, str]] = []
+    points: list[tuple[float, float]] = []
+    allb: list[float] = []
+    intervals: list[tuple[float, float]] = []
+    ms = 1.25 if inset else 1.0
+    for name, style, rs in series:
+        v = np.array([r.variance.value for r in rs])
+        b = np.array([r.b2.value for r in rs])
+        vlo = np.array([r.variance.low if r.variance.low is not None else r.variance.value for r in rs])
+        vhi = np.array([r.variance.high if r.variance.high is not None else r.variance.value for r in rs])
+        blo = np.array([r.b2.low if r.b2.low is not None else r.b2.value for r in rs])
+        bhi = np.array([r.b2.high if r.b2.high is not None else r.b2.value for r in rs])
+        ax.errorbar(v, b, xerr=[v - vlo, vhi - v], yerr=[b - blo, bhi - b], fmt="none",
+                    ecolor=style.color, alpha=0.35, elinewidth=0.7, capsize=0, zorder=2)
+        line_kw = dict(color=style.color, marker=style.marker, label=None if inset else style.label, zorder=3)
+        alpha_curve = name in ("st-zgr", "st-zgr-author")
+        if name in ("rf", "zgr", "darn", "arsm", "indecater", "disarm"):  # points; a dark edge (yellow is faint)
+            ax.plot(v, b, linestyle="", markersize=6 * ms, markeredgecolor="0.25", markeredgewidth=0.5, **line_kw)
+        else:
+            ax.plot(v, b, linestyle=style.linestyle, markersize=4 * ms, **line_kw)
+            if len(rs) > 1 and not inset:  # name the low end of the hyper-parameter (both ends for alpha)
+                ends = ((rs[0], v[0], b[0]), (rs[-1], v[-1], b[-1])) if alpha_curve else ((rs[0], v[0], b[0]),)
+                for r, x, y in ends:
+                    p = _swept(r)
+                    if p is not None:
+                        labels.append((f"{'α' if alpha_curve else 't'}={p:g}", x, y, style.color))
+        if inset:
+            for r, x, y in zip(rs, v, b, strict=True):
+                p = _swept(r)
+                text = r.spec.upper().replace("M=", "") if name == "rf" else "ZGR" if name == "zgr" else \
+                    (f"{'α' if alpha_curve else 't'}={p:g}" if p is not None else r.spec)
+                labels.append((text, x, y, style.color if name not in ("rf", "zgr") else "0.1"))
+        if name in ("gs", "gs-st", "gr-mc", "st"):
+            for r, x, y in zip(rs, v, b, strict=True):
+                t = parse_spec(r.spec).get("t")
+                ring = {2.0: "o", 1.1: "s"}.get(round(float(t), 6)) if t is not None else None
+                if ring:
+                    ax.plot(x, y, marker=ring, markersize=9 * ms, markerfacecolor="none",
+                            markeredgecolor=style.color, linestyle="", zorder=3)
+        if name == "rf" and not inset:
+            for r, x, y in zip(rs, v, b, strict=True):
+                labels.append((r.spec.upper().replace("M=", ""), x, y, "0.1"))
+        allb += [*b, *blo, *bhi]
+        intervals += list(zip(blo, bhi, strict=True))
+        points += list(zip(v, b, strict=True))
+    front = sorted([r for r in tested if (r.pareto_mark or ("*" if r.pareto else "")) == "*"],
+                   key=lambda r: r.variance.value)
+    ties = [r for r in tested if r.pareto_mark == "~"]
+    if front:
+        fv, fb = [r.variance.value for r in front], [r.b2.value for r in front]
+        ax.plot(fv, fb, linestyle="-", color="0.6", alpha=0.35, linewidth=2.5, zorder=0, drawstyle="steps-post")
+        ax.scatter(fv, fb, s=90 * ms**2, color="0.55", alpha=0.35, linewidths=0, zorder=1, gid="pareto-front")
+    if ties:
+        ax.scatter([r.variance.value for r in ties], [r.b2.value for r in ties], s=90 * ms**2, facecolors="none",
+                   edgecolors="0.35", linewidths=0.9, linestyles=(0, (2, 1.5)), zorder=1, gid="pareto-tie")
+    return labels, points, allb, intervals
+
+
+def _cluster(points: Sequence[tuple[float, float]], *, dv: float = 0.45, db: float = 0.6,
+             least: int = 8) -> tuple[float, float, float, float] | None:
+    """The densest window ``(v0, v1, b0, b1)`` of ``2 dv`` x ``2 db`` decades around a point with b2 > 0
+    holding at least ``least`` points (None: no cluster worth an inset)."""
+    pos = np.asarray([(v, b) for v, b in points if v > 0 and b > 0], dtype=float).reshape(-1, 2)
+    if len(pos) < least:
+        return None
+    lp = np.log10(pos)
+    inside = (np.abs(lp[:, None, 0] - lp[None, :, 0]) <= dv) & (np.abs(lp[:, None, 1] - lp[None, :, 1]) <= db)
+    counts = inside.sum(1)
+    best = int(np.argmax(counts))
+    if counts[best] < least:
+        return None
+    sel = lp[inside[best]]
+    (v0, b0), (v1, b1) = sel.min(0), sel.max(0)
+    pad_v, pad_b = 0.08 * (v1 - v0) + 0.04, 0.08 * (b1 - b0) + 0.04
+    return 10 ** (v0 - pad_v), 10 ** (v1 + pad_v), 10 ** (b0 - pad_b), 10 ** (b1 + pad_b)
 
 
 def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
-    """Fig. 4 layout: squared bias (symlog y) against variance (log x)."""
+    """Fig. 4 layout: squared bias (symlog y, linear zone from the data) against variance (log x).
+
+    Markers sit above their error bars, which sit above the Pareto marks (light discs for the
+    front, dashed rings for near-ties), so no mark hides a marker; labels are placed so that none
+    collides with another or with a marker (:func:`_place_labels`). The densest cluster of points
+    (:func:`_cluster`) is repeated, enlarged and with every point labelled, in an inset in the
+    lower left (low variance and low bias: the corner no estimator reaches).
+    """
     import matplotlib
 
     tested = [r for r in _one_per_spec([r for r in report.rows if r.b2 is not None]).values()]
     series = _pareto_series(tested)
-    fig = _new_figure(5.2, 3.9)
-    drawn = []
+    fig = _new_figure(7.0, 5.4)
     expected = ["GS(t)", "GS-ST(t)", "GR-MC(t, M=...)", "ST(t)", "ST-ZGR(alpha, ...)", "RF(M)"]
     with matplotlib.rc_context(_RC):
         ax = fig.subplots()
-        allb: list[float] = []
-        for name, style, rs in series:
-            v = np.array([r.variance.value for r in rs])
-            b = np.array([r.b2.value for r in rs])
-            vlo = np.array([r.variance.low if r.variance.low is not None else r.variance.value for r in rs])
-            vhi = np.array([r.variance.high if r.variance.high is not None else r.variance.value for r in rs])
-            blo = np.array([r.b2.low if r.b2.low is not None else r.b2.value for r in rs])
-            bhi = np.array([r.b2.high if r.b2.high is not None else r.b2.value for r in rs])
-            ax.errorbar(v, b, xerr=[v - vlo, vhi - v], yerr=[b - blo, bhi - b], fmt="none",
-                        ecolor=style.color, alpha=0.35, elinewidth=0.7, capsize=0)
-            line_kw = dict(color=style.color, marker=style.marker, label=style.label)
-            if name in ("rf", "zgr", "darn", "arsm", "indecater", "disarm"):  # points; a dark edge (yellow is faint)
-                ax.plot(v, b, linestyle="", markersize=6, markeredgecolor="0.25", markeredgewidth=0.5,
-                        **line_kw)
-            else:
-                ax.plot(v, b, linestyle=style.linestyle, **line_kw)
-                if len(rs) > 1:  # name the low end of the hyper-parameter (both ends for alpha)
-                    ends = ((rs[0], v[0], b[0]), (rs[-1], v[-1], b[-1])) if name == "st-zgr" else \
-                        ((rs[0], v[0], b[0]),)
-                    for r, x, y in ends:
-                        p = _swept(r)
-                        if p is not None:
-                            key = "α" if name == "st-zgr" else "t"
-                            ax.annotate(f"{key}={p:g}", (x, y), textcoords="offset points",
-                                        xytext=(4, -3 - 7 * (len(drawn) % 2)), fontsize=6, color=style.color)
-            if name in ("gs", "gs-st", "gr-mc", "st"):
-                for r, x, y in zip(rs, v, b, strict=True):
-                    t = parse_spec(r.spec).get("t")
-                    ring = {2.0: "o", 1.1: "s"}.get(round(float(t), 6)) if t is not None else None
-                    if ring:
-                        ax.plot(x, y, marker=ring, markersize=9, markerfacecolor="none",
-                                markeredgecolor=style.color, linestyle="")
-            if name in ("rf",):
-                for r, x, y in zip(rs, v, b, strict=True):
-                    ax.annotate(r.spec.upper().replace("M=", ""), (x, y), textcoords="offset points",
-                                xytext=(4, -8), fontsize=6)
-            allb += [*b, *blo, *bhi]
-            drawn.append(style.label)
-        front = sorted([r for r in tested if r.pareto], key=lambda r: r.variance.value)
-        if front:
-            fv, fb = [r.variance.value for r in front], [r.b2.value for r in front]
-            ax.plot(fv, fb, linestyle="-", marker="o", markersize=12, color="0.45", alpha=0.3, linewidth=3,
-                    markeredgewidth=0, zorder=0, drawstyle="steps-post")
+        labels, points, allb, intervals = _draw_pareto(ax, series, tested)
+        drawn = [style.label for _, style, _ in series]
         ax.set_xscale("log")
-        _symlog(ax, allb)
-        ax.margins(x=0.06, y=0.08)
+        _symlog(ax, allb, intervals)
+        ax.margins(x=0.08, y=0.08)
         ax.set_xlabel("variance per parameter")
         ax.set_ylabel("squared bias per parameter")
         ax.grid(True, which="major", color="0.9", linewidth=0.5)
@@ -344,23 +494,53 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
         extra = [
             Line2D([], [], marker="o", label="t = 2", **ring_kw),
             Line2D([], [], marker="s", label="t = 1.1", **ring_kw),
-            Line2D([], [], marker="o", markersize=10, color="0.45", alpha=0.3, linewidth=3, markeredgewidth=0,
-                   label="Pareto front"),
+            Line2D([], [], marker="o", markersize=9, color="0.55", alpha=0.35, linestyle="", markeredgewidth=0,
+                   label="Pareto: not dominated"),
+            Line2D([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="0.35", linestyle="",
+                   label="Pareto: near-tie"),
         ]
-        h, labels = ax.get_legend_handles_labels()
-        fig.legend(h + extra, labels + [e.get_label() for e in extra], loc="outside right center",
-                   frameon=False)
+        h, lab = ax.get_legend_handles_labels()
+        fig.legend(h + extra, lab + [e.get_label() for e in extra], loc="outside right center", frameon=False)
         fig.suptitle(_caption(report), fontsize=7, color="0.3")
+        fig.supxlabel(_wrap(PARETO_FOOTER, 130), fontsize=6, color="0.3")
+        window = _cluster(points)
+        if window is not None:
+            v0, v1, b0, b1 = window
+            inner = [(r, s_, [x for x in rs if v0 <= x.variance.value <= v1 and b0 <= x.b2.value <= b1])
+                     for r, s_, rs in series]
+            inner = [(n, s_, rs) for n, s_, rs in inner if rs]
+            iax = ax.inset_axes([0.03, 0.04, 0.47, 0.47])
+            in_tested = [r for r in tested if v0 <= r.variance.value <= v1 and b0 <= r.b2.value <= b1]
+            i_labels, i_points, _, _ = _draw_pareto(iax, inner, in_tested, inset=True)
+            iax.set_xscale("log")
+            iax.set_yscale("log")
+            iax.set_xlim(v0, v1)
+            iax.set_ylim(b0, b1)
+            iax.tick_params(labelsize=5, which="both")
+            iax.set_facecolor("white")
+            iax.set_zorder(6)
+            ax.indicate_inset_zoom(iax, edgecolor="0.5", alpha=0.6)
+            outside = [lb for lb in labels if not (v0 <= lb[1] <= v1 and b0 <= lb[2] <= b1)]  # the inset names those
+            _place_labels(fig, ax, outside, points, extra=[iax])
+            _place_labels(fig, iax, i_labels, i_points, drop=True, radius=5.0)
+        else:
+            _place_labels(fig, ax, labels, points)
     missing = [e for e in expected if not any(d.startswith(e.split("(")[0] + "(") for d in drawn)]
     return fig, drawn, missing
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
 
 def plot_pareto(report: Report, out: str | Path, *, formats: Sequence[str] = FORMATS) -> PlotResult:
     """Fig. 4: squared bias (symlog y) against variance (log x), one line per family over its
     hyper-parameter (GS, GS-ST, GR-MC by M, ST(t), ST-ZGR(alpha) by t), RF(M), ZGR and DARN as
-    points; empty circles at t = 2, squares at t = 1.1; the non-dominated runs (Pareto front,
-    ``RunResult.pareto``) on a grey halo and step line. 95% intervals as error bars in both
-    directions."""
+    points; empty circles at t = 2, squares at t = 1.1; Pareto marks from the intervals
+    (``RunResult.pareto_mark``): a light disc and step line for the front, a dashed ring for
+    near-ties, explained in a footer. 95% intervals as error bars in both directions."""
     fig, drawn, missing = figure_pareto(report)
     if not drawn:
         raise AnalysisError("pareto: nothing to draw; the report has no tested runs with a squared bias")

@@ -8,8 +8,21 @@ hyper-parameters, each with Eq. 16's b2, the variance V and MSE = b2 + V with bo
 the cost, draws/s, V x cost, the cosine to the reference mean and the run's provenance.
 Formatting (JSON, CSV, Markdown, table) lives in :mod:`biasvar.formats`.
 
-**Pareto front.** Tested runs not dominated in ``(max(b2, 0), V)``: a negative estimate means
-"no detectable bias" (the true b2 is >= 0), so among those only the lowest variance is on it.
+**Pareto marks use the intervals** (:func:`mark_pareto`). A tested run is *dominated* (no mark)
+only when another run is better in both b2 and V **beyond the intervals**: in :func:`analyze`, the
+paired contrast of the two (:mod:`biasvar.stats.contrast`, shared reference accounted for) has
+intervals below 0 in both; for a report read back from JSON (no block data), both of the other
+run's marginal intervals lie below this run's (a stricter, conservative test: whatever the
+correlation through the shared reference, ``sd(A - B) <= sd(A) + sd(B)``, so disjoint intervals
+put the difference off 0). A run dominated at the point estimates in ``(max(b2, 0), V)`` (a
+negative b2 estimate means "no detectable bias") but not beyond the intervals is a *near-tie*
+(``~``); the rest are on the front (``*``).
+Estimators identical by definition (``st-zgr(alpha=1)`` = ``zgr``, ``st-zgr(alpha=0,t)`` =
+``st(t)``, the same for ``st-zgr-author``, and seeds of one spec; :func:`identity`) are one
+point: they are not compared with each other and all get the best mark among them.
+
+**Contrasts** (``analyze(..., contrasts=[("A", "B")])``, ``biasvar report --contrast A,B``):
+``b2_A - b2_B`` and ``V_A - V_B`` with jackknife-t intervals, in :attr:`Report.contrasts`.
 """
 
 from __future__ import annotations
@@ -28,7 +41,8 @@ from biasvar.spec import FAMILIES, parse_spec
 from biasvar.stats.compare import Comparison, GroupResult, check_compatible, comparison, describe_run
 from biasvar.stats.compare import run_attr as _attr
 from biasvar.stats.compare import run_name as _name
-from biasvar.stats.gram import kept_blocks, pair_gram, run_mean
+from biasvar.stats.contrast import Contrast, contrast, total_layer
+from biasvar.stats.gram import PairGram, kept_blocks, pair_gram, run_mean
 from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, bootstrap_pair
 
 REPORT_SCHEMA = 1
@@ -62,6 +76,7 @@ class RunResult:
     path: str
     versions: dict[str, Any]
     groups: tuple[GroupResult, ...] = ()
+    pareto_mark: str = ""  # "*" front, "~" near-tie (dominated only within the intervals), "" dominated
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,7 @@ class Report:
     runs_dir: str | None = None
     biasvar_version: str = biasvar.__version__
     schema: int = REPORT_SCHEMA
+    contrasts: tuple[Contrast, ...] = ()
 
     def row(self, spec: str, seed: int | None = None) -> RunResult:
         """The row of ``spec`` (canonical or not), the lowest seed unless ``seed`` is given."""
@@ -121,19 +137,82 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def mark_pareto(rows: Sequence[RunResult]) -> list[RunResult]:
-    """Mark the tested rows not dominated in (max(b2, 0), V).
+def identity(spec: str) -> str:
+    """The estimator a spec is by definition: ``st-zgr(alpha=1,...)`` is ``zgr`` and
+    ``st-zgr(alpha=0,t)`` is ``st(t)`` (likewise ``st-zgr-author``); others are themselves.
 
-    A negative b2 estimate means "no detectable bias" (the true b2 is >= 0), so it counts as 0:
-    among runs without detectable bias only the one with the lowest variance is on the front.
+    >>> identity("st-zgr(alpha=0,t=2)"), identity("st-zgr(alpha=1,t=2)"), identity("gs(t=2)")
+    ('st(t=2)', 'zgr', 'gs(t=2)')
     """
+    s = parse_spec(spec)
+    if s.name in ("st-zgr", "st-zgr-author"):
+        alpha = float(s["alpha"])
+        if alpha == 1.0:
+            return "zgr"
+        if alpha == 0.0:
+            return str(parse_spec(f"st(t={float(s['t'])!r})"))
+    return str(s)
+
+
+def _beats_by_intervals(a: RunResult, b: RunResult) -> bool:
+    """Both of ``a``'s marginal intervals lie below ``b``'s (b2 and V): ``a`` better beyond them."""
+    def below(x: Estimate, y: Estimate) -> bool:
+        if x.high is None or y.low is None:
+            return x.value < y.value
+        return x.high < y.low
+    return below(a.b2, b.b2) and below(a.variance, b.variance)
+
+
+_RANK = {"*": 2, "~": 1, "": 0}
+
+
+def mark_pareto(rows: Sequence[RunResult],
+                beats: Callable[[RunResult, RunResult], bool] | None = None) -> list[RunResult]:
+    """Pareto marks of the tested rows (module docstring): ``*`` front, ``~`` near-tie, ``""`` dominated.
+
+    Args:
+        rows: report rows (rows without b2, the reference, get no mark).
+        beats: ``beats(a, b)``: ``a`` is better than ``b`` in both b2 and V beyond the intervals;
+            default: both marginal intervals of ``a`` lie below ``b``'s.
+    """
+    beats = beats or _beats_by_intervals
     idx = [i for i, r in enumerate(rows) if r.b2 is not None]
-    front = pareto_front([(max(rows[i].b2.value, 0.0), rows[i].variance.value) for i in idx])
+    ident = {i: identity(rows[i].spec) for i in idx}
+    mark: dict[int, str] = {}
+    for i in idx:
+        bi, vi = max(rows[i].b2.value, 0.0), rows[i].variance.value
+        point, resolved = False, False
+        for j in idx:
+            if ident[j] == ident[i]:
+                continue
+            bj, vj = max(rows[j].b2.value, 0.0), rows[j].variance.value
+            if bj <= bi and vj <= vi and (bj < bi or vj < vi):
+                point = True
+                if beats(rows[j], rows[i]):
+                    resolved = True
+                    break
+        mark[i] = "" if resolved else "~" if point else "*"
+    best: dict[str, str] = {}
+    for i in idx:
+        if _RANK[mark[i]] > _RANK[best.get(ident[i], "")] or ident[i] not in best:
+            best[ident[i]] = mark[i]
     out = list(rows)
-    for i, f in zip(idx, front, strict=True):
-        if f:
-            out[i] = _replace(rows[i], pareto=True)
+    for i in idx:
+        m = best[ident[i]]
+        out[i] = _replace(rows[i], pareto=m in ("*", "~"), pareto_mark=m)
     return out
+
+
+def remark_pareto(report: Report) -> Report:
+    """The report with Pareto marks recomputed from its rows' marginal intervals (reports read back
+    from JSON written before interval-aware marks: their ``pareto`` came from point estimates)."""
+    return _replace_report(report, rows=tuple(mark_pareto(report.rows)))
+
+
+def _replace_report(report: Report, **kw: Any) -> Report:
+    d = {f.name: getattr(report, f.name) for f in fields(report)}
+    d.update(kw)
+    return Report(**d)
 
 
 def _replace(row: RunResult, **kw: Any) -> RunResult:
@@ -227,8 +306,10 @@ class _Reference:
     exact: np.ndarray | None = None
 
 
-def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int, notes: list[str]) -> RunResult | None:
-    """The row of a (loaded) tested run, or None when it has too few draws; notes are appended."""
+def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int,
+              notes: list[str]) -> tuple[RunResult, PairGram] | None:
+    """The row of a (loaded) tested run and its Gram matrices, or None when it has too few draws;
+    notes are appended."""
     if int(np.sum(run.block_count)) < 2:
         notes.append(f"{_name(run)}: fewer than 2 finite draws; left out")
         return None
@@ -241,13 +322,47 @@ def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int, notes: list
     iv = bootstrap_pair(pg, boot, rng=_run_rng(seed, run))
     if _attr(run, "status", "complete") != "complete":
         notes.append(f"{_name(run)}: status {_attr(run, 'status')!r} (partial run: committed blocks only)")
-    return run_row(run, comparison(iv, list(run.groups), pg.dims, with_b2=True, cosine=cosine), role="test")
+    row = run_row(run, comparison(iv, list(run.groups), pg.dims, with_b2=True, cosine=cosine), role="test")
+    return row, total_layer(pg)
+
+
+def _contrast_beats(grams: dict[tuple[str, int], PairGram], level: float) -> Callable[[RunResult, RunResult], bool]:
+    """``beats(a, b)``: the paired contrast ``a - b`` has intervals below 0 in both b2 and V."""
+    def beats(a: RunResult, b: RunResult) -> bool:
+        ga, gb = grams.get((a.spec, a.seed)), grams.get((b.spec, b.seed))
+        if ga is None or gb is None:
+            return _beats_by_intervals(a, b)
+        c = contrast(ga, gb, a=a.spec, b=b.spec, confidence_level=level)
+        return (c.b2.high is not None and c.b2.high < 0 and c.variance.high is not None
+                and c.variance.high < 0)
+    return beats
+
+
+def _contrasts(pairs: Sequence[tuple[str, str]], rows: Sequence[RunResult], grams: dict[tuple[str, int], PairGram],
+               reference: str, level: float) -> tuple[Contrast, ...]:
+    """The requested contrasts ``A - B`` (each spec's lowest-seed tested row)."""
+    def tested(spec: str) -> RunResult:
+        canon = str(parse_spec(spec))
+        cands = [r for r in rows if r.spec == canon and r.b2 is not None]
+        if not cands:
+            what = " (it is the reference: contrasts need two tested runs)" if canon == reference else ""
+            raise AnalysisError(f"--contrast: no tested row for {canon}{what}; tested: "
+                                + ", ".join(sorted({r.spec for r in rows if r.b2 is not None})))
+        return min(cands, key=lambda r: r.seed)
+
+    out = []
+    for a_spec, b_spec in pairs:
+        a, b = tested(a_spec), tested(b_spec)
+        out.append(contrast(grams[(a.spec, a.seed)], grams[(b.spec, b.seed)], a=a.spec, b=b.spec, a_seed=a.seed,
+                            b_seed=b.seed, reference=reference, confidence_level=level))
+    return tuple(out)
 
 
 def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int = 1000,
             method: str = DEFAULT_METHOD, confidence_level: float = 0.95, seed: int = 0,
             load: Callable[[Any], Any] | None = None,
-            runs_dir: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> Report:
+            runs_dir: str | None = None, progress: Callable[[int, int, str], None] | None = None,
+            contrasts: Sequence[tuple[str, str]] = ()) -> Report:
     """Analyse runs of one snapshot and parameter set against a reference (Eq. 16, bootstrap).
 
     Args:
@@ -263,6 +378,8 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
             without them; they are loaded one at a time.
         runs_dir: recorded in the report.
         progress: called ``(i, total, spec)`` before each run is analysed.
+        contrasts: ``(A, B)`` spec pairs: ``b2_A - b2_B`` and ``V_A - V_B`` with jackknife-t intervals
+            (:mod:`biasvar.stats.contrast`), in :attr:`Report.contrasts`.
 
     Returns:
         :class:`Report`. Raises :class:`AnalysisError` for runs of different snapshots or
@@ -293,15 +410,20 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
         comp = describe_run(ref_run, n_resamples=boot.n_resamples, method=boot.method,
                             confidence_level=boot.confidence_level, rng=_run_rng(seed, ref_run), mean=ref.mean)
         rows.append(run_row(ref_run, comp, role="reference"))
+    for spec_a, spec_b in contrasts:  # unknown specs fail before the long part
+        parse_spec(spec_a), parse_spec(spec_b)
+    grams: dict[tuple[str, int], PairGram] = {}
     for i, run in enumerate(tested):
         if progress is not None:
             progress(i, len(tested), str(_attr(run, "spec")))
-        row = _test_row(loaded(run), ref, boot, seed, notes)
-        if row is not None:
-            rows.append(row)
+        out = _test_row(loaded(run), ref, boot, seed, notes)
+        if out is not None:
+            rows.append(out[0])
+            grams[(out[0].spec, out[0].seed)] = out[1]
     if progress is not None:
         progress(len(tested), len(tested), "")
-    rows = mark_pareto(rows)
+    rows = mark_pareto(rows, _contrast_beats(grams, boot.confidence_level))
+    contrast_rows = _contrasts(contrasts, rows, grams, ref.label, boot.confidence_level)
     rows.sort(key=lambda r: (sort_key(r.spec, r.seed), r.role != "reference"))
     first = runs[0]
     return Report(
@@ -311,20 +433,21 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
         method=boot.method, n_resamples=int(boot.n_resamples), confidence_level=float(boot.confidence_level),
         seed=int(seed), dim=int(np.sum(first.group_sizes)), params_glob=_attr(first, "params_glob"),
         problem=dict(_attr(first, "problem") or {}), rows=tuple(rows), notes=tuple(notes),
-        runs_dir=str(runs_dir) if runs_dir is not None else None,
+        runs_dir=str(runs_dir) if runs_dir is not None else None, contrasts=contrast_rows,
     )
 
 
 def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
                  reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = DEFAULT_METHOD,
                  confidence_level: float = 0.95, seed: int = 0,
-                 progress: Callable[[int, int, str], None] | None = None) -> Report:
+                 progress: Callable[[int, int, str], None] | None = None,
+                 contrasts: Sequence[tuple[str, str]] = ()) -> Report:
     """:func:`analyze` over the run files of one snapshot in ``runs_dir`` (read one at a time).
 
     Args:
         runs_dir: the runs folder (``<runs_dir>/<snapshot id>/<spec>-s<seed>.h5``).
         snapshot: snapshot id (or a prefix of its hash); optional when the folder holds one snapshot.
-        reference, n_resamples, method, confidence_level, seed, progress: as in :func:`analyze`.
+        reference, n_resamples, method, confidence_level, seed, progress, contrasts: as in :func:`analyze`.
     """
     from biasvar import store  # the only module that reads HDF5
 
@@ -350,8 +473,8 @@ def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
                             f"pick one with --snapshot-id ID")
     return analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
                    confidence_level=confidence_level, seed=seed, load=lambda r: store.read_run(r.path),
-                   runs_dir=str(runs_dir), progress=progress)
+                   runs_dir=str(runs_dir), progress=progress, contrasts=contrasts)
 
 
-__all__ = ["REPORT_SCHEMA", "Report", "RunResult", "analyze", "analyze_runs", "mark_pareto", "pareto_front",
-           "run_row", "sort_key"]
+__all__ = ["REPORT_SCHEMA", "Report", "RunResult", "analyze", "analyze_runs", "identity", "mark_pareto",
+           "pareto_front", "remark_pareto", "run_row", "sort_key"]

@@ -107,6 +107,12 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
             "Eq. 17",
             "(1 - alpha) ST(t) + alpha ZGR",
         ),
+        "st-zgr-author": Family(
+            "st-zgr-author",
+            (Param("alpha", float, 0.0, 1.0, doc="interpolation weight"), _T_OPT),
+            "Eq. 17, author's code",
+            "(1 - alpha) ST + alpha ZGR, all at t' = (1 - alpha) t + alpha",
+        ),
         "gs": Family("gs", (_T_REQ,), "Eq. 7", "Gumbel-Softmax, relaxed forward value"),
         "gs-st": Family("gs-st", (_T_REQ,), "Eq. 8", "straight-through Gumbel-Softmax"),
         "gr-mc": Family(

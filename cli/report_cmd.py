@@ -14,7 +14,8 @@ from rich.table import Table
 from biasvar import formats
 from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
-from biasvar.report import Report, analyze_runs
+from biasvar.report import Report, analyze_runs, remark_pareto
+from biasvar.stats.contrast import split_pair
 from biasvar.stats.intervals import DEFAULT_METHOD
 
 from . import options as o
@@ -57,7 +58,7 @@ def _progress() -> Progress:
 
 
 def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference: str, n_resamples: int,
-                          method: str, bootstrap_seed: int) -> Report:
+                          method: str, bootstrap_seed: int, contrasts: tuple[tuple[str, str], ...] = ()) -> Report:
     """``analyze_runs`` with a progress bar (one step per run)."""
     with _progress() as prog:
         task = prog.add_task("", total=None)
@@ -66,7 +67,7 @@ def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference:
             prog.update(task, completed=i, total=total, description=spec)
 
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                            method=method, seed=bootstrap_seed, progress=update)
+                            method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts)
 
 
 MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost", "draws/s", "non-finite",
@@ -86,9 +87,8 @@ def report_table(report: Report, *, width: int | None = None) -> Table:
     table = Table(title=formats.report_header(report), title_justify="left", title_style="bold",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                   caption="b2: unbiased squared bias per parameter (Eq. 16; can be negative) · V: variance "
-                          "per parameter · MSE = b2 + V · cost: forward passes per draw · * Pareto: not "
-                          "dominated in (max(b2, 0), V)" + (f" · hidden at this width: {', '.join(hidden)} "
-                                                            f"(see --format md)" if hidden else ""),
+                          "per parameter · MSE = b2 + V · cost: forward passes per draw · " + formats.PARETO_NOTE
+                          + (f" · hidden at this width: {', '.join(hidden)} (see --format md)" if hidden else ""),
                   caption_justify="left")
     right = {"seed", "n", "MSE", "cost", "draws/s", "V×cost", "cos", "non-finite"}
     short = {"non-finite": "non-\nfinite", "Pareto": "P", "draws/s": "draws/s", "b2 [95% CI]": "b2\n[95% CI]",
@@ -99,6 +99,18 @@ def report_table(report: Report, *, width: int | None = None) -> Table:
     for r, cells in zip(report.rows, formats.table_rows(report), strict=True):
         table.add_row(*(cells[c].replace(" [", "\n[") for c in cols),
                       style="dim" if r.role == "reference" else None)
+    return table
+
+
+def contrasts_table(report: Report) -> Table:
+    """The paired contrasts (``--contrast A,B``), one row each; intervals on a second line."""
+    table = Table(title=formats.contrasts_header(report), title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), pad_edge=False)
+    for col in ("A - B", "b2_A - b2_B\n[CI]", "V_A - V_B\n[CI]", "se\nratio"):
+        table.add_column(col, no_wrap=True)
+    for c, cells in zip(report.contrasts, formats.contrast_rows(report), strict=True):
+        table.add_row(f"{c.a}\n- {c.b}", cells["b2_A - b2_B [CI]"].replace(" [", "\n[") + "\n" + cells["b2"],
+                      cells["V_A - V_B [CI]"].replace(" [", "\n[") + "\n" + cells["V"], cells["se ratio"])
     return table
 
 
@@ -125,18 +137,22 @@ def report(
     bootstrap_seed: o.BootstrapSeed = 0,
     method: _METHOD = Method(DEFAULT_METHOD),
     groups: Annotated[bool, Opt("--groups", help="Also show b2 and V per parameter group.")] = False,
+    contrast: Annotated[list[str] | None, Opt("--contrast", help="A,B: b2_A - b2_B and V_A - V_B with intervals "
+                                              "that account for the shared reference (repeatable).")] = None,
     old_snapshot: o.OldSnapshotId = None,
     old_bootstrap: o.OldBootstrap = None,
     old_seed: o.OldSeedBootstrap = None,
 ) -> None:
     """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
     intervals; one row per run, sorted by family then hyper-parameter."""
+    pairs = tuple(split_pair(c) for c in contrast or ())
     rep = analyze_with_progress(
         runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
         n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                             old_flag="--bootstrap"),
         method=method.value,
-        bootstrap_seed=o.alias(bootstrap_seed, old_seed, default=0, new_flag="--bootstrap-seed", old_flag="--seed"))
+        bootstrap_seed=o.alias(bootstrap_seed, old_seed, default=0, new_flag="--bootstrap-seed", old_flag="--seed"),
+        contrasts=pairs)
     if out is not None:
         text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
         write_atomic(out, text)
@@ -145,6 +161,8 @@ def report(
         return
     if fmt is Format.table:
         console.print(report_table(rep))
+        if rep.contrasts:
+            console.print(contrasts_table(rep))
         if groups:
             console.print(groups_table(rep))
         for note in rep.notes:
@@ -190,6 +208,8 @@ def plot(
             rep = formats.report_from_json(from_report.read_text())
         except OSError as e:
             raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
+        if not any(r.pareto_mark for r in rep.rows):  # written before interval-aware marks
+            rep = remark_pareto(rep)
     else:
         rep = analyze_with_progress(
             runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,

@@ -290,15 +290,18 @@ def test_analyze_rows_reference_pareto_and_columns():
     second = rep.row("rf(M=4)", seed=1)
     assert second.role == "test" and second.b2 is not None
     assert second.cost == 4 and second.variance_x_cost == pytest.approx(4 * second.variance.value)
-    # Pareto: exactly the rows that no other tested row dominates in (max(b2, 0), V)
+    # Pareto: "*" exactly on the rows that no other tested row (of another estimator) dominates in
+    # (max(b2, 0), V); the point-dominated ones are "~" (near-tie) or "" (dominated beyond the intervals)
     tested = [r for r in rep.rows if r.b2 is not None]
     for r in tested:
         b, v = max(r.b2.value, 0.0), r.variance.value
         dominated = any(max(o.b2.value, 0.0) <= b and o.variance.value <= v
-                        and (max(o.b2.value, 0.0) < b or o.variance.value < v) for o in tested)
-        assert r.pareto == (not dominated)
-    assert any(r.pareto for r in tested) and not all(r.pareto for r in tested)
-    assert not ref_row.pareto
+                        and (max(o.b2.value, 0.0) < b or o.variance.value < v)
+                        for o in tested if R.identity(o.spec) != R.identity(r.spec))
+        assert (r.pareto_mark == "*") == (not dominated)
+        assert r.pareto == (r.pareto_mark in ("*", "~"))
+    assert any(r.pareto_mark == "*" for r in tested) and not all(r.pareto_mark == "*" for r in tested)
+    assert not ref_row.pareto and ref_row.pareto_mark == ""
     # the reference's own numbers: V from its moments
     ref_run = runs[0]
     assert ref_row.variance.value == pytest.approx(S.variance(S.run_moments(ref_run)), rel=1e-9)

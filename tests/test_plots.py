@@ -55,7 +55,8 @@ def test_missing_families_are_skipped_and_named(tmp_path):
     _check_png(res.paths[0])
     assert "GS(t)" in res.drawn and "ZGR" in res.drawn
     assert {"GS-ST(t)", "GR-MC(t, M=10)", "GR-MC(t, M=100)", "ST"} <= set(res.missing)
-    assert any(m.startswith("RF(4)") for m in res.missing)  # the reference alone has no b2
+    # the reference's own b2 is never drawn as a bias level (by design, not missing); its V is drawn
+    assert "RF(4)" in res.drawn and not any(m.startswith("RF(4)") for m in res.missing)
     res = P.plot_pareto(rep, tmp_path / "pareto.png")
     _check_png(res.paths[0])
     assert "ST(t)" in res.missing and "RF(M)" in res.missing
@@ -119,6 +120,9 @@ def test_fig1_figure_shows_the_report_series(report, tmp_path):
             np.testing.assert_allclose(lines[label].get_xdata(), [r.hyper["t"] for r in rows])
             np.testing.assert_allclose(lines[label].get_ydata(), [getattr(r, what).value for r in rows])
         for label, spec in (("ZGR", "zgr"), ("ST", "st"), ("RF(4)", "rf(M=4)")):
+            if what == "b2" and spec == report.reference:  # 0 by definition: not drawn as a bias level
+                assert label not in lines
+                continue
             assert lines[label].get_ydata()[0] == pytest.approx(getattr(_tested(report, spec), what).value)
     assert "ZGR" in [t.get_text() for t in fig.legends[0].get_texts()]
 
@@ -137,8 +141,8 @@ def test_pareto_figure_places_every_run_at_its_variance_and_b2(report, tmp_path)
     st = sorted((r for r in report.rows if r.family == "st" and r.role == "test"), key=lambda r: r.hyper["t"])
     np.testing.assert_allclose(lines["ST(t)"].get_xdata(), [r.variance.value for r in st])
     np.testing.assert_allclose(lines["ST(t)"].get_ydata(), [r.b2.value for r in st])
-    # the Pareto front's halo passes through exactly the rows marked pareto
-    front = sorted((r for r in report.rows if r.pareto), key=lambda r: r.variance.value)
+    # the Pareto front's step line passes through exactly the rows marked "*" (not the near-ties "~")
+    front = sorted((r for r in report.rows if r.pareto_mark == "*"), key=lambda r: r.variance.value)
     halo = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"]
     assert len(halo) == 1 and front
     np.testing.assert_allclose(halo[0].get_xdata(), [r.variance.value for r in front])
@@ -154,3 +158,83 @@ def test_quant_unit_figure_draws_mean_and_exact(tmp_path):
     np.testing.assert_allclose(lines["exact gradient"].get_ydata(), np.sin(eta))
     assert lines["exact gradient"].get_linestyle() == "--"
     assert ax.get_title() == "zgr" and ax.get_xlabel() == "η" and ax.get_ylabel() == "linear\nlogistic"
+
+
+# ---------------------------------------------------------------------------------------------
+# readability, checked through the returned Figure's artists (on the committed reduced CPU report)
+
+from pathlib import Path  # noqa: E402
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+
+from biasvar import formats as F  # noqa: E402
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "reduced-cpu" / "report.json"
+
+
+@pytest.fixture(scope="module")
+def committed() -> R.Report:
+    return R.remark_pareto(F.report_from_json(COMMITTED.read_text()))
+
+
+def test_symlog_linear_zone_comes_from_the_data():
+    # an estimate within its noise of 0 ([-3.57e-6, 3.11e-6]): the zone is that noise level, not 1e-7
+    lt = P._linthresh([-3.47e-7, 2.5e-6, 6e-4], [(-3.57e-6, 3.11e-6), (2.0e-6, 3.0e-6), (5.9e-4, 6.0e-4)])
+    assert lt == 2e-6
+    # no interval holds 0: the smallest negative value (rounded down), else a decade below the smallest
+    assert P._linthresh([-4.95e-7, 3e-6], [(-8.9e-7, -1.4e-7), (2e-6, 4e-6)]) == 2e-7
+    assert P._linthresh([3e-6, 5e-4]) == 1e-6
+    for v in (3.3e-6, 7e-5, 1.5e-6):
+        assert P._nice(v, up=False) <= v <= P._nice(v, up=True)
+
+
+def test_fig1_zone_and_no_reference_bias_level(committed):
+    fig, drawn, _ = P.figure_fig1(committed)
+    ax_b2, ax_v = fig.axes[:2]
+    assert ax_b2.get_yscale() == "symlog"
+    lt = ax_b2.yaxis.get_transform().linthresh
+    gs = committed.row("gs(t=0.01)").b2
+    assert lt >= 1e-6 and lt <= max(abs(gs.low), abs(gs.high))  # not the old fixed 1e-7
+    black = [ln for ln in ax_b2.get_lines() if ln.get_color() == P.OKABE_ITO["black"]]
+    assert not black  # RF(4) against the RF(4) reference: no bias level drawn
+    assert [ln for ln in ax_v.get_lines() if ln.get_color() == P.OKABE_ITO["black"]]  # its variance is
+    assert "RF(4)" in drawn
+
+
+def _boxes(fig, texts):
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    return [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+
+
+def test_fig4_labels_do_not_collide_and_marks_do_not_hide_markers(committed):
+    fig, _, _ = P.figure_pareto(committed)
+    ax = fig.axes[0]
+    insets = list(ax.child_axes)
+    assert len(insets) == 1  # the central cluster, enlarged
+    for a in (ax, *insets):
+        boxes = _boxes(fig, a.texts)
+        assert len(boxes) >= 5
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert P._overlap(boxes[i], boxes[j]) == 0, (a.texts[i].get_text(), a.texts[j].get_text())
+        marks = [c for c in a.collections if c.get_gid() in ("pareto-front", "pareto-tie")]
+        markers = [ln for ln in a.get_lines() if ln.get_marker() not in (None, "None", "")]
+        assert marks and markers
+        assert max(c.get_zorder() for c in marks) < min(ln.get_zorder() for ln in markers)
+    # the near-ties have their own mark (dashed ring), and identical estimators share the front disc
+    ties = [c for c in ax.collections if c.get_gid() == "pareto-tie"]
+    assert ties and ties[0].get_linestyle()[0][1] is not None
+    front = next(c for c in ax.collections if c.get_gid() == "pareto-front").get_offsets()
+    for spec in ("zgr", "st-zgr(alpha=1)", "st(t=2)", "st-zgr(alpha=0,t=2)"):
+        r = committed.row(spec)
+        assert any(np.isclose(x, r.variance.value) and np.isclose(y, r.b2.value) for x, y in front), spec
+    # no inset label sits on a marker
+    inset = insets[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    pts = np.concatenate([np.column_stack(ln.get_data()) for ln in inset.get_lines()
+                          if ln.get_marker() not in (None, "None", "") and len(ln.get_xdata())])
+    px = inset.transData.transform(pts.astype(float))
+    for box in _boxes(fig, inset.texts):
+        inside = (px[:, 0] > box.x0 + 1) & (px[:, 0] < box.x1 - 1) & (px[:, 1] > box.y0 + 1) & (px[:, 1] < box.y1 - 1)
+        assert not inside.any()
+    del renderer

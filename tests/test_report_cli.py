@@ -172,3 +172,23 @@ def test_ls_takes_a_snapshot_id_prefix(runs_dir):
     assert r.exit_code == 0 and f"snapshot {SNAP[:12]}" in r.output and "gs-st(t=0.5)" in r.output
     r = invoke("ls", "--runs-dir", runs_dir, "--snapshot-id", "0000")
     assert r.exit_code == 0 and "no run files" in r.output
+
+
+def test_report_contrast(runs_dir, tmp_path):
+    """--contrast A,B (repeatable): a table after the report, in Markdown and JSON too; bad pairs: one line."""
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "50", "--contrast", "gr-mc(M=10,t=0.5),zgr",
+               "--contrast", "st,gs(t=2)")
+    assert r.exit_code == 0, r.output
+    assert "Paired contrasts" in r.output and "gr-mc(M=10,t=0.5)" in r.output and "- gs(t=2)" in r.output
+    out = tmp_path / "c.json"
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "0", "--contrast", "zgr,st", "--format", "json",
+               "--out", out)
+    assert r.exit_code == 0, r.output
+    rep = F.report_from_json(out.read_text())
+    (c,) = rep.contrasts
+    assert (c.a, c.b) == ("zgr", "st") and c.b2.low is not None and c.b2.low < c.b2.value < c.b2.high
+    assert c.b2.value == pytest.approx(rep.row("zgr").b2.value - rep.row("st").b2.value, rel=1e-9)
+    for bad, msg in (("zgr", "two estimator specs"), ("zgr,darn", "no tested row"), ("zgr,nope", "unknown")):
+        r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "0", "--contrast", bad)
+        assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output

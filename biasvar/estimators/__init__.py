@@ -1,21 +1,34 @@
 """Gradient estimators for discrete variables, built from specs.
 
-===============  ====================  ======================  ==================  =====
-spec             hyper-parameters      paper                   noise per variable  cost
-===============  ====================  ======================  ==================  =====
-``st``           t > 0 (default 1)     Eq. 4; ST(t) Sec. 4.2   G [K]               1
-``darn``         --                    Eq. 5 (phi_bar = p)     G [K]               1
-``zgr``          --                    Eq. 12-14               G [K]               1
-``st-zgr``       alpha in [0,1], t     Eq. 17                  G [K]               1
-``gs``           t > 0                 Eq. 7 (relaxed value)   G [K]               1
-``gs-st``        t > 0                 Eq. 8                   G [K]               1
-``gr-mc``        t > 0, M >= 1         Eq. 9                   G [K], E [M, K]     1
-``rf``           M >= 2 (default 4)    Kool et al. 2019 Eq. 8  G [M, K]            M
-``reinmax``      t > 0 (default 1)     Liu et al. 2023 Alg. 2  G [K]               1
-``arsm``         --                    Yin et al. 2019         G [K]               1 + K(K-1)/2 a node
-``indecater``    --                    De Smet et al. 2023     G [K]               1 + V(K-1) a node
-``disarm``       -- (K = 2 only)       Dong et al. 2020        G [K]               1 + 1 a node
-===============  ====================  ======================  ==================  =====
+=================  ==================  ======================  ==================  ===================
+spec               hyper-parameters    paper                   noise per variable  cost
+=================  ==================  ======================  ==================  ===================
+``st``             t > 0 (default 1)   Eq. 4; ST(t) Sec. 4.2   G [K]               1
+``darn``           --                  Eq. 5 (phi_bar = p)     G [K]               1
+``zgr``            --                  Eq. 12-14               G [K]               1
+``st-zgr``         alpha in [0,1], t   Eq. 17                  G [K]               1
+``st-zgr-author``  alpha in [0,1], t   Eq. 17 at t' (below)    G [K]               1
+``gs``             t > 0               Eq. 7 (relaxed value)   G [K]               1
+``gs-st``          t > 0               Eq. 8                   G [K]               1
+``gr-mc``          t > 0, M >= 1       Eq. 9                   G [K], E [M, K]     1
+``rf``             M >= 2 (default 4)  Kool et al. 2019 Eq. 8  G [M, K]            M
+``reinmax``        t > 0 (default 1)   Liu et al. 2023 Alg. 2  G [K]               1
+``arsm``           --                  Yin et al. 2019         G [K]               1 + K(K-1)/2 a node
+``indecater``      --                  De Smet et al. 2023     G [K]               1 + V(K-1) a node
+``disarm``         -- (K = 2 only)     Dong et al. 2020        G [K]               1 + 1 a node
+=================  ==================  ======================  ==================  ===================
+
+**Two ST-ZGR variants at t != 1.** ``st-zgr(alpha,t)`` is the paper's Eq. 17,
+``(1 - alpha) ST(t) + alpha ZGR`` (ZGR always at temperature 1). The author's public training code
+(repository ``shekhovt/TNet``, file ``methods.py``, class ``MethodZGR``) does something else for
+t != 1: ``forward_Categorical`` uses one temperature ``t' = (1 - alpha) t + alpha`` for the whole
+estimator, ``(1 - alpha/2) phi(p') + (alpha/2) (y - sg(phi(p'))) log p'(x)`` with
+``p' = softmax(logits / t')``; ``forward_Quant`` (the stochastic quantizer) anneals faster, with
+``beta = alpha ** 0.2`` in place of alpha in ``t'`` (and the temperature scaling the injected
+noise's scale, not the logits). ``st-zgr-author(alpha,t)`` is that categorical variant; the two
+agree at t = 1 and at alpha in {0, 1} and differ in between (at alpha = 0.5, t = 2 ``t'`` is 1.5,
+not a mix of ST(2) and ZGR(1)). The quantizer's ``beta = alpha ** 0.2`` variant is not offered:
+here a quantizer estimator is the categorical one on the level log-probabilities.
 
 Cost is forward passes of the model per gradient sample. A *plug-in* estimator is a callable
 ``(logits, noise) -> y`` (:class:`PlugIn`); ``rf(M)`` is a *score-function* estimator
@@ -42,6 +55,7 @@ from biasvar.estimators.categorical import (
     rf_surrogate,
     sample_onehot,
     st_y,
+    st_zgr_author_y,
     st_zgr_y,
     zgr_y,
 )
@@ -135,6 +149,11 @@ def _st_zgr(spec: EstimatorSpec) -> PlugIn:
     return PlugIn(spec, _from_y(y_fn), y_fn)
 
 
+def _st_zgr_author(spec: EstimatorSpec) -> PlugIn:
+    y_fn = partial(st_zgr_author_y, alpha=float(spec["alpha"]), t=float(spec["t"]))
+    return PlugIn(spec, _from_y(y_fn), y_fn)
+
+
 def _gs(spec: EstimatorSpec) -> PlugIn:
     t = float(spec["t"])
     return PlugIn(spec, lambda logits, noise: gs(logits, noise["G"], t), relaxed=True)
@@ -169,6 +188,7 @@ FACTORIES: Mapping[str, Callable[[EstimatorSpec], Estimator]] = MappingProxyType
         "darn": _darn,
         "zgr": _zgr,
         "st-zgr": _st_zgr,
+        "st-zgr-author": _st_zgr_author,
         "gs": _gs,
         "gs-st": _gs_st,
         "gr-mc": _gr_mc,
@@ -200,6 +220,7 @@ __all__ = [
     "darn_y",
     "zgr_y",
     "st_zgr_y",
+    "st_zgr_author_y",
     "gs",
     "gs_st",
     "gr_mc",

@@ -68,6 +68,20 @@ def st_zgr_y(logits: Tensor, y: Tensor, alpha: float, t: float = 1.0) -> Tensor:
     return _swap(y, d)
 
 
+def st_zgr_author_y(logits: Tensor, y: Tensor, alpha: float, t: float = 1.0) -> Tensor:
+    """ST-ZGR as the paper's author trains with it (``st-zgr-author``): one temperature
+    ``t' = (1 - alpha) t + alpha`` for the whole interpolated estimator,
+    ``d = (1 - alpha/2) p' + (alpha/2) (y - sg(p')) log p'(x)`` with ``p' = softmax(logp / t')``
+    (= ``(1 - alpha) ST(t') + alpha ZGR(t')``). Equal to :func:`st_zgr_y` (Eq. 17) at t = 1 and at
+    alpha in {0, 1}; different elsewhere (module docstring of :mod:`biasvar.estimators`)."""
+    t_eff = (1.0 - alpha) * t + alpha
+    logq = (logits.log_softmax(-1) / t_eff).log_softmax(-1)
+    q = logq.exp()
+    logq_x = (y * logq).sum(-1, keepdim=True)
+    d = (1 - alpha / 2) * q + (alpha / 2) * (y - q.detach()) * logq_x
+    return _swap(y, d)
+
+
 def gs(logits: Tensor, G: Tensor, t: float) -> Tensor:
     """Gumbel-Softmax (Eq. 7): the relaxed sample s = softmax((logp + G) / t) is the value."""
     return ((logits.log_softmax(-1) + G) / t).softmax(-1)

@@ -10,9 +10,12 @@
   result, and ``DEFAULT_METHOD`` with the reason for it.
 * :mod:`biasvar.stats.compare`: one run against a reference run or the exact gradient
   (:class:`Comparison`), and the check that runs are comparable at all.
+* :mod:`biasvar.stats.contrast`: paired contrasts ``b2_A - b2_B``, ``V_A - V_B`` of two runs
+  against one reference (:class:`Contrast`; jackknife-t, the shared reference accounted for).
 """
 
 from biasvar.stats.compare import Comparison, GroupResult, check_compatible, compare, describe_run
+from biasvar.stats.contrast import Contrast, contrast
 from biasvar.stats.gram import PairGram, pair_gram
 from biasvar.stats.intervals import DEFAULT_METHOD, METHODS, Bootstrap, Estimate, PairIntervals, bootstrap_pair
 from biasvar.stats.moments import (
@@ -28,8 +31,8 @@ from biasvar.stats.moments import (
 )
 
 __all__ = [
-    "DEFAULT_METHOD", "METHODS", "Bootstrap", "Comparison", "Estimate", "GroupResult", "Moments", "PairGram",
-    "PairIntervals",
-    "block_moments", "bootstrap_pair", "check_compatible", "compare", "describe_run", "group_variance",
+    "DEFAULT_METHOD", "METHODS", "Bootstrap", "Comparison", "Contrast", "Estimate", "GroupResult", "Moments",
+    "PairGram", "PairIntervals",
+    "block_moments", "bootstrap_pair", "check_compatible", "compare", "contrast", "describe_run", "group_variance",
     "merge_moments", "moments", "pair_gram", "run_moments", "squared_bias", "squared_bias_exact", "variance",
 ]
