@@ -12,10 +12,19 @@ the peak memory (CUDA: peak allocated by torch during the engine's timing; CPU: 
 peak resident size so far), and the achieved matmul FLOP/s (matmul FLOPs of one draw counted by
 ``torch.utils.flop_counter.FlopCounterMode``, times the engine's draws/s; element-wise work
 is not counted, so this is a lower bound).
+
+Roofline and noise. The same run measures the device's fp32 GEMM rate (square ``torch.mm`` of
+:data:`GEMM_SIZE` in the working dtype, best of a few, measured at the start and again after each
+estimator's rounds so that a busy moment does not lower the roof; the best is used) and reports each estimator's matmul
+FLOP/s as a fraction of it (``gemm_fraction``), and the time the engine's noise generation
+(:func:`biasvar.rng.draw_noise` for the engine's chunks of the same draws) takes as a share of
+a draw's time (``noise_share``). ``engine_method`` is the path ``method="auto"`` chose from its
+calibration (:mod:`biasvar.calibrate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -40,6 +49,7 @@ from biasvar.problems.base import Problem, noise_requests
 from biasvar.spec import parse_spec
 
 DEFAULT_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
+GEMM_SIZE = {"cpu": 2048, "cuda": 8192}  # square fp32 GEMM measured as the roofline
 
 
 def _binary_batch(shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> Tensor:
@@ -100,6 +110,10 @@ class BenchRow:
     engine_chunk: int  # largest chunk the engine used
     n_engine: int
     n_loop: int
+    engine_method: str = "vmap"  # the path the engine ran (auto: the calibrated one)
+    noise_s_per_draw: float | None = None  # rng.draw_noise time per draw, in the engine's chunks
+    noise_share: float | None = None  # noise_s_per_draw x engine draws/s
+    gemm_fraction: float | None = None  # engine_flops_per_s / the run's GEMM FLOP/s
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class BenchResult:
     environment: dict[str, Any]
     rows: list[BenchRow]
     command: str = ""
+    gemm_flops_per_s: float | None = None  # best square GEMM of gemm_size in the working dtype, this run
+    gemm_size: int | None = None
     created: str = field(default_factory=lambda: _now())
 
 
@@ -163,6 +179,39 @@ def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> 
         engine.loop_gradients(problem, est, names, noise)
     _sync(device)
     return n / (time.perf_counter() - t0)
+
+
+def gemm_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
+              repeats: int = 3) -> tuple[float, int]:
+    """FLOP/s of the best of ``repeats`` square ``size``^3 matrix products (2 size^3 FLOPs each)."""
+    size = int(size or GEMM_SIZE.get(device.type, 2048))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best, size
+
+
+def _time_noise(problem: Problem, spec: str, *, n: int, chunk: int, device: torch.device) -> float:
+    """Seconds per draw of the engine's noise: ``rng.draw_noise`` for n draws in chunks of ``chunk``."""
+    est = build(spec)
+    requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
+    dtype = next(iter(problem.params.values())).dtype
+    chunk = max(1, int(chunk))
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, n, chunk):
+        draws = torch.arange(30_000_000 + i, 30_000_000 + min(n, i + chunk), device=device)
+        rng.draw_noise(requests, key, draws, dtype=dtype, device=device)
+    _sync(device)
+    return (time.perf_counter() - t0) / n
 
 
 def _flops_per_draw(problem: Problem, spec: str, device: torch.device) -> float | None:
@@ -228,38 +277,54 @@ def bench(
     prob = engine.prepare(problem, device=dev, dtype=engine.resolve_dtype(dtype))
     mem = engine.parse_memory(max_memory)
     say = progress or (lambda msg: None)
+    work_dtype = next(iter(prob.params.values())).dtype
+    say("GEMM roofline")
+    gemm, gemm_size = gemm_rate(dev, work_dtype)
+    gemms = [gemm]
     rows = []
     for raw in specs:
         spec = str(parse_spec(raw))
         say(f"{spec}: warm-up")
         _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
         _time_loop(prob, spec, n=1, device=dev)
-        best_engine, best_loop, largest, peak = 0.0, 0.0, 0, 0
+        best_engine, best_loop, largest, peak, noise = 0.0, 0.0, 0, 0, float("inf")
         for r in range(repeats):
             say(f"{spec}: round {r + 1}/{repeats}")
             rate, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
                                            method=method)
             best_engine, largest, peak = max(best_engine, rate), max(largest, used), max(peak, top)
             best_loop = max(best_loop, _time_loop(prob, spec, n=n_loop, device=dev))
+            noise = min(noise, _time_noise(prob, spec, n=n, chunk=largest, device=dev))
         if dev.type != "cuda":
             peak = _peak_rss_bytes()
+        gemms.append(gemm_rate(dev, work_dtype, gemm_size)[0])  # the roofline again, beside this estimator
         say(f"{spec}: gradients of both paths")
         diff, scale = _max_diff(prob, spec, m=min(n_loop, 8), chunk=chunk, method=method)
         flops = _flops_per_draw(prob, spec, dev)
+        est = build(spec)
+        chosen = engine.choose_method(dev, method, prob, est, engine.select_params(prob, None), largest)
+        gemm = max(gemms)
         rows.append(BenchRow(
             spec=spec, engine_draws_per_s=best_engine, loop_draws_per_s=best_loop,
             speedup=best_engine / best_loop if best_loop else float("nan"),
             max_abs_diff=diff, max_abs_grad=scale, peak_memory_bytes=int(peak), flops_per_draw=flops,
             engine_flops_per_s=flops * best_engine if flops else None, engine_chunk=largest,
-            n_engine=n * repeats, n_loop=n_loop * repeats,
+            n_engine=n * repeats, n_loop=n_loop * repeats, engine_method=chosen, noise_s_per_draw=noise,
+            noise_share=noise * best_engine, gemm_fraction=flops * best_engine / gemm if flops else None,
         ))
     env = provenance.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
     env["load_average_start"], env["load_average_end"] = load_start, _load()  # other work on the machine
     env["settings"] = {"n": n, "n_loop": n_loop, "repeats": repeats, "chunk": chunk, "max_memory": mem}
+    gemm = max(gemms)
+    rows = [dataclasses.replace(r, gemm_fraction=r.engine_flops_per_s / gemm if r.engine_flops_per_s else None)
+            for r in rows]  # every row against the best GEMM of the whole run
+    env["gemm_flops_per_s_measured"] = gemms  # at the start and after each estimator's rounds
+    env["compile"] = {"enabled": rng.compile_enabled(),
+                      "kernels": {k: v is not None for k, v in rng._compiled.items()}}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
-                       dtype=str(next(iter(prob.params.values())).dtype).replace("torch.", ""),
-                       method=engine.choose_method(dev, method), environment=env, rows=rows, command=command)
+                       dtype=str(work_dtype).replace("torch.", ""), method=method, environment=env, rows=rows,
+                       command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size)
 
 
 def default_bench_path(result: BenchResult, folder: str | Path = "results/bench") -> Path:

@@ -188,17 +188,24 @@ def bench(
                                 chunk=chunk, max_memory=max_memory, repeats=repeats, command=command,
                                 progress=lambda msg: status.update(f"bench {problem}: {msg}"))
     env = result.environment
-    table = Table(title=f"bench {problem} (dim {result.dim}, {result.dtype}) on {env['device_name']} "
-                        f"({result.device}), torch {env['torch_version']}", title_justify="left")
+    gemm = f", GEMM {result.gemm_flops_per_s / 1e9:,.0f} GFLOP/s" if result.gemm_flops_per_s else ""
+    table = Table(title=f"bench {problem} (dim {result.dim:,}, {result.dtype}), {env['device_name']} "
+                        f"({result.device}){gemm}", title_justify="left", box=None, padding=(0, 1))
     table.add_column("estimator", no_wrap=True, style="bold")
-    for col in ("engine/s", "loop/s", "ratio", "max|diff|", "peak mem", "GFLOP/s", "chunk"):
+    for col in ("draws/s", "loop/s", "ratio", "path", "GFLOP/s", "GEMM", "noise", "memory"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
         gflops = f"{r.engine_flops_per_s / 1e9:.1f}" if r.engine_flops_per_s else "-"
+        frac = f"{r.gemm_fraction:.0%}" if r.gemm_fraction is not None else "-"
+        share = f"{r.noise_share:.0%}" if r.noise_share is not None else "-"
         peak = _size(r.peak_memory_bytes) if r.peak_memory_bytes else "-"
-        table.add_row(r.spec, f"{r.engine_draws_per_s:.1f}", f"{r.loop_draws_per_s:.1f}", f"{r.speedup:.2f}x",
-                      f"{r.max_abs_diff:.1e}", peak, gflops, str(r.engine_chunk))
+        table.add_row(r.spec, f"{r.engine_draws_per_s:,.1f}", f"{r.loop_draws_per_s:,.1f}", f"{r.speedup:.2f}x",
+                      f"{r.engine_method}/{r.engine_chunk}", gflops, frac, share, peak)
     console.print(table)
+    worst = max(r.max_abs_diff / max(r.max_abs_grad, 1e-300) for r in result.rows)
+    console.print("ratio: engine/loop; path: the engine's path/largest chunk; GEMM: matmul FLOP/s over the "
+                  "fp32 GEMM rate; noise: noise generation's share of a draw's time; the two paths' "
+                  f"gradients agree to {worst:.0e} (relative)", highlight=False)
     path = benchmod.write_bench(result, out or benchmod.default_bench_path(result))
     console.print(f"wrote {path}", highlight=False)
 
