@@ -6,7 +6,8 @@ For each estimator, on the same problem and the same counter-based noise:
 * **loop**: what one would write by hand, one draw at a time: that draw's noise, a forward pass,
   ``torch.autograd.grad`` (:func:`biasvar.engine.loop_gradients` on one draw);
 
-their draws/s (best of ``repeats`` interleaved rounds, so a noisy shared machine favours neither),
+their draws/s (best of ``repeats`` rounds; in each round every estimator's engine, loop and noise
+are timed in turn, so a noisy shared machine favours no path and no estimator),
 the ratio, the largest absolute difference between the two paths' gradients of the same draws,
 the peak memory (CUDA: peak allocated by torch during the engine's timing; CPU: the process's
 peak resident size so far), and the achieved matmul FLOP/s (matmul FLOPs of one draw counted by
@@ -14,8 +15,8 @@ peak resident size so far), and the achieved matmul FLOP/s (matmul FLOPs of one 
 is not counted, so this is a lower bound).
 
 Roofline and noise. The same run measures the device's fp32 GEMM rate (square ``torch.mm`` of
-:data:`GEMM_SIZE` in the working dtype, best of a few, measured at the start and again after each
-estimator's rounds so that a busy moment does not lower the roof; the best is used) and reports each estimator's matmul
+:data:`GEMM_SIZE` in the working dtype, best of a few, measured at the start and again after every
+round so that a busy moment does not lower the roof; the best is used) and reports each estimator's matmul
 FLOP/s as a fraction of it (``gemm_fraction``), and the time the engine's noise generation
 (:func:`biasvar.rng.draw_noise` for the engine's chunks of the same draws) takes as a share of
 a draw's time (``noise_share``). ``engine_method`` is the path ``method="auto"`` chose from its
@@ -282,35 +283,36 @@ def bench(
     gemm, gemm_size = gemm_rate(dev, work_dtype)
     gemms = [gemm]
     rows = []
-    for raw in specs:
-        spec = str(parse_spec(raw))
+    canon = [str(parse_spec(raw)) for raw in specs]
+    for spec in canon:
         say(f"{spec}: warm-up")
         _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
         _time_loop(prob, spec, n=1, device=dev)
-        best_engine, best_loop, largest, peak, noise = 0.0, 0.0, 0, 0, float("inf")
-        for r in range(repeats):
+    best = {spec: {"engine": 0.0, "loop": 0.0, "chunk": 0, "peak": 0, "noise": float("inf")} for spec in canon}
+    for r in range(repeats):  # rounds outside, estimators inside: a busy spell hits every estimator alike
+        for spec in canon:
+            b = best[spec]
             say(f"{spec}: round {r + 1}/{repeats}")
             rate, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
                                            method=method)
-            best_engine, largest, peak = max(best_engine, rate), max(largest, used), max(peak, top)
-            best_loop = max(best_loop, _time_loop(prob, spec, n=n_loop, device=dev))
-            noise = min(noise, _time_noise(prob, spec, n=n, chunk=largest, device=dev))
-        if dev.type != "cuda":
-            peak = _peak_rss_bytes()
-        gemms.append(gemm_rate(dev, work_dtype, gemm_size)[0])  # the roofline again, beside this estimator
+            b["engine"], b["chunk"], b["peak"] = max(b["engine"], rate), max(b["chunk"], used), max(b["peak"], top)
+            b["loop"] = max(b["loop"], _time_loop(prob, spec, n=n_loop, device=dev))
+            b["noise"] = min(b["noise"], _time_noise(prob, spec, n=n, chunk=b["chunk"], device=dev))
+        gemms.append(gemm_rate(dev, work_dtype, gemm_size)[0])  # the roofline again, after every round
+    for spec in canon:
+        b = best[spec]
+        peak = b["peak"] if dev.type == "cuda" else _peak_rss_bytes()
         say(f"{spec}: gradients of both paths")
         diff, scale = _max_diff(prob, spec, m=min(n_loop, 8), chunk=chunk, method=method)
         flops = _flops_per_draw(prob, spec, dev)
-        est = build(spec)
-        chosen = engine.choose_method(dev, method, prob, est, engine.select_params(prob, None), largest)
-        gemm = max(gemms)
+        chosen = engine.choose_method(dev, method, prob, build(spec), engine.select_params(prob, None), b["chunk"])
         rows.append(BenchRow(
-            spec=spec, engine_draws_per_s=best_engine, loop_draws_per_s=best_loop,
-            speedup=best_engine / best_loop if best_loop else float("nan"),
+            spec=spec, engine_draws_per_s=b["engine"], loop_draws_per_s=b["loop"],
+            speedup=b["engine"] / b["loop"] if b["loop"] else float("nan"),
             max_abs_diff=diff, max_abs_grad=scale, peak_memory_bytes=int(peak), flops_per_draw=flops,
-            engine_flops_per_s=flops * best_engine if flops else None, engine_chunk=largest,
-            n_engine=n * repeats, n_loop=n_loop * repeats, engine_method=chosen, noise_s_per_draw=noise,
-            noise_share=noise * best_engine, gemm_fraction=flops * best_engine / gemm if flops else None,
+            engine_flops_per_s=flops * b["engine"] if flops else None, engine_chunk=b["chunk"],
+            n_engine=n * repeats, n_loop=n_loop * repeats, engine_method=chosen, noise_s_per_draw=b["noise"],
+            noise_share=b["noise"] * b["engine"],
         ))
     env = provenance.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
@@ -319,7 +321,7 @@ def bench(
     gemm = max(gemms)
     rows = [dataclasses.replace(r, gemm_fraction=r.engine_flops_per_s / gemm if r.engine_flops_per_s else None)
             for r in rows]  # every row against the best GEMM of the whole run
-    env["gemm_flops_per_s_measured"] = gemms  # at the start and after each estimator's rounds
+    env["gemm_flops_per_s_measured"] = gemms  # at the start and after every round
     env["compile"] = {"enabled": rng.compile_enabled(),
                       "kernels": {k: v is not None for k, v in rng._compiled.items()}}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),

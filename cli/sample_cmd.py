@@ -190,15 +190,16 @@ def bench(
     env = result.environment
     gemm = f", GEMM {result.gemm_flops_per_s / 1e9:,.0f} GFLOP/s" if result.gemm_flops_per_s else ""
     table = Table(title=f"bench {problem} (dim {result.dim:,}, {result.dtype}), {env['device_name']} "
-                        f"({result.device}){gemm}", title_justify="left", box=None, padding=(0, 1))
+                        f"({result.device}){gemm}", title_justify="left",
+                  box=None, padding=(0, 1), pad_edge=False, collapse_padding=True)
     table.add_column("estimator", no_wrap=True, style="bold")
-    for col in ("draws/s", "loop/s", "ratio", "path", "GFLOP/s", "GEMM", "noise", "memory"):
+    for col in ("draws/s", "loop/s", "ratio", "path", "GFLOP/s", "GEMM", "noise", "mem"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
         gflops = f"{r.engine_flops_per_s / 1e9:.1f}" if r.engine_flops_per_s else "-"
         frac = f"{r.gemm_fraction:.0%}" if r.gemm_fraction is not None else "-"
         share = f"{r.noise_share:.0%}" if r.noise_share is not None else "-"
-        peak = _size(r.peak_memory_bytes) if r.peak_memory_bytes else "-"
+        peak = f"{r.peak_memory_bytes / 2**20:,.0f}M" if r.peak_memory_bytes else "-"
         table.add_row(r.spec, f"{r.engine_draws_per_s:,.1f}", f"{r.loop_draws_per_s:,.1f}", f"{r.speedup:.2f}x",
                       f"{r.engine_method}/{r.engine_chunk}", gflops, frac, share, peak)
     console.print(table)
