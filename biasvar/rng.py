@@ -82,6 +82,7 @@ def _s32(v: int) -> int:
 
 
 _M1_S, _M2_S, _C_EL_S = _s32(_M1), _s32(_M2), _s32(_C_EL)
+_F32_TOP = 1.0 - torch.finfo(torch.float32).eps / 2  # largest float32 below 1
 
 
 def _mix32_i32(x: Tensor) -> Tensor:
@@ -136,7 +137,8 @@ def _f32_fused(hd: Tensor, offset: Tensor, numel: int) -> Tensor:
     a = a ^ ((a >> 15) & 0x1FFFF)
     a = a * _M2_S
     a = a ^ ((a >> 16) & 0xFFFF)
-    return (((a >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0**-24)
+    u = (((a >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0**-24)
+    return torch.clamp(u, max=_F32_TOP)  # the clamp of :func:`uniforms`, fused (exact: same bits)
 
 
 _compiled: dict[str, object] = {}
@@ -228,6 +230,8 @@ def uniforms(
         if n * numel > 0 and (fused or (fused is None and n * numel >= COMPILE_MIN_ELEMENTS)):
             u = _call_compiled("uniforms_f32", _f32_fused, hd32, torch.tensor(offset, dtype=torch.int32,
                                                                               device=device), numel)
+            if u is not None and dtype == torch.float32:
+                return u  # already clamped below 1
         if u is None:
             u = _f32_plain(hd32, offset, numel)
         if dtype != torch.float32:
