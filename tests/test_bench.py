@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from biasvar import bench, calibrate, engine
+from biasvar.engine import gradients
 from biasvar.estimators import build
 from biasvar.problems.toy import ToyCat
 
@@ -88,7 +89,7 @@ def test_engine_auto_uses_the_calibration_and_gives_the_same_draws(monkeypatch):
     forced = {m: torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=6, seed=0, method=m)])
               for m in ("vmap", "loop")}
     monkeypatch.setattr(engine, "vmap_gradients", _slowed(engine.vmap_gradients, 0.05))
-    monkeypatch.setattr(engine, "METHODS", {"vmap": engine.vmap_gradients, "loop": engine.loop_gradients})
+    monkeypatch.setattr(gradients, "METHODS", {"vmap": engine.vmap_gradients, "loop": engine.loop_gradients})
     auto = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=6, seed=0)])
     assert engine.choose_method(torch.device("cpu"), "auto", problem, build("zgr"), ["logits"], 4) == "loop"
     torch.testing.assert_close(auto, forced["loop"], rtol=1e-6, atol=1e-7)
