@@ -21,6 +21,12 @@ FLOP/s as a fraction of it (``gemm_fraction``), and the time the engine's noise 
 (:func:`biasvar.rng.draw_noise` for the engine's chunks of the same draws) takes as a share of
 a draw's time (``noise_share``). ``engine_method`` is the path ``method="auto"`` chose from its
 calibration (:mod:`biasvar.calibrate`).
+
+CPU time. On a CPU every rate is also given per second of this process's CPU time
+(``*_per_cpu_s``, ``noise_share_cpu``, ``gemm_fraction_cpu``): on a machine shared with other
+jobs, wall time includes the waits for a core (the longer a kernel, the more time slices it
+loses), while a one-thread run's CPU time is what the work costs on a core; with more threads it
+is summed over them (work per core-second).
 """
 
 from __future__ import annotations
@@ -115,6 +121,13 @@ class BenchRow:
     noise_s_per_draw: float | None = None  # rng.draw_noise time per draw, in the engine's chunks
     noise_share: float | None = None  # noise_s_per_draw x engine draws/s
     gemm_fraction: float | None = None  # engine_flops_per_s / the run's GEMM FLOP/s
+    # the same per second of this process's CPU time (CPU device only): on a shared machine a
+    # one-thread run's CPU time is what the work costs on a core, without the waits for one
+    engine_draws_per_cpu_s: float | None = None
+    loop_draws_per_cpu_s: float | None = None
+    noise_cpu_s_per_draw: float | None = None
+    noise_share_cpu: float | None = None
+    gemm_fraction_cpu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,7 @@ class BenchResult:
     command: str = ""
     gemm_flops_per_s: float | None = None  # best square GEMM of gemm_size in the working dtype, this run
     gemm_size: int | None = None
+    gemm_flops_per_cpu_s: float | None = None  # the same per CPU second of this process (CPU device)
     created: str = field(default_factory=lambda: _now())
 
 
@@ -151,68 +165,92 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _clocks() -> tuple[float, float]:
+    """Wall time and this process's CPU time (all threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = _clocks()
+    return max(wall - start[0], 1e-12), max(cpu - start[1], 1e-12)
+
+
 def _time_engine(problem: Problem, spec: str, *, n: int, device: torch.device, chunk: int | None,
-                 max_memory: int | None, method: str) -> tuple[float, int, int]:
-    """Draws/s of the engine over n draws, the largest chunk it used, and (CUDA) the peak memory
-    allocated during any of its chunks (the engine resets the peak counter at every chunk)."""
+                 max_memory: int | None, method: str) -> tuple[float, float, int, int]:
+    """Draws per wall second and per CPU second of the engine over n draws, the largest chunk it
+    used, and (CUDA) the peak memory allocated during any of its chunks (the engine resets the peak
+    counter at every chunk)."""
     _sync(device)
-    t0, largest, peak = time.perf_counter(), 0, 0
+    t0, largest, peak = _clocks(), 0, 0
     for ch in engine.sample_gradients(problem, spec, n=n, seed=0, start=10_000_000, chunk=chunk,
                                       max_memory=max_memory, method=method):
         largest = max(largest, ch.grads.shape[0])
         if device.type == "cuda":
             peak = max(peak, torch.cuda.max_memory_allocated(device))
     _sync(device)
-    return n / (time.perf_counter() - t0), largest, peak
+    wall, cpu = _since(t0)
+    return n / wall, n / cpu, largest, peak
 
 
-def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> float:
-    """Draws/s of the plain loop: per draw its noise, a forward pass and ``autograd.grad``."""
+def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> tuple[float, float]:
+    """Draws per wall and per CPU second of the plain loop: per draw its noise, a forward pass and
+    ``autograd.grad``."""
     est = build(spec)
     names = list(problem.params)
     requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
     dtype = next(iter(problem.params.values())).dtype
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _clocks()
     for i in range(n):
         draw = torch.tensor([20_000_000 + i], device=device)
         noise = rng.draw_noise(requests, key, draw, dtype=dtype, device=device)
         engine.loop_gradients(problem, est, names, noise)
     _sync(device)
-    return n / (time.perf_counter() - t0)
+    wall, cpu = _since(t0)
+    return n / wall, n / cpu
 
 
 def gemm_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
               repeats: int = 3) -> tuple[float, int]:
     """FLOP/s of the best of ``repeats`` square ``size``^3 matrix products (2 size^3 FLOPs each)."""
+    wall, _, size = gemm_rates(device, dtype, size, repeats)
+    return wall, size
+
+
+def gemm_rates(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
+               repeats: int = 3) -> tuple[float, float, int]:
+    """:func:`gemm_rate` per wall second and per CPU second of this process (best of each)."""
     size = int(size or GEMM_SIZE.get(device.type, 2048))
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up
-    best = float("inf")
+    best_wall = best_cpu = float("inf")
     for _ in range(repeats):
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = _clocks()
         torch.mm(a, b)
         _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best, size
+        wall, cpu = _since(t0)
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return 2.0 * size**3 / best_wall, 2.0 * size**3 / best_cpu, size
 
 
-def _time_noise(problem: Problem, spec: str, *, n: int, chunk: int, device: torch.device) -> float:
-    """Seconds per draw of the engine's noise: ``rng.draw_noise`` for n draws in chunks of ``chunk``."""
+def _time_noise(problem: Problem, spec: str, *, n: int, chunk: int, device: torch.device) -> tuple[float, float]:
+    """Wall and CPU seconds per draw of the engine's noise: ``rng.draw_noise`` for n draws in chunks
+    of ``chunk``."""
     est = build(spec)
     requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
     dtype = next(iter(problem.params.values())).dtype
     chunk = max(1, int(chunk))
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _clocks()
     for i in range(0, n, chunk):
         draws = torch.arange(30_000_000 + i, 30_000_000 + min(n, i + chunk), device=device)
         rng.draw_noise(requests, key, draws, dtype=dtype, device=device)
     _sync(device)
-    return (time.perf_counter() - t0) / n
+    wall, cpu = _since(t0)
+    return wall / n, cpu / n
 
 
 def _flops_per_draw(problem: Problem, spec: str, device: torch.device) -> float | None:
@@ -280,25 +318,31 @@ def bench(
     say = progress or (lambda msg: None)
     work_dtype = next(iter(prob.params.values())).dtype
     say("GEMM roofline")
-    gemm, gemm_size = gemm_rate(dev, work_dtype)
-    gemms = [gemm]
+    gemm, gemm_cpu, gemm_size = gemm_rates(dev, work_dtype)
+    gemms, gemms_cpu = [gemm], [gemm_cpu]
     rows = []
     canon = [str(parse_spec(raw)) for raw in specs]
     for spec in canon:
         say(f"{spec}: warm-up")
         _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
         _time_loop(prob, spec, n=1, device=dev)
-    best = {spec: {"engine": 0.0, "loop": 0.0, "chunk": 0, "peak": 0, "noise": float("inf")} for spec in canon}
+    best = {spec: {"engine": 0.0, "loop": 0.0, "chunk": 0, "peak": 0, "noise": float("inf"), "engine_cpu": 0.0,
+                   "loop_cpu": 0.0, "noise_cpu": float("inf")} for spec in canon}
     for r in range(repeats):  # rounds outside, estimators inside: a busy spell hits every estimator alike
         for spec in canon:
             b = best[spec]
             say(f"{spec}: round {r + 1}/{repeats}")
-            rate, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
-                                           method=method)
+            rate, rate_cpu, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
+                                                     method=method)
             b["engine"], b["chunk"], b["peak"] = max(b["engine"], rate), max(b["chunk"], used), max(b["peak"], top)
-            b["loop"] = max(b["loop"], _time_loop(prob, spec, n=n_loop, device=dev))
-            b["noise"] = min(b["noise"], _time_noise(prob, spec, n=n, chunk=b["chunk"], device=dev))
-        gemms.append(gemm_rate(dev, work_dtype, gemm_size)[0])  # the roofline again, after every round
+            b["engine_cpu"] = max(b["engine_cpu"], rate_cpu)
+            loop, loop_cpu = _time_loop(prob, spec, n=n_loop, device=dev)
+            b["loop"], b["loop_cpu"] = max(b["loop"], loop), max(b["loop_cpu"], loop_cpu)
+            noise, noise_cpu = _time_noise(prob, spec, n=n, chunk=b["chunk"], device=dev)
+            b["noise"], b["noise_cpu"] = min(b["noise"], noise), min(b["noise_cpu"], noise_cpu)
+        wall, cpu, _ = gemm_rates(dev, work_dtype, gemm_size)  # the roofline again, after every round
+        gemms.append(wall)
+        gemms_cpu.append(cpu)
     for spec in canon:
         b = best[spec]
         peak = b["peak"] if dev.type == "cuda" else _peak_rss_bytes()
@@ -313,20 +357,27 @@ def bench(
             engine_flops_per_s=flops * b["engine"] if flops else None, engine_chunk=b["chunk"],
             n_engine=n * repeats, n_loop=n_loop * repeats, engine_method=chosen, noise_s_per_draw=b["noise"],
             noise_share=b["noise"] * b["engine"],
+            **({"engine_draws_per_cpu_s": b["engine_cpu"], "loop_draws_per_cpu_s": b["loop_cpu"],
+                "noise_cpu_s_per_draw": b["noise_cpu"], "noise_share_cpu": b["noise_cpu"] * b["engine_cpu"]}
+               if dev.type == "cpu" else {}),
         ))
     env = provenance.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
     env["load_average_start"], env["load_average_end"] = load_start, _load()  # other work on the machine
     env["settings"] = {"n": n, "n_loop": n_loop, "repeats": repeats, "chunk": chunk, "max_memory": mem}
-    gemm = max(gemms)
-    rows = [dataclasses.replace(r, gemm_fraction=r.engine_flops_per_s / gemm if r.engine_flops_per_s else None)
-            for r in rows]  # every row against the best GEMM of the whole run
+    gemm, gemm_cpu = max(gemms), max(gemms_cpu)
+    rows = [dataclasses.replace(  # every row against the best GEMM of the whole run
+        r, gemm_fraction=r.engine_flops_per_s / gemm if r.engine_flops_per_s else None,
+        gemm_fraction_cpu=(r.flops_per_draw * r.engine_draws_per_cpu_s / gemm_cpu
+                           if r.flops_per_draw and r.engine_draws_per_cpu_s else None)) for r in rows]
     env["gemm_flops_per_s_measured"] = gemms  # at the start and after every round
+    env["gemm_flops_per_cpu_s_measured"] = gemms_cpu
     env["compile"] = {"enabled": rng.compile_enabled(),
                       "kernels": {k: v is not None for k, v in rng._compiled.items()}}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
                        dtype=str(work_dtype).replace("torch.", ""), method=method, environment=env, rows=rows,
-                       command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size)
+                       command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size,
+                       gemm_flops_per_cpu_s=gemm_cpu if dev.type == "cpu" else None)
 
 
 def default_bench_path(result: BenchResult, folder: str | Path = "results/bench") -> Path:

@@ -203,6 +203,19 @@ def bench(
         table.add_row(r.spec, f"{r.engine_draws_per_s:,.1f}", f"{r.loop_draws_per_s:,.1f}", f"{r.speedup:.2f}x",
                       f"{r.engine_method}/{r.engine_chunk}", gflops, frac, share, peak)
     console.print(table)
+    if result.gemm_flops_per_cpu_s:
+        cpu = Table(title=f"per CPU second of this process (GEMM {result.gemm_flops_per_cpu_s / 1e9:,.0f} GFLOP/s): "
+                          "the work without the waits for a busy core", title_justify="left", box=None,
+                    padding=(0, 1), pad_edge=False, collapse_padding=True)
+        cpu.add_column("estimator", no_wrap=True, style="bold")
+        for col in ("draws/s", "loop/s", "ratio", "GEMM", "noise"):
+            cpu.add_column(col, justify="right", no_wrap=True)
+        for r in result.rows:
+            cpu.add_row(r.spec, f"{r.engine_draws_per_cpu_s:,.1f}", f"{r.loop_draws_per_cpu_s:,.1f}",
+                        f"{r.engine_draws_per_cpu_s / r.loop_draws_per_cpu_s:.2f}x",
+                        f"{r.gemm_fraction_cpu:.0%}" if r.gemm_fraction_cpu is not None else "-",
+                        f"{r.noise_share_cpu:.0%}")
+        console.print(cpu)
     worst = max(r.max_abs_diff / max(r.max_abs_grad, 1e-300) for r in result.rows)
     console.print("ratio: engine/loop; path: the engine's path/largest chunk; GEMM: matmul FLOP/s over the "
                   "fp32 GEMM rate; noise: noise generation's share of a draw's time; the two paths' "

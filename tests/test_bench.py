@@ -30,6 +30,10 @@ def test_bench_reports_roofline_fraction_noise_share_and_path():
         assert row.noise_share == pytest.approx(row.noise_s_per_draw * row.engine_draws_per_s)
         if row.flops_per_draw:
             assert row.gemm_fraction == pytest.approx(row.engine_flops_per_s / res.gemm_flops_per_s)
+            assert row.gemm_fraction_cpu == pytest.approx(row.flops_per_draw * row.engine_draws_per_cpu_s
+                                                          / res.gemm_flops_per_cpu_s)
+        assert row.engine_draws_per_cpu_s > 0 and row.loop_draws_per_cpu_s > 0
+        assert row.noise_share_cpu == pytest.approx(row.noise_cpu_s_per_draw * row.engine_draws_per_cpu_s)
 
 
 def _slowed(fn, delay):
