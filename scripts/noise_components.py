@@ -43,13 +43,19 @@ def uniforms_int64(key, draws, numel):
     return (((a >> 8).to(torch.float32) + 0.5).mul_(2.0**-24)).clamp_(max=1 - 2.0**-24)
 
 
-def best(f, r=5):
+CPU_TIMES: dict[str, float] = {}
+
+
+def best(f, r=5, name=None):
+    """Best wall time in ms; with ``name``, also the best process CPU time (kept in CPU_TIMES)."""
     f()
-    b = float("inf")
+    b = c = float("inf")
     for _ in range(r):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         f()
-        b = min(b, time.perf_counter() - t0)
+        b, c = min(b, time.perf_counter() - t0), min(c, time.process_time() - c0)
+    if name:
+        CPU_TIMES[name] = min(CPU_TIMES.get(name, float("inf")), c * 1e3)
     return b * 1e3
 
 
@@ -64,12 +70,19 @@ def main(out_path: str | None) -> dict:
             d = torch.arange(m)
             nz = rng.draw_noise(req, key, d)
             row = out.setdefault(spec, {"chunk": m})
-            t_noise = best(lambda req=req, key=key, d=d: rng.draw_noise(req, key, d)) / m
-            t_grad = best(lambda est=est, nz=nz: engine.vmap_gradients(p, est, names, nz)) / m
+            t_noise = best(lambda req=req, key=key, d=d: rng.draw_noise(req, key, d), name=f"{spec} noise") / m
+            t_grad = best(lambda est=est, nz=nz: engine.vmap_gradients(p, est, names, nz), name=f"{spec} grad") / m
             for k, v in (("noise_ms_per_draw", t_noise), ("vmap_gradients_ms_per_draw", t_grad)):
                 row[k] = min(row.get(k, float("inf")), v)
-    for row in (out["zgr"], out["gr-mc(t=0.1,M=100)"]):
+    for spec, row in (("zgr", out["zgr"]), ("gr-mc(t=0.1,M=100)", out["gr-mc(t=0.1,M=100)"])):
         row["noise_share"] = row["noise_ms_per_draw"] / (row["noise_ms_per_draw"] + row["vmap_gradients_ms_per_draw"])
+        row["cpu_noise_ms_per_draw"] = CPU_TIMES[f"{spec} noise"] / row["chunk"]
+        row["cpu_vmap_gradients_ms_per_draw"] = CPU_TIMES[f"{spec} grad"] / row["chunk"]
+        row["cpu_noise_share"] = row["cpu_noise_ms_per_draw"] / (row["cpu_noise_ms_per_draw"]
+                                                                 + row["cpu_vmap_gradients_ms_per_draw"])
+    out["gr-mc / zgr draws per second (wall, CPU time)"] = [
+        out["zgr"]["vmap_gradients_ms_per_draw"] / out["gr-mc(t=0.1,M=100)"]["vmap_gradients_ms_per_draw"],
+        out["zgr"]["cpu_vmap_gradients_ms_per_draw"] / out["gr-mc(t=0.1,M=100)"]["cpu_vmap_gradients_ms_per_draw"]]
     B, M, K = 3200, 100, 16
     g = torch.Generator().manual_seed(0)
     logp = torch.randn(B, K, generator=g).log_softmax(-1)
@@ -77,16 +90,17 @@ def main(out_path: str | None) -> dict:
     key, one = (1, 2), torch.arange(1)
     U = rng.uniforms(key, one, B * M * K).reshape(B, M, K)
     s = grmc._weights(logp, idx, U, 0.1, True)
-    out["one gr-mc draw (3200 x 100 x 16 numbers)"] = {
-        "uniforms_fused_ms": best(lambda: rng.uniforms(key, one, B * M * K)),
-        "uniforms_plain_int32_ms": best(lambda: rng.uniforms(key, one, B * M * K, fused=False)),
-        "uniforms_int64_before_ms": best(lambda: uniforms_int64(key, one, B * M * K), r=2),
-        "torch_rand_same_count_ms": best(lambda: torch.rand(B * M * K)),
-        "weights_fused_ms": best(lambda: rng._call_compiled("grmc_weights_True", grmc._weights, logp, idx, U, 0.1,
-                                                            True)),
-        "weights_plain_ms": best(lambda: grmc._weights(logp, idx, U, 0.1, True)),
-        "C_product_ms": best(lambda: torch.matmul(s.transpose(-1, -2), s)),
+    parts = {
+        "uniforms_fused": (lambda: rng.uniforms(key, one, B * M * K), 5),
+        "uniforms_plain_int32": (lambda: rng.uniforms(key, one, B * M * K, fused=False), 5),
+        "uniforms_int64_before": (lambda: uniforms_int64(key, one, B * M * K), 2),
+        "torch_rand_same_count": (lambda: torch.rand(B * M * K), 5),
+        "weights_fused": (lambda: rng._call_compiled("grmc_weights_True", grmc._weights, logp, idx, U, 0.1, True), 5),
+        "weights_plain": (lambda: grmc._weights(logp, idx, U, 0.1, True), 5),
+        "C_product": (lambda: torch.matmul(s.transpose(-1, -2), s), 5),
     }
+    out["one gr-mc draw (3200 x 100 x 16 numbers), ms: [wall, CPU]"] = {
+        name: [best(f, r=r, name=name), CPU_TIMES[name]] for name, (f, r) in parts.items()}
     out["compiled_kernels"] = {k: v is not None for k, v in rng._compiled.items()}
     out["load_average_end"] = list(os.getloadavg())
     out["command"] = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python scripts/noise_components.py " \
