@@ -55,7 +55,7 @@ say "machine: $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); prin
 
 if [ "$TINY" = 1 ]; then
     BENCH=(--n 4 --n-loop 2 --repeats 1)
-    REPRO=(--n 200 --slow-n 40 --points 2 --bootstrap 50 --quant-n 200)
+    REPRO=(--n 200 --slow-n 40 --points 2 --n-resamples 50 --quant-n 200)
 else
     BENCH=(--n 4096 --n-loop 64 --repeats 3)
     REPRO=()
