@@ -6,16 +6,32 @@ For each estimator, on the same problem and the same counter-based noise:
 * **loop**: what one would write by hand, one draw at a time: that draw's noise, a forward pass,
   ``torch.autograd.grad`` (:func:`biasvar.engine.loop_gradients` on one draw);
 
-their draws/s (best of ``repeats`` interleaved rounds, so a noisy shared machine favours neither),
+their draws/s (best of ``repeats`` rounds; in each round every estimator's engine, loop and noise
+are timed in turn, so a noisy shared machine favours no path and no estimator),
 the ratio, the largest absolute difference between the two paths' gradients of the same draws,
 the peak memory (CUDA: peak allocated by torch during the engine's timing; CPU: the process's
 peak resident size so far), and the achieved matmul FLOP/s (matmul FLOPs of one draw counted by
 ``torch.utils.flop_counter.FlopCounterMode``, times the engine's draws/s; element-wise work
 is not counted, so this is a lower bound).
+
+Roofline and noise. The same run measures the device's fp32 GEMM rate (square ``torch.mm`` of
+:data:`GEMM_SIZE` in the working dtype, best of a few, measured at the start and again after every
+round so that a busy moment does not lower the roof; the best is used) and reports each estimator's matmul
+FLOP/s as a fraction of it (``gemm_fraction``), and the time the engine's noise generation
+(:func:`biasvar.rng.draw_noise` for the engine's chunks of the same draws) takes as a share of
+a draw's time (``noise_share``). ``engine_method`` is the path ``method="auto"`` chose from its
+calibration (:mod:`biasvar.calibrate`).
+
+CPU time. On a CPU every rate is also given per second of this process's CPU time
+(``*_per_cpu_s``, ``noise_share_cpu``, ``gemm_fraction_cpu``): on a machine shared with other
+jobs, wall time includes the waits for a core (the longer a kernel, the more time slices it
+loses), while a one-thread run's CPU time is what the work costs on a core; with more threads it
+is summed over them (work per core-second).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -40,6 +56,7 @@ from biasvar.problems.base import Problem, noise_requests
 from biasvar.spec import parse_spec
 
 DEFAULT_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
+GEMM_SIZE = {"cpu": 2048, "cuda": 8192}  # square fp32 GEMM measured as the roofline
 
 
 def _binary_batch(shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> Tensor:
@@ -100,6 +117,17 @@ class BenchRow:
     engine_chunk: int  # largest chunk the engine used
     n_engine: int
     n_loop: int
+    engine_method: str = "vmap"  # the path the engine ran (auto: the calibrated one)
+    noise_s_per_draw: float | None = None  # rng.draw_noise time per draw, in the engine's chunks
+    noise_share: float | None = None  # noise_s_per_draw x engine draws/s
+    gemm_fraction: float | None = None  # engine_flops_per_s / the run's GEMM FLOP/s
+    # the same per second of this process's CPU time (CPU device only): on a shared machine a
+    # one-thread run's CPU time is what the work costs on a core, without the waits for one
+    engine_draws_per_cpu_s: float | None = None
+    loop_draws_per_cpu_s: float | None = None
+    noise_cpu_s_per_draw: float | None = None
+    noise_share_cpu: float | None = None
+    gemm_fraction_cpu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,9 @@ class BenchResult:
     environment: dict[str, Any]
     rows: list[BenchRow]
     command: str = ""
+    gemm_flops_per_s: float | None = None  # best square GEMM of gemm_size in the working dtype, this run
+    gemm_size: int | None = None
+    gemm_flops_per_cpu_s: float | None = None  # the same per CPU second of this process (CPU device)
     created: str = field(default_factory=lambda: _now())
 
 
@@ -134,35 +165,92 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _clocks() -> tuple[float, float]:
+    """Wall time and this process's CPU time (all threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = _clocks()
+    return max(wall - start[0], 1e-12), max(cpu - start[1], 1e-12)
+
+
 def _time_engine(problem: Problem, spec: str, *, n: int, device: torch.device, chunk: int | None,
-                 max_memory: int | None, method: str) -> tuple[float, int, int]:
-    """Draws/s of the engine over n draws, the largest chunk it used, and (CUDA) the peak memory
-    allocated during any of its chunks (the engine resets the peak counter at every chunk)."""
+                 max_memory: int | None, method: str) -> tuple[float, float, int, int]:
+    """Draws per wall second and per CPU second of the engine over n draws, the largest chunk it
+    used, and (CUDA) the peak memory allocated during any of its chunks (the engine resets the peak
+    counter at every chunk)."""
     _sync(device)
-    t0, largest, peak = time.perf_counter(), 0, 0
+    t0, largest, peak = _clocks(), 0, 0
     for ch in engine.sample_gradients(problem, spec, n=n, seed=0, start=10_000_000, chunk=chunk,
                                       max_memory=max_memory, method=method):
         largest = max(largest, ch.grads.shape[0])
         if device.type == "cuda":
             peak = max(peak, torch.cuda.max_memory_allocated(device))
     _sync(device)
-    return n / (time.perf_counter() - t0), largest, peak
+    wall, cpu = _since(t0)
+    return n / wall, n / cpu, largest, peak
 
 
-def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> float:
-    """Draws/s of the plain loop: per draw its noise, a forward pass and ``autograd.grad``."""
+def _time_loop(problem: Problem, spec: str, *, n: int, device: torch.device) -> tuple[float, float]:
+    """Draws per wall and per CPU second of the plain loop: per draw its noise, a forward pass and
+    ``autograd.grad``."""
     est = build(spec)
     names = list(problem.params)
     requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
     dtype = next(iter(problem.params.values())).dtype
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _clocks()
     for i in range(n):
         draw = torch.tensor([20_000_000 + i], device=device)
         noise = rng.draw_noise(requests, key, draw, dtype=dtype, device=device)
         engine.loop_gradients(problem, est, names, noise)
     _sync(device)
-    return n / (time.perf_counter() - t0)
+    wall, cpu = _since(t0)
+    return n / wall, n / cpu
+
+
+def gemm_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
+              repeats: int = 3) -> tuple[float, int]:
+    """FLOP/s of the best of ``repeats`` square ``size``^3 matrix products (2 size^3 FLOPs each)."""
+    wall, _, size = gemm_rates(device, dtype, size, repeats)
+    return wall, size
+
+
+def gemm_rates(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
+               repeats: int = 3) -> tuple[float, float, int]:
+    """:func:`gemm_rate` per wall second and per CPU second of this process (best of each)."""
+    size = int(size or GEMM_SIZE.get(device.type, 2048))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = _clocks()
+        torch.mm(a, b)
+        _sync(device)
+        wall, cpu = _since(t0)
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return 2.0 * size**3 / best_wall, 2.0 * size**3 / best_cpu, size
+
+
+def _time_noise(problem: Problem, spec: str, *, n: int, chunk: int, device: torch.device) -> tuple[float, float]:
+    """Wall and CPU seconds per draw of the engine's noise: ``rng.draw_noise`` for n draws in chunks
+    of ``chunk``."""
+    est = build(spec)
+    requests, key = noise_requests(problem, est), rng.stream_key(0, str(parse_spec(spec)))
+    dtype = next(iter(problem.params.values())).dtype
+    chunk = max(1, int(chunk))
+    _sync(device)
+    t0 = _clocks()
+    for i in range(0, n, chunk):
+        draws = torch.arange(30_000_000 + i, 30_000_000 + min(n, i + chunk), device=device)
+        rng.draw_noise(requests, key, draws, dtype=dtype, device=device)
+    _sync(device)
+    wall, cpu = _since(t0)
+    return wall / n, cpu / n
 
 
 def _flops_per_draw(problem: Problem, spec: str, device: torch.device) -> float | None:
@@ -228,38 +316,68 @@ def bench(
     prob = engine.prepare(problem, device=dev, dtype=engine.resolve_dtype(dtype))
     mem = engine.parse_memory(max_memory)
     say = progress or (lambda msg: None)
+    work_dtype = next(iter(prob.params.values())).dtype
+    say("GEMM roofline")
+    gemm, gemm_cpu, gemm_size = gemm_rates(dev, work_dtype)
+    gemms, gemms_cpu = [gemm], [gemm_cpu]
     rows = []
-    for raw in specs:
-        spec = str(parse_spec(raw))
+    canon = [str(parse_spec(raw)) for raw in specs]
+    for spec in canon:
         say(f"{spec}: warm-up")
         _time_engine(prob, spec, n=min(n, 4), device=dev, chunk=chunk, max_memory=mem, method=method)
         _time_loop(prob, spec, n=1, device=dev)
-        best_engine, best_loop, largest, peak = 0.0, 0.0, 0, 0
-        for r in range(repeats):
+    best = {spec: {"engine": 0.0, "loop": 0.0, "chunk": 0, "peak": 0, "noise": float("inf"), "engine_cpu": 0.0,
+                   "loop_cpu": 0.0, "noise_cpu": float("inf")} for spec in canon}
+    for r in range(repeats):  # rounds outside, estimators inside: a busy spell hits every estimator alike
+        for spec in canon:
+            b = best[spec]
             say(f"{spec}: round {r + 1}/{repeats}")
-            rate, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
-                                           method=method)
-            best_engine, largest, peak = max(best_engine, rate), max(largest, used), max(peak, top)
-            best_loop = max(best_loop, _time_loop(prob, spec, n=n_loop, device=dev))
-        if dev.type != "cuda":
-            peak = _peak_rss_bytes()
+            rate, rate_cpu, used, top = _time_engine(prob, spec, n=n, device=dev, chunk=chunk, max_memory=mem,
+                                                     method=method)
+            b["engine"], b["chunk"], b["peak"] = max(b["engine"], rate), max(b["chunk"], used), max(b["peak"], top)
+            b["engine_cpu"] = max(b["engine_cpu"], rate_cpu)
+            loop, loop_cpu = _time_loop(prob, spec, n=n_loop, device=dev)
+            b["loop"], b["loop_cpu"] = max(b["loop"], loop), max(b["loop_cpu"], loop_cpu)
+            noise, noise_cpu = _time_noise(prob, spec, n=n, chunk=b["chunk"], device=dev)
+            b["noise"], b["noise_cpu"] = min(b["noise"], noise), min(b["noise_cpu"], noise_cpu)
+        wall, cpu, _ = gemm_rates(dev, work_dtype, gemm_size)  # the roofline again, after every round
+        gemms.append(wall)
+        gemms_cpu.append(cpu)
+    for spec in canon:
+        b = best[spec]
+        peak = b["peak"] if dev.type == "cuda" else _peak_rss_bytes()
         say(f"{spec}: gradients of both paths")
         diff, scale = _max_diff(prob, spec, m=min(n_loop, 8), chunk=chunk, method=method)
         flops = _flops_per_draw(prob, spec, dev)
+        chosen = engine.choose_method(dev, method, prob, build(spec), engine.select_params(prob, None), b["chunk"])
         rows.append(BenchRow(
-            spec=spec, engine_draws_per_s=best_engine, loop_draws_per_s=best_loop,
-            speedup=best_engine / best_loop if best_loop else float("nan"),
+            spec=spec, engine_draws_per_s=b["engine"], loop_draws_per_s=b["loop"],
+            speedup=b["engine"] / b["loop"] if b["loop"] else float("nan"),
             max_abs_diff=diff, max_abs_grad=scale, peak_memory_bytes=int(peak), flops_per_draw=flops,
-            engine_flops_per_s=flops * best_engine if flops else None, engine_chunk=largest,
-            n_engine=n * repeats, n_loop=n_loop * repeats,
+            engine_flops_per_s=flops * b["engine"] if flops else None, engine_chunk=b["chunk"],
+            n_engine=n * repeats, n_loop=n_loop * repeats, engine_method=chosen, noise_s_per_draw=b["noise"],
+            noise_share=b["noise"] * b["engine"],
+            **({"engine_draws_per_cpu_s": b["engine_cpu"], "loop_draws_per_cpu_s": b["loop_cpu"],
+                "noise_cpu_s_per_draw": b["noise_cpu"], "noise_share_cpu": b["noise_cpu"] * b["engine_cpu"]}
+               if dev.type == "cpu" else {}),
         ))
     env = provenance.environment(dev)
     env["peak_memory_kind"] = "cuda_max_allocated" if dev.type == "cuda" else "process_peak_rss"
     env["load_average_start"], env["load_average_end"] = load_start, _load()  # other work on the machine
     env["settings"] = {"n": n, "n_loop": n_loop, "repeats": repeats, "chunk": chunk, "max_memory": mem}
+    gemm, gemm_cpu = max(gemms), max(gemms_cpu)
+    rows = [dataclasses.replace(  # every row against the best GEMM of the whole run
+        r, gemm_fraction=r.engine_flops_per_s / gemm if r.engine_flops_per_s else None,
+        gemm_fraction_cpu=(r.flops_per_draw * r.engine_draws_per_cpu_s / gemm_cpu
+                           if r.flops_per_draw and r.engine_draws_per_cpu_s else None)) for r in rows]
+    env["gemm_flops_per_s_measured"] = gemms  # at the start and after every round
+    env["gemm_flops_per_cpu_s_measured"] = gemms_cpu
+    env["compile"] = {"enabled": rng.compile_enabled(),
+                      "kernels": {k: v is not None for k, v in rng._compiled.items()}}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
-                       dtype=str(next(iter(prob.params.values())).dtype).replace("torch.", ""),
-                       method=engine.choose_method(dev, method), environment=env, rows=rows, command=command)
+                       dtype=str(work_dtype).replace("torch.", ""), method=method, environment=env, rows=rows,
+                       command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size,
+                       gemm_flops_per_cpu_s=gemm_cpu if dev.type == "cpu" else None)
 
 
 def default_bench_path(result: BenchResult, folder: str | Path = "results/bench") -> Path:

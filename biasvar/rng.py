@@ -6,22 +6,56 @@ A run's noise is keyed by ``(seed, stream, draw index, element index)``:
   so two estimators run with the same seed still get independent noise (Eq. 16 needs the
   reference's draws and the tested estimator's draws independent).
 * ``uniforms(key, draws, numel)`` hashes ``(key, draw, element)`` with integer tensor ops
-  (the 32-bit "lowbias32" mixer of C. Wellons, applied in a chain). There is no generator state,
-  so draw ``i`` gets the same numbers whatever chunk it is computed in, on any device, and a run
-  can be split, resumed or recomputed block by block without changing its numbers.
+  (the 32-bit "lowbias32" mixer of C. Wellons): a per-draw word ``hd`` (four chained mixes of the
+  key and the 64-bit draw index), a per-element word ``he = mix(element ^ c)``, and the value
+  ``a = mix(hd ^ he)``. There is no generator state, so draw ``i`` gets the same numbers whatever
+  chunk it is computed in, and a run can be split, resumed or recomputed block by block without
+  changing its numbers.
 
-The values are in the open interval (0, 1): 24 random bits for float32, 53 for float64.
+Invariances (tested in tests/test_rng*.py):
+
+* The uniforms are **bit-identical** across chunkings, resumes, shards (any split of the draws
+  or of the element range), across the fused and the plain implementation (below), across
+  CPU thread counts, and across CPU and CUDA: every step is exact integer arithmetic modulo 2^32
+  followed by an exact conversion (24 bits scaled by 2^-24), so no rounding can differ.
+* The transformed noise (``-log U``, ``-log(-log U)``) is one elementwise ``log`` per step and may
+  differ between devices by the last bit of the device's ``log``; on one device it is a pure
+  function of the address too.
+
+Speed. The per-(draw, element) work is one 32-bit mix. On the CPU it runs in int32 tensors with
+wrap-around multiplication (``torch.int32`` arithmetic is two's complement; logical right shifts
+are an arithmetic shift and a mask), in place, so a chunk costs a handful of passes over 4-byte
+words; when ``torch.compile`` works (a C++ compiler is found), large requests go through one
+fused kernel that writes the float32 uniforms in a single pass over memory. Compilation is an
+optimisation only: the two paths give identical bits, and any failure falls back to the plain
+path (set ``BIASVAR_COMPILE=0`` to never compile).
+
+The values are in the open interval (0, 1). float32 (and lower precisions): the top 24 bits ``k``
+of the word give the cell midpoint ``(k + 1/2) 2^-24``, rounded to float32 -- exact below 1/2; from
+1/2 up, where float32 has 23 fractional bits, the tie rounds to even, which puts the value on the
+2^-23 grid with each point's mass centred on it (unbiased). float64: 53 bits, the word and a
+further mix of it (2^32 distinct values per element, spread over the 53-bit grid).
+
+This is noise version :data:`NOISE_VERSION` (1 since the first release: the uniforms have never
+changed; an implementation that changes any bit must bump it).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import zlib
 
 import numpy as np
 import torch
 from torch import Tensor
 
+NOISE_VERSION = 1
+
 _M32 = 0xFFFFFFFF
+_C_HI, _C_EL, _C_F64 = 0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35
+_M1, _M2 = 0x7FEB352D, 0x846CA68B
+COMPILE_MIN_ELEMENTS = 1 << 20  # smaller requests take the plain path (no compile latency)
 
 
 def stream_key(seed: int, stream: str | int) -> tuple[int, int]:
@@ -34,19 +68,127 @@ def stream_key(seed: int, stream: str | int) -> tuple[int, int]:
 def _mix32(x: Tensor) -> Tensor:
     """lowbias32 integer hash on int64 tensors holding values in [0, 2^32)."""
     x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _M32
+    x = (x * _M1) & _M32
     x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & _M32
+    x = (x * _M2) & _M32
     x = x ^ (x >> 16)
     return x
 
 
+def _s32(v: int) -> int:
+    """An unsigned 32-bit constant as the int32 with the same bits."""
+    v &= _M32
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+_M1_S, _M2_S, _C_EL_S = _s32(_M1), _s32(_M2), _s32(_C_EL)
+_F32_TOP = 1.0 - torch.finfo(torch.float32).eps / 2  # largest float32 below 1
+
+
+def _mix32_i32(x: Tensor) -> Tensor:
+    """lowbias32 on int32 tensors (same bits as :func:`_mix32`), in place: ``x`` is overwritten."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= _M1_S
+    x ^= (x >> 15) & 0x1FFFF
+    x *= _M2_S
+    x ^= (x >> 16) & 0xFFFF
+    return x
+
+
+def _to_i32(x: Tensor) -> Tensor:
+    """int64 values in [0, 2^32) -> int32 with the same 32 bits (exact, no overflowing cast)."""
+    return ((x ^ 0x80000000) - 0x80000000).to(torch.int32)
+
+
 def _draw_hash(key: tuple[int, int], draws: Tensor) -> Tensor:
     lo, hi = draws & _M32, (draws >> 32) & _M32
-    h = _mix32(hi ^ 0x9E3779B9)
+    h = _mix32(hi ^ _C_HI)
     h = _mix32(lo ^ h)
     h = _mix32(h ^ key[0])
     return _mix32(h ^ key[1])  # [n]
+
+
+def _bits_plain(hd: Tensor, offset: int, numel: int) -> Tensor:
+    """int32 [n, numel]: ``mix(hd ^ mix(element ^ c))``, in int32 and in place."""
+    el = torch.arange(offset, offset + numel, device=hd.device, dtype=torch.int32)
+    he = _mix32_i32(el.bitwise_xor_(_C_EL_S))  # [numel]
+    a = hd[:, None] ^ he[None, :]
+    return _mix32_i32(a)
+
+
+def _f32_plain(hd: Tensor, offset: int, numel: int) -> Tensor:
+    a = _bits_plain(hd, offset, numel)
+    a = a.bitwise_right_shift_(8).bitwise_and_(0xFFFFFF)
+    return a.to(torch.float32).add_(0.5).mul_(2.0**-24)
+
+
+def _f32_fused(hd: Tensor, offset: Tensor, numel: int) -> Tensor:
+    """The same as :func:`_f32_plain`, written out of place for ``torch.compile`` to fuse."""
+    el = torch.arange(numel, device=hd.device, dtype=torch.int32) + offset
+    x = el ^ _C_EL_S
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _M1_S
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _M2_S
+    x = x ^ ((x >> 16) & 0xFFFF)
+    a = hd[:, None] ^ x[None, :]
+    a = a ^ ((a >> 16) & 0xFFFF)
+    a = a * _M1_S
+    a = a ^ ((a >> 15) & 0x1FFFF)
+    a = a * _M2_S
+    a = a ^ ((a >> 16) & 0xFFFF)
+    u = (((a >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0**-24)
+    return torch.clamp(u, max=_F32_TOP)  # the clamp of :func:`uniforms`, fused (exact: same bits)
+
+
+_compiled: dict[str, object] = {}
+_compile_lock = threading.Lock()
+
+
+def compile_enabled() -> bool:
+    """Whether large requests may use a ``torch.compile``d kernel (``BIASVAR_COMPILE=0`` disables)."""
+    return os.environ.get("BIASVAR_COMPILE", "1") not in ("0", "false", "no", "off", "")
+
+
+def compiled(name: str, fn):
+    """``torch.compile(fn)`` (dynamic shapes), cached per process; None where compiling fails.
+
+    Callers must give identical results with ``fn`` itself: this is a speed-up only.
+    """
+    if not compile_enabled():
+        return None
+    with _compile_lock:
+        if name not in _compiled:
+            try:
+                _compiled[name] = torch.compile(fn, dynamic=True)
+            except Exception:  # noqa: BLE001 - no compiler or backend: the plain path
+                _compiled[name] = None
+        return _compiled[name]
+
+
+def _call_compiled(name: str, fn, *args):
+    """Run the compiled ``fn`` (None when it is unavailable or fails: the caller falls back)."""
+    cfn = compiled(name, fn)
+    if cfn is None:
+        return None
+    try:
+        return cfn(*args)
+    except Exception:  # noqa: BLE001 - a failing compile is remembered; the plain path answers
+        with _compile_lock:
+            _compiled[name] = None
+        return None
+
+
+def bits(key: tuple[int, int], draws: Tensor, numel: int, *, offset: int = 0,
+         device: torch.device | str | None = None) -> Tensor:
+    """The 32-bit words behind :func:`uniforms` (int32 [n, numel], two's complement): the integer stream.
+
+    float32 uniforms use the top 24 bits ``k`` of each word, as ``(k + 1/2) 2^-24`` rounded to
+    float32; float64 ones use the word and a further mix of it (53 bits).
+    """
+    device = draws.device if device is None else torch.device(device)
+    draws = draws.to(device=device, dtype=torch.int64)
+    return _bits_plain(_to_i32(_draw_hash(key, draws)), int(offset), int(numel))
 
 
 def uniforms(
@@ -57,36 +199,55 @@ def uniforms(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     offset: int = 0,
+    fused: bool | None = None,
 ) -> Tensor:
     """Uniform(0, 1) numbers for ``draws`` (int64 [n]) x elements ``offset .. offset+numel``.
+
+    Args:
+        fused: None = the fused (compiled) kernel for requests of at least
+            :data:`COMPILE_MIN_ELEMENTS` when available; False = always the plain path; True = try
+            the fused kernel whatever the size. Every choice gives the same bits.
 
     Returns:
         Tensor [n, numel] of ``dtype`` on ``device``, strictly inside (0, 1).
     """
     device = draws.device if device is None else torch.device(device)
     draws = draws.to(device=device, dtype=torch.int64)
-    hd = _draw_hash(key, draws)  # [n]
-    el = torch.arange(offset, offset + numel, device=device, dtype=torch.int64)
-    he = _mix32((el & _M32) ^ 0x85EBCA6B)  # [numel]
-    a = _mix32(hd[:, None] ^ he[None, :])  # [n, numel], 32 random bits
+    offset, numel = int(offset), int(numel)
+    if offset < 0 or numel < 0 or offset + numel > 1 << 31:
+        raise ValueError(f"element range {offset} .. {offset + numel} outside [0, 2^31)")
+    hd = _draw_hash(key, draws)  # [n], int64 in [0, 2^32)
+    n = draws.shape[0]
     if dtype == torch.float64:
-        b = _mix32(a ^ 0xC2B2AE35)
+        he = _mix32((torch.arange(offset, offset + numel, device=device, dtype=torch.int64) & _M32) ^ _C_EL)
+        a = _mix32(hd[:, None] ^ he[None, :])  # [n, numel], 32 random bits
+        b = _mix32(a ^ _C_F64)
         bits = (a << 21) | (b >> 11)  # 53 bits
         u = (bits.to(torch.float64) + 0.5) * (2.0**-53)
     else:
-        u = ((a >> 8).to(torch.float32) + 0.5).mul_(2.0**-24).to(dtype)
+        hd32 = _to_i32(hd)
+        u = None
+        if n * numel > 0 and (fused or (fused is None and n * numel >= COMPILE_MIN_ELEMENTS)):
+            u = _call_compiled("uniforms_f32", _f32_fused, hd32, torch.tensor(offset, dtype=torch.int32,
+                                                                              device=device), numel)
+            if u is not None and dtype == torch.float32:
+                return u  # already clamped below 1
+        if u is None:
+            u = _f32_plain(hd32, offset, numel)
+        if dtype != torch.float32:
+            u = u.to(dtype)
     # the top value (2^b - 1/2) 2^-b rounds to exactly 1.0 (ties to even): keep U < 1, else E = -log U = 0
     return u.clamp_(max=1.0 - torch.finfo(u.dtype).eps / 2)
 
 
 def gumbel_from_uniform(u: Tensor) -> Tensor:
-    """G = -log(-log U), Gumbel(0, 1)."""
-    return -torch.log(-torch.log(u))
+    """G = -log(-log U), Gumbel(0, 1) (in place: ``u`` is overwritten)."""
+    return u.log_().neg_().log_().neg_()
 
 
 def exponential_from_uniform(u: Tensor) -> Tensor:
-    """E = -log U, Exp(1)."""
-    return -torch.log(u)
+    """E = -log U, Exp(1) (in place: ``u`` is overwritten)."""
+    return u.log_().neg_()
 
 
 TRANSFORMS = {"gumbel": gumbel_from_uniform, "exponential": exponential_from_uniform, "uniform": lambda u: u}

@@ -188,17 +188,38 @@ def bench(
                                 chunk=chunk, max_memory=max_memory, repeats=repeats, command=command,
                                 progress=lambda msg: status.update(f"bench {problem}: {msg}"))
     env = result.environment
-    table = Table(title=f"bench {problem} (dim {result.dim}, {result.dtype}) on {env['device_name']} "
-                        f"({result.device}), torch {env['torch_version']}", title_justify="left")
+    gemm = f", GEMM {result.gemm_flops_per_s / 1e9:,.0f} GFLOP/s" if result.gemm_flops_per_s else ""
+    table = Table(title=f"bench {problem} (dim {result.dim:,}, {result.dtype}), {env['device_name']} "
+                        f"({result.device}){gemm}", title_justify="left",
+                  box=None, padding=(0, 1), pad_edge=False, collapse_padding=True)
     table.add_column("estimator", no_wrap=True, style="bold")
-    for col in ("engine/s", "loop/s", "ratio", "max|diff|", "peak mem", "GFLOP/s", "chunk"):
+    for col in ("draws/s", "loop/s", "ratio", "path", "GFLOP/s", "GEMM", "noise", "mem"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in result.rows:
         gflops = f"{r.engine_flops_per_s / 1e9:.1f}" if r.engine_flops_per_s else "-"
-        peak = _size(r.peak_memory_bytes) if r.peak_memory_bytes else "-"
-        table.add_row(r.spec, f"{r.engine_draws_per_s:.1f}", f"{r.loop_draws_per_s:.1f}", f"{r.speedup:.2f}x",
-                      f"{r.max_abs_diff:.1e}", peak, gflops, str(r.engine_chunk))
+        frac = f"{r.gemm_fraction:.0%}" if r.gemm_fraction is not None else "-"
+        share = f"{r.noise_share:.0%}" if r.noise_share is not None else "-"
+        peak = f"{r.peak_memory_bytes / 2**20:,.0f}M" if r.peak_memory_bytes else "-"
+        table.add_row(r.spec, f"{r.engine_draws_per_s:,.1f}", f"{r.loop_draws_per_s:,.1f}", f"{r.speedup:.2f}x",
+                      f"{r.engine_method}/{r.engine_chunk}", gflops, frac, share, peak)
     console.print(table)
+    if result.gemm_flops_per_cpu_s:
+        cpu = Table(title=f"per CPU second of this process (GEMM {result.gemm_flops_per_cpu_s / 1e9:,.0f} GFLOP/s): "
+                          "the work without the waits for a busy core", title_justify="left", box=None,
+                    padding=(0, 1), pad_edge=False, collapse_padding=True)
+        cpu.add_column("estimator", no_wrap=True, style="bold")
+        for col in ("draws/s", "loop/s", "ratio", "GEMM", "noise"):
+            cpu.add_column(col, justify="right", no_wrap=True)
+        for r in result.rows:
+            cpu.add_row(r.spec, f"{r.engine_draws_per_cpu_s:,.1f}", f"{r.loop_draws_per_cpu_s:,.1f}",
+                        f"{r.engine_draws_per_cpu_s / r.loop_draws_per_cpu_s:.2f}x",
+                        f"{r.gemm_fraction_cpu:.0%}" if r.gemm_fraction_cpu is not None else "-",
+                        f"{r.noise_share_cpu:.0%}")
+        console.print(cpu)
+    worst = max(r.max_abs_diff / max(r.max_abs_grad, 1e-300) for r in result.rows)
+    console.print("ratio: engine/loop; path: the engine's path/largest chunk; GEMM: matmul FLOP/s over the "
+                  "fp32 GEMM rate; noise: noise generation's share of a draw's time; the two paths' "
+                  f"gradients agree to {worst:.0e} (relative)", highlight=False)
     path = benchmod.write_bench(result, out or benchmod.default_bench_path(result))
     console.print(f"wrote {path}", highlight=False)
 

@@ -13,6 +13,7 @@ from biasvar.estimators import build, darn_y, gr_mc, gs, gs_st, sample_onehot, s
 from biasvar.estimators.categorical import conditional_gumbel
 from biasvar.exact import enumerate_onehot, estimator_variance, expected_estimator, expected_gr, true_gradient
 from biasvar.problems.toy import apply_loss, make_loss
+from biasvar.rng import TRANSFORMS
 
 D = torch.float64
 
@@ -299,8 +300,8 @@ def test_plug_in_shapes_dtypes_vmap(spec, dtype):
     shape = (5, 3, 4, 6)  # any leading batch shape
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(shape, generator=g, dtype=dtype)
-    noise = {k: (torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7)) for k, r in est.noise(shape).items()}
-    noise = {k: (-torch.log(-torch.log(v)) if k == "G" else -torch.log(v)) for k, v in noise.items()}
+    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7))
+             for k, r in est.noise(shape).items()}  # each noise as its kind asks (gr-mc: uniforms for E)
     y = est(logits, noise)
     assert y.shape == shape and y.dtype == dtype
     if not est.relaxed:
@@ -319,8 +320,8 @@ def test_large_logits_stay_finite(spec, dtype):
     est = build(spec)
     logits = torch.tensor([[60.0, -60.0, 0.0, 55.0], [-80.0, 80.0, 79.0, 0.0]], dtype=dtype, requires_grad=True)
     g = torch.Generator().manual_seed(1)
-    noise = {k: torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7) for k, r in est.noise((2, 4)).items()}
-    noise = {k: (-torch.log(-torch.log(v)) if k == "G" else -torch.log(v)) for k, v in noise.items()}
+    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7))
+             for k, r in est.noise((2, 4)).items()}
     y = est(logits, noise)
     (J,) = torch.autograd.grad((y * torch.arange(4, dtype=dtype)).sum(), logits)
     assert torch.isfinite(y).all() and torch.isfinite(J).all()
@@ -331,8 +332,7 @@ def test_cuda_matches_cpu():
     est = build("gr-mc(t=0.3,M=5)")
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 5, generator=g, dtype=D)
-    noise = {k: -torch.log(torch.rand(r.shape, generator=g, dtype=D)) for k, r in est.noise((4, 5)).items()}
-    noise["G"] = -torch.log(noise["G"])
+    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=D)) for k, r in est.noise((4, 5)).items()}
     f = lambda lg, nz: (est(lg, nz) * torch.arange(5, dtype=D, device=lg.device)).sum()
     J = torch.func.grad(f)(logits, noise)
     Jc = torch.func.grad(f)(logits.cuda(), {k: v.cuda() for k, v in noise.items()})

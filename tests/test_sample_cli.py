@@ -133,7 +133,9 @@ def test_bench_writes_json(tmp_path):
     for row in rows.values():
         assert row["engine_draws_per_s"] > 0 and row["loop_draws_per_s"] > 0
         assert row["max_abs_diff"] <= 1e-9 * max(1.0, row["max_abs_grad"])
-    assert "zgr" in r.output and "rf(M=2)" in r.output and "wrote" in r.output
+        assert row["engine_method"] in ("vmap", "loop") and row["noise_share"] > 0 and row["gemm_fraction"] > 0
+    assert data["gemm_flops_per_s"] > 0 and data["gemm_size"] > 0
+    assert "zgr" in r.output and "rf(M=2)" in r.output and "wrote" in r.output and "GEMM" in r.output
 
 
 def test_presets_hold_the_paper_grids():

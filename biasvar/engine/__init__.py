@@ -37,8 +37,10 @@ CPU method. Measured on a 2-core CPU with ``biasvar bench`` (``results/bench/REA
 toy problems vmap is 20-580x faster than the loop (the loop is all Python and kernel-launch
 overhead); on the Fig. 1 VAE, whose Bernoulli NLL is written as ``softplus(l) - x l`` (vmap has no
 fused rule for ``binary_cross_entropy_with_logits``), vmap and the loop are within 0.97-1.17x on
-an idle machine with two threads (both do the same matmuls). So ``method="auto"`` is vmap on
-every device; smaller chunks are slightly faster on the CPU, hence its 512 MiB default budget.
+an idle machine with two threads (both do the same matmuls). Since the margin depends on the
+problem, the estimator and the machine's load, ``method="auto"`` takes the faster path per
+(problem, estimator, device) from a short calibration (:mod:`biasvar.calibrate`, cached per
+process); smaller chunks are slightly faster on the CPU, hence its 512 MiB default budget.
 """
 
 from biasvar.device import resolve_device, resolve_dtype

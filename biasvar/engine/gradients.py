@@ -75,10 +75,17 @@ def loop_gradients(problem: Problem, est: Estimator, names: Sequence[str],
 METHODS: Mapping[str, Callable[..., Tensor]] = {"vmap": vmap_gradients, "loop": loop_gradients}
 
 
-def choose_method(device: torch.device, method: str = "auto") -> str:
-    """``auto`` -> ``vmap`` on every device (measured on this CPU too: see the module doc)."""
+def choose_method(device: torch.device, method: str = "auto", problem: Problem | None = None,
+                  est: Estimator | None = None, names: Sequence[str] | None = None, chunk: int = 8) -> str:
+    """``auto`` -> the faster of vmap and loop for this problem and estimator on this device
+    (:func:`biasvar.calibrate.calibrated_method`, cached per process); ``auto`` without a
+    problem answers ``auto``."""
     if method == "auto":
-        return "vmap"
+        if problem is None or est is None:
+            return "auto"
+        from biasvar.calibrate import calibrated_method
+
+        return calibrated_method(problem, est, list(names or problem.params), device, chunk=chunk)
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}; expected auto, vmap or loop")
     return method
@@ -128,13 +135,13 @@ def sample_gradients(
     prob = prepare(problem, device=dev, dtype=resolve_dtype(dtype))
     dev = next(iter(prob.params.values())).device
     names = select_params(prob, params)
-    fn = METHODS[choose_method(dev, method)]
     key = rng.stream_key(seed, str(spec))
     requests = noise_requests(prob, est)
     noise_dtype = prob.params[names[0]].dtype
     if not noise_dtype.is_floating_point:
         raise SpecError(f"parameter {names[0]!r} is {noise_dtype}; only floating parameters have gradients")
     sizer = make_sizer(dev, prob, est, names, chunk, parse_memory(max_memory))
+    fn = METHODS[choose_method(dev, method, prob, est, names, sizer.size)]
     i, end = int(start), int(start) + int(n)
     while i < end:
         m = min(sizer.size, end - i)

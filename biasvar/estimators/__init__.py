@@ -50,6 +50,7 @@ from torch import Tensor
 from biasvar.estimators.categorical import (
     darn_y,
     gr_mc,
+    gr_mc_uniform,
     gs,
     gs_st,
     rf_surrogate,
@@ -70,7 +71,7 @@ class NoiseRequest:
     """Noise one estimator needs for one stochastic node: a shape and a kind."""
 
     shape: tuple[int, ...]
-    kind: str  # "gumbel" | "exponential"
+    kind: str  # "gumbel" | "exponential" | "uniform"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class PlugIn:
         shape = tuple(logits_shape)
         req = {"G": NoiseRequest(shape, "gumbel")}
         if self.mc:
-            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "exponential")
+            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "uniform")  # E = -log U
         return req
 
 
@@ -166,7 +167,8 @@ def _gs_st(spec: EstimatorSpec) -> PlugIn:
 
 def _gr_mc(spec: EstimatorSpec) -> PlugIn:
     t, M = float(spec["t"]), int(spec["M"])
-    return PlugIn(spec, lambda logits, noise: gr_mc(logits, noise["G"], noise["E"], t), mc=M)
+    # noise "E" holds the uniforms of the Exp(1) numbers: E = -log U is taken inside the fused kernel
+    return PlugIn(spec, lambda logits, noise: gr_mc_uniform(logits, noise["G"], noise["E"], t), mc=M)
 
 
 def _rf(spec: EstimatorSpec) -> ScoreFunction:

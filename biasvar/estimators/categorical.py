@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from biasvar.estimators.grmc import gr_mc_surrogate
+
 
 def sample_onehot(logits: Tensor, G: Tensor) -> Tensor:
     """One-hot ``y`` of ``x = argmax(logp + G)`` (Eq. 6), as a float tensor [..., K] without gradient.
@@ -114,12 +116,20 @@ def conditional_gumbel(logits: Tensor, y: Tensor, E: Tensor) -> Tensor:
 
 
 def gr_mc(logits: Tensor, G: Tensor, E: Tensor, t: float) -> Tensor:
-    """GR-MC (Eq. 9): value y from G; d = mean_m softmax((logp + sg(G_m)) / t), G_m ~ G | x."""
+    """GR-MC (Eq. 9): value y from G; d = mean_m softmax((logp + sg(G_m)) / t), G_m ~ G | x.
+
+    ``E``: Exp(1) noise [..., M, K] of the conditional samples. Computed in closed form (value
+    mean_m s_m, Jacobian (diag - mean_m s_m s_m^T) / t; see :mod:`biasvar.estimators.grmc`), equal
+    to the M-sample softmax to float rounding.
+    """
     y = sample_onehot(logits, G)
-    Gm = conditional_gumbel(logits, y, E).detach()  # [..., M, K]
-    logp = logits.log_softmax(-1).unsqueeze(-2)
-    d = ((logp + Gm) / t).softmax(-1).mean(-2)  # [..., K]
-    return _swap(y, d)
+    return _swap(y, gr_mc_surrogate(logits.log_softmax(-1), y, E, t))
+
+
+def gr_mc_uniform(logits: Tensor, G: Tensor, U: Tensor, t: float) -> Tensor:
+    """:func:`gr_mc` with the conditional samples' noise given as uniforms, ``E = -log U`` (fused)."""
+    y = sample_onehot(logits, G)
+    return _swap(y, gr_mc_surrogate(logits.log_softmax(-1), y, U, t, uniform=True))
 
 
 def rf_surrogate(f: Tensor, logq: Tensor) -> Tensor:

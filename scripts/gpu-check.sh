@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# One prepared GPU check: install, bench (with the issue's floors), then `biasvar reproduce fig1` at
+# the full protocol; everything worth keeping lands under $OUT (JSON, Markdown, PNG/PDF, logs).
+#
+#   scripts/gpu-check.sh [DATA_DIR]          # DATA_DIR: git-ignored folder with mnist/ (default .devdata)
+#
+# DATA_DIR must hold the MNIST IDX files as mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (the
+# layout of ../shared/data); if it also holds snapshots/vae-c16v16-mnist-b-rf4-e10-s0.pt, that Fig. 1
+# snapshot is reused instead of training one (the protocol's 10 epochs of rf(M=4)).
+# Run files (about 150 MB each) go to $RUNS (default /tmp/biasvar-gpu-runs), never under $OUT.
+#
+# Environment: OUT (default ./gpu-out), DEVICE (default cuda), TINY=1 (tiny settings: tests the
+# script's path on a CPU in a few minutes; its numbers mean nothing), BIASVAR_COMPILE=0 (no fused
+# kernels), SKIP_INSTALL=1, BENCH_TIMEOUT / REPRO_TIMEOUT (seconds, default 180 / 360: the whole
+# check stays under 10 minutes; an interrupted reproduce resumes from its run files if rerun with
+# the same RUNS).
+set -uo pipefail
+DATA=${1:-.devdata}
+OUT=${OUT:-$PWD/gpu-out}
+DEVICE=${DEVICE:-cuda}
+RUNS=${RUNS:-/tmp/biasvar-gpu-runs}
+TINY=${TINY:-0}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-180}   # seconds; with the install and REPRO_TIMEOUT under a 10-minute call
+REPRO_TIMEOUT=${REPRO_TIMEOUT:-360}
+mkdir -p "$OUT" "$RUNS"
+LOG="$OUT/gpu-check.log"
+T0=$(date +%s)
+say() { echo "[gpu-check $(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+status=0
+# the installed console script, or the same entry point through python
+if command -v biasvar >/dev/null 2>&1; then BV=(biasvar); else
+    BV=(python -c 'import sys; from biasvar_cli.main import main; sys.argv[0] = "biasvar"; main()'); fi
+
+if [ ! -d "$DATA/mnist" ]; then
+    say "no $DATA/mnist: copy ../shared/data/mnist there and pass it in carry"; exit 2
+fi
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    say "install"
+    python -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || { say "install failed"; exit 3; }
+fi
+python - >"$OUT/machine.json" 2>>"$LOG" <<'PY'
+import json, os, platform, subprocess, torch
+info = {"torch": torch.__version__, "cuda": torch.version.cuda, "host": platform.node(),
+        "cpus": os.cpu_count(), "cuda_available": torch.cuda.is_available()}
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1))
+try:
+    info["nvidia_smi"] = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+except Exception as e:  # noqa: BLE001
+    info["nvidia_smi"] = repr(e)
+print(json.dumps(info, indent=1))
+PY
+say "machine: $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("gpu", "no GPU"), "torch", d["torch"])' "$OUT/machine.json")"
+
+if [ "$TINY" = 1 ]; then
+    BENCH=(--n 4 --n-loop 2 --repeats 1)
+    REPRO=(--n 200 --slow-n 40 --points 2 --n-resamples 50 --quant-n 200)
+else
+    BENCH=(--n 4096 --n-loop 64 --repeats 3)
+    REPRO=()
+fi
+
+say "bench vae-fig1: zgr, rf(M=4), gr-mc(t=0.1,M=100)"
+timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --problem vae-fig1 --device "$DEVICE" --estimators "zgr,rf(M=4),gr-mc(t=0.1,M=100)" \
+    "${BENCH[@]}" --out "$OUT/bench-vae-fig1-$DEVICE.json" >>"$LOG" 2>&1
+rc=$?
+if [ $rc -ne 0 ]; then say "bench failed (exit $rc): see $LOG"; status=1; fi
+python - "$OUT/bench-vae-fig1-$DEVICE.json" "$TINY" >"$OUT/floors.txt" 2>>"$LOG" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = {r["spec"]: r for r in d["rows"]}
+floors = [("zgr", "engine_draws_per_s", 15_000), ("zgr", "speedup", 40), ("rf(M=4)", "engine_draws_per_s", 4_500)]
+ok = True
+for spec, key, floor in floors:
+    got = rows[spec][key]
+    good = got >= floor
+    ok &= good
+    print(f"{'PASS' if good else 'FAIL'} {spec} {key} = {got:,.1f} (floor {floor:,})")
+g = rows.get("gr-mc(M=100,t=0.1)")
+print(f"{'PASS' if g else 'FAIL'} gr-mc(M=100,t=0.1) ran without OOM" + (
+      f": {g['engine_draws_per_s']:,.1f} draws/s, chunk {g['engine_chunk']}" if g else ""))
+ok &= bool(g)
+for r in d["rows"]:
+    print(f"  {r['spec']}: {r['engine_draws_per_s']:,.1f} draws/s ({r['engine_method']}), loop {r['loop_draws_per_s']:,.1f},"
+          f" GEMM fraction {r['gemm_fraction']}, noise share {r['noise_share']}")
+print(f"  GEMM {d['gemm_flops_per_s'] / 1e12:.2f} TFLOP/s (size {d['gemm_size']})")
+sys.exit(0 if ok or sys.argv[2] == "1" else 1)
+PY
+[ $? -ne 0 ] && status=1
+cat "$OUT/floors.txt" | tee -a "$LOG"
+
+SNAPDIR="$RUNS/snapshots"
+mkdir -p "$SNAPDIR"
+cp -n "$DATA"/snapshots/*.pt "$SNAPDIR"/ 2>/dev/null && say "reusing the snapshot(s) carried in $DATA/snapshots"
+say "reproduce fig1 ${REPRO[*]:-(full protocol: n = 10000, 10 epochs, the paper grids)}"
+timeout "$REPRO_TIMEOUT" "${BV[@]}" reproduce fig1 --device "$DEVICE" --data-dir "$DATA" --runs-dir "$RUNS/runs" \
+    --snapshot-dir "$SNAPDIR" --results-dir "$OUT/results" --figures-dir "$OUT/figures" "${REPRO[@]}" \
+    >>"$LOG" 2>&1
+rc=$?
+if [ $rc -ne 0 ]; then say "reproduce failed or timed out (exit $rc): see $LOG"; status=1; fi
+"${BV[@]}" ls --runs-dir "$RUNS/runs" >"$OUT/runs.txt" 2>&1 || true
+say "done (exit $status); files under $OUT:"
+find "$OUT" -type f | sort | tee -a "$LOG"
+exit $status
