@@ -7,12 +7,19 @@ A snapshot is a plain dict saved with ``torch.save`` and read with
     format_version   1
     problem          {"kind": str, "config": {...}}          # rebuilt by registry.make_problem
     params           {name: Tensor}                          # in the problem's layout order
+    buffers          {name: Tensor}                          # only for module problems that have some
     batch            Tensor [B, ...]                         # the fixed evaluation batch
     dataset          {"name", "split", "indices", "seed", "batch_size"} or None
     provenance       {"estimator", "epochs", "lr", "seed", "loss_history", "biasvar_version", ...}
     hash             sha256 of problem + params + batch (hex)
 
 ``hash[:12]`` is the snapshot id: the folder its run files go to.
+
+``kind`` is a built-in name (``vae``) or the import path of the factory that made the problem
+(``mypkg.models:make``; :mod:`biasvar.problems.registry`), so a snapshot of your own model loads
+wherever that factory is importable. Loading one whose factory cannot be imported, or whose
+parameters no longer match what the factory builds, is one :class:`SnapshotError` line naming what
+is missing. Snapshots written before user problems existed load unchanged (same format, same hash).
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ import torch
 
 import biasvar
 from biasvar.atomic import atomic_path
-from biasvar.errors import SnapshotError
+from biasvar.errors import BiasvarError, ShapeError, SnapshotError
 from biasvar.problems.base import Problem
-from biasvar.problems.registry import make_problem
+from biasvar.problems.registry import PROBLEMS, is_import_path, make_problem
+from biasvar.problems.user import load_state
 
 MAGIC = "biasvar-snapshot"
 FORMAT_VERSION = 1
@@ -56,7 +64,8 @@ def content_hash(problem: Problem) -> str:
     """sha256 over the problem kind and config, every parameter (name, dtype, shape, bytes) and the batch."""
     h = hashlib.sha256()
     h.update(json.dumps({"kind": problem.kind, "config": problem.config}, sort_keys=True).encode())
-    for name, t in list(problem.params.items()) + [("__batch__", problem.batch)]:
+    buffers = [(f"__buffer__{k}", v) for k, v in (getattr(problem, "buffers", None) or {}).items()]
+    for name, t in list(problem.params.items()) + [("__batch__", problem.batch)] + buffers:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -72,6 +81,9 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
                   provenance: dict | None = None) -> Snapshot:
     """Write a snapshot atomically (temporary file, then rename); returns it with its hash."""
     path = Path(path)
+    if problem.kind not in PROBLEMS and not is_import_path(problem.kind):
+        raise SnapshotError(f"problem kind {problem.kind!r} cannot be rebuilt when the snapshot is loaded: make "
+                            f"the problem with a factory, make_problem('mypkg.models:make', options)")
     snap = snapshot_of(problem, dataset=dataset, provenance=_plain(provenance or {}))
     snap.provenance.setdefault("biasvar_version", biasvar.__version__)
     payload = {
@@ -80,6 +92,8 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
         "problem": {"kind": problem.kind, "config": dict(problem.config)},
         "params": {k: v.detach().cpu() for k, v in problem.params.items()},
         "batch": problem.batch.detach().cpu(),
+        **({"buffers": {k: v.detach().cpu() for k, v in problem.buffers.items()}}
+           if getattr(problem, "buffers", None) else {}),
         "dataset": dataset,
         "provenance": snap.provenance,
         "hash": snap.hash,
@@ -120,11 +134,19 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise SnapshotError(f"{path} has snapshot format {version}; this biasvar {biasvar.__version__} reads "
                             f"format <= {FORMAT_VERSION}: upgrade biasvar")
     try:
-        problem = make_problem(payload["problem"]["kind"], payload["problem"]["config"])
-        problem.params = {k: payload["params"][k] for k in problem.params}
-        problem.batch = payload["batch"]
-    except KeyError as e:
+        kind, config = payload["problem"]["kind"], payload["problem"]["config"]
+        stored, batch = payload["params"], payload["batch"]
+    except (KeyError, TypeError) as e:
         raise SnapshotError(f"{path}: snapshot lacks {e}; file damaged or written by another tool") from None
+    try:
+        problem = make_problem(kind, config)
+    except BiasvarError as e:
+        raise SnapshotError(f"{path}: cannot rebuild its problem {kind}: {e}") from None
+    try:
+        load_state(problem, {**(payload.get("buffers") or {}), **stored}, source="snapshot parameters", cast=False)
+    except ShapeError as e:
+        raise SnapshotError(f"{path}: the problem {kind} no longer matches the snapshot: {e}") from None
+    problem.batch = batch
     digest = content_hash(problem)
     if digest != payload.get("hash"):
         raise SnapshotError(f"{path}: content hash mismatch (stored {str(payload.get('hash'))[:12]}, "

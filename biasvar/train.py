@@ -31,10 +31,11 @@ from torch import Tensor
 
 import biasvar
 from biasvar.device import resolve_device  # one device rule for train and sample
-from biasvar.errors import BiasvarError, UnsupportedError
+from biasvar.errors import BiasvarError
 from biasvar.estimators import PlugIn, build
 from biasvar.problems.base import Problem, draw_loss, noise_requests, plain_loss
-from biasvar.problems.registry import PROBLEMS, problem_class
+from biasvar.problems.registry import make_problem, problem_factory
+from biasvar.problems.user import load_state
 from biasvar.rng import draw_noise, stream_key
 from biasvar.snapshot import Snapshot, save_snapshot, snapshot_of
 from biasvar.spec import EstimatorSpec, parse_spec
@@ -69,28 +70,31 @@ def epoch_path(out: str | Path, epoch: int) -> Path:
 
 
 def build_problem(kind: str, options: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Problem:
-    """A fresh problem of ``kind`` from keyword options (None values dropped), with a clear error
-    naming the options the problem takes when one does not fit.
+    """A fresh problem of ``kind`` (a built-in name or a factory ``module:function``) from keyword
+    options (None values dropped), with a clear error naming the options the problem takes when one
+    does not fit.
 
     ``seed`` seeds the initialisation where the problem takes a seed and ``options`` names none.
     """
-    cls = problem_class(kind) if kind in PROBLEMS else None
-    if cls is None:
-        raise UnsupportedError(f"unknown model {kind!r}; expected one of: {', '.join(PROBLEMS)}")
+    factory = problem_factory(kind)
     opts = {k.replace("-", "_"): v for k, v in (options or {}).items() if v is not None}
-    sig = inspect.signature(cls)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # a callable without a signature: take the options as given
+        sig = None
+    params = sig.parameters.values() if sig is not None else ()
+    takes_any = sig is None or any(p.kind is p.VAR_KEYWORD for p in params)
     named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    valid = [n for n, p in sig.parameters.items() if p.kind in named]
+    valid = [p.name for p in params if p.kind in named]
     valid = [n for n in valid if n not in ("dtype", "logits")]
-    if seed is not None and "seed" not in opts and ("seed" in valid or takes_any):
+    if seed is not None and "seed" not in opts and ("seed" in valid or (sig is not None and takes_any)):
         opts["seed"] = int(seed)
     unknown = [k for k in opts if k not in valid]
     if unknown and not takes_any:
         raise TrainError(f"model {kind} does not take option(s) {', '.join(unknown)}; "
                          f"its options: {', '.join(valid) or 'none'}")
     try:
-        return cls(**opts)
+        return make_problem(kind, opts)
     except BiasvarError:
         raise
     except (TypeError, ValueError) as e:
@@ -175,6 +179,7 @@ def model_options(*, categories: int | None = None, vars: int | None = None, hid
 def default_snapshot_path(model: str, spec: str, epochs: int, seed: int) -> Path:
     """``snapshots/<model>-<spec>-e<epochs>-s<seed>.pt`` (the spec made file-name safe)."""
     tag = re.sub(r"[^A-Za-z0-9.=-]+", "_", spec).strip("_")
+    model = re.sub(r"[^A-Za-z0-9.=-]+", "_", model).strip("_")  # module:factory -> module_factory
     return Path("snapshots") / f"{model}-{tag}-e{epochs}-s{seed}.pt"
 
 
@@ -251,6 +256,52 @@ def check_settings(epochs: int, batch_size: int, lr: float, eval_batch_size: int
     if save_at and out is None:
         raise TrainError("save-at needs an output path (--out) to name the per-epoch snapshots")
     return save_at
+
+
+def set_eval_batch(problem: Problem, data: Any, eval_batch_size: int, seed: int) -> dict[str, Any] | None:
+    """The fixed evaluation batch: ``eval_batch_size`` training points of ``data`` chosen by ``seed``
+    become ``problem.batch``; returns the snapshot's ``dataset`` record (None without data)."""
+    info, _ = _set_eval_batch(problem, data, seed=int(seed), eval_batch_size=int(eval_batch_size), batch_size=1,
+                              steps_per_epoch=1)
+    return info
+
+
+def snapshot_weights(problem: Problem, *, weights: str | Path | None = None, data: Any = None,
+                     eval_batch_size: int = 200, seed: int = 0, out: str | Path | None = None) -> Snapshot:
+    """A snapshot of ``problem`` without training (``biasvar snapshot``): at the weights of a state
+    dict file (``torch.save(model.state_dict(), path)``; names and shapes must match the problem's
+    parameters), else at the factory's own weights; the evaluation batch from ``data`` if given."""
+    if int(eval_batch_size) < 1:
+        raise TrainError(f"evaluation batch size must be >= 1, got {eval_batch_size}")
+    provenance: dict[str, Any] = {"estimator": None, "epochs": 0, "seed": int(seed), "weights": None,
+                                  "biasvar_version": biasvar.__version__, "torch_version": str(torch.__version__)}
+    if weights is not None:
+        load_state(problem, read_state_dict(weights), source=f"weights {weights}")
+        provenance["weights"] = str(weights)
+    dataset_info = set_eval_batch(problem, data, eval_batch_size, seed)
+    provenance["data"] = getattr(data, "name", None) if data is not None else None
+    provenance["eval_history"] = [_eval_entry(problem, problem.params,  0,
+                                              torch.Generator().manual_seed(_derived_seed(int(seed), 3)))]
+    if out is not None:
+        return save_snapshot(out, problem, dataset=dataset_info, provenance=provenance)
+    return snapshot_of(problem, dataset=dataset_info, provenance=provenance)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict saved with ``torch.save`` (read with ``weights_only=True``); one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise TrainError(f"cannot read weights {path} as a torch state dict ({type(e).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise TrainError(f"{path} is not a state dict {{name: tensor}} (save one with "
+                         f"torch.save(model.state_dict(), path))")
+    return dict(state)
 
 
 def train(

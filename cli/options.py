@@ -29,6 +29,15 @@ SnapshotFile = Annotated[Path, Opt("--snapshot", metavar="FILE",
 SnapshotId = Annotated[str | None, Opt("--snapshot-id", metavar="ID",
                                        help="Snapshot id (or hash prefix): which sub-folder of the runs "
                                             "folder; needed when it holds runs of several snapshots.")]
+SnapshotOrProblem = Annotated[Path | None, Opt("--snapshot", metavar="FILE", help="Snapshot file (ckpt.pt) made by "
+                              "`biasvar train` or `biasvar snapshot`; or give --problem.")]
+Problem = Annotated[str | None, Opt("--problem", metavar="MODULE:FUNCTION",
+                                    help="Your own problem instead of --snapshot: a factory module:function (or "
+                                         "file.py:function) returning a biasvar Problem, or a built-in name.")]
+ProblemOption = Annotated[list[str] | None, Opt("--option", "-o", help="Problem option KEY=VALUE (repeatable; "
+                                                "values read as JSON when they parse).")]
+Weights = Annotated[Path | None, Opt("--weights", help="State dict file (torch.save(model.state_dict())) whose "
+                                     "names and shapes match the problem's parameters.")]
 RunsDir = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
 DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (default: $BIASVAR_DATA, else "
                                      "~/.cache/biasvar).")]

@@ -13,11 +13,11 @@ from rich.table import Table
 from biasvar import bench as benchmod
 from biasvar import engine, presets, store
 from biasvar.errors import StoreError
-from biasvar.snapshot import load_snapshot
 from biasvar.spec import spec_from_flags
 
 from . import options as o
 from .common import console, progress_bar
+from .snapshot_cmd import resolve_snapshot
 
 Opt = typer.Option
 
@@ -35,8 +35,11 @@ def _size(nbytes: float) -> str:
 
 
 def sample(
-    snapshot: o.SnapshotFile,
     estimator: o.Estimator,
+    snapshot: o.SnapshotOrProblem = None,
+    problem: o.Problem = None,
+    option: o.ProblemOption = None,
+    weights: o.Weights = None,
     t: o.TFlag = None,
     M: o.MFlag = None,
     alpha: o.AlphaFlag = None,
@@ -54,7 +57,7 @@ def sample(
 ) -> None:
     """Draw N gradient samples of one estimator at a snapshot into a run file (resumes a partial run)."""
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
-    snap = load_snapshot(snapshot)
+    snap = resolve_snapshot(snapshot, problem, option, weights)
     with _progress() as bar:
         task = bar.add_task(str(spec), total=n, rate=0.0, bad=0)
 
@@ -73,7 +76,10 @@ def sample(
 
 
 def sweep(
-    snapshot: o.SnapshotFile,
+    snapshot: o.SnapshotOrProblem = None,
+    problem: o.Problem = None,
+    option: o.ProblemOption = None,
+    weights: o.Weights = None,
     preset: Annotated[str | None, Opt("--preset", help=f"One of: {', '.join(presets.PRESETS)}.")] = None,
     estimators: o.EstimatorList = None,
     reference: Annotated[str | None, Opt("--reference", help="Reference spec (default: the preset's, "
@@ -95,7 +101,7 @@ def sweep(
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list)."""
     sw = presets.resolve_sweep(preset, estimators, reference=reference, n=n, reference_n=reference_n)
-    snap = load_snapshot(snapshot)
+    snap = resolve_snapshot(snapshot, problem, option, weights)
     plan = engine.plan_sweep(snap.id, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
                              seed=seed, runs_dir=runs_dir)
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "

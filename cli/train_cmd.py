@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from biasvar.problems.user import load_state
 from biasvar.spec import spec_from_flags
 from biasvar.train import (
     TrainProgress,
@@ -20,6 +21,7 @@ from biasvar.train import (
     loss_name,
     model_options,
     parse_int_list,
+    read_state_dict,
     train,
 )
 
@@ -30,7 +32,8 @@ Opt = typer.Option
 
 
 def train_command(
-    model: Annotated[str, Opt(help="Problem: vae, hvae, toy-cat, qnet.")] = "vae",
+    model: Annotated[str, Opt("--model", "--problem", help="Problem: vae, hvae, toy-cat, qnet, or your own "
+                              "factory module:function (options with -o KEY=VALUE).")] = "vae",
     data: Annotated[str | None, Opt(help="Dataset (default mnist-b for vae/hvae, fmnist for qnet).")] = None,
     categories: Annotated[int | None, Opt(help="Categories per variable (a power of 2).")] = None,
     vars: Annotated[int | None, Opt("--vars", help="Categorical variables (per layer for hvae).")] = None,
@@ -41,6 +44,8 @@ def train_command(
     noise: Annotated[str | None, Opt(help="qnet injected noise (logistic, triangular).")] = None,
     option: Annotated[list[str] | None, Opt("--option", "-o", help="Model option KEY=VALUE (repeatable).")]
     = None,
+    weights: Annotated[Path | None, Opt("--weights", help="Start from this state dict (names and shapes "
+                                        "must match the problem's parameters).")] = None,
     estimator: o.Estimator = "rf(M=4)",
     t: o.TFlag = None,
     M: o.MFlag = None,
@@ -70,6 +75,8 @@ def train_command(
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
     o.set_threads(threads)
     problem = build_problem(model, options, seed=seed)
+    if weights is not None:
+        load_state(problem, read_state_dict(weights), source=f"weights {weights}")
     dataset = load_data(model, data, data_dir=data_dir, download=False if offline else None)
 
     with progress_bar(loss_name(model) + " {task.fields[loss]}", transient=False) as bar:

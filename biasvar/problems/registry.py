@@ -1,16 +1,35 @@
-"""Problem kinds by name, imported lazily: ``make_problem("vae", config)``.
+"""Problems by name or import path: ``make_problem("vae", config)``, ``make_problem("mypkg.models:make", config)``.
 
-Every problem class is built as ``cls(**config)`` (fresh parameters seeded by ``config["seed"]``
-where it has one); a snapshot then sets ``params`` and ``batch``.
+A *factory* is any callable ``factory(**config) -> Problem`` named ``module:attribute`` (a module on
+``sys.path``, the current directory included, or a file ``path/to/file.py:attribute``). The built-in
+problems are registered the same way: :data:`PROBLEMS` maps their short names to their factories
+(the classes themselves, built as ``cls(**config)``, fresh parameters seeded by ``config["seed"]``
+where they take one); a snapshot then sets ``params`` and ``batch``.
+
+A problem made from an import path gets ``kind`` = that path and ``config`` = the options, which
+is what a snapshot records to rebuild it. The factory runs with torch's global generator seeded by
+``config["seed"]`` (0 without one), so default initialisations (``nn.Linear``) are reproducible and
+the same command measures the same weights. Every failure (a module that cannot be imported, a
+missing attribute, options the factory refuses, a return value that is not a
+:class:`~biasvar.problems.base.Problem`) is one :class:`~biasvar.errors.UnsupportedError` line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from biasvar.errors import UnsupportedError
+import torch
+
+from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.problems.base import Problem
 
 PROBLEMS = MappingProxyType(
@@ -24,17 +43,94 @@ PROBLEMS = MappingProxyType(
 )
 
 
-def problem_class(kind: str) -> type[Problem]:
+def is_import_path(kind: str) -> bool:
+    """True for ``module:attribute`` (or ``file.py:attribute``), False for a built-in name."""
+    return kind not in PROBLEMS and ":" in kind
+
+
+def _import_module(module: str):
+    if module.endswith(".py") or os.sep in module or "/" in module:
+        path = Path(module)
+        if not path.is_file():
+            raise UnsupportedError(f"cannot import problem file {module}: no such file")
+        name = "biasvar_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as e:  # the user's file: one line, whatever it raised
+            del sys.modules[name]
+            raise UnsupportedError(f"cannot import problem file {module}: {type(e).__name__}: {e}") from None
+        return mod
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)  # like `python -m`: a module beside you is importable
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise UnsupportedError(f"cannot import module {module!r} of a problem factory ({e})") from None
+    except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
+        raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
+
+
+def problem_factory(kind: str) -> Callable[..., Problem]:
+    """The callable that builds problems of ``kind`` (a built-in name or ``module:attribute``)."""
     target = PROBLEMS.get(kind)
     if target is None:
-        raise UnsupportedError(f"unknown problem kind {kind!r}; expected one of: {', '.join(PROBLEMS)}")
-    module, _, name = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise UnsupportedError(f"problem kind {kind!r} is not available in this version ({e})") from None
+        if ":" not in kind:
+            raise UnsupportedError(f"unknown problem {kind!r}; expected one of: {', '.join(PROBLEMS)}, "
+                                   f"or your own factory as module:function")
+        target = kind
+    module, _, name = target.rpartition(":")
+    if not module or not name:
+        raise UnsupportedError(f"problem factory {kind!r}: expected module:function, e.g. mypkg.models:make")
+    if kind in PROBLEMS:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise UnsupportedError(f"problem kind {kind!r} is not available in this version ({e})") from None
+    mod = _import_module(module)
+    factory = getattr(mod, name, None)
+    if factory is None:
+        raise UnsupportedError(f"module {module!r} has no attribute {name!r} (the problem factory {kind})")
+    if not callable(factory):
+        raise UnsupportedError(f"problem factory {kind} is a {type(factory).__name__}, not a callable")
+    return factory
+
+
+problem_class = problem_factory  # the name this function had when problems were classes only
 
 
 def make_problem(kind: str, config: dict[str, Any] | None = None) -> Problem:
-    """A fresh problem of ``kind`` built from its config."""
-    return problem_class(kind)(**(config or {}))
+    """A fresh problem of ``kind`` built from its config (a built-in name, or ``module:function``)."""
+    config = dict(config or {})
+    factory = problem_factory(kind)
+    if kind in PROBLEMS:
+        return factory(**config)
+    try:
+        json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError):
+        raise UnsupportedError(f"problem factory {kind}: options must be JSON values (numbers, strings, "
+                               f"lists), got {config!r}") from None
+    seed = config.get("seed", 0)
+    try:
+        with torch.random.fork_rng(devices=[]):  # torch's default inits (nn.Linear) reproducible per seed
+            torch.manual_seed(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
+            problem = factory(**config)
+    except BiasvarError as e:
+        raise UnsupportedError(f"problem factory {kind}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
+        raise UnsupportedError(f"problem factory {kind}({_options(config)}) failed: {type(e).__name__}: {e}") from None
+    if not isinstance(problem, Problem):
+        raise UnsupportedError(f"problem factory {kind} returned {type(problem).__name__}, not a biasvar Problem "
+                               f"(wrap a model with biasvar.problem_from_module or biasvar.UserProblem)")
+    problem.kind = kind  # what a snapshot records to rebuild it
+    problem.config = config
+    return problem
+
+
+def _options(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
