@@ -81,8 +81,8 @@ def problem_factory(kind: str) -> Callable[..., Problem]:
     target = PROBLEMS.get(kind)
     if target is None:
         if ":" not in kind:
-            raise UnsupportedError(f"unknown problem {kind!r}; expected one of: {', '.join(PROBLEMS)}, "
-                                   f"or your own factory as module:function")
+            raise UnsupportedError(f"unknown model {kind!r}; expected one of: {', '.join(PROBLEMS)}, "
+                                   f"or your own problem factory as module:function")
         target = kind
     module, _, name = target.rpartition(":")
     if not module or not name:
