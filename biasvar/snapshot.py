@@ -68,7 +68,7 @@ def content_hash(problem: Problem) -> str:
     for name, t in list(problem.params.items()) + [("__batch__", problem.batch)] + buffers:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

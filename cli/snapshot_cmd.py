@@ -32,7 +32,7 @@ def resolve_snapshot(snapshot: Path | None, problem: str | None = None, option: 
         return load_snapshot(snapshot)
     from biasvar.train import build_problem, parse_option_pairs, snapshot_weights
 
-    prob = build_problem(problem, parse_option_pairs(option))
+    prob = build_problem(problem, parse_option_pairs(option), seed=0)  # as `biasvar snapshot` with its default seed
     return snapshot_weights(prob, weights=weights)
 
 

@@ -58,11 +58,11 @@ def all_bits(V):
 
 
 def native_true_gradient(logits, loss):
-    l = logits.detach().clone().requires_grad_(True)
+    lg = logits.detach().clone().requires_grad_(True)
     Bs = all_bits(len(logits))
-    p = torch.sigmoid(l)
+    p = torch.sigmoid(lg)
     prob = (Bs * p + (1 - Bs) * (1 - p)).prod(-1)
-    (g,) = torch.autograd.grad((prob * loss(Bs)).sum(), l)
+    (g,) = torch.autograd.grad((prob * loss(Bs)).sum(), lg)
     return g
 
 
