@@ -175,6 +175,10 @@ def test_snapshot_of_given_weights_and_sample_with_problem(tmp_path, user_module
                "--runs-dir", tmp_path / "runs", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "runs" / snap.id / "zgr-s0.h5").is_file()
+    r = invoke("sweep", "--problem", fac, "-o", "bits=2", "--weights", tmp_path / "w.pt", "--estimators", "st",
+               "--reference", "zgr", "--n", 50, "--runs-dir", tmp_path / "runs", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / snap.id / "st-s0.h5").is_file()  # the zgr reference run was reused
 
 
 def test_cli_as_a_subprocess_imports_from_the_working_directory(tmp_path):
