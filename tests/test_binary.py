@@ -256,3 +256,32 @@ def test_mixed_binary_and_categorical_sites_enumerate_exactly():
     glb, glc = torch.autograd.grad(total, [lb, lc])
     assert_close(exact["lb"], glb, rtol=1e-10, atol=1e-12)
     assert_close(exact["lc"], glc, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["arsm", "indecater", "disarm"])
+def test_multipass_estimators_unbiased_on_binary_sites(spec):
+    """The unbiased multi-pass estimators apply to binary sites (2 categories; DisARM is K = 2 only)."""
+    V = 3
+    logits = torch.randn(V, generator=torch.Generator().manual_seed(9), dtype=D)
+    loss = quad_loss(quad_coef(V, 9), "quartic")
+    prob = bits_problem(logits, loss)
+    truth = native_true_gradient(logits, loss)
+    J = mc(prob, spec, 20_000)
+    se = J.std(0) / math.sqrt(J.shape[0])
+    assert ((J.mean(0) - truth).abs() < 5 * se + 1e-12).all(), (J.mean(0), truth)
+
+
+def test_reinmax_runs_on_binary_sites_and_disarm_refuses_categorical_ones():
+    from biasvar.errors import BiasvarError
+
+    V = 2
+    logits = torch.randn(V, generator=torch.Generator().manual_seed(2), dtype=D)
+    J = mc(bits_problem(logits, quad_loss(quad_coef(V, 2), "quadratic")), "reinmax(t=2)", 100)
+    assert torch.isfinite(J).all() and J.abs().max() > 0
+
+    def forward(p, x, sample):
+        return sample("c", p["l"].expand(x.shape[0], 3)) @ torch.arange(3, dtype=D)
+
+    cat = UserProblem({"l": torch.zeros(3, dtype=D)}, torch.zeros(1, 0, dtype=D), forward)
+    with pytest.raises(BiasvarError, match="(?i)disarm"):
+        mc(cat, "disarm", 4)

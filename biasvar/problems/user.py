@@ -18,7 +18,8 @@ logits' shape and values in {0, 1}, ``P(y = 1) = sigmoid(logit)``. A binary site
 exactly the Bernoulli variable, and every categorical estimator becomes its Bernoulli form (ST:
 ``d = sigmoid(l)``; DARN: ``J = L'(b) (b - sigmoid(l))^2``; ZGR = DARN(1/2):
 ``J = L'(b) (b - 1/2) (b - sigmoid(l))``; GS: the binary Concrete ``sigmoid((l + logistic) / t)``;
-RF: ``log p(b)``), checked against enumeration in the tests.
+RF: ``log p(b)``), checked against enumeration in the tests. The multi-pass estimators apply too
+(ARSM, IndeCateR, and DisARM, which refuses categorical sites of K > 2 with a one-line error).
 
 Two ways to write one:
 
