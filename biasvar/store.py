@@ -741,9 +741,11 @@ class RunWriter:
         self._lock_fd = lock_fd
         self._created = created
         self.block_size = int(f.attrs["block_size"])
+        self.stats_step = int(_py(f.attrs.get("stats_step", 0)) or 0) or None  # files before it: None
         has = "sample_index" in f
         self.sample_index = np.asarray(f["sample_index"][()]) if has else np.zeros(0, np.int64)
         self._state = _state_row(f)
+        self._kept = int(np.asarray(f["block_count"][:self.n_blocks]).sum())  # kept rows of whole blocks
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -827,6 +829,11 @@ class RunWriter:
         return int(self._state[_S["n_nonfinite"]] + self._state[_S["pending_nonfinite"]])
 
     @property
+    def pending_draws(self) -> int:
+        """Draws of the saved block in progress."""
+        return int(self._state[_S["pending_draws"]])
+
+    @property
     def pending_count(self) -> int:
         return int(self._state[_S["pending_count"]])
 
@@ -840,8 +847,7 @@ class RunWriter:
         if not s[_S["pending_draws"]]:
             return None
         f, slot = self._f, int(s[_S["pending_slot"]])
-        count = self.pending_count
-        kept = int(np.asarray(f["block_count"][:self.n_blocks]).sum())
+        count, kept = self.pending_count, self._kept
         K = len(self.sample_index)
         samples = (np.asarray(f["samples"][kept:kept + count], dtype=np.float32) if "samples" in f
                    else np.zeros((count, K), np.float32))
@@ -862,10 +868,11 @@ class RunWriter:
         if "samples" not in f:
             return
         new = np.asarray(samples, dtype=np.float32)[self.pending_count:]
-        if new.shape[0]:
-            ds = f["samples"]
-            start = int(ds.shape[0])
+        start = self._kept + self.pending_count  # rows past it are left over from a failed write
+        ds = f["samples"]
+        if ds.shape[0] != start + new.shape[0]:
             ds.resize(start + new.shape[0], axis=0)
+        if new.shape[0]:
             ds[start:] = new
 
     def append(self, block: BlockStats, *, wall_s: float) -> None:
@@ -896,6 +903,7 @@ class RunWriter:
         s[_S["n_nonfinite"]] += block.nonfinite
         s[_S["wall_s"]] += wall_s
         s[_S["pending_draws"]] = s[_S["pending_count"]] = s[_S["pending_nonfinite"]] = 0
+        self._kept += block.count
         self._write_state()
 
     def save_pending(self, part: PendingStats, *, wall_s: float) -> None:
