@@ -60,7 +60,8 @@ hours, deaf to Ctrl-C. Readers here (:func:`read_run`) therefore
    (truncated) unless a writer holds its lock (a live SWMR writer may be mid-flush),
 2. open it with a bounded number of metadata read attempts (:data:`READ_ATTEMPTS`, under 0.1 s
    of retry sleeps in all),
-3. check that the datasets agree with the state row (shapes, counts),
+3. check that the datasets agree with the state row (shapes, counts); every dataset carries a
+   Fletcher-32 checksum per chunk, so a flipped byte in the data is an error, not a wrong number,
 
 and raise :class:`DamagedError` (a :class:`StoreError`) with the reason otherwise.
 :func:`scan_runs` lists the readable runs and the damaged or misplaced files separately.
@@ -613,10 +614,14 @@ def _tmp_beside(path: Path) -> str:
     return tmp
 
 
+_CHECKED = {"fletcher32": True}  # every dataset carries a checksum per chunk: a flipped byte is an error
+
+
 def _create_pending(f: h5py.File, dim: int, G: int) -> None:
-    f.create_dataset("pending_sum", data=np.zeros((2, dim)), dtype="f8")
+    """Two slots, one chunk each: rewriting one never touches the other."""
+    f.create_dataset("pending_sum", data=np.zeros((2, dim)), dtype="f8", chunks=(1, max(1, dim)), **_CHECKED)
     for name in ("pending_m2", "pending_sumsq"):
-        f.create_dataset(name, data=np.zeros((2, G)), dtype="f8")
+        f.create_dataset(name, data=np.zeros((2, G)), dtype="f8", chunks=(1, max(1, G)), **_CHECKED)
 
 
 def _create(path: Path, header: Mapping[str, Any], *, group_sizes: np.ndarray, sample_index: np.ndarray,
@@ -629,23 +634,24 @@ def _create(path: Path, header: Mapping[str, Any], *, group_sizes: np.ndarray, s
             for key, value in header.items():
                 f.attrs[key] = _attr_value(value)
             f.create_dataset("block_sum", (0, dim), maxshape=(None, dim), dtype="f4",
-                             chunks=(_row_chunks(dim, 4), dim))
+                             chunks=(_row_chunks(dim, 4), dim), **_CHECKED)
             for name in ("block_m2", "block_sumsq"):
-                f.create_dataset(name, (0, G), maxshape=(None, G), dtype="f8", chunks=(_row_chunks(G, 8), G))
+                f.create_dataset(name, (0, G), maxshape=(None, G), dtype="f8", chunks=(_row_chunks(G, 8), G),
+                                 **_CHECKED)
             for name in ("block_count", "block_nonfinite"):
-                f.create_dataset(name, (0,), maxshape=(None,), dtype="i8", chunks=(1024,))
+                f.create_dataset(name, (0,), maxshape=(None,), dtype="i8", chunks=(1024,), **_CHECKED)
             if K:
                 f.create_dataset("samples", (0, K), maxshape=(None, K), dtype="f4",
-                                 chunks=(_row_chunks(K, 4, 1 << 18), K))
-                f.create_dataset("sample_index", data=np.asarray(sample_index, dtype=np.int64))
-            f.create_dataset("group_sizes", data=np.asarray(group_sizes, dtype=np.int64))
+                                 chunks=(_row_chunks(K, 4, 1 << 18), K), **_CHECKED)
+                f.create_dataset("sample_index", data=np.asarray(sample_index, dtype=np.int64), **_CHECKED)
+            f.create_dataset("group_sizes", data=np.asarray(group_sizes, dtype=np.int64), **_CHECKED)
             if exact is not None:
-                f.create_dataset("exact", data=np.asarray(exact, dtype=np.float64))
+                f.create_dataset("exact", data=np.asarray(exact, dtype=np.float64), **_CHECKED)
             _create_pending(f, dim, G)
             state = np.zeros(len(STATE))
             state[_S["n_target"]] = n_target
             state[_S["updated"]] = time.time()
-            f.create_dataset("state", data=state)
+            f.create_dataset("state", data=state, chunks=state.shape, **_CHECKED)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -678,12 +684,12 @@ def _copy_committed(path: Path) -> None:
                         rows = kept if name == "samples" else nb
                         if ds.shape[0] < rows:
                             raise DamagedError(path, f"{name} has {ds.shape[0]} rows, the state says {rows}")
-                        dst.create_dataset(name, data=ds[:rows], maxshape=ds.maxshape, chunks=ds.chunks)
+                        dst.create_dataset(name, data=ds[:rows], maxshape=ds.maxshape, chunks=ds.chunks, **_CHECKED)
                     else:
-                        dst.create_dataset(name, data=ds[()])
+                        dst.create_dataset(name, data=ds[()], chunks=ds.chunks, **_CHECKED)
                 if "pending_sum" not in dst:
                     _create_pending(dst, int(dst.attrs["dim"]), len(dst["group_sizes"]))
-                dst.create_dataset("state", data=state)
+                dst.create_dataset("state", data=state, chunks=state.shape, **_CHECKED)
             except StoreError:
                 raise
             except (KeyError, OSError, RuntimeError, ValueError, TypeError) as e:
