@@ -463,3 +463,19 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, spec, whole_chunk, chunk
     resumed = store.read_run(path)
     assert resumed.status == "complete" and resumed.n == whole.n
     assert_identical_runs(resumed, whole)
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    (dict(seed=-1), "seed must be between 0 and"), (dict(seed=2**64), "seed must be between 0 and"),
+    (dict(n=0), "n must be at least 1 draws"), (dict(chunk=0), "chunk must be at least 1"),
+    (dict(block_size=0), "block size must be at least 1"), (dict(keep=-3), "keep must be at least 0"),
+    (dict(seed=1.5), "seed must be an integer"),
+])
+def test_out_of_range_run_arguments_are_one_line_and_leave_no_file(tmp_path, kw, msg):
+    """Issue 12, case 4: `--seed -1` was a numpy ValueError and left a file listed as running."""
+    from biasvar.errors import SpecError
+
+    snap = snapshot_of(ToyCat())
+    with pytest.raises(SpecError, match=msg):
+        engine.sample_run(snap, "zgr", **{"n": 10, **kw}, runs_dir=tmp_path)
+    assert list(tmp_path.rglob("*")) == []

@@ -78,8 +78,7 @@ def sample_run(
     far and re-raises; the same call resumes it, and the file is then bit for bit the file of a run
     that was never interrupted, whatever the chunk sizes of either.
     """
-    if int(n) < 1:
-        raise SpecError(f"n must be at least 1 draw, got {n}")
+    check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     spec = parse_spec(spec)
     if params is None:  # a problem may name the parameters its study measures (qnet: layer 0, App. B.6)
         params = getattr(snapshot.problem, "measure_params", None)
@@ -100,6 +99,28 @@ def sample_run(
               save_every_s=save_every_s)
         writer.finish()
     return path
+
+
+SEED_MAX = 2**63 - 1  # seeds are stored as int64
+
+
+def check_run_args(*, n: int, seed: int, keep: int = 0, block_size: int | None = None,
+                   chunk: int | None = None) -> None:
+    """Refuse out-of-range run arguments with one line (before anything is drawn or written).
+
+    Raises:
+        SpecError: n < 1, a seed outside [0, 2^63), keep < 0, block_size or chunk < 1.
+    """
+    checks = (("n", n, 1, None, "draws"), ("seed", seed, 0, SEED_MAX, ""), ("keep", keep, 0, None, "coordinates"),
+              ("block size", block_size, 1, None, "draws"), ("chunk", chunk, 1, None, "draws"))
+    for name, value, lo, hi, unit in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise SpecError(f"{name} must be an integer, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            span = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise SpecError(f"{name} must be {span}{' ' + unit if unit else ''}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -211,4 +232,4 @@ def _work(spec: EstimatorSpec) -> int:
         return 1
 
 
-__all__ = ["ProgressFn", "Selection", "run_header", "sample_run"]
+__all__ = ["SAVE_EVERY_S", "SEED_MAX", "ProgressFn", "Selection", "check_run_args", "run_header", "sample_run"]
