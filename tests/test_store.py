@@ -479,3 +479,24 @@ def test_out_of_range_run_arguments_are_one_line_and_leave_no_file(tmp_path, kw,
     with pytest.raises(SpecError, match=msg):
         engine.sample_run(snap, "zgr", **{"n": 10, **kw}, runs_dir=tmp_path)
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_report_leaves_out_damaged_and_misplaced_files_with_a_note(tmp_path):
+    """Issue 12, cases 1 and 4: `report` names each file it cannot use, and analyses the rest."""
+    from biasvar.report import analyze_runs
+
+    snap = snapshot_of(ToyCat())
+    path = engine.sample_run(snap, "zgr", n=400, seed=0, runs_dir=tmp_path, block_size=20)
+    data = path.read_bytes()
+    path.with_name("st-s0.h5").write_bytes(data)  # a copy under another run's name
+    (path.parent / "darn-s0.h5").write_bytes(data[: len(data) // 2])  # truncated
+    (tmp_path / "0123456789ab").mkdir()
+    (tmp_path / "0123456789ab" / path.name).write_bytes(data)  # another snapshot's folder
+    rep = analyze_runs(tmp_path, reference="exact", n_resamples=50)
+    assert [r.spec for r in rep.rows] == ["zgr"]
+    notes = "\n".join(rep.notes)
+    assert "darn-s0.h5: damaged (truncated:" in notes and "st-s0.h5: misplaced" in notes
+    assert "0123456789ab/zgr-s0.h5: misplaced (made from snapshot" in notes
+    path.unlink()
+    with pytest.raises(Exception, match="no readable runs .* 3 run files are damaged or misplaced"):
+        analyze_runs(tmp_path, reference="exact", n_resamples=50)
