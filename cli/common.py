@@ -41,6 +41,34 @@ class ErrorHandlingGroup(TyperGroup):
             sys.exit(130)
 
 
+def natural_width(renderable) -> int:
+    """Columns ``renderable`` takes when nothing limits it (a table: every cell in full)."""
+    import io
+
+    from rich.cells import cell_len
+
+    wide = Console(width=10_000, file=io.StringIO(), color_system=None, legacy_windows=False)
+    with wide.capture() as cap:
+        wide.print(renderable)
+    return max((cell_len(line.rstrip()) for line in cap.get().splitlines()), default=0)
+
+
+def fits(renderable, width: int | None = None) -> bool:
+    """Whether ``renderable`` fits ``width`` columns (default: the console's) without cutting a cell."""
+    return natural_width(renderable) <= (console.width if width is None else width)
+
+
+def first_fitting(builds, width: int | None = None):
+    """The first of the renderables ``builds`` (callables, widest layout first) that fits ``width``;
+    the last one when none does."""
+    out = None
+    for build in builds:
+        out = build()
+        if fits(out, width):
+            return out
+    return out
+
+
 def new_app(**kwargs) -> typer.Typer:
     return typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, add_completion=False,
                        pretty_exceptions_enable=False, **kwargs)
