@@ -258,8 +258,11 @@ def _hdf5_library() -> ctypes.CDLL | None:
     return None  # pragma: no cover - a build without the library in reach: attempts not bounded
 
 
-def _read_fapl() -> Any:
+def _read_fapl(locking: bool) -> Any:
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    if not locking:  # a reader must never make a writer's open fail ("unable to lock file")
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+            fapl.set_file_locking(False, True)
     lib = _hdf5_library()
     if lib is not None:
         lib.H5Pset_metadata_read_attempts(fapl.id, READ_ATTEMPTS)
@@ -267,8 +270,13 @@ def _read_fapl() -> Any:
 
 
 def _h5_open_read(path: Path) -> h5py.File:
-    fid = h5py.h5f.open(os.fsencode(str(path)), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ,
-                        fapl=_read_fapl())
+    name, flags = os.fsencode(str(path)), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+    try:
+        fid = h5py.h5f.open(name, flags, fapl=_read_fapl(locking=False))
+    except OSError as e:
+        if "locking flag" not in str(e):  # this process has it open already, with HDF5's locking on
+            raise
+        fid = h5py.h5f.open(name, flags, fapl=_read_fapl(locking=True))
     return h5py.File(fid)
 
 
@@ -973,11 +981,16 @@ def _open_append(path: Path) -> h5py.File:
     is rewritten first (atomically: temporary file, then rename)."""
     if _needs_upgrade(path):
         _copy_committed(path)
-    try:
-        return h5py.File(path, "a", libver="latest")
-    except OSError as e:
-        if "already open" not in str(e):
-            raise DamagedError(path, _short(e)) from None
+    for attempt in range(LOCK_TRIES):
+        try:
+            return h5py.File(path, "a", libver="latest")
+        except OSError as e:
+            if "unable to lock file" in str(e) and attempt < LOCK_TRIES - 1:
+                time.sleep(0.05)  # a reader that locks HDF5-style has it open this instant
+                continue
+            if "already open" not in str(e):
+                raise DamagedError(path, _short(e)) from None
+            break
     _copy_committed(path)  # we hold the lock, so the writer that flagged it is gone
     try:
         return h5py.File(path, "a", libver="latest")

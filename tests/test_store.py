@@ -500,3 +500,19 @@ def test_report_leaves_out_damaged_and_misplaced_files_with_a_note(tmp_path):
     path.unlink()
     with pytest.raises(Exception, match="no readable runs .* 3 run files are damaged or misplaced"):
         analyze_runs(tmp_path, reference="exact", n_resamples=50)
+
+
+def test_a_reader_holding_the_file_briefly_does_not_make_the_writer_fail(tmp_path):
+    """Found by the fault injection: a reader opening the file (HDF5 locks it) just as a writer
+    reopens it made the writer fail with "unable to lock file"; the writer now waits a moment."""
+    snap = snapshot_of(ToyCat())
+    path = engine.sample_run(snap, "zgr", n=50, seed=0, runs_dir=tmp_path, block_size=10)
+    hold = ("import h5py, sys, time\nf = h5py.File(sys.argv[1], 'r', libver='latest', swmr=True)\n"
+            "print('open', flush=True)\ntime.sleep(0.4)\nf.close()\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        engine.sample_run(snap, "zgr", n=80, seed=0, runs_dir=tmp_path, block_size=10)
+    finally:
+        proc.wait()
+    assert store.read_run(path).n == 80
