@@ -318,7 +318,6 @@ def bad_input_cases(work: Path, snap: Path, runs: Path, sid: str) -> list[list[s
         ["sample", "--snapshot", s, "-e", "zgr", "--params", "nothing.*", "--runs-dir", str(runs)],
         ["sample", "--snapshot", s, "-e", "zgr", "--n", "100", "--params", "logits", "--runs-dir", str(runs)],
         ["ls", "--runs-dir", "f"],
-        ["ls", "--runs-dir", str(work / "nowhere")],
         ["report", "--runs-dir", "f"],
         ["report", "--runs-dir", str(runs), "--format", "xml"],
         ["report", "--runs-dir", str(runs), "--bootstrap", "-1"],
