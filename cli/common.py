@@ -102,6 +102,18 @@ class ErrorHandlingGroup(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+class lazy:  # noqa: N801 - reads like the module it stands for
+    """A module imported on first attribute access (the CLI starts without torch, scipy, matplotlib)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
 def natural_width(renderable) -> int:
     """Columns ``renderable`` takes when nothing limits it (a table: every cell in full)."""
     import io

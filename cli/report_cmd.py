@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -13,15 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from biasvar import formats
-from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
-from biasvar.report import Report, analyze_runs, remark_pareto
-from biasvar.stats.contrast import split_pair
-from biasvar.stats.intervals import DEFAULT_METHOD
+
+if TYPE_CHECKING:
+    from biasvar.report import Report
 
 from . import options as o
-from .common import console, err_console, first_fitting
+from .common import console, err_console, first_fitting, lazy
+
+formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
+DEFAULT_METHOD = "pivot"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
 
 Opt = typer.Option
 
@@ -67,6 +68,8 @@ def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference:
 
         def update(i: int, total: int, spec: str) -> None:
             prog.update(task, completed=i, total=total, description=spec)
+
+        from biasvar.report import analyze_runs
 
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
                             method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts)
@@ -189,6 +192,8 @@ def report(
 ) -> None:
     """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
     intervals; one row per run, sorted by family then hyper-parameter."""
+    from biasvar.stats.contrast import split_pair
+
     pairs = tuple(split_pair(c) for c in contrast or ())
     rep = analyze_with_progress(
         runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
@@ -199,6 +204,8 @@ def report(
         contrasts=pairs)
     if out is not None:
         text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
+        from biasvar.atomic import write_atomic
+
         write_atomic(out, text)
         console.print(f"wrote {out} ({len(rep.rows)} runs, snapshot {rep.snapshot_hash[:12]})",
                       highlight=False)
@@ -253,6 +260,8 @@ def plot(
         except OSError as e:
             raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
         if not any(r.pareto_mark for r in rep.rows):  # written before interval-aware marks
+            from biasvar.report import remark_pareto
+
             rep = remark_pareto(rep)
     else:
         rep = analyze_with_progress(

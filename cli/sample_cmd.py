@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasvar import presets, store
+from biasvar import presets
 from biasvar.spec import spec_from_flags
 
 from . import options as o
-from .common import console, err_console, first_fitting, progress_bar
+from .common import console, err_console, first_fitting, lazy, progress_bar
+
+store = lazy("biasvar.store")  # h5py, numpy: loaded by the commands that read run files
 
 Opt = typer.Option
 
