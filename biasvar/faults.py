@@ -162,7 +162,8 @@ def kill9(work: Path, trials: int, rng: random.Random, max_kills: int = 3) -> di
     return {"trials": trials, **out, "max_s_since_last_save_at_kill": round(max(lost), 3) if lost else None}
 
 
-def interrupts(work: Path, trials: int, rng: random.Random) -> dict[str, Any]:
+def interrupts(work: Path, trials: int, rng: random.Random,
+               signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict[str, Any]:
     """SIGINT / SIGTERM to ``biasvar sample`` at random moments: one line, work kept, same bits."""
     from biasvar import store
 
@@ -171,7 +172,7 @@ def interrupts(work: Path, trials: int, rng: random.Random) -> dict[str, Any]:
     out = Counter()
     for t in range(trials):
         runs = work / f"int{t}"
-        sig = (signal.SIGINT, signal.SIGTERM)[t % 2]
+        sig = signals[t % len(signals)]
         cmd = [sys.executable, "-m", "biasvar_cli.main", "sample", "--snapshot", str(snap), "-e", SPEC, "--n",
                str(N), "--block-size", str(BLOCK), "--chunk", str(CHUNK), "--keep", "8", "--runs-dir", str(runs)]
         proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -50,3 +50,13 @@ def test_truncated_or_flipped_files_are_one_line_errors_never_hangs_or_wrong_num
         outcomes = {k: v for k, v in out.items() if k not in ("files", "slowest_read_s")}
         assert out["files"] == 4 and all(faults.acceptable_read(k) for k in outcomes), out
         assert out["slowest_read_s"] < faults.READ_TIMEOUT_S
+
+
+def test_sigterm_keeps_the_work_and_resumes_bit_identical(tmp_path):
+    """`biasvar sample` gets SIGTERM (Ctrl-C is the same path, tested in-process in test_cli_reliability)."""
+    import signal
+
+    out = faults.interrupts(tmp_path, 1, random.Random(7), signals=(signal.SIGTERM,))
+    assert out["identical"] == 1 and "different" not in out and "tracebacks" not in out, out
+    assert "hung after the signal" not in out, out
+    assert out.get("SIGTERM: exit 143", 0) + out.get("SIGTERM: finished before the signal", 0) == 1, out
