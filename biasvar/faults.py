@@ -162,6 +162,11 @@ def kill9(work: Path, trials: int, rng: random.Random, max_kills: int = 3) -> di
     return {"trials": trials, **out, "max_s_since_last_save_at_kill": round(max(lost), 3) if lost else None}
 
 
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and Python keeps it so: undo that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupts(work: Path, trials: int, rng: random.Random,
                signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict[str, Any]:
     """SIGINT / SIGTERM to ``biasvar sample`` at random moments: one line, work kept, same bits."""
@@ -175,7 +180,8 @@ def interrupts(work: Path, trials: int, rng: random.Random,
         sig = signals[t % len(signals)]
         cmd = [sys.executable, "-m", "biasvar_cli.main", "sample", "--snapshot", str(snap), "-e", SPEC, "--n",
                str(N), "--block-size", str(BLOCK), "--chunk", str(CHUNK), "--keep", "8", "--runs-dir", str(runs)]
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
         path = store.run_path(runs, sid, SPEC, 0)
         deadline = time.monotonic() + TIMEOUT_S
         while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -391,10 +397,12 @@ EXPERIMENTS = ("kill9", "interrupts", "truncations", "bitflips", "bad_inputs", "
 
 
 def run_all(work: Path, *, kills: int, files: int, concurrent: int, seed: int = 0,
-            only: tuple[str, ...] = EXPERIMENTS) -> dict[str, Any]:
+            only: tuple[str, ...] = EXPERIMENTS,
+            signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict[str, Any]:
     t0 = time.time()
     out: dict[str, Any] = {}
-    for name, fn in (("kill9", lambda w, r: kill9(w, kills, r)), ("interrupts", lambda w, r: interrupts(w, kills, r)),
+    for name, fn in (("kill9", lambda w, r: kill9(w, kills, r)),
+                     ("interrupts", lambda w, r: interrupts(w, kills, r, signals)),
                      ("truncations", lambda w, r: truncations(w, files, r)),
                      ("bitflips", lambda w, r: bitflips(w, files, r)), ("bad_inputs", lambda w, r: bad_inputs(w)),
                      ("concurrent_writers", lambda w, r: concurrent_writers(w, concurrent))):
@@ -418,14 +426,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--files", type=int, default=20, help="truncated files (and as many with a flipped byte)")
     ap.add_argument("--concurrent", type=int, default=5, help="trials of two writers at once")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--signals", default="INT,TERM", help="interrupts: the signals sent in turn (INT, TERM)")
     ap.add_argument("--only", default=",".join(EXPERIMENTS), help=f"comma-separated subset of {EXPERIMENTS}")
     ap.add_argument("--out", type=Path, default=None, help="write the counts as JSON here (merged into an "
                     "existing file: experiments run now replace theirs)")
     args = ap.parse_args(argv)
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
     with tempfile.TemporaryDirectory(prefix="biasvar-faults-") as tmp:
+        sigs = tuple(getattr(signal, "SIG" + x.strip()) for x in args.signals.split(",") if x.strip())
         result = run_all(Path(tmp), kills=args.kills, files=args.files, concurrent=args.concurrent, seed=args.seed,
-                         only=only)
+                         only=only, signals=sigs)
     result["settings"]["command"] = "python -m biasvar.faults " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.out:
         old = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -220,7 +220,10 @@ def _fill(writer: store.RunWriter, problem: Problem, spec: EstimatorSpec, *, n: 
                 progress(pos, n, writer.n_nonfinite + block.nonfinite, rate)
     except BaseException:
         if block.draws > writer.pending_draws:  # keep the whole steps drawn so far
-            writer.save_pending(block.pending(dim), wall_s=time.perf_counter() - t_saved)
+            try:
+                writer.save_pending(block.pending(dim), wall_s=time.perf_counter() - t_saved)
+            except Exception:  # noqa: BLE001 - the file keeps its last save; report the first error
+                pass
         raise
 
 
