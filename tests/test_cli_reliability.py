@@ -120,12 +120,15 @@ def test_the_cli_starts_without_the_heavy_libraries():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_bench_names_in_the_cli_match_the_library():
+def test_names_the_cli_keeps_to_start_fast_match_the_library():
+    from biasvar_cli.report_cmd import DEFAULT_METHOD
     from biasvar_cli.sample_cmd import BENCH_ESTIMATORS, BENCH_PROBLEMS
 
     from biasvar import bench
+    from biasvar.stats import intervals
 
     assert tuple(bench.PROBLEMS) == BENCH_PROBLEMS and tuple(bench.DEFAULT_ESTIMATORS) == BENCH_ESTIMATORS
+    assert DEFAULT_METHOD == intervals.DEFAULT_METHOD
 
 
 FILES = ["toy.pt", "notes.txt", "empty.pt", "half.pt", "adir.pt", "f", "missing.pt", "runs"]
