@@ -63,6 +63,9 @@ def test_issue_cases_are_one_line_errors(world, tmp_path):
     assert r.exit_code == 1 and "a file is in the way" in one_error_line(r)
     r = invoke("ls", "--runs-dir", d / "f")
     assert r.exit_code == 1 and "is a file, not a folder" in one_error_line(r)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "200", "--max-memory", "lots",
+               "--runs-dir", d / "runs")  # found by the fault injection: a complete run skipped the check
+    assert r.exit_code == 1 and "cannot read memory size 'lots'" in one_error_line(r)
     r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--nope")
     assert r.exit_code == 2 and "No such option: --nope" in one_error_line(r)
     assert digests(d) == before

@@ -17,7 +17,7 @@ from biasvar import store
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine.blocks import BlockBuilder, choose_block_size, choose_step, keep_index
 from biasvar.engine.gradients import choose_method, sample_gradients
-from biasvar.engine.settings import params_glob, prepare, select_params, selected_layout
+from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.errors import SpecError
 from biasvar.estimators import build
 from biasvar.problems.base import Problem, passes
@@ -79,6 +79,7 @@ def sample_run(
     that was never interrupted, whatever the chunk sizes of either.
     """
     check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
+    parse_memory(max_memory)  # refused even when the run is complete already
     spec = parse_spec(spec)
     if params is None:  # a problem may name the parameters its study measures (qnet: layer 0, App. B.6)
         params = getattr(snapshot.problem, "measure_params", None)
