@@ -113,7 +113,8 @@ class BlockBuilder:
         return torch.cat(self.samples).cpu().numpy() if self.samples else np.zeros((0, K), np.float32)
 
     def stats(self, dim: int) -> store.BlockStats:
-        """The whole block (call :meth:`flush` first)."""
+        """The whole block: the buffered draws are folded in as its last (short) step first."""
+        self.flush()
         mom, G = self.moments, len(self.bounds)
         if mom is None:
             return store.BlockStats(0, self.nonfinite, np.zeros(dim, np.float32), np.zeros(G), np.zeros(G),
