@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -456,9 +456,13 @@ def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
         raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
                             f"(where `biasvar sample` wrote its run files)")
     try:
-        runs = store.list_runs(runs_dir)
+        runs, bad = store.scan_runs(runs_dir)
     except StoreError as e:
         raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
+    left_out = tuple(f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad)
+    if not runs and bad:
+        raise AnalysisError(f"no readable runs in {runs_dir}: {len(bad)} run files are damaged or misplaced "
+                            f"(first: {left_out[0]}); see `biasvar ls --runs-dir {runs_dir}`")
     hashes = sorted({str(_attr(r, "snapshot_hash", "")) for r in runs})
     if snapshot is not None:
         snap = snapshot.strip().lower()
@@ -471,9 +475,10 @@ def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
         ids = ", ".join(h[:12] for h in hashes)
         raise AnalysisError(f"{runs_dir} holds runs of {len(hashes)} snapshots ({ids}); "
                             f"pick one with --snapshot-id ID")
-    return analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
-                   confidence_level=confidence_level, seed=seed, load=lambda r: store.read_run(r.path),
-                   runs_dir=str(runs_dir), progress=progress, contrasts=contrasts)
+    report = analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
+                     confidence_level=confidence_level, seed=seed, load=lambda r: store.read_run(r.path),
+                     runs_dir=str(runs_dir), progress=progress, contrasts=contrasts)
+    return replace(report, notes=report.notes + left_out) if left_out else report
 
 
 __all__ = ["REPORT_SCHEMA", "Report", "RunResult", "analyze", "analyze_runs", "identity", "mark_pareto",

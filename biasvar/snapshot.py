@@ -124,7 +124,8 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise SnapshotError(f"snapshot not found: {path} (make one with `biasvar train ... --out {path}`)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            IndexError, TypeError, AttributeError, UnicodeError, MemoryError) as e:  # arbitrary bytes: anything
         raise SnapshotError(f"cannot read snapshot {path}: truncated, corrupt or not a torch file "
                             f"({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("magic") != MAGIC:

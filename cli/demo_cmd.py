@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from biasvar.demo import DEMO_SPECS, run_demo
-
 from .common import console, progress_bar
 from .report_cmd import report_table
 
@@ -24,6 +22,8 @@ def demo(
     """Sample every estimator family on two enumerable toy problems, report Eq. 16 against the
     exact gradient with bootstrap intervals, and draw Pareto plots and a Fig. B.5 study."""
     t0 = time.perf_counter()
+    from biasvar.demo import DEMO_SPECS, run_demo
+
     console.print(f"[bold]biasvar demo[/]: {len(DEMO_SPECS)} estimators x 2 problems (toy-cat, quant-unit), "
                   f"{n} draws each, exact reference", highlight=False)
     with progress_bar(eta=False, transient=True) as bar:

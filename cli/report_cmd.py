@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
+from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from biasvar import formats
-from biasvar.atomic import write_atomic
 from biasvar.errors import AnalysisError
-from biasvar.report import Report, analyze_runs, remark_pareto
-from biasvar.stats.contrast import split_pair
-from biasvar.stats.intervals import DEFAULT_METHOD
+
+if TYPE_CHECKING:
+    from biasvar.report import Report
 
 from . import options as o
-from .common import console, err_console
+from .common import console, err_console, first_fitting, lazy
+
+formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
+DEFAULT_METHOD = "pivot"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
 
 Opt = typer.Option
 
@@ -66,6 +69,8 @@ def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference:
         def update(i: int, total: int, spec: str) -> None:
             prog.update(task, completed=i, total=total, description=spec)
 
+        from biasvar.report import analyze_runs
+
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
                             method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts)
 
@@ -75,30 +80,72 @@ MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost
 NARROW_COLUMNS = ("spec", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "Pareto")
 
 
+CAPTION = {
+    "b2 [95% CI]": "b2: unbiased squared bias per parameter (Eq. 16; can be negative)",
+    "V [95% CI]": "V: variance per parameter",
+    "MSE": "MSE = b2 + V",
+    "cost": "cost: forward passes per draw",
+    "V×cost": "V×cost: variance times cost",
+    "cos": "cos: cosine of the mean with the reference's",
+    "Pareto": "",  # formats.PARETO_NOTE (read when a table is made: formats imports scipy)
+}
+
+
+def _caption(col: str) -> str:
+    return formats.PARETO_NOTE if col == "Pareto" else CAPTION[col]
+
+
 def report_table(report: Report, *, width: int | None = None) -> Table:
     """The report as a rich table, one row per run (``biasvar demo`` prints this too).
 
-    Intervals go on a second line. Below 150 columns V×cost and the cosine are left out, below
-    105 also seed, cost, draws/s and non-finite (every column is in the Markdown, JSON and CSV).
+    Intervals go on a second line. The widest layout that fits ``width`` (default: the console's,
+    80 in a pipe) without cutting a number is used: every column, then without V×cost and the
+    cosine, then also without seed, cost, draws/s and non-finite, then with n under the spec.
+    Every column stays in the Markdown, JSON and CSV formats; the caption explains the columns
+    shown and names the hidden ones.
     """
     width = console.width if width is None else width
-    cols = formats.TABLE_COLUMNS if width >= 150 else MEDIUM_COLUMNS if width >= 105 else NARROW_COLUMNS
-    hidden = [c for c in formats.TABLE_COLUMNS if c not in cols]
+    stacked = ("spec", "b2 [95% CI]", "V [95% CI]", "MSE", "Pareto")
+    layouts = (formats.TABLE_COLUMNS, MEDIUM_COLUMNS, NARROW_COLUMNS, stacked)
+    builds = [lambda c=c: _report_table(report, c) for c in layouts]
+    return first_fitting([*builds, lambda: _report_list(report)], width)
+
+
+def _report_list(report: Report) -> Group:
+    """The narrowest form: a few short lines per run (terminals under ~75 columns)."""
+    lines = [Text(formats.report_header(report), style="bold"), Text("")]
+    for r, cells in zip(report.rows, formats.table_rows(report), strict=True):
+        mark = f"  Pareto {cells['Pareto'].strip()}" if cells["Pareto"].strip() else ""
+        lines.append(Text(f"{cells['spec']}  n {cells['n']}{mark}", style="bold" if r.role != "reference" else "dim"))
+        lines.append(Text(f"  b2  {cells['b2 [95% CI]']}"))
+        lines.append(Text(f"  V   {cells['V [95% CI]']}"))
+        lines.append(Text(f"  MSE {cells['MSE']}"))
+    lines.append(Text(""))
+    lines.append(Text(" · ".join(_caption(c) for c in ("b2 [95% CI]", "V [95% CI]", "MSE", "Pareto"))
+                      + " · more columns: --format md"))
+    return Group(*lines)
+
+
+def _report_table(report: Report, cols: tuple[str, ...]) -> Table:
+    hidden = [c for c in formats.TABLE_COLUMNS if c not in cols and not (c == "n" and "spec" in cols)]
+    caption = " · ".join(_caption(col) for col in CAPTION if col in cols)
+    if hidden:
+        caption += f" · hidden at this width: {', '.join(hidden)} (see --format md)"
     table = Table(title=formats.report_header(report), title_justify="left", title_style="bold",
-                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-                  caption="b2: unbiased squared bias per parameter (Eq. 16; can be negative) · V: variance "
-                          "per parameter · MSE = b2 + V · cost: forward passes per draw · " + formats.PARETO_NOTE
-                          + (f" · hidden at this width: {', '.join(hidden)} (see --format md)" if hidden else ""),
-                  caption_justify="left")
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, caption=caption, caption_justify="left")
     right = {"seed", "n", "MSE", "cost", "draws/s", "V×cost", "cos", "non-finite"}
     short = {"non-finite": "non-\nfinite", "Pareto": "P", "draws/s": "draws/s", "b2 [95% CI]": "b2\n[95% CI]",
              "V [95% CI]": "V\n[95% CI]"}
+    with_n = "n" not in cols  # the narrowest layout: n on the spec's second line
     for col in cols:
-        table.add_column(short.get(col, col), justify="right" if col in right else "left",
-                         no_wrap=True, style="bold" if col == "spec" else None)
+        head = "spec\nn" if col == "spec" and with_n else short.get(col, col)
+        table.add_column(head, justify="right" if col in right else "left", no_wrap=True,
+                         style="bold" if col == "spec" else None)
     for r, cells in zip(report.rows, formats.table_rows(report), strict=True):
-        table.add_row(*(cells[c].replace(" [", "\n[") for c in cols),
-                      style="dim" if r.role == "reference" else None)
+        row = [cells[c].replace(" [", "\n[") for c in cols]
+        if with_n:
+            row[0] = f"{cells['spec']}\n[not bold]{cells['n']}[/]"
+        table.add_row(*row, style="dim" if r.role == "reference" else None)
     return table
 
 
@@ -145,6 +192,8 @@ def report(
 ) -> None:
     """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
     intervals; one row per run, sorted by family then hyper-parameter."""
+    from biasvar.stats.contrast import split_pair
+
     pairs = tuple(split_pair(c) for c in contrast or ())
     rep = analyze_with_progress(
         runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
@@ -155,6 +204,8 @@ def report(
         contrasts=pairs)
     if out is not None:
         text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
+        from biasvar.atomic import write_atomic
+
         write_atomic(out, text)
         console.print(f"wrote {out} ({len(rep.rows)} runs, snapshot {rep.snapshot_hash[:12]})",
                       highlight=False)
@@ -209,6 +260,8 @@ def plot(
         except OSError as e:
             raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
         if not any(r.pareto_mark for r in rep.rows):  # written before interval-aware marks
+            from biasvar.report import remark_pareto
+
             rep = remark_pareto(rep)
     else:
         rep = analyze_with_progress(

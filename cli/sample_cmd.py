@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasvar import bench as benchmod
-from biasvar import engine, presets, store
-from biasvar.errors import StoreError
+from biasvar import presets
 from biasvar.spec import spec_from_flags
 
 from . import options as o
-from .common import console, progress_bar
+from .common import console, err_console, first_fitting, lazy, progress_bar
 from .snapshot_cmd import resolve_snapshot
+
+store = lazy("biasvar.store")  # h5py, numpy: loaded by the commands that read run files
 
 Opt = typer.Option
 
@@ -56,23 +56,43 @@ def sample(
     chunk: o.Chunk = None,
 ) -> None:
     """Draw N gradient samples of one estimator at a snapshot into a run file (resumes a partial run)."""
+    from biasvar import engine
+
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
+    engine.check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
+    path = store.run_path(runs_dir, snap.id, str(spec), seed)
     with _progress() as bar:
         task = bar.add_task(str(spec), total=n, rate=0.0, bad=0)
 
         def report(done: int, total: int, nonfinite: int, rate: float) -> None:
             bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite)
 
-        path = engine.sample_run(snap, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
-                                 device=device, dtype=dtype, restart=restart, block_size=block_size,
-                                 max_memory=max_memory, chunk=chunk, progress=report)
+        try:
+            path = engine.sample_run(snap, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
+                                     device=device, dtype=dtype, restart=restart, block_size=block_size,
+                                     max_memory=max_memory, chunk=chunk, progress=report)
+        except KeyboardInterrupt:
+            bar.stop()
+            _say_saved(path)
+            raise
         data = store.read_run(path, load_sums=False)
         bar.update(task, completed=data.attrs["n_done"], total=data.attrs["n_target"],
                    rate=data.attrs["draws_per_s"], bad=data.attrs["n_nonfinite"])
     a = data.attrs
     console.print(f"{a['status']}: {a['n_done']} draws ({a['n_nonfinite']} non-finite, excluded) of {spec} "
                   f"in {a['blocks']} blocks, {a['draws_per_s']:.1f} draws/s -> {path}", highlight=False)
+
+
+def _say_saved(path: Path) -> None:
+    """After Ctrl-C / SIGTERM: what the run file keeps (one line on stderr)."""
+    try:
+        a = store.read_run(path, load_sums=False).attrs
+    except store.StoreError:
+        err_console.print(f"interrupted: nothing saved yet ({path} not written)", highlight=False)
+        return
+    err_console.print(f"interrupted: {a['n_done']} of {a['n_target']} draws saved ({a['n_pending']} in the "
+                      f"block in progress) in {path}; the same command resumes it", highlight=False)
 
 
 def sweep(
@@ -100,7 +120,10 @@ def sweep(
     chunk: o.Chunk = None,
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list)."""
+    from biasvar import engine
+
     sw = presets.resolve_sweep(preset, estimators, reference=reference, n=n, reference_n=reference_n)
+    engine.check_run_args(n=sw.n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
     plan = engine.plan_sweep(snap.id, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
                              seed=seed, runs_dir=runs_dir)
@@ -121,59 +144,75 @@ def sweep(
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
 
 
+_STATUS = {"complete": "green", "running": "yellow", "interrupted": "magenta"}
+RUN_COLUMNS = ("spec", "seed", "n done/target", "non-finite", "status", "draws/s", "size", "role")
+
+
+def _runs_table(snap_id: str, group: list[store.RunData], roles: dict[str, str] | None, cols: tuple[str, ...]):
+    folder = Path(group[0].path).parent
+    hidden = [c for c in RUN_COLUMNS if c not in cols and (c != "role" or roles)]
+    table = Table(title=f"snapshot {snap_id}: {len(group)} runs in {folder}", title_justify="left",
+                  caption=f"hidden at this width: {', '.join(hidden)}" if hidden else None, caption_justify="left")
+    heads = {"n done/target": "done/target", "non-finite": "non-\nfinite"}
+    for col in cols:
+        if col == "role" and not roles:
+            continue
+        table.add_column(heads.get(col, col), style="bold" if col == "spec" else None, no_wrap=True,
+                         justify="left" if col in ("spec", "status", "role") else "right")
+    for r in group:
+        a = r.attrs
+        cells = {"spec": r.spec, "seed": str(r.seed), "n done/target": f"{a['n_done']}/{a['n_target']}",
+                 "non-finite": str(a["n_nonfinite"]),
+                 "status": f"[{_STATUS.get(a['status'], 'red')}]{a['status']}[/]",
+                 "draws/s": f"{a['draws_per_s']:.1f}", "size": _size(store.file_size(r.path)),
+                 "role": (roles or {}).get(Path(r.path).name, "")}
+        table.add_row(*(cells[c] for c in cols if c != "role" or roles))
+    return table
+
+
 def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) -> None:
-    """One rich table per snapshot id."""
+    """One rich table per snapshot id, as wide as the console allows without cutting a number."""
     by_snapshot: dict[str, list[store.RunData]] = {}
     for r in runs:
         by_snapshot.setdefault(str(r.attrs.get("snapshot_id") or Path(r.path).parent.name), []).append(r)
+    layouts = (RUN_COLUMNS, ("spec", "seed", "n done/target", "non-finite", "status", "role"),
+               ("spec", "seed", "n done/target", "status"))
     for snap_id, group in by_snapshot.items():
-        folder = Path(group[0].path).parent
-        table = Table(title=f"snapshot {snap_id}: {len(group)} runs in {folder}", title_justify="left")
-        table.add_column("spec", style="bold", no_wrap=True)
-        table.add_column("seed", justify="right")
-        table.add_column("n done/target", justify="right", no_wrap=True)
-        table.add_column("non-finite", justify="right")
-        table.add_column("status", no_wrap=True)
-        table.add_column("draws/s", justify="right", no_wrap=True)
-        table.add_column("size", justify="right", no_wrap=True)
-        if roles:
-            table.add_column("role", no_wrap=True)
-        for r in group:
-            a = r.attrs
-            status = "[green]complete[/]" if a["status"] == "complete" else "[yellow]running[/]"
-            row = [r.spec, str(r.seed), f"{a['n_done']}/{a['n_target']}", str(a["n_nonfinite"]), status,
-                   f"{a['draws_per_s']:.1f}", _size(store.file_size(r.path))]
-            if roles:
-                row.append(roles.get(Path(r.path).name, ""))
-            table.add_row(*row)
-        console.print(table)
+        builds = [lambda c=c, i=snap_id, g=group: _runs_table(i, g, roles, c) for c in layouts]
+        console.print(first_fitting(builds))
 
 
 def ls(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
 ) -> None:
-    """List run files: spec, seed, draws done / target, status, draws/s, size (works during a sweep)."""
+    """List run files: spec, seed, draws done / target, status (running, interrupted, complete),
+    draws/s, size; then the files that are damaged or misplaced, with the reason (works during a sweep)."""
+    from biasvar.errors import StoreError
+
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
     prefix = (snapshot_id or "").strip().lower()[:12]  # an id is a hash's first 12 characters
-    files = [p for p in store.list_run_files(runs_dir) if p.parent.name.lower().startswith(prefix)]
-    if not files:
-        console.print(f"no run files under {runs_dir}")
+    runs, bad = store.scan_runs(runs_dir)
+    runs = [r for r in runs if Path(r.path).parent.name.lower().startswith(prefix)]
+    bad = [b for b in bad if Path(b.path).parent.name.lower().startswith(prefix)]
+    if not runs and not bad:
+        console.print(f"no run files under {runs_dir}", highlight=False)
         return
-    runs, bad = [], []
-    for path in files:
-        try:
-            runs.append(store.read_run(path, load_sums=False))
-        except StoreError as e:
-            bad.append(f"{path}: {e}")
     _print_runs(runs)
-    for line in bad:
-        console.print(f"[red]unreadable[/] {line}", highlight=False)
+    for b in bad:
+        console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
+
+
+# The names ``biasvar.bench`` defines (its import loads torch; a test checks these agree).
+BENCH_PROBLEMS = ("vae-fig1", "hvae", "toy-cat")
+BENCH_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
 
 
 def bench(
-    problem: Annotated[str, Opt("--problem", help=f"One of: {', '.join(benchmod.PROBLEMS)}.")] = "vae-fig1",
+    problem: Annotated[str, Opt("--problem", help=f"One of: {', '.join(BENCH_PROBLEMS)}.")] = "vae-fig1",
     estimators: Annotated[str, Opt("--estimators", help="Comma-separated specs.")]
-    = ",".join(benchmod.DEFAULT_ESTIMATORS),
+    = ",".join(BENCH_ESTIMATORS),
     device: o.Device = "auto",
     dtype: o.Dtype = None,
     n: Annotated[int, Opt("--n", help="Engine draws timed per round.")] = 64,
@@ -186,6 +225,8 @@ def bench(
     = None,
 ) -> None:
     """Draws/s of the vectorized engine vs a per-draw autograd.grad loop on the same problem and noise."""
+    from biasvar import bench as benchmod
+
     specs = presets.split_specs(estimators)
     prob = benchmod.bench_problem(problem)
     command = "biasvar " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "biasvar bench"

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from biasvar.errors import SnapshotError
-from biasvar.snapshot import Snapshot, load_snapshot
+
+if TYPE_CHECKING:
+    from biasvar.snapshot import Snapshot
 
 from . import options as o
 from .common import console
@@ -29,6 +31,8 @@ def resolve_snapshot(snapshot: Path | None, problem: str | None = None, option: 
     if snapshot is not None:
         if option or weights is not None:
             raise SnapshotError("--option and --weights go with --problem, not --snapshot")
+        from biasvar.snapshot import load_snapshot  # torch: loaded by the commands that need a snapshot
+
         return load_snapshot(snapshot)
     from biasvar.train import build_problem, parse_option_pairs, snapshot_weights
 

@@ -9,24 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasvar.problems.user import load_state
 from biasvar.spec import spec_from_flags
-from biasvar.train import (
-    TrainProgress,
-    build_problem,
-    check_settings,
-    default_snapshot_path,
-    epoch_path,
-    load_data,
-    loss_name,
-    model_options,
-    parse_int_list,
-    read_state_dict,
-    train,
-)
 
 from . import options as o
-from .common import console, progress_bar
+from .common import console, lazy, progress_bar
+
+train_mod = lazy("biasvar.train")  # torch: loaded when training
 
 Opt = typer.Option
 
@@ -68,6 +56,20 @@ def train_command(
 ) -> None:
     """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements."""
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
+    from biasvar.problems.user import load_state
+    from biasvar.train import (
+        TrainProgress,
+        build_problem,
+        check_settings,
+        default_snapshot_path,
+        load_data,
+        loss_name,
+        model_options,
+        parse_int_list,
+        read_state_dict,
+        train,
+    )
+
     options = model_options(categories=categories, vars=vars, hidden=hidden, arch=arch, weights_bits=weights_bits,
                             acts_bits=acts_bits, noise=noise, extra=option)
     save_epochs = parse_int_list(save_at, "--save-at", "1,10,100")
@@ -115,7 +117,7 @@ def _summary(snap, problem, save_epochs: tuple[int, ...], out: Path) -> Table:
     wall = prov["wall_time_s"]
     table.add_row("wall time", f"{wall:.1f} s ({wall / prov['epochs']:.1f} s/epoch)")
     for e in save_epochs:
-        table.add_row(f"epoch {e}", str(epoch_path(out, e)))
+        table.add_row(f"epoch {e}", str(train_mod.epoch_path(out, e)))
     return table
 
 

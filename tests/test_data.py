@@ -415,10 +415,17 @@ def test_cli_data_verify(synthetic, tmp_path):
     (root / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").unlink()
     (root / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b not really")
     result = runner.invoke(app, ["data", "verify", "--data-dir", str(root)], terminal_width=200)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # issue 12: a corrupt or missing file is not success
     assert "10 present, 1 missing, 1 corrupt" in result.output
+    assert "error: 1 dataset files missing, 1 corrupt" in result.output
     for word in ("present", "missing", "corrupt", "binarized-mnist", "omniglot"):
         assert word in result.output
+    asked = runner.invoke(app, ["data", "verify", "binarized-mnist", "--data-dir", str(root)], terminal_width=200)
+    assert asked.exit_code == 0 and "0 missing, 0 corrupt" in asked.output, asked.output
+    asked = runner.invoke(app, ["data", "verify", "mnist-b", "--data-dir", str(root)], terminal_width=200)
+    assert asked.exit_code == 1 and "0 missing, 1 corrupt" in asked.output, asked.output
+    unknown = runner.invoke(app, ["data", "verify", "nope", "--data-dir", str(root)])
+    assert unknown.exit_code == 1 and "unknown dataset nope" in unknown.output
     afile = tmp_path / "f.txt"
     afile.write_text("")
     bad = runner.invoke(app, ["data", "verify", "--data-dir", str(afile)])

@@ -38,7 +38,31 @@ def test_report_table_lists_every_run(runs_dir):
         assert spec in r.output
     assert f"snapshot {SNAP[:12]}" in r.output and "Pareto" in r.output
     narrow = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "0", width=80)
-    assert narrow.exit_code == 0 and "hidden at this width" in narrow.output
+    assert narrow.exit_code == 0 and "hidden at this width" in " ".join(narrow.output.split())
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 60, 40])
+def test_report_table_never_cuts_a_number_and_explains_only_shown_columns(runs_dir, width):
+    """Issue 12, case 6: at 80 columns and in a pipe numbers were cut ("100…") and the Pareto column
+    dropped while the caption still explained it."""
+    from biasvar_cli.report_cmd import report_table
+    from rich.console import Console
+
+    rep = R.analyze_runs(runs_dir, n_resamples=100)
+    out = Console(width=width, file=io.StringIO(), color_system=None)
+    with out.capture() as cap:
+        out.print(report_table(rep, width=width))
+    text = cap.get()
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= width
+    if width == 80:  # the CLI in a pipe: rich's default width
+        r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100")
+        assert r.exit_code == 0 and "…" not in r.output, r.output
+    flat = " ".join(text.split())
+    for cells in F.table_rows(rep):
+        for col in ("spec", "n", "b2 [95% CI]", "V [95% CI]", "MSE"):
+            assert cells[col].split(" [")[0] in flat, (col, cells[col])
+    if "Pareto: not dominated" in flat:
+        assert any(line.rstrip().endswith("*") or line.rstrip().endswith("* Pareto") for line in text.splitlines())
 
 
 def test_json_read_back_equals_the_table(runs_dir, tmp_path):

@@ -59,7 +59,7 @@ def test_ls_on_a_partial_run(tmp_path, snap):
     assert r.exit_code == 0, r.output
     assert snap.id in r.output
     lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if line.count("│") > 3}
-    assert "running" in lines["zgr"] and "100/1000" in lines["zgr"]
+    assert "interrupted" in lines["zgr"] and "100/1000" in lines["zgr"]
     assert "complete" in lines["st"] and "120/120" in lines["st"]
     r = invoke("ls", "--runs-dir", tmp_path / "empty")
     assert r.exit_code == 0 and "no run files" in r.output

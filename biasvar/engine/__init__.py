@@ -54,12 +54,13 @@ from biasvar.engine.gradients import (
     sample_gradients,
     vmap_gradients,
 )
-from biasvar.engine.runs import sample_run
+from biasvar.engine.runs import check_run_args, sample_run
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.engine.sweeps import PlannedRun, plan_sweep, sweep_runs
 
 __all__ = [
-    "METHODS", "BlockBuilder", "ChunkSizer", "GradChunk", "PlannedRun", "choose_block_size", "choose_method",
+    "METHODS", "BlockBuilder", "ChunkSizer", "GradChunk", "PlannedRun", "check_run_args", "choose_block_size",
+    "choose_method",
     "estimate_bytes_per_draw", "keep_index", "loop_gradients", "params_glob", "parse_memory", "plan_sweep",
     "prepare", "resolve_device", "resolve_dtype", "sample_gradients", "sample_run", "select_params",
     "selected_layout", "sweep_runs", "vmap_gradients",

@@ -2,9 +2,10 @@
 
 Per block: the count of finite draws, the count of non-finite ones, the float32 sum of the finite
 draws and, per parameter group, the float64 sum of squares and sum of squared deviations from the
-block mean (a :class:`biasvar.stats.moments.Moments` state kept on the device and updated chunk by
-chunk with the parallel formula, so the statistics do not depend on the chunk size), and the raw
-draws of K fixed coordinates. The block size sets the run file's size and the bootstrap's
+block mean (a :class:`biasvar.stats.moments.Moments` state kept on the device and merged step by
+step, in draw order, over steps of a fixed number of draws counted from the block's start, so the
+statistics are the same bits whatever the chunk size and wherever a run was interrupted), and the
+raw draws of K fixed coordinates. The block size sets the run file's size and the bootstrap's
 resolution (:func:`choose_block_size`).
 """
 
@@ -26,36 +27,75 @@ SUM_BUDGET_BYTES = 150 << 20  # the float32 block sums of one run
 MIN_BLOCKS, MAX_BLOCKS = 32, 100
 
 STATS_ELEMENTS = 1 << 24  # entries of one parameter group per step of the block statistics (128 MB)
+STEP_MAX = 4096  # draws per step of the block statistics, at most
+STEP_WORK = 1 << 28  # draws x dim x M per step, at most: a step of a slow estimator stays short
+
+
+def choose_step(block_size: int, group_sizes: Sequence[int], work: int = 1) -> int:
+    """Draws per step of the block statistics: a fixed function of the run (stored in its file).
+
+    A block's moments are the in-order merge of the moments of its consecutive steps of this many
+    draws (the last one may be shorter), each computed in one pass: they are then the same bits
+    however the engine chunks the draws and wherever a run is interrupted, and a run can save its
+    block in progress at any step boundary. Bounded by the block, by :data:`STATS_ELEMENTS` per
+    group (memory), by :data:`STEP_MAX`, and by :data:`STEP_WORK` over ``dim x work`` (``work``:
+    forward passes per draw, ~M) so that one step of a slow estimator takes seconds, not minutes.
+    """
+    dim, largest = max(1, sum(group_sizes)), max(list(group_sizes) + [1])
+    return int(max(1, min(block_size, STATS_ELEMENTS // largest, STEP_MAX, STEP_WORK // (dim * max(1, work)))))
 
 
 class BlockBuilder:
-    """Accumulates the draws of one block into :class:`biasvar.store.BlockStats`.
+    """Accumulates the draws of one block into :class:`biasvar.store.BlockStats`, one step of
+    ``step`` draws at a time (see :func:`choose_step`), whatever the sizes of the pieces it is fed.
 
-    Draws with any non-finite entry are counted and excluded from every statistic.
+    Draws with any non-finite entry are counted and excluded from every statistic. Between steps
+    its state is exactly what :meth:`pending` saves and :meth:`resume` restores.
     """
 
     def __init__(self, bounds: Sequence[tuple[int, int]], sample_index: np.ndarray,
-                 device: torch.device) -> None:
+                 device: torch.device, step: int | None = None) -> None:
         self.bounds = list(bounds)
         self.group_sizes = tuple(size for _, size in self.bounds)
-        self.largest = max([size for _, size in self.bounds] + [1])
+        self.step = int(step or choose_step(1 << 62, self.group_sizes))
         self.index = torch.as_tensor(np.asarray(sample_index, dtype=np.int64), device=device)
+        self.device = device
         self.moments: Moments | None = None
         self.nonfinite = 0
         self.samples: list[Tensor] = []
+        self.buffer: list[Tensor] = []  # draws of the step in progress (fewer than ``step``)
+        self.buffered = 0
 
     @property
     def draws(self) -> int:
+        """Draws folded into whole steps (the part :meth:`pending` saves)."""
         return self.nonfinite + (self.moments.count if self.moments else 0)
 
-    def add(self, x: Tensor) -> None:
-        """Fold in draws ``x`` [m, dim], a bounded number of rows at a time: the float64 copy of one
-        parameter group then takes at most STATS_ELEMENTS entries (128 MB), whatever the chunk."""
-        rows = max(1, STATS_ELEMENTS // self.largest)
-        for lo in range(0, x.shape[0], rows):
-            self._add(x[lo:lo + rows])
+    @property
+    def count(self) -> int:
+        return self.moments.count if self.moments else 0
 
-    def _add(self, x: Tensor) -> None:
+    def add(self, x: Tensor) -> None:
+        """Feed draws ``x`` [m, dim] in draw order; every completed step is folded in."""
+        while x.shape[0]:
+            take = min(x.shape[0], self.step - self.buffered)
+            if take == self.step:  # a whole step inside x: no copy
+                self._fold(x[:take])
+            else:
+                self.buffer.append(x[:take])
+                self.buffered += take
+                if self.buffered == self.step:
+                    self.flush()
+            x = x[take:]
+
+    def flush(self) -> None:
+        """Fold in the buffered draws as one (possibly short) step: at the end of a block only."""
+        if self.buffered:
+            self._fold(torch.cat(self.buffer))
+        self.buffer, self.buffered = [], 0
+
+    def _fold(self, x: Tensor) -> None:
+        x = x.contiguous()
         finite = torch.isfinite(x).all(1)
         bad = int((~finite).sum())
         if bad:
@@ -68,21 +108,45 @@ class BlockBuilder:
         if self.index.numel():
             self.samples.append(x[:, self.index].to(torch.float32))  # moved to the CPU once per block
 
-    def stats(self, dim: int) -> store.BlockStats:
+    def _samples(self) -> np.ndarray:
         K = int(self.index.numel())
+        return torch.cat(self.samples).cpu().numpy() if self.samples else np.zeros((0, K), np.float32)
+
+    def stats(self, dim: int) -> store.BlockStats:
+        """The whole block: the buffered draws are folded in as its last (short) step first."""
+        self.flush()
         mom, G = self.moments, len(self.bounds)
         if mom is None:
             return store.BlockStats(0, self.nonfinite, np.zeros(dim, np.float32), np.zeros(G), np.zeros(G),
-                                    np.zeros((0, K), np.float32))
-        samples = torch.cat(self.samples).cpu().numpy() if self.samples else np.zeros((0, K), np.float32)
+                                    self._samples())
         return store.BlockStats(
             count=mom.count,
             nonfinite=self.nonfinite,
             sum=mom.sum.to(torch.float32).cpu().numpy(),
             m2=mom.m2.cpu().numpy(),
             sumsq=mom.sumsq.cpu().numpy(),
-            samples=samples,
+            samples=self._samples(),
         )
+
+    def pending(self, dim: int) -> store.PendingStats:
+        """The whole steps so far, exactly (float64), for :meth:`biasvar.store.RunWriter.save_pending`."""
+        mom, G = self.moments, len(self.bounds)
+        if mom is None:
+            return store.PendingStats(0, self.nonfinite, np.zeros(dim), np.zeros(G), np.zeros(G), self._samples())
+        return store.PendingStats(mom.count, self.nonfinite, mom.sum.cpu().numpy(), mom.m2.cpu().numpy(),
+                                  mom.sumsq.cpu().numpy(), self._samples())
+
+    def resume(self, part: store.PendingStats | None) -> BlockBuilder:
+        """Continue a saved block in progress (bit for bit)."""
+        if part is not None and part.draws:
+            self.nonfinite = int(part.nonfinite)
+            if part.count:
+                as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=self.device)  # noqa: E731
+                self.moments = Moments(int(part.count), as_t(part.sum), as_t(part.m2), as_t(part.sumsq),
+                                       self.group_sizes)
+            if self.index.numel() and len(part.samples):
+                self.samples = [torch.as_tensor(np.asarray(part.samples, dtype=np.float32), device=self.device)]
+        return self
 
 
 def choose_block_size(n: int, dim: int) -> int:
@@ -113,5 +177,6 @@ def keep_index(dim: int, keep: int) -> np.ndarray:
     return np.sort(gen.choice(dim, size=K, replace=False)).astype(np.int64)
 
 
-__all__ = ["BlockBuilder", "KEEP_SEED", "MAX_BLOCKS", "MIN_BLOCKS", "STATS_ELEMENTS", "SUM_BUDGET_BYTES",
+__all__ = ["BlockBuilder", "KEEP_SEED", "MAX_BLOCKS", "MIN_BLOCKS", "STATS_ELEMENTS", "STEP_MAX", "STEP_WORK",
+           "SUM_BUDGET_BYTES", "choose_step",
            "choose_block_size", "keep_index"]

@@ -112,6 +112,7 @@ def sample_gradients(
     chunk: int | None = None,
     max_memory: int | str | None = None,
     method: str = "auto",
+    aligned: bool = False,
 ) -> Iterator[GradChunk]:
     """Draws ``start .. start + n`` of the run ``(problem, spec, seed)``, in chunks.
 
@@ -125,9 +126,16 @@ def sample_gradients(
         chunk: a fixed chunk size (draws per vectorized call); None = from the memory budget.
         max_memory: memory budget in bytes (or "4GB").
         method: "auto", "vmap" or "loop" (the per-draw twin).
+        aligned: with a fixed chunk size m (the CPU, or ``chunk``), compute draws in the chunks
+            ``[k m, (k + 1) m)`` counted from draw 0, recomputing the head of the chunk ``start``
+            falls in (fewer than m draws): see below.
 
     Yields:
-        :class:`GradChunk` in draw order; the gradients of draw i do not depend on the chunking.
+        :class:`GradChunk` in draw order. Draw i gets the same noise in any chunk, so its gradient
+        is the same up to rounding; the last bits can depend on the vectorized call's size and on
+        the draw's place in it (measured: ~1e-16 relative in float64 on the toy problems, for every
+        estimator but rf). With ``aligned`` and the same m, a run resumed anywhere computes every
+        draw in the same call as a run that never stopped: the same bits.
     """
     spec = parse_spec(spec)
     est = build(spec)
@@ -143,6 +151,8 @@ def sample_gradients(
     sizer = make_sizer(dev, prob, est, names, chunk, parse_memory(max_memory))
     fn = METHODS[choose_method(dev, method, prob, est, names, sizer.size)]
     i, end = int(start), int(start) + int(n)
+    if aligned and (sizer.fixed or sizer.memory is None):
+        i = (i // sizer.size) * sizer.size
     while i < end:
         m = min(sizer.size, end - i)
         draws = torch.arange(i, i + m, dtype=torch.int64, device=dev)
@@ -161,6 +171,9 @@ def sample_gradients(
             sizer.failed(m)
             continue
         sizer.observed(m)
+        if i < start:  # the head of an aligned chunk: drawn before, dropped
+            grads = grads[int(start) - i:]
+            m, i = m - (int(start) - i), int(start)
         yield GradChunk(i, grads)
         i += m
 

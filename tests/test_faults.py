@@ -1,0 +1,62 @@
+"""A CI-sized run of the fault injection of ``biasvar.faults`` (the full run: results/reliability.md).
+
+Writers and readers run in child processes: a hang is a timeout, not a stuck test run."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from biasvar import engine, faults, store
+from biasvar.problems.toy import ToyCat
+from biasvar.snapshot import snapshot_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Stop(Exception):
+    pass
+
+
+def test_kill9_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    out = faults.kill9(tmp_path, 1, random.Random(3), max_kills=1)
+    assert out["identical"] == 1 and "different" not in out, out
+    assert out["kills"] >= 1
+
+
+def _sources(tmp_path):
+    """A complete run file and an interrupted one holding a saved block in progress."""
+    snap = snapshot_of(ToyCat(vars=3, categories=4))
+    kw = dict(n=20_000, seed=0, block_size=10_000, keep=8, chunk=500)
+    done = engine.sample_run(snap, "zgr", runs_dir=tmp_path / "a", **kw)
+
+    def stop(pos, total, nonfinite, rate):
+        if pos >= 15_000:
+            raise Stop
+
+    with pytest.raises(Stop):
+        engine.sample_run(snap, "zgr", runs_dir=tmp_path / "b", progress=stop, **kw)
+    part = store.run_path(tmp_path / "b", snap.id, "zgr", 0)
+    assert store.read_run(part).attrs["n_pending"] > 0
+    return [("complete", done), ("interrupted", part)]
+
+
+def test_truncated_or_flipped_files_are_one_line_errors_never_hangs_or_wrong_numbers(tmp_path):
+    sources = _sources(tmp_path)
+    rng = random.Random(5)
+    for how in (faults.truncations, faults.bitflips):
+        out = how(tmp_path / how.__name__, 4, rng, sources)
+        outcomes = {k: v for k, v in out.items() if k not in ("files", "slowest_read_s")}
+        assert out["files"] == 4 and all(faults.acceptable_read(k) for k in outcomes), out
+        assert out["slowest_read_s"] < faults.READ_TIMEOUT_S
+
+
+def test_sigterm_keeps_the_work_and_resumes_bit_identical(tmp_path):
+    """`biasvar sample` gets SIGTERM (Ctrl-C is the same path, tested in-process in test_cli_reliability)."""
+    import signal
+
+    out = faults.interrupts(tmp_path, 1, random.Random(7), signals=(signal.SIGTERM,))
+    assert out["identical"] == 1 and "different" not in out and "tracebacks" not in out, out
+    assert "hung after the signal" not in out, out
+    assert out.get("SIGTERM: exit 143", 0) + out.get("SIGTERM: finished before the signal", 0) == 1, out
