@@ -66,18 +66,15 @@ def shard_path(run_path: str | Path, first: int, end: int) -> Path:
 
 
 def shard_ranges(n: int, block_size: int, count: int, *, start: int = 0) -> list[tuple[int, int]]:
-    """Cut draws ``[start, n)`` into at most ``count`` ranges of whole blocks, as even as possible.
-
-    ``start`` must be a block boundary (a run file's committed draws). Fewer ranges come back
-    when there are fewer blocks than ``count``; none when ``start >= n``.
+    """Cut draws ``[start, n)`` into at most ``count`` ranges of whole blocks (counted from
+    ``start``: 0, or the committed draws of a run file), as even as possible. Fewer ranges come
+    back when there are fewer blocks than ``count``; none when ``start >= n``.
     """
     n, bs, count, start = int(n), int(block_size), int(count), int(start)
     if bs < 1 or count < 1:
         raise SpecError(f"block size and shard count must be >= 1, got {bs} and {count}")
     if start >= n:
         return []
-    if start % bs:
-        raise SpecError(f"shards start at a block boundary: draw {start} is not a multiple of {bs}")
     blocks = math.ceil((n - start) / bs)
     count = min(count, blocks)
     cuts = [start + (i * blocks // count) * bs for i in range(count)] + [n]
@@ -230,7 +227,7 @@ def sample_shard(
     su = setup or run_setup(snapshot, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
                             device=device, dtype=dtype, block_size=block_size, method=method)
     bs, n, first, end = su.block_size, int(n), int(first), int(end)
-    if not (0 <= first < end <= n) or first % bs or (end % bs and end != n):
+    if not (0 <= first < end <= n) or ((end - first) % bs and end != n):
         raise SpecError(f"a shard is a range of whole blocks of {bs} draws inside [0, {n}); got [{first}, {end})")
     header = {**su.header, "shard_first": first, "shard_end": end, "run_n": n}
     path = shard_path(su.path, first, end)
