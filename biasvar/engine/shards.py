@@ -128,10 +128,10 @@ def list_shards(run_path: str | Path) -> list[ShardInfo]:
 
 
 def sharded_runs(runs_dir: str | Path, snapshot_id: str | None = None) -> dict[Path, list[ShardInfo]]:
-    """Run file path -> its shard files, for every run under ``runs_dir`` that has shard files
-    (whether or not its run file exists yet)."""
+    """Run file path -> its shard files, for every run under ``runs_dir`` (of the snapshot ids
+    starting with ``snapshot_id``) that has shard files, whether or not its run file exists yet."""
     root = Path(runs_dir)
-    pattern = f"{snapshot_id}/*.shards" if snapshot_id else "*/*.shards"
+    pattern = f"{snapshot_id or ''}*/*.shards"
     out = {}
     for folder in sorted(root.glob(pattern)):
         run = folder.with_name(folder.name[: -len(".shards")] + ".h5")
@@ -222,14 +222,19 @@ def sample_shard(
     setup: RunSetup | None = None,
 ) -> Path:
     """Draw (or resume) draws ``[first, end)`` of the run ``(snapshot, spec, seed)`` of ``n`` draws
-    into its shard file; returns the shard file. Arguments as :func:`~biasvar.engine.runs.sample_run`;
-    ``progress(done, total, nonfinite, draws_per_s)`` counts the shard's draws."""
+    into its shard file; returns the shard file (or the run file, when it already holds these draws).
+    Arguments as :func:`~biasvar.engine.runs.sample_run`;
+    ``progress(done, total, nonfinite, draws_per_s)`` counts the shard's draws. ``setup``
+    (:func:`run_setup`) replaces the arguments it was made from (n, seed, params, keep, device,
+    dtype, block_size, method)."""
     su = setup or run_setup(snapshot, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
                             device=device, dtype=dtype, block_size=block_size, method=method)
     bs, n, first, end = su.block_size, int(n), int(first), int(end)
     if not (0 <= first < end <= n) or ((end - first) % bs and end != n):
         raise SpecError(f"a shard is a range of whole blocks of {bs} draws inside [0, {n}); got [{first}, {end})")
     header = {**su.header, "shard_first": first, "shard_end": end, "run_n": n}
+    if not restart and _run_holds(su.path, header, end):
+        return su.path
     path = shard_path(su.path, first, end)
     if not restart and store.is_complete(path, header, end - first):
         return path
@@ -238,19 +243,31 @@ def sample_shard(
     exact = runs._exact_flat(su.problem, names) if restart or not path.exists() else None
     writer = store.RunWriter.open(path, header, n_target=end - first,
                                   group_sizes=np.array([b[1] for b in su.selection.bounds]),
-                                  sample_index=keep_index(su.selection.dim, keep), exact=exact, restart=restart)
+                                  sample_index=keep_index(su.selection.dim, int(header["keep"])), exact=exact,
+                                  restart=restart)
 
     def report(done: int, _total: int, nonfinite: int, rate: float) -> None:
         if progress is not None:
             progress(done - first, end - first, nonfinite, rate)
 
     with writer:
-        runs._fill(_OffsetWriter(writer, first), su.problem, spec, n=end, seed=int(seed),
+        runs._fill(_OffsetWriter(writer, first), su.problem, spec, n=end, seed=int(header["seed"]),
                    params=su.params, bounds=su.selection.bounds,
                    dim=su.selection.dim, device=su.device, chunk=chunk, max_memory=max_memory, method=method,
                    progress=report)
         writer.finish()
     return path
+
+
+def _run_holds(run_path: Path, header: dict[str, Any], end: int) -> bool:
+    """Whether the run file (of this identity) already has draws ``[0, end)`` committed."""
+    if not run_path.is_file():
+        return False
+    try:
+        store.is_complete(run_path, header, 0)  # raises on another identity
+        return int(store.read_run(run_path, load_sums=False).attrs["n_done"]) >= end
+    except StoreError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
