@@ -77,7 +77,8 @@ def _committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:
 def plan_shards(start: int, n: int, block_size: int, count: int,
                 present: Sequence[sh.ShardInfo] = ()) -> list[tuple[int, int]]:
     """The shards still to compute: draws ``[start, n)`` less the ranges of ``present`` shard files,
-    each gap cut into whole-block shards, ``count`` shards over the whole run at most roughly."""
+    each gap cut into whole-block shards of about ``n / count`` draws (``count`` shards for a
+    whole run; a rerun after a failure cuts only what is missing)."""
     gaps, pos = [], start
     for s in sorted(present, key=lambda s: s.first):
         if s.first > pos:
@@ -85,7 +86,7 @@ def plan_shards(start: int, n: int, block_size: int, count: int,
         pos = max(pos, s.end)
     if pos < n:
         gaps.append((pos, n))
-    total = max(1, n - start)
+    total = max(1, n)
     out = []
     for a, b in gaps:
         if a >= b:
