@@ -251,3 +251,13 @@ def test_executor_ray_without_ray_is_one_line(tmp_path, monkeypatch):
 def test_cli_does_not_import_ray():
     code = "import sys, biasvar_cli.main; sys.exit(1 if 'ray' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_plan_shards_fills_only_the_gaps():
+    present = [sh.ShardInfo(Path("x"), 100, 200, 100, True), sh.ShardInfo(Path("y"), 300, 350, 50, True)]
+    todo = executors.plan_shards(50, 500, 10, 5, present)
+    assert todo == [(50, 100), (200, 300), (350, 420), (420, 500)]  # shards of about 500 / 5 draws
+    covered = sorted(todo + [(s.first, s.end) for s in present])
+    assert all(b == c for (_, b), (c, _) in zip(covered[:-1], covered[1:], strict=True))
+    assert covered[0][0] == 50 and covered[-1][1] == 500
+    assert executors.plan_shards(500, 500, 10, 5) == []
