@@ -108,7 +108,8 @@ def main() -> None:
     load1 = os.getloadavg()
     out = {
         "command": "OMP_NUM_THREADS=1 python results/cluster/measure_overhead.py",
-        "draws_per_run": PROBLEMS, "block_size": BLOCK_SIZE, "runs_per_sweep": 1 + len(SPECS), "specs": ["rf(M=4)", *SPECS],
+        "draws_per_run": PROBLEMS, "block_size": BLOCK_SIZE, "runs_per_sweep": 1 + len(SPECS),
+        "specs": ["rf(M=4)", *SPECS],
         "draws_per_s": {name: {k: {"all": v, "best": max(v)} for k, v in d.items()} for name, d in rows.items()},
         "ratio_ray1_over_local": {name: max(d["ray-1"]) / max(d["local (with ray-1)"]) for name, d in rows.items()},
         "ratio_ray2_over_local": {name: max(d["ray-2"]) / max(d["local (with ray-2)"]) for name, d in rows.items()},
