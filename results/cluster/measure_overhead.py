@@ -69,12 +69,41 @@ def _merge_rate(res: executors.SweepResult) -> float:
     return len(data) / 2**20 / dt
 
 
+def merge_only(out: str, blocks: int = 8, repeats: int = 3) -> None:
+    """The driver's cost per shard for the Fig. 1 VAE: a shard of ``blocks`` blocks (4.6 MB of block
+    sums each, as in a real run) written from bytes and merged into its run file."""
+    snap = snapshot_of(bench.bench_problem("vae-fig1"))
+    rates = []
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = sh.sample_shard(snap, "zgr", n=blocks, first=0, end=blocks, runs_dir=Path(tmp) / "w", device="cpu",
+                                block_size=1)
+        data = Path(shard).read_bytes()
+        for rep in range(repeats):
+            run = store.run_path(Path(tmp) / f"d{rep}", snap.id, "zgr", 0)
+            t0 = time.perf_counter()
+            from biasvar.atomic import write_atomic
+
+            write_atomic(sh.shard_path(run, 0, blocks), data)
+            sh.merge_run(run)
+            rates.append(len(data) / 2**20 / (time.perf_counter() - t0))
+    res = {"command": f"OMP_NUM_THREADS=1 python results/cluster/measure_overhead.py --merge-only --out {out}",
+           "problem": "vae-fig1", "blocks_per_shard": blocks, "shard_mb": len(data) / 2**20,
+           "mb_per_s": rates, "best_mb_per_s": max(rates), "load_average": os.getloadavg(),
+           "git_commit": git_commit(), "environment": environment(torch.device("cpu"))}
+    Path(out).write_text(json.dumps(res, indent=1, default=str) + "\n")
+    print(json.dumps({k: res[k] for k in ("shard_mb", "mb_per_s", "load_average")}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="results/cluster/overhead-cpu.json")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--merge-only", action="store_true", help="only the driver's merge rate (Fig. 1 VAE)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.merge_only:
+        merge_only(args.out)
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import ray
 
