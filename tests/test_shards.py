@@ -60,10 +60,18 @@ def toy():
 
 @pytest.fixture(scope="module")
 def single(toy, tmp_path_factory):
-    """The reference: each run in one process."""
+    """The reference: each run in one process (chunks of CHUNK draws, or as asked)."""
     root = tmp_path_factory.mktemp("single")
-    return {spec: engine.sample_run(toy, spec, n=500, seed=1, runs_dir=root, chunk=CHUNK, block_size=BS)
-            for spec in ("zgr", "gr-mc(M=10,t=0.5)")}
+    made: dict = {}
+
+    class Runs(dict):
+        def __missing__(self, key):
+            spec, chunk = key if isinstance(key, tuple) else (key, CHUNK)
+            made[key] = engine.sample_run(toy, spec, n=500, seed=1, runs_dir=root / f"c{chunk}", chunk=chunk,
+                                          block_size=BS)
+            return made[key]
+
+    return Runs()
 
 
 @given(n=st.integers(1, 2000), bs=st.integers(1, 97), count=st.integers(1, 40), start_blocks=st.integers(0, 30))
@@ -83,21 +91,49 @@ def test_shard_ranges_tile_whole_blocks(n, bs, count, start_blocks):
     assert max(sizes) - min(sizes) <= 1
 
 
-@pytest.mark.parametrize("spec", ["zgr", "gr-mc(M=10,t=0.5)"])
-def test_shards_merge_bit_for_bit_in_any_order(toy, single, tmp_path, spec):
+@pytest.mark.parametrize(("spec", "chunk"), [("zgr", CHUNK), ("gr-mc(M=10,t=0.5)", CHUNK), ("zgr", None)])
+def test_shards_merge_bit_for_bit_in_any_order(toy, single, tmp_path, spec, chunk):
+    """chunk 7 < block 10: chunks counted from each block's start; default (4096): one chunk of
+    the whole run, which every shard recomputes and trims."""
     ranges = sh.shard_ranges(500, BS, 3)
     assert ranges == [(0, 160), (160, 330), (330, 500)]
     run = store.run_path(tmp_path, toy.id, spec, 1)
     for first, end in (ranges[2], ranges[1]):  # no shard at draw 0 yet: nothing to merge
-        sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
+        sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=chunk,
                         block_size=BS)
     result = sh.merge_run(run)
     assert not run.exists() and result.merged == 0 and result.left == 2
-    sh.sample_shard(toy, spec, n=500, first=0, end=160, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS)
+    sh.sample_shard(toy, spec, n=500, first=0, end=160, seed=1, runs_dir=tmp_path, chunk=chunk, block_size=BS)
     result = sh.merge_run(run)
     assert result.merged == 3 and result.complete and result.left == 0
     assert not sh.shard_folder(run).exists()
-    assert_same_run(single[spec], run)
+    assert_same_run(single[spec, chunk], run)
+
+
+def test_shards_starting_inside_a_chunk_recompute_it_whole(toy, single, tmp_path):
+    """chunk 36 >= block 10: chunks of 30 draws (three blocks) on a grid from draw 0; 25 shards of
+    20 draws start and end inside grid chunks. Each shard computes its grid chunks whole and keeps
+    its own draws; computing only its own draws as a shorter chunk changes the last bits of some
+    gr-mc draws (checked: this test then fails)."""
+    spec = "gr-mc(M=10,t=0.5)"
+    for first, end in sh.shard_ranges(500, BS, 25):
+        sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=36, block_size=BS)
+    run = store.run_path(tmp_path, toy.id, spec, 1)
+    assert sh.merge_run(run).merged == 25
+    assert_same_run(single[spec, 36], run)
+
+
+@given(i=st.integers(0, 10_000), align=st.integers(1, 300), size=st.integers(1, 1000))
+def test_chunk_grid_is_whole_blocks_or_inside_one_block(i, align, size):
+    from biasvar.engine.gradients import chunk_bounds
+
+    lo, hi = chunk_bounds(i, align, size)
+    assert lo <= i < hi and hi - lo <= size
+    assert chunk_bounds(lo, align, size) == (lo, hi) == chunk_bounds(hi - 1, align, size)  # a fixed grid
+    if size >= align:
+        assert lo % align == 0 and hi % align == 0  # whole blocks
+    else:
+        assert lo // align == (hi - 1) // align  # inside one block
 
 
 def test_partly_merged_run_is_a_shorter_valid_run(toy, single, tmp_path):

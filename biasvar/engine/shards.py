@@ -187,10 +187,11 @@ def run_setup(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0
 
 
 class _OffsetWriter:
-    """A shard's writer as the engine's block loop sees it: draw counts start at ``first``."""
+    """A shard's writer as the engine's block loop sees it: draw counts start at ``first``, and
+    the chunk grid ends at the run's end ``run_end`` (not the shard's)."""
 
-    def __init__(self, writer: store.RunWriter, first: int) -> None:
-        self._writer, self._first = writer, int(first)
+    def __init__(self, writer: store.RunWriter, first: int, run_end: int) -> None:
+        self._writer, self._first, self.run_end = writer, int(first), int(run_end)
 
     @property
     def n_done(self) -> int:
@@ -251,7 +252,7 @@ def sample_shard(
             progress(done - first, end - first, nonfinite, rate)
 
     with writer:
-        runs._fill(_OffsetWriter(writer, first), su.problem, spec, n=end, seed=int(header["seed"]),
+        runs._fill(_OffsetWriter(writer, first, n), su.problem, spec, n=end, seed=int(header["seed"]),
                    params=su.params, bounds=su.selection.bounds,
                    dim=su.selection.dim, device=su.device, chunk=chunk, max_memory=max_memory, method=method,
                    progress=report)
