@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,18 +206,26 @@ def _committed_draws(run: PlannedRun) -> int:
 # Ray
 
 
+PROGRESS_EVERY_S = 1.0  # a task reports its draws to the driver at most this often
+
+
 def _shard_task(snapshot: Any, spec: str, n: int, seed: int, first: int, end: int, threads: int,
-                kw: dict[str, Any]) -> bytes:
+                kw: dict[str, Any], tracker: Any = None, key: str = "") -> bytes:
     """One Ray task: draws ``[first, end)`` of a run into a local temporary shard file; returns its bytes."""
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
     fault = os.environ.get(FAULT_ENV)
+    last = [0.0]
 
     def maybe_die(done: int, total: int, _bad: int, _rate: float) -> None:
         if fault and done * 2 >= total and os.path.exists(fault):
             os.unlink(fault)
             os._exit(17)  # a worker lost half-way: Ray retries the task elsewhere
+        now = time.monotonic()
+        if tracker is not None and now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            tracker.report.remote(key, done)  # fire and forget
 
     with tempfile.TemporaryDirectory(prefix="biasvar-shard-") as tmp:
         path = sh.sample_shard(snapshot, spec, n=n, first=first, end=end, seed=seed, runs_dir=tmp, progress=maybe_die,
@@ -234,11 +243,43 @@ def _connect(ray: Any, address: str | None) -> None:
         raise BiasvarError(f"cannot connect to the Ray cluster at {where}: {str(e).splitlines()[0]}") from None
 
 
+def _tracker(ray: Any) -> Any:
+    """A small actor the tasks report their draws to (live per-run progress on the driver)."""
+
+    class Tracker:
+        def __init__(self) -> None:
+            self.done: dict[str, int] = {}
+
+        def report(self, key: str, done: int) -> None:
+            self.done[key] = done
+
+        def take(self) -> dict[str, int]:
+            return dict(self.done)
+
+    return ray.remote(num_cpus=0)(Tracker).remote()
+
+
 def _slots(ray: Any, cpus: float, gpus: float) -> int:
     res = ray.cluster_resources()
     if gpus > 0:
         return max(1, int(res.get("GPU", 0) // gpus))
     return max(1, int(res.get("CPU", 1) // max(cpus, 1e-9)))
+
+
+def _live_progress(ray: Any, tracker: Any, pending: dict[Any, tuple[PlannedRun, int, int]],
+                   committed: dict[Path, int], progress: SweepProgress) -> None:
+    """Per run: committed draws plus the draws the running tasks reported."""
+    try:
+        live = ray.get(tracker.take.remote(), timeout=5)
+    except Exception:  # noqa: BLE001 - progress is best effort
+        return
+    extra: dict[Path, int] = {}
+    runs: dict[Path, PlannedRun] = {}
+    for run, first, end in pending.values():
+        runs[run.path] = run
+        extra[run.path] = extra.get(run.path, 0) + min(end - first, live.get(f"{run.path.name}:{first}", 0))
+    for path, run in runs.items():
+        progress(run, min(run.n, committed[path] + extra[path]), run.n)
 
 
 def _run_ray(ray: Any, snapshot: Any, plan: list[PlannedRun], result: SweepResult, count: int | None,
@@ -254,18 +295,26 @@ def _run_ray(ray: Any, snapshot: Any, plan: list[PlannedRun], result: SweepResul
     task = ray.remote(_shard_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=int(max_retries),
                                            retry_exceptions=False)
     snap_ref = ray.put(snapshot)
+    tracker = _tracker(ray) if progress is not None else None
     pending: dict[Any, tuple[PlannedRun, int, int]] = {}
+    committed: dict[Path, int] = {}
     for run in plan:
         bs, todo = _todo(snapshot, run, count, runs_dir, kw, result)
+        committed[run.path] = _committed_draws(run)
         if progress is not None:
-            progress(run, _committed_draws(run), run.n)
+            progress(run, committed[run.path], run.n)
         for first, end in todo:
-            ref = task.remote(snap_ref, run.spec, run.n, run.seed, first, end, cpus, {**kw, "block_size": bs})
+            ref = task.remote(snap_ref, run.spec, run.n, run.seed, first, end, cpus, {**kw, "block_size": bs},
+                              tracker, f"{run.path.name}:{first}")
             pending[ref] = (run, first, end)
     failures = []
     try:
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+            if not ready:
+                if tracker is not None:
+                    _live_progress(ray, tracker, pending, committed, progress)
+                continue
             run, first, end = pending.pop(ready[0])
             try:
                 data = ray.get(ready[0])
@@ -275,8 +324,9 @@ def _run_ray(ray: Any, snapshot: Any, plan: list[PlannedRun], result: SweepResul
             write_atomic(sh.shard_path(run.path, first, end), data)
             sh.merge_when_free(run.path)
             result.computed.append((run.path, first, end))
+            committed[run.path] = _committed_draws(run)
             if progress is not None:
-                progress(run, _committed_draws(run), run.n)
+                progress(run, committed[run.path], run.n)
     finally:
         for ref in pending:  # an interrupted driver: stop its tasks (their shards are redone next time)
             ray.cancel(ref, force=True)
