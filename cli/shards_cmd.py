@@ -15,6 +15,7 @@ from biasvar.engine.executors import EXECUTORS, SweepProgress
 from biasvar.engine.sweeps import PlannedRun
 from biasvar.errors import SpecError
 
+from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
@@ -100,15 +101,13 @@ def shard_notes(runs_dir: Path, snapshot_id: str | None = None) -> list[str]:
 
 
 def merge(
-    runs_dir: Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
-    = Path("runs"),
-    snapshot_id: Annotated[str | None, Opt("--snapshot-id", metavar="ID", help="Only the runs of this snapshot "
-                                           "id.")] = None,
+    runs_dir: o.RunsDir = Path("runs"),
+    snapshot_id: o.SnapshotId = None,
 ) -> None:
     """Merge shard files (`sample --shard`, `sweep --shards`) into their run files, bit for bit."""
     if not Path(runs_dir).is_dir():
         raise SpecError(f"runs folder not found: {runs_dir}")
-    results = sh.merge_all(runs_dir, snapshot_id)
+    results = sh.merge_all(runs_dir, (snapshot_id or "").strip().lower()[:12] or None)
     if not results:
         console.print(f"no shard files under {runs_dir}", highlight=False)
         return
