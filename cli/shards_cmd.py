@@ -1,24 +1,29 @@
-"""``biasvar merge`` and the shard/cluster pieces of ``sample``, ``sweep``, ``ls`` and ``report``."""
+"""``biasvar merge`` and the shard/cluster pieces of ``sample``, ``sweep``, ``ls`` and ``report``.
+
+Light at import (the CLI starts without torch or h5py): the engine is imported where it is used."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from biasvar.engine import shards as sh
-from biasvar.engine.executors import EXECUTORS, SweepProgress
-from biasvar.engine.sweeps import PlannedRun
 from biasvar.errors import SpecError
+
+if TYPE_CHECKING:
+    from biasvar.engine import shards as sh
+    from biasvar.engine.executors import SweepProgress
+    from biasvar.engine.sweeps import PlannedRun
 
 from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
+EXECUTORS = ("local", "ray")  # biasvar.engine.executors.EXECUTORS (not imported: it loads torch)
 
 Shard = Annotated[str | None, Opt("--shard", metavar="i/N", help="Compute only shard i of N (counted from 0): "
                                   "a range of whole blocks, into a shard file beside the run file; the run "
@@ -76,6 +81,10 @@ def shard_line(result: sh.MergeResult) -> str:
 
 def print_shards(runs_dir: Path, snapshot_id: str | None = None) -> int:
     """The runs with shard files not yet merged, as one table; returns how many."""
+    if not any(Path(runs_dir).glob("*/*.shards")):  # the common case, without loading the engine
+        return 0
+    from biasvar.engine import shards as sh
+
     found = sh.sharded_runs(runs_dir, snapshot_id)
     if not found:
         return 0
@@ -95,6 +104,10 @@ def print_shards(runs_dir: Path, snapshot_id: str | None = None) -> int:
 
 def shard_notes(runs_dir: Path, snapshot_id: str | None = None) -> list[str]:
     """One note per run whose shards are not merged yet (``report`` prints them)."""
+    if not any(Path(runs_dir).glob("*/*.shards")):
+        return []
+    from biasvar.engine import shards as sh
+
     return [f"{run.name}: {len(infos)} shard file(s) not merged into the run file "
             f"(its rows count only merged draws; run `biasvar merge --runs-dir {runs_dir}`)"
             for run, infos in sh.sharded_runs(runs_dir, snapshot_id).items()]
@@ -107,6 +120,8 @@ def merge(
     """Merge shard files (`sample --shard`, `sweep --shards`) into their run files, bit for bit."""
     if not Path(runs_dir).is_dir():
         raise SpecError(f"runs folder not found: {runs_dir}")
+    from biasvar.engine import shards as sh
+
     results = sh.merge_all(runs_dir, (snapshot_id or "").strip().lower()[:12] or None)
     if not results:
         console.print(f"no shard files under {runs_dir}", highlight=False)

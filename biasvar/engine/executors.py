@@ -220,8 +220,12 @@ def _shard_task(snapshot: Any, spec: str, n: int, seed: int, first: int, end: in
 
     def maybe_die(done: int, total: int, _bad: int, _rate: float) -> None:
         if fault and done * 2 >= total and os.path.exists(fault):
-            os.unlink(fault)
-            os._exit(17)  # a worker lost half-way: Ray retries the task elsewhere
+            try:
+                os.unlink(fault)  # only the task that removes the flag dies
+            except FileNotFoundError:
+                pass
+            else:
+                os._exit(17)  # a worker lost half-way: Ray retries the task elsewhere
         now = time.monotonic()
         if tracker is not None and now - last[0] >= PROGRESS_EVERY_S:
             last[0] = now
