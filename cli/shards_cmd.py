@@ -69,6 +69,9 @@ def sweep_progress(plan: list[PlannedRun]) -> Iterator[SweepProgress]:
 
 
 def shard_line(result: sh.MergeResult) -> str:
+    if not result.merged and result.left:
+        return (f"{result.run_path}: {result.left} shard file(s) waiting; they are merged when the last one is "
+                f"done, or now, as far as they reach, by `biasvar merge`")
     if result.complete:
         state = "complete"
     elif result.run_path.is_file():

@@ -141,10 +141,12 @@ def test_partly_merged_run_is_a_shorter_valid_run(toy, single, tmp_path):
     for first, end in [(0, 160), (330, 500)]:
         sh.sample_shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
                         block_size=BS)
+    assert sh.merge_run(run, whole=True).merged == 0 and not run.exists()  # [160, 330) missing: wait
     result = sh.merge_run(run)
     assert (result.merged, result.n_done, result.n_target, result.complete, result.left) == (1, 160, 500, False, 1)
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name, sh.shard_folder(run).name]  # no leftovers
     part, whole = store.read_run(run), store.read_run(single["zgr"])
-    assert part.status == "running" and part.n == 160
+    assert part.status != "complete" and part.n == 160  # a shorter run, not being written
     assert part.block_sum.tobytes() == whole.block_sum[:16].tobytes()
     assert part.block_m2.tobytes() == whole.block_m2[:16].tobytes()
     infos = sh.sharded_runs(tmp_path)[run]
@@ -238,13 +240,15 @@ def test_cli_shards_ls_report_merge(tmp_path, single):
               "--chunk", CHUNK, "--block-size", BS]
     r = invoke("sample", *common, "--shard", "2/3")
     assert r.exit_code == 0, r.output
-    assert "shard 2/3 complete: draws [330, 500)" in r.output and "not started" in r.output
+    assert "shard 2/3 complete: draws [330, 500)" in r.output and "1 shard file(s) waiting" in r.output
     r = invoke("ls", "--runs-dir", runs)
     assert r.exit_code == 0 and "unmerged shards" in r.output and "330-500" in r.output
     r = invoke("sample", *common, "--shard", "0/3")
-    assert r.exit_code == 0 and "160/500 draws, 1 shard(s) left" in r.output, r.output
+    assert r.exit_code == 0 and "2 shard file(s) waiting" in r.output, r.output
+    r = invoke("merge", "--runs-dir", runs)  # as far as the shards reach: [0, 160)
+    assert r.exit_code == 0 and "merged 1 shard(s); run file 160/500 draws, 1 shard(s) left" in r.output, r.output
     r = invoke("ls", "--runs-dir", runs)
-    assert "160/500" in r.output and "running" in r.output and "1/1" in r.output
+    assert "160/500" in r.output and ("running" in r.output or "interrupted" in r.output) and "1/1" in r.output
     r = invoke("report", "--runs-dir", runs, "--reference", "exact", "--bootstrap", "20")
     assert r.exit_code == 0 and "not merged" in r.output, r.output
     r = invoke("sample", *common, "--shard", "1/3")

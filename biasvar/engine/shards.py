@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -310,10 +311,16 @@ def _check_same_run(shard: dict[str, Any], run: dict[str, Any], path: Path) -> N
                              f"remove the shard (or the run file) and redo it")
 
 
-def merge_run(run_path: str | Path) -> MergeResult:
+def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
     """Append to the run file every complete shard that continues it, in order, deleting each
-    merged shard (and any complete shard the run file already covers); create the run file from
-    the shard that starts at draw 0. Returns at once when there is nothing to merge.
+    merged shard (and any complete shard the run file already covers). A new run file is built
+    from the shards that start at draw 0 under a temporary name and renamed into place, so it
+    appears complete with its first merged shards or not at all. Returns at once when there is
+    nothing to merge.
+
+    Args:
+        whole: merge only when the complete shards reach the end of the run (the last shard of a
+            sweep or of ``sample --shard``); ``biasvar merge`` also merges a prefix.
 
     Raises:
         StoreError: a shard of another identity or block size than the run file, or the run file
@@ -321,38 +328,43 @@ def merge_run(run_path: str | Path) -> MergeResult:
     """
     run_path = Path(run_path)
     shards = list_shards(run_path)
-    done = 0
-    target = 0
+    done = target = merged = 0
     run_header: dict[str, Any] | None = None
     if run_path.is_file():
         a = store.read_run(run_path, load_sums=False).attrs
         done, target = int(a["n_done"]), int(a["n_target"])
         run_header = store.read_header(run_path)
-    merged = 0
     ready = [s for s in shards if s.complete]
     for s in ready:  # shards the run file already covers
         if s.end <= done:
             s.path.unlink(missing_ok=True)
             merged += 1
     ready = [s for s in ready if s.end > done]
-    nxt = [s for s in ready if s.first <= done < s.end]
-    if nxt:
-        first = nxt[0]
-        header = {k: v for k, v in store.read_header(first.path).items() if k not in SHARD_KEYS}
-        run_n = int(store.read_header(first.path).get("run_n", first.end))
+    chain, pos = [], done  # the complete shards that continue the run file, in order
+    while True:
+        nxt = [s for s in ready if s.first <= pos < s.end and s not in chain]
+        if not nxt:
+            break
+        chain.append(nxt[0])
+        pos = nxt[0].end
+    if chain:
+        header = {k: v for k, v in store.read_header(chain[0].path).items() if k not in SHARD_KEYS}
+        run_n = max(int(store.read_header(chain[0].path).get("run_n", chain[-1].end)), target)
+        if whole and pos < run_n:
+            chain = []
+    if chain:
         if run_header is not None:
-            _check_same_run(header, run_header, first.path)
-        shard0 = store.read_run(first.path, load_sums=True)
-        writer = store.RunWriter.open(run_path, header, n_target=max(run_n, target), group_sizes=shard0.group_sizes,
+            _check_same_run(header, run_header, chain[0].path)
+        new = run_header is None
+        write_path = run_path.with_name("." + run_path.name + ".merging") if new else run_path
+        shard0 = store.read_run(chain[0].path, load_sums=True)
+        writer = store.RunWriter.open(write_path, header, n_target=run_n, group_sizes=shard0.group_sizes,
                                       sample_index=shard0.sample_index if shard0.sample_index is not None
-                                      else np.zeros(0, np.int64), exact=shard0.exact)
+                                      else np.zeros(0, np.int64), exact=shard0.exact, restart=new)
+        appended = []
         with writer:
-            while True:
-                cur = [s for s in ready if s.first <= writer.n_done < s.end]
-                if not cur:
-                    break
-                s = cur[0]
-                data = shard0 if s is first else store.read_run(s.path, load_sums=True)
+            for s in chain:
+                data = shard0 if s is chain[0] else store.read_run(s.path, load_sums=True)
                 _check_same_run({k: v for k, v in store.read_header(s.path).items() if k not in SHARD_KEYS},
                                 header, s.path)
                 wall, total = float(data.attrs["wall_s"]), max(1, s.draws)
@@ -360,12 +372,16 @@ def merge_run(run_path: str | Path) -> MergeResult:
                     writer.append(block, wall_s=wall * draws / total)
                 if writer.n_done < s.end:  # cannot happen for a complete shard; keep the shard
                     break
-                s.path.unlink(missing_ok=True)
-                merged += 1
-                ready.remove(s)
-            if writer.n_done >= max(run_n, target):
+                appended.append(s)
+                if not new:
+                    s.path.unlink(missing_ok=True)
+            if writer.n_done >= run_n:
                 writer.finish()
-            done, target = writer.n_done, max(run_n, target)
+        if new:  # the new run file appears whole; only then its shards go
+            os.replace(write_path, run_path)
+            for s in appended:
+                s.path.unlink(missing_ok=True)
+        merged += len(appended)
     with contextlib.suppress(OSError):  # the folder goes once it is empty
         shard_folder(run_path).rmdir()
     left = len(list_shards(run_path))
@@ -376,13 +392,14 @@ def merge_run(run_path: str | Path) -> MergeResult:
     return MergeResult(run_path, merged, done, target, complete, left)
 
 
-def merge_when_free(run_path: str | Path, *, wait_s: float = 5.0) -> MergeResult | None:
-    """:func:`merge_run`, retrying while another process holds the run file (it may be merging the
-    same shards); None if it stays busy for ``wait_s`` seconds (``biasvar merge`` finishes later)."""
+def merge_when_free(run_path: str | Path, *, wait_s: float = 5.0, whole: bool = True) -> MergeResult | None:
+    """:func:`merge_run` (by default only once the shards reach the run's end), retrying while
+    another process holds the run file (it may be merging the same shards); None if it stays busy
+    for ``wait_s`` seconds (``biasvar merge`` finishes later)."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return merge_run(run_path)
+            return merge_run(run_path, whole=whole)
         except StoreError as e:
             if "being written" not in str(e) or time.monotonic() > deadline:
                 if "being written" in str(e):
