@@ -332,7 +332,8 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
     run_header: dict[str, Any] | None = None
     if run_path.is_file():
         a = store.read_run(run_path, load_sums=False).attrs
-        done, target = int(a["n_done"]), int(a["n_target"])
+        done = int(a["n_done"]) - int(a.get("n_pending", 0))  # whole blocks (a block in progress is redone)
+        target = int(a["n_target"])
         run_header = store.read_header(run_path)
     ready = [s for s in shards if s.complete]
     for s in ready:  # shards the run file already covers
@@ -368,7 +369,8 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
                 _check_same_run({k: v for k, v in store.read_header(s.path).items() if k not in SHARD_KEYS},
                                 header, s.path)
                 wall, total = float(data.attrs["wall_s"]), max(1, s.draws)
-                for block, draws in _blocks_of(data, writer.n_done - s.first):
+                whole = writer.n_done - int(getattr(writer, "pending_draws", 0))
+                for block, draws in _blocks_of(data, whole - s.first):
                     writer.append(block, wall_s=wall * draws / total)
                 if writer.n_done < s.end:  # cannot happen for a complete shard; keep the shard
                     break
