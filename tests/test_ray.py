@@ -49,7 +49,7 @@ def snap(tmp_path_factory):
     return save_snapshot(tmp_path_factory.mktemp("snap") / "toy.pt", ToyCat(vars=3, categories=4))
 
 
-KW = dict(reference="rf(M=4)", n=300, reference_n=400, seed=0, chunk=CHUNK, block_size=BS)
+KW = dict(reference="rf(M=4)", n=300, reference_n=400, seed=0, chunk=CHUNK, block_size=BS, method="vmap")
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def single(toy, tmp_path_factory):
         def __missing__(self, key):
             spec, chunk = key if isinstance(key, tuple) else (key, CHUNK)
             made[key] = engine.sample_run(toy, spec, n=500, seed=1, runs_dir=root / f"c{chunk}", chunk=chunk,
-                                          block_size=BS)
+                                          block_size=BS, method="vmap")  # shards' path for method auto
             return made[key]
 
     return Runs()
@@ -182,7 +182,8 @@ def test_merge_continues_a_run_file_inside_a_shard(toy, single, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        engine.sample_run(toy, "zgr", n=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS, progress=stop)
+        engine.sample_run(toy, "zgr", n=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS, progress=stop,
+                          method="vmap")
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
     held = store.read_run(run, load_sums=False).attrs["n_done"]
     assert 0 < held < 250
@@ -213,7 +214,7 @@ def test_bad_shards_are_refused(toy, tmp_path):
 
 
 def test_local_executor_with_shards_equals_the_plain_sweep(toy, tmp_path):
-    kw = dict(reference="rf(M=4)", n=200, reference_n=300, seed=0, chunk=CHUNK, block_size=BS)
+    kw = dict(reference="rf(M=4)", n=200, reference_n=300, seed=0, chunk=CHUNK, block_size=BS, method="vmap")
     plain = executors.run_sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "a", **kw)
     seen = []
     sharded = executors.run_sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "b", shards=4,

@@ -49,7 +49,7 @@ def _same(a: Path, b: Path) -> bool:
 def _sweep(snap, n: int, root: Path, block_size: int | None, **kw) -> tuple[float, executors.SweepResult]:
     t0 = time.perf_counter()
     res = executors.run_sweep(snap, SPECS, n=n, reference_n=n, runs_dir=root, device="cpu", block_size=block_size,
-                              **kw)
+                              method="vmap", **kw)  # one gradient path for both executors
     return time.perf_counter() - t0, res
 
 
