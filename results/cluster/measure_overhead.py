@@ -1,6 +1,6 @@
 """Local executor vs Ray on this machine: draws/s of the same sweep, measured as ratios in one run.
 
-    OMP_NUM_THREADS=1 python results/cluster/measure_overhead.py [--out results/cluster/overhead-cpu.json]
+    OMP_NUM_THREADS=1 python results/cluster/measure_overhead.py --repeats 3 [--out results/cluster/overhead-cpu.json]
 
 For each problem (toy-cat; the Fig. 1 VAE, 16 x 16, 1.15M parameters, random init) the same sweep
 (reference rf(M=4) + zgr, CPU, one torch thread per process) is run, interleaved, ``--repeats``
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -136,7 +137,7 @@ def main() -> None:
             ray.shutdown()
     load1 = os.getloadavg()
     out = {
-        "command": "OMP_NUM_THREADS=1 python results/cluster/measure_overhead.py",
+        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
         "draws_per_run": PROBLEMS, "block_size": BLOCK_SIZE, "runs_per_sweep": 1 + len(SPECS),
         "specs": ["rf(M=4)", *SPECS],
         "draws_per_s": {name: {k: {"all": v, "best": max(v)} for k, v in d.items()} for name, d in rows.items()},
