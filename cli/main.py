@@ -8,8 +8,17 @@ import typer
 
 import biasvar
 
-from . import (data_cmd, demo_cmd, estimators_cmd, report_cmd, reproduce_cmd, sample_cmd, shards_cmd, snapshot_cmd,
-               train_cmd)
+from . import (
+    data_cmd,
+    demo_cmd,
+    estimators_cmd,
+    report_cmd,
+    reproduce_cmd,
+    sample_cmd,
+    shards_cmd,
+    snapshot_cmd,
+    train_cmd,
+)
 from .common import console, new_app
 
 app = new_app()

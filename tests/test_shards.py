@@ -93,8 +93,8 @@ def test_shard_ranges_tile_whole_blocks(n, bs, count, start_blocks):
 
 @pytest.mark.parametrize(("spec", "chunk"), [("zgr", CHUNK), ("gr-mc(M=10,t=0.5)", CHUNK), ("zgr", None)])
 def test_shards_merge_bit_for_bit_in_any_order(toy, single, tmp_path, spec, chunk):
-    """chunk 7 < block 10: chunks counted from each block's start; default (4096): one chunk of
-    the whole run, which every shard recomputes and trims."""
+    """Chunks of 7 draws on a grid from draw 0, in blocks of 10; default (4096): one chunk of the
+    whole run, which every shard recomputes and trims."""
     ranges = sh.shard_ranges(500, BS, 3)
     assert ranges == [(0, 160), (160, 330), (330, 500)]
     run = store.run_path(tmp_path, toy.id, spec, 1)
@@ -111,29 +111,16 @@ def test_shards_merge_bit_for_bit_in_any_order(toy, single, tmp_path, spec, chun
 
 
 def test_shards_starting_inside_a_chunk_recompute_it_whole(toy, single, tmp_path):
-    """chunk 36 >= block 10: chunks of 30 draws (three blocks) on a grid from draw 0; 25 shards of
-    20 draws start and end inside grid chunks. Each shard computes its grid chunks whole and keeps
-    its own draws; computing only its own draws as a shorter chunk changes the last bits of some
-    gr-mc draws (checked: this test then fails)."""
+    """Chunks of 36 draws on a grid from draw 0; 25 shards of 20 draws start and end inside grid
+    chunks. Each shard computes its grid chunks whole and keeps its own draws; computing only its
+    own draws as a shorter chunk changes the last bits of some gr-mc draws (checked: this test
+    then fails)."""
     spec = "gr-mc(M=10,t=0.5)"
     for first, end in sh.shard_ranges(500, BS, 25):
         sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=36, block_size=BS)
     run = store.run_path(tmp_path, toy.id, spec, 1)
     assert sh.merge_run(run).merged == 25
     assert_same_run(single[spec, 36], run)
-
-
-@given(i=st.integers(0, 10_000), align=st.integers(1, 300), size=st.integers(1, 1000))
-def test_chunk_grid_is_whole_blocks_or_inside_one_block(i, align, size):
-    from biasvar.engine.gradients import chunk_bounds
-
-    lo, hi = chunk_bounds(i, align, size)
-    assert lo <= i < hi and hi - lo <= size
-    assert chunk_bounds(lo, align, size) == (lo, hi) == chunk_bounds(hi - 1, align, size)  # a fixed grid
-    if size >= align:
-        assert lo % align == 0 and hi % align == 0  # whole blocks
-    else:
-        assert lo // align == (hi - 1) // align  # inside one block
 
 
 def test_partly_merged_run_is_a_shorter_valid_run(toy, single, tmp_path):

@@ -265,7 +265,7 @@ def sample_shard(
         runs._fill(_OffsetWriter(writer, first, n), su.problem, spec, n=end, seed=int(header["seed"]),
                    params=su.params, bounds=su.selection.bounds,
                    dim=su.selection.dim, device=su.device, chunk=chunk, max_memory=max_memory, method=method,
-                   progress=report)
+                   progress=report, save_every_s=runs.SAVE_EVERY_S)
         writer.finish()
     return path
 
