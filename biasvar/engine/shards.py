@@ -14,11 +14,13 @@ merged run is a valid, shorter run, and merging is resumable (a merge killed hal
 from the run file's committed blocks).
 
 Why the bits agree with the same run done in one process: draw i's noise is a function of
-``(seed, spec, i)`` only (:mod:`biasvar.rng`); the engine cuts every block into the same chunks
-wherever it is computed (``align`` in :func:`~biasvar.engine.gradients.sample_gradients`), so a
-draw's gradient is the same bits in any process on the same device, dtype and chunk size; and a
-block's statistics are computed from that block's draws only
-(:class:`~biasvar.engine.blocks.BlockBuilder`), then stored as they are. The merged file's
+``(seed, spec, i)`` only (:mod:`biasvar.rng`); the engine computes draw i in the same chunk of
+a fixed grid counted from draw 0 wherever it is computed (``aligned`` and ``run_end`` in
+:func:`~biasvar.engine.gradients.sample_gradients`: a shard computes the grid chunks at its ends
+whole and keeps its own draws), so a draw's gradient is the same bits in any process on the same
+device, dtype and chunk size; and a block's statistics are computed from that block's draws only,
+in fixed steps from the block's start (:class:`~biasvar.engine.blocks.BlockBuilder`), then
+stored as they are. The merged file's
 datasets are then the single-process run's, bit for bit; only the wall-clock bookkeeping
 (``state`` wall time and update time, ``created``, host) differs. Shards take the vmap path
 when the method is ``auto`` (a per-process timing could send two shards down different paths);
