@@ -1030,3 +1030,13 @@ def _unlock(path: Path, fd: int | None) -> None:
 def file_size(path: str | Path) -> int:
     """Bytes on disk of a run file."""
     return Path(path).stat().st_size
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The immutable attributes of a run file, as written (no committed state): what a file made
+    from this one (a merged run from its shards) copies."""
+    path = Path(path)
+    with _open_read(path) as f:
+        if "schema_version" not in f.attrs:
+            raise StoreError(f"{path} is not a biasvar run file; remove it or rerun with --restart")
+        return _attrs_of(f)

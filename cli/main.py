@@ -8,7 +8,17 @@ import typer
 
 import biasvar
 
-from . import data_cmd, demo_cmd, estimators_cmd, report_cmd, reproduce_cmd, sample_cmd, snapshot_cmd, train_cmd
+from . import (
+    data_cmd,
+    demo_cmd,
+    estimators_cmd,
+    report_cmd,
+    reproduce_cmd,
+    sample_cmd,
+    shards_cmd,
+    snapshot_cmd,
+    train_cmd,
+)
 from .common import console, new_app
 
 app = new_app()
@@ -28,7 +38,8 @@ def root(
     """Measure the bias and variance of gradient estimators for discrete random variables."""
 
 
-for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, report_cmd, reproduce_cmd):
+for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, report_cmd,
+                reproduce_cmd):
     _module.register(app)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from . import options as o
 from .common import console, err_console, first_fitting, lazy
+from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
 DEFAULT_METHOD = "pivot"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
@@ -195,8 +196,9 @@ def report(
     from biasvar.stats.contrast import split_pair
 
     pairs = tuple(split_pair(c) for c in contrast or ())
+    sid = o.snapshot_id(snapshot_id, old_snapshot)
     rep = analyze_with_progress(
-        runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
+        runs_dir, snapshot_id=sid, reference=reference,
         n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                             old_flag="--bootstrap"),
         method=method.value,
@@ -216,9 +218,11 @@ def report(
             console.print(contrasts_table(rep))
         if groups:
             console.print(groups_table(rep))
-        for note in rep.notes:
+        for note in [*rep.notes, *shard_notes(runs_dir, sid)]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
         return
+    for note in shard_notes(runs_dir, sid):  # stdout may carry JSON/CSV
+        err_console.print(f"note: {note}", highlight=False)
     typer.echo(formats.format_report(rep, fmt.value), nl=False)
 
 

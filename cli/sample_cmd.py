@@ -11,9 +11,11 @@ import typer
 from rich.table import Table
 
 from biasvar import presets
+from biasvar.errors import SpecError
 from biasvar.spec import spec_from_flags
 
 from . import options as o
+from . import shards_cmd
 from .common import console, err_console, first_fitting, lazy, progress_bar
 from .snapshot_cmd import resolve_snapshot
 
@@ -54,6 +56,7 @@ def sample(
     block_size: o.BlockSize = None,
     max_memory: o.MaxMemory = None,
     chunk: o.Chunk = None,
+    shard: shards_cmd.Shard = None,
 ) -> None:
     """Draw N gradient samples of one estimator at a snapshot into a run file (resumes a partial run)."""
     from biasvar import engine
@@ -61,6 +64,10 @@ def sample(
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
     engine.check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
+    if shard is not None:
+        _sample_shard(snap, spec, shard, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep, device=device,
+                      dtype=dtype, restart=restart, block_size=block_size, max_memory=max_memory, chunk=chunk)
+        return
     path = store.run_path(runs_dir, snap.id, str(spec), seed)
     with _progress() as bar:
         task = bar.add_task(str(spec), total=n, rate=0.0, bad=0)
@@ -95,6 +102,37 @@ def _say_saved(path: Path) -> None:
                       f"block in progress) in {path}; the same command resumes it", highlight=False)
 
 
+def _sample_shard(snap, spec, shard: str, *, n: int, runs_dir: Path, restart: bool, **kw) -> None:
+    """``sample --shard i/N``: one shard into its shard file, then merge what is ready."""
+    from biasvar.engine import shards as sh
+
+    i, count = sh.parse_shard(shard)
+    setup_kw = {k: kw[k] for k in ("seed", "params", "keep", "device", "dtype", "block_size")}
+    su = sh.run_setup(snap, spec, n=n, runs_dir=runs_dir, **setup_kw)
+    ranges = sh.shard_ranges(n, su.block_size, count)
+    if count > len(ranges):
+        raise SpecError(f"--shard {shard}: the run has only {len(ranges)} blocks of {su.block_size} draws, so at "
+                        f"most {len(ranges)} shards; use a smaller N or --block-size")
+    first, end = ranges[i]
+    with _progress() as bar:
+        task = bar.add_task(f"{spec} shard {i}/{count}", total=end - first, rate=0.0, bad=0)
+
+        def report(done: int, total: int, nonfinite: int, rate: float) -> None:
+            bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite)
+
+        path = sh.sample_shard(snap, spec, n=n, first=first, end=end, runs_dir=runs_dir, restart=restart,
+                               progress=report, setup=su, seed=kw["seed"], keep=kw["keep"],
+                               max_memory=kw["max_memory"], chunk=kw["chunk"])
+        bar.update(task, completed=end - first)
+    if path == su.path:
+        console.print(f"draws [{first}, {end}) of {spec} are already in the run file {path}", highlight=False)
+        return
+    console.print(f"shard {i}/{count} complete: draws [{first}, {end}) of {spec} -> {path}", highlight=False)
+    merged = sh.merge_when_free(su.path)
+    if merged is not None:
+        console.print(shards_cmd.shard_line(merged), highlight=False)
+
+
 def sweep(
     snapshot: o.SnapshotOrProblem = None,
     problem: o.Problem = None,
@@ -118,9 +156,21 @@ def sweep(
     block_size: o.BlockSize = None,
     max_memory: o.MaxMemory = None,
     chunk: o.Chunk = None,
+    executor: shards_cmd.Executor = "local",
+    address: shards_cmd.Address = None,
+    shards: shards_cmd.Shards = None,
+    gpus_per_task: shards_cmd.GpusPerTask = 0,
+    cpus_per_task: shards_cmd.CpusPerTask = 1,
+    max_retries: shards_cmd.MaxRetries = 3,
 ) -> None:
-    """Run a reference and a grid of estimators (a preset of the paper's figures, or a list)."""
+    """Run a reference and a grid of estimators (a preset of the paper's figures, or a list), here or on a
+    Ray cluster (--executor ray)."""
+    shards_cmd.check_executor(executor, shards)
     from biasvar import engine
+    from biasvar.engine import executors
+
+    if executor == "ray":
+        executors.import_ray()  # the one-line install hint before any work
 
     sw = presets.resolve_sweep(preset, estimators, reference=reference, n=n, reference_n=reference_n)
     engine.check_run_args(n=sw.n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
@@ -129,17 +179,12 @@ def sweep(
                              seed=seed, runs_dir=runs_dir)
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
-    with _progress() as bar:
-        task = bar.add_task("sweep", total=sum(r.n for r in plan), rate=0.0, bad=0)
-
-        def report(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
-            bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite, description=label)
-
-        engine.sweep_runs(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n, seed=seed,
-                          runs_dir=runs_dir, name=sw.name, progress=report, params=params, keep=keep,
-                          device=device, dtype=dtype, restart=restart, block_size=block_size,
-                          max_memory=max_memory, chunk=chunk)
-        bar.update(task, description="sweep done")
+    with shards_cmd.sweep_progress(plan) as report:
+        executors.run_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n, seed=seed,
+                            runs_dir=runs_dir, name=sw.name, progress=report, params=params, keep=keep,
+                            device=device, dtype=dtype, restart=restart, block_size=block_size,
+                            max_memory=max_memory, chunk=chunk, executor=executor, shards=shards, address=address,
+                            cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries)
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
 
@@ -197,9 +242,11 @@ def ls(
     runs = [r for r in runs if Path(r.path).parent.name.lower().startswith(prefix)]
     bad = [b for b in bad if Path(b.path).parent.name.lower().startswith(prefix)]
     if not runs and not bad:
-        console.print(f"no run files under {runs_dir}", highlight=False)
+        if not shards_cmd.print_shards(runs_dir, prefix):
+            console.print(f"no run files under {runs_dir}", highlight=False)
         return
     _print_runs(runs)
+    shards_cmd.print_shards(runs_dir, prefix)
     for b in bad:
         console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
 

@@ -195,7 +195,7 @@ def test_one_option_one_meaning_across_commands():
     shared = ("--runs-dir", "--device", "--dtype", "--params", "--keep", "--max-memory", "--chunk", "--block-size",
               "--restart", "--snapshot-id", "--n-resamples", "--bootstrap-seed", "--data-dir", "--threads", "--t",
               "--M", "--alpha")
-    commands = ("sample", "sweep", "ls", "bench", "report", "plot", "train", "reproduce", "demo")
+    commands = ("sample", "sweep", "ls", "merge", "bench", "report", "plot", "train", "reproduce", "demo")
     for name in shared:  # the same text, up to a command's own default
         helps = {c: re.sub(r" \(default[^)]*\)", "", _options(c)[name].help) for c in commands
                  if name in _options(c) and not _options(c)[name].hidden}

@@ -113,6 +113,7 @@ def sample_gradients(
     max_memory: int | str | None = None,
     method: str = "auto",
     aligned: bool = False,
+    run_end: int | None = None,
 ) -> Iterator[GradChunk]:
     """Draws ``start .. start + n`` of the run ``(problem, spec, seed)``, in chunks.
 
@@ -129,6 +130,10 @@ def sample_gradients(
         aligned: with a fixed chunk size m (the CPU, or ``chunk``), compute draws in the chunks
             ``[k m, (k + 1) m)`` counted from draw 0, recomputing the head of the chunk ``start``
             falls in (fewer than m draws): see below.
+        run_end: with ``aligned``, the run's last draw (its n): the chunk that ``start + n`` falls
+            in is computed whole up to there and its draws past ``start + n`` dropped, so a shard
+            of a run (:mod:`biasvar.engine.shards`) computes its last draws in the same call as the
+            whole run does. Default ``start + n``.
 
     Yields:
         :class:`GradChunk` in draw order. Draw i gets the same noise in any chunk, so its gradient
@@ -151,10 +156,12 @@ def sample_gradients(
     sizer = make_sizer(dev, prob, est, names, chunk, parse_memory(max_memory))
     fn = METHODS[choose_method(dev, method, prob, est, names, sizer.size)]
     i, end = int(start), int(start) + int(n)
-    if aligned and (sizer.fixed or sizer.memory is None):
+    grid = aligned and (sizer.fixed or sizer.memory is None)
+    limit = max(end, int(run_end)) if grid and run_end is not None else end
+    if grid:
         i = (i // sizer.size) * sizer.size
     while i < end:
-        m = min(sizer.size, end - i)
+        m = min(sizer.size, limit - i)
         draws = torch.arange(i, i + m, dtype=torch.int64, device=dev)
         grads = None
         try:
@@ -171,10 +178,8 @@ def sample_gradients(
             sizer.failed(m)
             continue
         sizer.observed(m)
-        if i < start:  # the head of an aligned chunk: drawn before, dropped
-            grads = grads[int(start) - i:]
-            m, i = m - (int(start) - i), int(start)
-        yield GradChunk(i, grads)
+        lo, hi = max(i, int(start)), min(i + m, end)  # an aligned chunk's head or tail: drawn, dropped
+        yield GradChunk(lo, grads[lo - i:hi - i] if (lo, hi) != (i, i + m) else grads)
         i += m
 
 

@@ -196,7 +196,8 @@ def _fill(writer: store.RunWriter, problem: Problem, spec: EstimatorSpec, *, n: 
     pos = done
     try:
         for ch in sample_gradients(problem, spec, n=n - done, seed=seed, start=done, params=params,
-                                   chunk=chunk, max_memory=max_memory, method=method, aligned=True):
+                                   chunk=chunk, max_memory=max_memory, method=method, aligned=True,
+                                   run_end=getattr(writer, "run_end", n)):
             x, i = ch.grads, ch.start
             while x.shape[0]:
                 take = min(x.shape[0], block_end - i)
