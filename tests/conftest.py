@@ -166,3 +166,17 @@ def synthetic(n=60, *, dynamic=False, seed=0):
     probs = (0.9 * protos[labels] + 0.05).clamp(0, 1)
     images = probs if dynamic else torch.bernoulli(probs, generator=g)
     return Dataset(name="synthetic", split="train", images=images, labels=labels, dynamic=dynamic, files=())
+
+
+def enum_logits(seed: int, V: int, K: int, scale: float = 2.0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Random logits [V, K] for the enumeration tests of the estimators."""
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(V, K, generator=g, dtype=dtype)
+
+
+def enum_loss(kind: str, V: int, K: int, seed: int):
+    """A toy loss of one-hot samples [V, K] (``biasvar.problems.toy``: quadratic, linear, ...)."""
+    from biasvar.problems.toy import apply_loss, make_loss
+
+    coef = make_loss(kind, V * K, seed=seed)
+    return lambda y: apply_loss(kind, coef, y)

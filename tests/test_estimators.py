@@ -5,6 +5,8 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import enum_logits as _logits
+from conftest import enum_loss as _loss
 from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
@@ -12,20 +14,11 @@ from torch.testing import assert_close
 from biasvar.estimators import build, darn_y, gr_mc, gs, gs_st, sample_onehot, st_y, st_zgr_y, zgr_y
 from biasvar.estimators.categorical import conditional_gumbel
 from biasvar.exact import enumerate_onehot, estimator_variance, expected_estimator, expected_gr, true_gradient
-from biasvar.problems.toy import apply_loss, make_loss
 from biasvar.rng import TRANSFORMS
 
 D = torch.float64
 
 
-def _logits(seed, V, K, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(V, K, generator=g, dtype=D)
-
-
-def _loss(kind, V, K, seed):
-    coef = make_loss(kind, V * K, seed=seed)
-    return lambda y: apply_loss(kind, coef, y)
 
 
 # (V, K) with K in {2, 3, 4, 8} and at most 512 outcomes

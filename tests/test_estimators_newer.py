@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import enum_logits as _logits
+from conftest import enum_loss as _loss
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
@@ -29,7 +31,6 @@ from biasvar.estimators import build, reinmax_y, zgr_y
 from biasvar.exact import enumerate_onehot, expected_estimator, outcome_gradients, true_gradient
 from biasvar.problems import ToyCat, draw_loss, noise_requests
 from biasvar.problems.base import passes
-from biasvar.problems.toy import apply_loss, make_loss
 from biasvar.rng import draw_noise, stream_key
 from biasvar.spec import parse_spec
 
@@ -42,14 +43,6 @@ SHAPES = st.sampled_from([(1, 2), (1, 3), (1, 4), (1, 8), (2, 2), (2, 3), (2, 5)
 LOSSES = st.sampled_from(["quadratic", "linear", "quartic", "sigmoid"])
 
 
-def _logits(seed, V, K, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(V, K, generator=g, dtype=D)
-
-
-def _loss(kind, V, K, seed):
-    coef = make_loss(kind, V * K, seed=seed)
-    return lambda y: apply_loss(kind, coef, y)
 
 
 def _jac(s):
