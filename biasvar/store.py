@@ -729,13 +729,15 @@ def _create(path: Path, header: Mapping[str, Any], *, group_sizes: np.ndarray, s
             os.unlink(tmp)
 
 
-def _copy_committed(path: Path) -> None:
+def _copy_committed(path: Path, block_sum_filters: dict[str, Any] | None = None) -> None:
     """Rewrite a file in the current layout with the header, the committed blocks and the saved
     block in progress only: a file whose writer was killed, or one of the first layout.
 
     A killed SWMR writer leaves the superblock flagged as open; HDF5 refuses to open such a
     file for writing but still reads it in SWMR mode. The copy is written under a temporary
-    name and renamed into place.
+    name and renamed into place. Every dataset keeps its filters, except ``block_sum`` when
+    ``block_sum_filters`` is given (:func:`compact`): it is then re-encoded, and read back and
+    compared bit for bit before the copy replaces the file.
     """
     tmp = _tmp_beside(path)
     try:
@@ -755,13 +757,22 @@ def _copy_committed(path: Path) -> None:
                         rows = kept if name == "samples" else nb
                         if ds.shape[0] < rows:
                             raise DamagedError(path, f"{name} has {ds.shape[0]} rows, the state says {rows}")
-                        dst.create_dataset(name, data=ds[:rows], maxshape=ds.maxshape, chunks=ds.chunks,
-                                           **_filters_of(ds), **_CHECKED)
+                        filters, chunks = _filters_of(ds), ds.chunks
+                        if name == "block_sum" and block_sum_filters is not None:
+                            filters = block_sum_filters
+                            chunks = (1, ds.shape[1]) if filters else (_row_chunks(ds.shape[1], 4), ds.shape[1])
+                        dst.create_dataset(name, data=ds[:rows], maxshape=ds.maxshape, chunks=chunks,
+                                           **filters, **_CHECKED)
                     else:
                         dst.create_dataset(name, data=ds[()], chunks=ds.chunks, **_filters_of(ds), **_CHECKED)
                 if "pending_sum" not in dst:
                     _create_pending(dst, int(dst.attrs["dim"]), len(dst["group_sizes"]))
                 dst.create_dataset("state", data=state, chunks=state.shape, **_CHECKED)
+                if block_sum_filters is not None:
+                    dst.flush()
+                    if np.asarray(dst["block_sum"][()]).tobytes() != np.asarray(src["block_sum"][:nb]).tobytes():
+                        raise StoreError(f"rewriting {path} did not give back the same block sums; "
+                                         "the file was left as it was")
             except StoreError:
                 raise
             except (KeyError, OSError, RuntimeError, ValueError, TypeError) as e:
@@ -1098,6 +1109,44 @@ def _unlock(path: Path, fd: int | None) -> None:
 def file_size(path: str | Path) -> int:
     """Bytes on disk of a run file."""
     return Path(path).stat().st_size
+
+
+def compact(path: str | Path, compression: str | None = None) -> tuple[int, int]:
+    """Store a run file's block sums through the filter ``compression`` (None: what new files
+    get, see :func:`compression_name`), losslessly: the numbers read back are the same bits.
+
+    The file is rewritten under a temporary name (its committed blocks and saved block in
+    progress, the unsaved rest dropped as a resume would) and renamed into place; slots for a
+    block in progress that holds nothing are dropped. A file that has the filter already is left
+    as it is.
+
+    Returns:
+        (bytes before, bytes after).
+
+    Raises:
+        StoreError: a writer holds the file, unknown ``compression``; DamagedError: not readable.
+    """
+    path = Path(path)
+    target = _filters(compression)
+    if not path.is_file():
+        raise StoreError(f"run file not found: {path} (list runs with `biasvar ls`)")
+    before = path.stat().st_size
+    lock_fd = _lock(path)
+    try:
+        with _open_read(path, own_lock=True) as f:
+            if "schema_version" not in f.attrs or "block_sum" not in f:
+                raise DamagedError(path, "not a biasvar run file: no schema")
+            try:
+                ds = f["block_sum"]
+                current, row = _filters_of(ds), 4 * int(ds.shape[1])
+            except (KeyError, OSError, RuntimeError, ValueError, IndexError) as e:
+                raise DamagedError(path, _short(e)) from None
+        wanted = {} if row < COMPRESS_MIN_BYTES else target
+        if current != wanted:
+            _copy_committed(path, block_sum_filters=wanted)
+    finally:
+        _unlock(path, lock_fd)
+    return before, path.stat().st_size
 
 
 def storage_info(path: str | Path) -> dict[str, Any]:

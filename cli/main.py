@@ -9,6 +9,7 @@ import typer
 import biasvar
 
 from . import (
+    compact_cmd,
     data_cmd,
     demo_cmd,
     estimators_cmd,
@@ -38,8 +39,8 @@ def root(
     """Measure the bias and variance of gradient estimators for discrete random variables."""
 
 
-for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, report_cmd,
-                reproduce_cmd):
+for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
+                report_cmd, reproduce_cmd):
     _module.register(app)
 
 

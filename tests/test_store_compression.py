@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -203,3 +204,67 @@ def test_truncated_or_flipped_compressed_files_are_one_line_errors(tmp_path, mon
     assert out["files"] == 8 and outcomes <= {"complete: error + listed-damaged", "complete: error + listed-ok",
                                                "complete: intact + listed-ok"}, out
     assert out["slowest_read_s"] < faults.READ_TIMEOUT_S
+
+
+def test_compact_rewrites_old_files_losslessly_and_keeps_a_saved_block_in_progress(tmp_path):
+    rows = _rows(4, 1 << 15)
+    done = tmp_path / "runs" / "abc" / "x-s0.h5"
+    _write(done, rows, "none")
+    before = store.read_run(done)
+    size0 = done.stat().st_size
+    assert store.compact(done) == (size0, done.stat().st_size) and done.stat().st_size < 0.8 * size0
+    after = store.read_run(done)
+    assert store.storage_info(done)["filters"] == store.FILTERS["gzip"]
+    for name in ("block_sum", "block_m2", "block_sumsq", "block_count", "block_nonfinite", "samples"):
+        assert getattr(after, name).tobytes() == getattr(before, name).tobytes(), name
+    assert after.status == "complete" and after.attrs["n_done"] == before.attrs["n_done"]
+    assert store.compact(done)[1] == done.stat().st_size  # already filtered: left as it is
+    assert store.compact(done, "none")[1] > size0 * 0.99  # and back (any filter of FILTERS)
+    assert store.read_run(done).block_sum.tobytes() == rows.tobytes()
+
+    part = tmp_path / "runs" / "abc" / "y-s0.h5"
+    _write(part, rows[:2], "none", finish=False)
+    dim = rows.shape[1]
+    saved = store.PendingStats(2, 1, np.arange(dim, dtype=np.float64), np.ones(1), np.ones(1),
+                               np.ones((2, 2), np.float32))
+    with store.RunWriter.open(part, _header(dim), n_target=12, group_sizes=np.array([dim]),
+                              sample_index=np.array([1, dim - 1])) as w:
+        w.save_pending(saved, wall_s=0.0)
+    store.compact(part)
+    with store.RunWriter.open(part, _header(dim), n_target=12, group_sizes=np.array([dim]),
+                              sample_index=np.array([1, dim - 1])) as w:
+        assert w.n_done == 9 and w.pending().sum.tobytes() == saved.sum.tobytes()
+        with pytest.raises(StoreError, match="being written by another process"):
+            store.compact(part)  # a writer holds it: refused, untouched
+        w.append(store.BlockStats(3, 0, rows[2], np.ones(1), np.ones(1), np.ones((3, 2), np.float32)), wall_s=0.0)
+    assert store.read_run(part).block_sum.tobytes() == rows[:3].tobytes()
+    assert store.storage_info(part)["filters"] == store.FILTERS["gzip"]
+
+
+def test_compact_command(tmp_path):
+    from biasvar_cli import compact_cmd
+    from biasvar_cli.main import app
+    from typer.testing import CliRunner
+
+    assert compact_cmd.FILTER_NAMES == tuple(store.FILTERS) and compact_cmd.DEFAULT_FILTER == store.COMPRESSION
+    assert compact_cmd.FILTER_ENV == store.COMPRESSION_ENV
+
+    runner = CliRunner()
+    rows = _rows(3, 1 << 15)
+    runs = tmp_path / "runs"
+    _write(runs / "abc" / "x-s0.h5", rows, "none")
+    (runs / "abc" / "bad-s0.h5").write_bytes(b"not hdf5")
+    res = runner.invoke(app, ["compact", "--runs-dir", str(runs)], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "abc/bad-s0.h5: skipped, damaged (not an HDF5 file)"
+    assert re.fullmatch(r"abc/x-s0\.h5: 1\.0 MB -> \d+\.\d KB", lines[1]), lines
+    assert re.fullmatch(r"1 run file\(s\): 1\.0 MB -> \d+\.\d KB \(gzip\); 1 skipped", lines[2]), lines
+    assert store.read_run(runs / "abc" / "x-s0.h5").block_sum.tobytes() == rows.tobytes()
+    res = runner.invoke(app, ["compact", "--runs-dir", str(runs), "--snapshot-id", "abc"], terminal_width=200)
+    assert "abc/x-s0.h5: unchanged" in res.output
+    res = runner.invoke(app, ["compact", "--runs-dir", str(runs), "--compression", "zstd"], terminal_width=200)
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        "error: unknown run-file compression 'zstd'; use one of none, gzip, lzf"]
+    res = runner.invoke(app, ["compact", "--runs-dir", str(tmp_path / "nowhere")], terminal_width=200)
+    assert res.exit_code == 0 and res.output.strip() == f"no run files under {tmp_path / 'nowhere'}"
