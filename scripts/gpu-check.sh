@@ -94,8 +94,9 @@ print(f"{'PASS' if g else 'FAIL'} gr-mc(M=100,t=0.1) ran without OOM" + (
       f": {g['engine_draws_per_s']:,.1f} draws/s, chunk {g['engine_chunk']}" if g else ""))
 ok &= bool(g)
 for r in d["rows"]:
-    print(f"  {r['spec']}: {r['engine_draws_per_s']:,.1f} draws/s ({r['engine_method']}), loop {r['loop_draws_per_s']:,.1f},"
-          f" GEMM fraction {r['gemm_fraction']}, noise share {r['noise_share']}")
+    pct = lambda x, d: "-" if x is None else f"{x:.{d}%}"  # noqa: E731
+    print(f"  {r['spec']}: {r['engine_draws_per_s']:,.1f} draws/s ({r['engine_method']}), loop"
+          f" {r['loop_draws_per_s']:,.1f}, GEMM {pct(r['gemm_fraction'], 0)}, noise {pct(r['noise_share'], 1)}")
 print(f"  GEMM {d['gemm_flops_per_s'] / 1e12:.2f} TFLOP/s (size {d['gemm_size']})")
 sys.exit(0 if ok or sys.argv[2] == "1" else 1)
 PY
@@ -111,7 +112,7 @@ timeout "$REPRO_TIMEOUT" "${BV[@]}" reproduce fig1 --device "$DEVICE" --data-dir
     >>"$LOG" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then say "reproduce failed or timed out (exit $rc): see $LOG"; status=1; fi
-COLUMNS=120 "${BV[@]}" ls --runs-dir "$RUNS/runs" >"$KEEP/runs.txt" 2>&1 || true
+"${BV[@]}" ls --runs-dir "$RUNS/runs" >"$KEEP/runs.txt" 2>&1 || true
 tar -czf "$OUT/gpu-check.tgz" -C "$KEEP" . 2>>"$LOG" || { say "bundling $KEEP failed"; status=1; }
 say "done (exit $status); files under $OUT (gpu-check.tgz holds:)"
 find "$OUT" -type f | sort | tee -a "$LOG"
