@@ -380,18 +380,21 @@ PARETO_FOOTER = ("Pareto marks from the 95% intervals: grey disc = not dominated
 
 
 def _draw_pareto(ax: Any, series: Sequence[tuple[str, _Style, list[RunResult]]], tested: Sequence[RunResult], *,
-                 inset: bool = False) -> tuple[list[tuple[str, float, float, str]], list[tuple[float, float]],
-                                               list[float], list[tuple[float, float]]]:
+                 inset: tuple[float, float, float, float] | None = None
+                 ) -> tuple[list[tuple[str, float, float, str]], list[tuple[float, float]],
+                            list[float], list[tuple[float, float]]]:
     """Draw the series and the Pareto marks on ``ax``; returns ``(labels, points, values, intervals)``.
 
     In the main panel the labels name the low end of each curve's hyper-parameter (both ends for
-    alpha) and RF(M); in an inset (``inset=True``) every point is labelled with its hyper-parameter.
+    alpha) and RF(M). In an inset (``inset`` = its window ``(v0, v1, b0, b1)``) the curves are drawn
+    whole and clipped by the inset's axes, so a point near the window's edge sits on its curve, and
+    every point inside the window is labelled with its hyper-parameter.
     """
     labels: list[tuple[str, float, float, str]] = []
     points: list[tuple[float, float]] = []
     allb: list[float] = []
     intervals: list[tuple[float, float]] = []
-    ms = 1.25 if inset else 1.0
+    ms = 1.25 if inset is not None else 1.0
     for name, style, rs in series:
         v = np.array([r.variance.value for r in rs])
         b = np.array([r.b2.value for r in rs])
@@ -401,20 +404,24 @@ def _draw_pareto(ax: Any, series: Sequence[tuple[str, _Style, list[RunResult]]],
         bhi = np.array([r.b2.high if r.b2.high is not None else r.b2.value for r in rs])
         ax.errorbar(v, b, xerr=[v - vlo, vhi - v], yerr=[b - blo, bhi - b], fmt="none",
                     ecolor=style.color, alpha=0.35, elinewidth=0.7, capsize=0, zorder=2)
-        line_kw = dict(color=style.color, marker=style.marker, label=None if inset else style.label, zorder=3)
+        line_kw = dict(color=style.color, marker=style.marker, zorder=3,
+                       label=None if inset is not None else style.label)
         alpha_curve = name in ("st-zgr", "st-zgr-author")
         if name in ("rf", "zgr", "darn", "arsm", "indecater", "disarm"):  # points; a dark edge (yellow is faint)
             ax.plot(v, b, linestyle="", markersize=6 * ms, markeredgecolor="0.25", markeredgewidth=0.5, **line_kw)
         else:
             ax.plot(v, b, linestyle=style.linestyle, markersize=4 * ms, **line_kw)
-            if len(rs) > 1 and not inset:  # name the low end of the hyper-parameter (both ends for alpha)
+            if len(rs) > 1 and inset is None:  # name the low end of the hyper-parameter (both ends for alpha)
                 ends = ((rs[0], v[0], b[0]), (rs[-1], v[-1], b[-1])) if alpha_curve else ((rs[0], v[0], b[0]),)
                 for r, x, y in ends:
                     p = _swept(r)
                     if p is not None:
                         labels.append((f"{'α' if alpha_curve else 't'}={p:g}", x, y, style.color))
-        if inset:
+        if inset is not None:
+            v0, v1, b0, b1 = inset
             for r, x, y in zip(rs, v, b, strict=True):
+                if not (v0 <= x <= v1 and b0 <= y <= b1):
+                    continue  # clipped away: no label
                 p = _swept(r)
                 text = r.spec.upper().replace("M=", "") if name == "rf" else "ZGR" if name == "zgr" else \
                     (f"{'α' if alpha_curve else 't'}={p:g}" if p is not None else r.spec)
@@ -426,7 +433,7 @@ def _draw_pareto(ax: Any, series: Sequence[tuple[str, _Style, list[RunResult]]],
                 if ring:
                     ax.plot(x, y, marker=ring, markersize=9 * ms, markerfacecolor="none",
                             markeredgecolor=style.color, linestyle="", zorder=3)
-        if name == "rf" and not inset:
+        if name == "rf" and inset is None:
             for r, x, y in zip(rs, v, b, strict=True):
                 labels.append((r.spec.upper().replace("M=", ""), x, y, "0.1"))
         allb += [*b, *blo, *bhi]
@@ -506,12 +513,12 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
         window = _cluster(points)
         if window is not None:
             v0, v1, b0, b1 = window
-            inner = [(r, s_, [x for x in rs if v0 <= x.variance.value <= v1 and b0 <= x.b2.value <= b1])
-                     for r, s_, rs in series]
-            inner = [(n, s_, rs) for n, s_, rs in inner if rs]
+            # the series that reach the window, drawn whole (the inset's axes clip them): a point at
+            # the window's edge then sits on its curve instead of floating alone
+            inner = [(n, s_, rs) for n, s_, rs in series
+                     if any(v0 <= x.variance.value <= v1 and b0 <= x.b2.value <= b1 for x in rs)]
             iax = ax.inset_axes([0.03, 0.04, 0.47, 0.47])
-            in_tested = [r for r in tested if v0 <= r.variance.value <= v1 and b0 <= r.b2.value <= b1]
-            i_labels, i_points, _, _ = _draw_pareto(iax, inner, in_tested, inset=True)
+            i_labels, i_points, _, _ = _draw_pareto(iax, inner, tested, inset=window)
             iax.set_xscale("log")
             iax.set_yscale("log")
             iax.set_xlim(v0, v1)

@@ -39,8 +39,10 @@ class QuantGrid(QuantUnit):
     def __init__(self, etas: Tensor, **unit: object) -> None:
         super().__init__(**unit)
         self.params = {"eta": etas.detach().clone().to(self.batch.dtype)}
-        self.batch = torch.zeros(etas.shape[0], 0, dtype=self.batch.dtype)
-        self.config = {**self.config, "eta": [float(v) for v in etas]}
+        self.batch = torch.zeros(etas.shape[0], 0, dtype=self.batch.dtype, device=etas.device)
+        # one transfer for the whole list (``float(v)`` per element reads one number at a time:
+        # 61,000 reads, a device sync each on a GPU, for every chunk of the study)
+        self.config = {**self.config, "eta": [float(v) for v in etas.detach().cpu().tolist()]}
 
     def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
         E = params["eta"].shape[0]
@@ -67,29 +69,36 @@ class UnitCurve:
     n: int
 
 
-def unit_gradients(problem: QuantGrid, spec: str, *, n: int, seed: int = 0, chunk: int = 1000) -> Tensor:
-    """``n`` estimates [n, E] of every unit's gradient.
+def unit_gradients(problem: QuantGrid, spec: str, *, n: int, seed: int = 0, chunk: int = 1000,
+                   device: torch.device | str | None = None) -> Tensor:
+    """``n`` estimates [n, E] of every unit's gradient (on ``device``, default the problem's).
 
     Draws are independent units too, so ``chunk`` draws of the E units are computed as ONE draw of
-    a grid of ``chunk * E`` units (one forward and one backward). The noise comes from a torch
+    a grid of ``chunk * E`` units (one forward and one backward). The noise comes from a CPU torch
     generator seeded by (seed, spec) (cheaper than the engine's counter-based noise, which this
-    study does not need), so the result is a function of (seed, spec, n, chunk).
+    study does not need) and is moved to ``device``, so the result is a function of (seed, spec,
+    n, chunk): the same numbers on every device, to float rounding.
     """
     est = build(spec)
-    etas = problem.params["eta"]
+    dev = problem.params["eta"].device if device is None else torch.device(device)
+    etas = problem.params["eta"].to(dev)
     E = etas.shape[0]
     key = stream_key(seed, str(parse_spec(spec)))
-    gen = torch.Generator(device=etas.device).manual_seed((key[0] << 32) | key[1])
+    gen = torch.Generator(device="cpu").manual_seed((key[0] << 32) | key[1])
     unit = {k: v for k, v in problem.config.items() if k in ("K", "loss", "noise", "sigma")}
+    grids: dict[int, tuple[QuantGrid, dict]] = {}  # chunk size -> (grid, noise requests): at most two
     out = []
     for i0 in range(0, n, chunk):
         m = min(chunk, n - i0)
-        big = QuantGrid(etas.repeat(m), dtype=etas.dtype, **unit)
+        if m not in grids:
+            big = QuantGrid(etas.repeat(m), dtype=etas.dtype, **unit)
+            grids[m] = (big, noise_requests(big, est))
+        big, requests = grids[m]
         noise = {
-            node: {k: TRANSFORMS[kind](torch.rand(shape, generator=gen, dtype=etas.dtype,
-                                                  device=etas.device).clamp_(1e-7, 1 - 1e-7))
+            node: {k: TRANSFORMS[kind](torch.rand(shape, generator=gen, dtype=etas.dtype)
+                                       .to(dev, non_blocking=True).clamp_(1e-7, 1 - 1e-7))
                    for k, (shape, kind) in d.items()}
-            for node, d in noise_requests(big, est).items()
+            for node, d in requests.items()
         }
         params = {"eta": big.params["eta"].clone().requires_grad_(True)}
         (g,) = torch.autograd.grad(draw_loss(big, est, params, noise), params["eta"])
@@ -107,23 +116,27 @@ def quant_unit_study(
     points: int = 61,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[tuple[str, str], dict[str, UnitCurve]]:
-    """Fig. B.5: ``{(loss, noise): {spec: UnitCurve}}`` over ``points`` inputs eta in [-1, K]."""
+    """Fig. B.5: ``{(loss, noise): {spec: UnitCurve}}`` over ``points`` inputs eta in [-1, K].
+
+    ``device``: where the estimates are computed (the noise is the same on every device, see
+    :func:`unit_gradients`); the exact gradients are computed on the CPU in float64.
+    """
     specs = [str(parse_spec(s)) for s in specs]
-    etas = eta_grid(K, points, dtype=dtype)
+    etas = eta_grid(K, points, dtype=dtype).to(device)
     total, done = len(losses) * len(noises) * len(specs), 0
     out: dict[tuple[str, str], dict[str, UnitCurve]] = {}
     for loss in losses:
         for noise in noises:
             prob = QuantGrid(etas, K=K, loss=loss, noise=noise, dtype=dtype)
-            exact = QuantGrid(etas.double(), K=K, loss=loss, noise=noise).exact_gradient()["eta"].numpy()
+            exact = QuantGrid(etas.double().cpu(), K=K, loss=loss, noise=noise).exact_gradient()["eta"].numpy()
             panel = {}
             for spec in specs:
-                J = unit_gradients(prob, spec, n=n, seed=seed)
-                J = J.double()
-                panel[spec] = UnitCurve(spec, etas.double().numpy(), J.mean(0).numpy(), J.std(0).numpy(),
-                                        exact, n)
+                J = unit_gradients(prob, spec, n=n, seed=seed).double()
+                mean, std = J.mean(0).cpu().numpy(), J.std(0).cpu().numpy()
+                panel[spec] = UnitCurve(spec, etas.double().cpu().numpy(), mean, std, exact, n)
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{loss}/{noise}: {spec}")

@@ -145,17 +145,23 @@ def reproduce(
     dev = resolve_device(device)
     if tag is None:
         tag = ("full" if full else "reduced") + ("-cpu" if dev.type == "cpu" else "-gpu")
+    steps: dict[str, float] = {}  # wall seconds of each step, in provenance.json and the messages
+
+    def lap(name: str) -> str:
+        steps[name] = round(time.perf_counter() - t0 - sum(steps.values()), 1)
+        return f"[{time.perf_counter() - t0:.0f} s] "
+
     snap = fig1_snapshot(epochs=epochs, seed=seed, data_dir=data_dir, device=str(dev), snapshot_dir=snapshot_dir,
                          say=say, train_progress=train_progress, vae=vae, steps_per_epoch=steps_per_epoch)
     fast = resolve_sweep(estimators=[s for s in specs if not is_slow(s)], n=n, name=what)
     slow = [s for s in specs if is_slow(s)]
-    say(f"sweeping {len(specs)} estimators + reference {REFERENCE} at snapshot {snap.id} (n = {n}"
+    say(lap("snapshot") + f"sweeping {len(specs)} estimators + reference {REFERENCE} at snapshot {snap.id} (n = {n}"
         + (f", gr-mc(M>=100): n = {slow_n}" if slow and slow_n else "") + ")")
     common = dict(reference=REFERENCE, seed=seed, runs_dir=runs_dir, device=dev, progress=sweep_progress)
     sweep_runs(snap, fast.specs, n=fast.n, reference_n=fast.reference_n, name=fast.name, **common)
     if slow:
         sweep_runs(snap, slow, n=slow_n or n, reference_n=n, **common)
-    say("analysing (Eq. 16, bootstrap over blocks)")
+    say(lap("sweep") + "analysing (Eq. 16, bootstrap over blocks)")
     bseed = seed if bootstrap_seed is None else bootstrap_seed
     report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples, seed=bseed)
     res_dir, fig_dir = Path(results_dir) / tag, Path(figures_dir) / tag
@@ -163,9 +169,10 @@ def reproduce(
              write_atomic(res_dir / "report.json", report_to_json(report))]
     for name, fn in (("fig1", plots.plot_fig1), ("fig4-pareto", plots.plot_pareto)):
         files += list(fn(report, fig_dir / f"{name}.png").paths)
-    say(f"single-unit quantizer study (Fig. B.5), {quant_n} draws per eta")
-    study = quant_unit_study(n=quant_n, seed=seed)
+    say(lap("analysis_and_figures") + f"single-unit quantizer study (Fig. B.5), {quant_n} draws per eta")
+    study = quant_unit_study(n=quant_n, seed=seed, device=dev)
     files += list(plots.plot_quant_unit(study, fig_dir / "figB5-quant-unit.png").paths)
+    lap("quant_study")
     settings = {"command": command, "what": what, "tag": tag, "reduced": not full, "n": n, "slow_n": slow_n or n,
                 "points": points, "epochs": epochs, "seed": seed, "n_resamples": n_resamples, "quant_n": quant_n}
     if bootstrap_seed is not None and bootstrap_seed != seed:
@@ -173,6 +180,7 @@ def reproduce(
     if vae is not None or steps_per_epoch is not None:
         settings.update(vae=dict(FIG1_VAE if vae is None else vae), steps_per_epoch=steps_per_epoch)
     provenance = _provenance(settings, snap, dev, report, t0)
+    provenance["steps_s"] = steps
     files.append(write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
     return ReproduceResult(tag, snap, report, files, provenance)
 

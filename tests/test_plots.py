@@ -238,3 +238,41 @@ def test_fig4_labels_do_not_collide_and_marks_do_not_hide_markers(committed):
         inside = (px[:, 0] > box.x0 + 1) & (px[:, 0] < box.x1 - 1) & (px[:, 1] > box.y0 + 1) & (px[:, 1] < box.y1 - 1)
         assert not inside.any()
     del renderer
+
+
+GPU_REPORT = Path(__file__).resolve().parents[1] / "results" / "fig1-full-gpu" / "report.json"
+
+
+@pytest.mark.parametrize("path", [COMMITTED, GPU_REPORT], ids=["reduced-cpu", "fig1-full-gpu"])
+def test_fig4_inset_draws_only_inside_its_window_and_points_sit_on_their_curves(path):
+    """The inset's artists are clipped to it, its labels lie inside it and name points inside its
+    limits; a series reaching the window is drawn whole there, so a point at the window's edge (GS
+    at t = 0.274 in the GPU report) sits on its curve instead of floating alone."""
+    rep = R.remark_pareto(F.report_from_json(path.read_text()))
+    fig, _, _ = P.figure_pareto(rep)
+    (inset,) = fig.axes[0].child_axes
+    (v0, v1), (b0, b1) = inset.get_xlim(), inset.get_ylim()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    frame = inset.get_window_extent(renderer)
+    drawn = [a for a in (*inset.lines, *inset.collections) if a.get_visible()]
+    assert drawn
+    for a in drawn:
+        assert a.get_clip_on() and a.get_clip_box() is not None, a
+        np.testing.assert_allclose(a.get_clip_box().extents, frame.extents, atol=1)
+    texts = [t for t in inset.texts if t.get_visible() and t.get_text()]
+    assert len(texts) >= 5
+    for t in texts:
+        x, y = t.xy
+        assert v0 <= x <= v1 and b0 <= y <= b1, t.get_text()
+        box = t.get_window_extent(renderer)
+        assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 \
+            and box.y1 <= frame.y1 + 1, t.get_text()
+    # every curve with a point inside the window is drawn whole: its line holds the whole series
+    fams = {"gs": P.OKABE_ITO["orange"], "gs-st": P.OKABE_ITO["sky"]}
+    for fam, color in fams.items():
+        rows = [r for r in rep.rows if r.family == fam and r.role == "test" and r.b2 is not None]
+        inside = [r for r in rows if v0 <= r.variance.value <= v1 and b0 <= r.b2.value <= b1]
+        if not inside:
+            continue
+        lines = [ln for ln in inset.get_lines() if ln.get_color() == color and len(ln.get_xdata()) > 1]
+        assert lines and max(len(ln.get_xdata()) for ln in lines) == len(rows), fam

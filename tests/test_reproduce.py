@@ -54,6 +54,11 @@ def test_tiny_reproduce_end_to_end(tmp_path, mnist_b):
     assert prov["reduced"] is True and prov["n"] == 30 and prov["slow_n"] == 12 and prov["points"] == 2
     assert prov["vae"] == TINY["vae"] and prov["steps_per_epoch"] == 2 and prov["command"] == "test"
     assert prov["snapshot_id"] == res.snapshot.id and len(prov["runs"]) == len(rows)
+    # each step's wall seconds, in order, adding up to (at most) the whole
+    steps = prov["steps_s"]
+    assert list(steps) == ["snapshot", "sweep", "analysis_and_figures", "quant_study"]
+    assert all(v >= 0 for v in steps.values()) and sum(steps.values()) <= prov["wall_s"] + 0.5
+    assert any(m.startswith("[") and "s] analysing" in m for m in said)
     assert res.snapshot.provenance["estimator"] == "rf(M=4)" and res.snapshot.provenance["epochs"] == 1
     # the run files: one snapshot folder, a manifest naming the reference
     files = store.list_run_files(tmp_path / "runs_dir")

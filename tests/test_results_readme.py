@@ -90,3 +90,30 @@ def test_every_quoted_estimate_is_in_the_report(report, section):
 def test_the_number_check_would_catch_a_wrong_number():
     assert _same("2.49e-6", 2.4912e-6) and not _same("2.49e-6", 2.4812e-6)
     assert _same("0.0457", 0.04567) and not _same("-3.47e-7", 3.47e-7)
+
+
+GPU_REPORT = ROOT / "results" / "fig1-full-gpu" / "report.json"
+
+
+def test_every_number_of_the_gpu_section_is_in_the_gpu_report():
+    """The section on ``fig1-full-gpu/`` quotes only b2 / V estimates and interval ends of its
+    report (derived ratios are written as plain decimals), and claims no contrast it cannot have."""
+    rep = F.report_from_json(GPU_REPORT.read_text())
+    text = README.read_text()
+    start = text.index("## `fig1-full-gpu/`")
+    section = text[start:text.index("\n## ", start + 1)]
+    known = [x for r in rep.rows for e in (r.b2, r.variance) if e is not None
+             for x in (e.value, e.low, e.high) if x is not None]
+    variances = section.split("(V = ")[1].split(")")[0]  # GS's V at low t, written as decimals
+    quoted = SCI.findall(section) + re.findall(r"(?<![\w.])0\.0\d+", variances)
+    assert len(quoted) >= 25
+    missing = [q for q in quoted if not any(_same(q, k) for k in known)]
+    assert not missing, missing
+    # the intervals the section's single-interval statements rest on
+    rows = {r.spec: r for r in rep.rows}
+    assert rows["zgr"].b2.low > 0 and rows["st"].b2.low > 0
+    assert rows["gs(t=0.01)"].b2.low < 0 < rows["gs(t=0.01)"].b2.high
+    for r in rep.rows:
+        if r.family in ("gs-st", "gr-mc"):
+            assert r.b2.low > 0, r.spec
+    assert "no paired contrast" in section
