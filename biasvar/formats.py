@@ -77,7 +77,7 @@ CSV_COLUMNS = (
     "mse", "mse_low", "mse_high", "mse_se", "ref_share", "ref_only_width", "cost", "draws_per_s",
     "variance_x_cost", "cosine", "nonfinite", "pareto", "pareto_mark", "snapshot_hash", "reference", "method",
     "n_resamples", "confidence_level", "bootstrap_seed", "path", "biasvar_version", "torch_version",
-    "cuda_version", "git_commit", "device", "dtype",
+    "cuda_version", "git_commit", "device", "dtype", "engine",
 )
 
 
@@ -108,7 +108,7 @@ def report_to_csv(report: Report) -> str:
                 vals[k if part == "value" else f"{k}_{part}"] = getattr(e, part) if e is not None else None
         vals.update(reference=report.reference, method=report.method, n_resamples=report.n_resamples,
                     confidence_level=report.confidence_level, bootstrap_seed=report.seed)
-        for k in ("biasvar_version", "torch_version", "cuda_version", "git_commit", "device", "dtype"):
+        for k in ("biasvar_version", "torch_version", "cuda_version", "git_commit", "device", "dtype", "engine"):
             vals[k] = r.versions.get(k)
         w.writerow([_num(vals.get(c)) for c in CSV_COLUMNS])
     return buf.getvalue()

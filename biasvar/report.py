@@ -228,7 +228,26 @@ def _replace(row: RunResult, **kw: Any) -> RunResult:
 def _versions(run: Any) -> dict[str, Any]:
     keys = ("biasvar_version", "torch_version", "cuda_version", "git_commit", "device", "dtype", "created",
             "schema_version")
-    return {k: _attr(run, k) for k in keys if _attr(run, k) is not None}
+    out = {k: _attr(run, k) for k in keys if _attr(run, k) is not None}
+    engine = engine_label(run)
+    if engine is not None:
+        out["engine"] = engine
+    return out
+
+
+def engine_label(run: Any) -> str | None:
+    """The engine's path as the run file records it: ``vmap, chunk 8`` (``auto`` asked for is
+    added as ``(auto)``); files written before the path was recorded say ``auto (path not
+    recorded)``. None when the file has no method at all."""
+    method = _attr(run, "method")
+    if method is None:
+        return None
+    method = str(method)
+    if method == "auto":
+        return "auto (path not recorded)"
+    chunk, asked = _attr(run, "chunk"), _attr(run, "method_requested")
+    label = method if chunk in (None, "none") else f"{method}, chunk {chunk}"
+    return label if asked in (None, "none", method) else f"{label} ({asked})"
 
 
 def _cost(run: Any) -> float:

@@ -190,7 +190,7 @@ def sweep(
 
 
 _STATUS = {"complete": "green", "running": "yellow", "interrupted": "magenta"}
-RUN_COLUMNS = ("spec", "seed", "n done/target", "non-finite", "status", "draws/s", "size", "role")
+RUN_COLUMNS = ("spec", "seed", "n done/target", "non-finite", "status", "draws/s", "engine", "size", "role")
 
 
 def _runs_table(snap_id: str, group: list[store.RunData], roles: dict[str, str] | None, cols: tuple[str, ...]):
@@ -209,10 +209,18 @@ def _runs_table(snap_id: str, group: list[store.RunData], roles: dict[str, str] 
         cells = {"spec": r.spec, "seed": str(r.seed), "n done/target": f"{a['n_done']}/{a['n_target']}",
                  "non-finite": str(a["n_nonfinite"]),
                  "status": f"[{_STATUS.get(a['status'], 'red')}]{a['status']}[/]",
-                 "draws/s": f"{a['draws_per_s']:.1f}", "size": _size(store.file_size(r.path)),
+                 "draws/s": f"{a['draws_per_s']:.1f}", "engine": _engine(a), "size": _size(store.file_size(r.path)),
                  "role": (roles or {}).get(Path(r.path).name, "")}
         table.add_row(*(cells[c] for c in cols if c != "role" or roles))
     return table
+
+
+def _engine(attrs: dict) -> str:
+    """The engine path a run file records: ``vmap/8`` (path/chunk); ``auto`` where the file is older
+    than the record (``biasvar report`` gives the same in full)."""
+    method = str(attrs.get("method", "-"))
+    chunk = attrs.get("chunk")
+    return method if method == "auto" or chunk in (None, "none") else f"{method}/{chunk}"
 
 
 def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
+from biasvar import rng
 from biasvar.estimators import build, darn_y, gr_mc, gs, gs_st, sample_onehot, st_y, st_zgr_y, zgr_y
 from biasvar.estimators.categorical import conditional_gumbel
 from biasvar.exact import enumerate_onehot, estimator_variance, expected_estimator, expected_gr, true_gradient
@@ -285,6 +286,22 @@ def test_rf_unbiased_on_toy_problem():
 
 
 # ---------------------------------------------------------------- shapes, dtypes, vmap, overflow
+def _noise(est, shape, g, dtype, draws=None):
+    """Noise of each kind the estimator asks for: uniforms through the kind's transform, or for kind
+    ``counter`` (gr-mc's E) the address of counter-based uniforms, one row per leading index of
+    ``shape`` when ``draws`` (tests that vmap over it) or one for the whole shape."""
+    out = {}
+    for k, r in est.noise(shape).items():
+        if r.kind == rng.COUNTER:
+            n = draws or 1
+            key = tuple(int(v) for v in torch.randint(1 << 31, (2,), generator=g))
+            ctr = rng.counter_noise(key, torch.arange(n), 0, math.prod(r.shape) // n)
+            out[k] = ctr if draws else ctr[0]
+        else:
+            out[k] = TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7))
+    return out
+
+
 @pytest.mark.parametrize("spec", ["st", "st(t=2)", "darn", "zgr", "st-zgr(alpha=0.3,t=2)", "gs(t=0.5)",
                                   "gs-st(t=0.5)", "gr-mc(t=0.1,M=7)"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -293,8 +310,7 @@ def test_plug_in_shapes_dtypes_vmap(spec, dtype):
     shape = (5, 3, 4, 6)  # any leading batch shape
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(shape, generator=g, dtype=dtype)
-    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7))
-             for k, r in est.noise(shape).items()}  # each noise as its kind asks (gr-mc: uniforms for E)
+    noise = _noise(est, shape, g, dtype, draws=shape[0])  # each noise as its kind asks (gr-mc: an address)
     y = est(logits, noise)
     assert y.shape == shape and y.dtype == dtype
     if not est.relaxed:
@@ -313,8 +329,7 @@ def test_large_logits_stay_finite(spec, dtype):
     est = build(spec)
     logits = torch.tensor([[60.0, -60.0, 0.0, 55.0], [-80.0, 80.0, 79.0, 0.0]], dtype=dtype, requires_grad=True)
     g = torch.Generator().manual_seed(1)
-    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=dtype).clamp_min(1e-7))
-             for k, r in est.noise((2, 4)).items()}
+    noise = _noise(est, (2, 4), g, dtype)
     y = est(logits, noise)
     (J,) = torch.autograd.grad((y * torch.arange(4, dtype=dtype)).sum(), logits)
     assert torch.isfinite(y).all() and torch.isfinite(J).all()
@@ -325,7 +340,7 @@ def test_cuda_matches_cpu():
     est = build("gr-mc(t=0.3,M=5)")
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 5, generator=g, dtype=D)
-    noise = {k: TRANSFORMS[r.kind](torch.rand(r.shape, generator=g, dtype=D)) for k, r in est.noise((4, 5)).items()}
+    noise = _noise(est, (4, 5), g, D)
     f = lambda lg, nz: (est(lg, nz) * torch.arange(5, dtype=D, device=lg.device)).sum()
     J = torch.func.grad(f)(logits, noise)
     Jc = torch.func.grad(f)(logits.cuda(), {k: v.cuda() for k, v in noise.items()})

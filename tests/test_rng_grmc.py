@@ -76,7 +76,7 @@ def test_the_kernel_is_chosen_per_draw_so_chunking_does_not_matter(monkeypatch):
     monkeypatch.setattr(grmc, "FUSED_MIN_ELEMENTS", 100)
     calls = []
     real = rng._call_compiled
-    monkeypatch.setattr(rng, "_call_compiled", lambda name, *a: calls.append(name) or real(name, *a))
+    monkeypatch.setattr(rng, "_call_compiled", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))
     problem = ToyCat(vars=3, categories=4)
     spec = "gr-mc(t=0.3,M=20)"  # 3 x 20 x 4 = 240 noise numbers per draw
     a = torch.cat([c.grads for c in engine.sample_gradients(problem, spec, n=7, seed=1, chunk=1)])

@@ -91,6 +91,29 @@ def choose_method(device: torch.device, method: str = "auto", problem: Problem |
     return method
 
 
+def resolved_path(method: str, sizer) -> dict:
+    """What a run header records of the engine's path: the path taken (``vmap`` or ``loop``), the
+    one asked for (``auto`` = calibrated) and the chunk (draws per call; ``adaptive`` where the size
+    follows measured memory, on CUDA without a fixed chunk)."""
+    return {"method": method, "chunk": int(sizer.size) if sizer.fixed or sizer.memory is None else "adaptive"}
+
+
+def engine_path(problem: Problem, spec: str | EstimatorSpec, *, device: str | torch.device | None = None,
+                dtype: str | torch.dtype | None = None, params: str | None = None, chunk: int | None = None,
+                max_memory: int | str | None = None, method: str = "auto") -> dict:
+    """The path :func:`sample_gradients` takes with these arguments, without drawing:
+    ``{"method": "vmap" | "loop", "method_requested": method, "chunk": int | "adaptive"}``
+    (``auto`` runs, or reuses, the per-process calibration :func:`choose_method` runs anyway)."""
+    est = build(parse_spec(spec))
+    dev = resolve_device(device) if device is not None else None
+    prob = prepare(problem, device=dev, dtype=resolve_dtype(dtype))
+    dev = next(iter(prob.params.values())).device
+    names = select_params(prob, params)
+    sizer = make_sizer(dev, prob, est, names, chunk, parse_memory(max_memory))
+    chosen = choose_method(dev, method, prob, est, names, sizer.size)
+    return {**resolved_path(chosen, sizer), "method_requested": method}
+
+
 @dataclass(frozen=True)
 class GradChunk:
     """Draws ``start .. start + grads.shape[0]`` of a run: flat per-draw gradients [m, dim]."""
@@ -183,4 +206,5 @@ def sample_gradients(
         i += m
 
 
-__all__ = ["METHODS", "GradChunk", "choose_method", "loop_gradients", "sample_gradients", "vmap_gradients"]
+__all__ = ["METHODS", "GradChunk", "choose_method", "engine_path", "loop_gradients", "resolved_path",
+           "sample_gradients", "vmap_gradients"]

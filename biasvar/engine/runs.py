@@ -16,7 +16,7 @@ import torch
 from biasvar import store
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine.blocks import BlockBuilder, choose_block_size, choose_step, keep_index
-from biasvar.engine.gradients import choose_method, sample_gradients
+from biasvar.engine.gradients import choose_method, engine_path, sample_gradients
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.errors import SpecError
 from biasvar.estimators import build
@@ -91,6 +91,8 @@ def sample_run(
                         method=choose_method(dev, method), device=dev)
     if not restart and store.is_complete(path, header, int(n)):
         return path  # nothing to do: not even opened for writing
+    # the path the engine will take (a new file records it; "auto" is kept as method_requested)
+    header.update(engine_path(problem, spec, params=params, chunk=chunk, max_memory=max_memory, method=method))
     exact = _exact_flat(problem, sel.names) if restart or not path.exists() else None  # only for a new file
     writer = store.RunWriter.open(path, header, n_target=int(n), group_sizes=np.array([b[1] for b in sel.bounds]),
                                   sample_index=keep_index(sel.dim, keep), exact=exact, restart=restart)

@@ -50,7 +50,7 @@ from torch import Tensor
 from biasvar.estimators.categorical import (
     darn_y,
     gr_mc,
-    gr_mc_uniform,
+    gr_mc_counter,
     gs,
     gs_st,
     rf_surrogate,
@@ -71,7 +71,7 @@ class NoiseRequest:
     """Noise one estimator needs for one stochastic node: a shape and a kind."""
 
     shape: tuple[int, ...]
-    kind: str  # "gumbel" | "exponential" | "uniform"
+    kind: str  # "gumbel" | "exponential" | "uniform" | "counter" (the uniforms' address: biasvar.rng.COUNTER)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ class PlugIn:
         shape = tuple(logits_shape)
         req = {"G": NoiseRequest(shape, "gumbel")}
         if self.mc:
-            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "uniform")  # E = -log U
+            # the uniforms of E = -log U, handed over as their address: GR-MC's kernel generates them
+            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "counter")
         return req
 
 
@@ -167,8 +168,8 @@ def _gs_st(spec: EstimatorSpec) -> PlugIn:
 
 def _gr_mc(spec: EstimatorSpec) -> PlugIn:
     t, M = float(spec["t"]), int(spec["M"])
-    # noise "E" holds the uniforms of the Exp(1) numbers: E = -log U is taken inside the fused kernel
-    return PlugIn(spec, lambda logits, noise: gr_mc_uniform(logits, noise["G"], noise["E"], t), mc=M)
+    # noise "E" is the address of the Exp(1) numbers' uniforms (E = -log U): generated in GR-MC's kernel
+    return PlugIn(spec, lambda logits, noise: gr_mc_counter(logits, noise["G"], noise["E"], t, M), mc=M)
 
 
 def _rf(spec: EstimatorSpec) -> ScoreFunction:

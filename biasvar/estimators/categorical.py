@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from biasvar.estimators.grmc import gr_mc_surrogate
+from biasvar.estimators.grmc import gr_mc_counter_surrogate, gr_mc_surrogate
 
 
 def sample_onehot(logits: Tensor, G: Tensor) -> Tensor:
@@ -130,6 +130,14 @@ def gr_mc_uniform(logits: Tensor, G: Tensor, U: Tensor, t: float) -> Tensor:
     """:func:`gr_mc` with the conditional samples' noise given as uniforms, ``E = -log U`` (fused)."""
     y = sample_onehot(logits, G)
     return _swap(y, gr_mc_surrogate(logits.log_softmax(-1), y, U, t, uniform=True))
+
+
+def gr_mc_counter(logits: Tensor, G: Tensor, counter: Tensor, t: float, M: int) -> Tensor:
+    """:func:`gr_mc` of one draw with the conditional samples' uniforms given by their address
+    (``counter``: int64 [3], kind ``"counter"`` of :mod:`biasvar.rng`), ``E = -log U``: the M x K
+    numbers per variable are generated inside GR-MC's kernel, never stored for the whole draw."""
+    y = sample_onehot(logits, G)
+    return _swap(y, gr_mc_counter_surrogate(logits.log_softmax(-1), y, counter, t, M))
 
 
 def rf_surrogate(f: Tensor, logq: Tensor) -> Tensor:
