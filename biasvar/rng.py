@@ -174,14 +174,15 @@ def _plain_input(x):
 
     Dynamo guards on a view's base (its size and strides), and a chunk of draws is often a view of
     a larger tensor whose size changes with the chunk: each new base would be a new compilation,
-    and past ``torch._dynamo.config.recompile_limit`` (8) the kernel silently runs eagerly. A copy
-    of a small tensor costs nothing next to the kernel; a large non-view tensor is passed as is.
+    and past ``torch._dynamo.config.recompile_limit`` (8) the kernel silently runs eagerly. A
+    contiguous view from the start of its memory is passed detached (not a view, no copy); other
+    views and non-contiguous tensors are copied (the kernels' small inputs).
     """
     if not isinstance(x, Tensor):
         return x
-    if x._base is not None or not x.is_contiguous():
+    if not x.is_contiguous() or x.storage_offset() != 0:
         return x.clone(memory_format=torch.contiguous_format)
-    return x
+    return x.detach() if x._base is not None else x  # the same memory, no longer a view
 
 
 def _call_compiled(name: str, fn, *args, dynamic: bool | None = True,

@@ -410,3 +410,36 @@ def test_sample_run_measures_the_problems_measure_params_by_default(tmp_path):
         (f,) = store.list_run_files(runs)
         run = store.read_run(f)
         assert run.attrs["params_glob"] == glob and run.groups == groups
+
+
+# ---------------------------------------------------------------- the path a run records
+def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_path, monkeypatch):
+    """A new run file says which path ``auto`` resolved to (vmap or loop) and its chunk, keeping
+    ``auto`` as the request; a file written before that (method "auto", no chunk) still reads, and
+    reports and ``biasvar ls`` show both."""
+    from biasvar import report
+    from biasvar.engine import runs as runs_mod
+
+    snap = snapshot_of(ToyCat(vars=2, categories=3))
+    runs_dir = tmp_path / "runs"
+    a = store.read_run(engine.sample_run(snap, "zgr", n=40, seed=0, runs_dir=runs_dir, block_size=20))
+    want = engine.engine_path(snap.problem, "zgr")
+    assert a.attrs["method"] == want["method"] and a.attrs["method"] in ("vmap", "loop")
+    assert a.attrs["method_requested"] == "auto" and a.attrs["chunk"] == want["chunk"] >= 1
+    b = store.read_run(engine.sample_run(snap, "darn", n=40, seed=0, runs_dir=runs_dir, block_size=20,
+                                         method="loop", chunk=3))
+    assert (b.attrs["method"], b.attrs["chunk"], b.attrs["method_requested"]) == ("loop", 3, "loop")
+    monkeypatch.setattr(runs_mod, "engine_path", lambda *a, **k: {})  # the header of earlier versions
+    c = store.read_run(engine.sample_run(snap, "st", n=40, seed=0, runs_dir=runs_dir, block_size=20))
+    assert c.attrs["method"] == "auto" and "chunk" not in c.attrs
+    engine.sample_run(snap, "rf(M=4)", n=40, seed=0, runs_dir=runs_dir, block_size=20, method="vmap", chunk=5)
+    rows = {r.spec: r for r in report.analyze_runs(runs_dir, n_resamples=20).rows}
+    assert rows["zgr"].versions["engine"] == f"{want['method']}, chunk {want['chunk']} (auto)"
+    assert rows["darn"].versions["engine"] == "loop, chunk 3"
+    assert rows["st"].versions["engine"] == "auto (path not recorded)"
+    from biasvar_cli.main import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "200")  # the widest layout, with the engine column
+    out = CliRunner().invoke(app, ["ls", "--runs-dir", str(runs_dir)], terminal_width=200).output
+    assert "engine" in out and f"{want['method']}/{want['chunk']}" in out and "loop/3" in out and "auto" in out

@@ -281,3 +281,35 @@ def test_stream_keys_differ_by_seed_and_stream():
     keys = {rng.stream_key(s, st) for s in range(20) for st in ("zgr", "rf(M=4)", "gr-mc(t=0.1,M=100)")}
     assert len(keys) == 60
     assert rng.stream_key(3, "zgr") == rng.stream_key(3, "zgr")
+
+
+# ---------------------------------------------------------------- counter noise (kind "counter")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fused", [False, True])
+def test_counter_uniforms_are_the_uniforms_bit_for_bit(dtype, fused):
+    """An address (word, offset, numel) regenerates any sub-range of the draw's numbers exactly."""
+    draws = torch.tensor([0, 5, 2**40 + 3, 2**63 - 1])
+    ctr = rng.counter_noise(KEY, draws, 1000, 3000)
+    assert ctr.shape == (4, 3) and ctr.dtype == torch.int64
+    full = rng.uniforms(KEY, draws, 3000, offset=1000, dtype=dtype)
+    assert torch.equal(rng.counter_uniforms(ctr, dtype=dtype, fused=fused), full)
+    for start, count in ((0, 1), (7, 993), (2999, 1), (1500, 0)):
+        part = rng.counter_uniforms(ctr, start=start, count=count, dtype=dtype, fused=fused)
+        assert torch.equal(part, full[:, start:start + count])
+    assert torch.equal(rng.counter_uniforms(ctr[2], start=10, count=5, dtype=dtype), full[2:3, 10:15])
+    with pytest.raises(ValueError, match="outside"):
+        rng.counter_uniforms(ctr, start=2999, count=2)
+
+
+def test_draw_noise_hands_counter_kinds_their_address_at_the_same_offsets():
+    """A counter request keeps its place in the layout: the other noise is unchanged, and the
+    address regenerates exactly what kind "uniform" would have drawn."""
+    req_u = {"z": {"G": ((4, 5), "gumbel"), "E": ((2, 4, 5), "uniform")}}
+    req_c = {"z": {"G": ((4, 5), "gumbel"), "E": ((2, 4, 5), rng.COUNTER)}}
+    draws = torch.arange(3, 9)
+    a, b = rng.draw_noise(req_u, KEY, draws), rng.draw_noise(req_c, KEY, draws)
+    assert torch.equal(a["z"]["G"], b["z"]["G"])
+    assert b["z"]["E"].shape == (6, 3) and b["z"]["E"][:, 1:].tolist() == [[0, 40]] * 6
+    assert torch.equal(rng.counter_uniforms(b["z"]["E"]).reshape(6, 2, 4, 5), a["z"]["E"])
+    with pytest.raises(ValueError, match="share"):
+        rng.counter_uniforms(torch.cat([b["z"]["E"][:1], rng.counter_noise(KEY, draws[:1], 7, 40)]))

@@ -8,6 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from biasvar import engine, rng
+from biasvar.errors import ShapeError
 from biasvar.estimators import grmc
 from biasvar.estimators.categorical import conditional_gumbel, sample_onehot
 from biasvar.problems.toy import ToyCat
@@ -83,3 +84,91 @@ def test_the_kernel_is_chosen_per_draw_so_chunking_does_not_matter(monkeypatch):
     b = torch.cat([c.grads for c in engine.sample_gradients(problem, spec, n=7, seed=1, chunk=7)])
     assert any(n.startswith("grmc_weights") for n in calls)
     assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- counter noise, powers, compilation
+def _counter_inputs(n=3, R=50, M=40, K=16, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = 3.0 * torch.randn(n, R, K, generator=g, dtype=dtype)
+    y = sample_onehot(logits, -torch.log(-torch.log(torch.rand(n, R, K, generator=g, dtype=dtype))))
+    ctr = rng.counter_noise((11, 12), torch.arange(100, 100 + n), 64, R * M * K)
+    return logits.log_softmax(-1), y, ctr
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t", [0.1, 0.3])
+def test_counter_moments_equal_the_moments_of_the_materialized_uniforms(dtype, t, monkeypatch):
+    """Generating the uniforms inside the kernel, block by block, gives GR-MC's moments of the same
+    numbers (kind "uniform"); a draw's result does not depend on the other draws of the call."""
+    n, R, M, K = 3, 50, 40, 16
+    logp, y, ctr = _counter_inputs(n, R, M, K, dtype)
+    monkeypatch.setattr(grmc, "BLOCK_ELEMENTS", 7 * M * K)  # several blocks per draw, a short last one
+    monkeypatch.setattr(grmc, "FUSED_MIN_ELEMENTS", 1000)  # the compiled kernels, on small blocks
+    S, C = grmc.counter_moments(logp, y, ctr, t, M)
+    U = rng.counter_uniforms(ctr, dtype=dtype).reshape(n * R, M, K)
+    S0, C0 = grmc.moments(logp.reshape(n * R, K), y.reshape(n * R, K), U, t, uniform=True)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    assert_close(S.reshape(n * R, K), S0, **tol)
+    assert_close(C.reshape(n * R, K, K), C0, **tol)
+    for i in range(n):  # alone: the same bits
+        Si, Ci = grmc.counter_moments(logp[i:i + 1], y[i:i + 1], ctr[i:i + 1], t, M)
+        assert torch.equal(Si[0], S[i]) and torch.equal(Ci[0], C[i])
+
+
+def test_counter_noise_of_the_wrong_size_is_refused():
+    logp, y, ctr = _counter_inputs(1, 10, 4, 6)
+    with pytest.raises(ShapeError, match="noise numbers"):
+        grmc.counter_moments(logp, y, ctr, 0.5, 5)
+
+
+@pytest.mark.parametrize("t, p", [(0.1, 10), (0.01, 100), (1.0, 1), (0.5, 2), (0.3, 0), (2.0, 0), (1e-3, 0)])
+def test_whole_inverse_temperatures_use_powers(t, p):
+    assert grmc.power_of(t) == p
+
+
+@pytest.mark.parametrize("t", [0.1, 0.05, 0.5])
+def test_the_power_path_is_as_accurate_as_exp_log(t):
+    """(1 + r)^(-1/t) by multiplications and exp(-log(1 + r)/t) in float32 are as close to float64
+    arithmetic on the same inputs (a wrong power would be off by far more)."""
+    logits, y, U = _inputs(B=200, M=50, K=8, dtype=torch.float64, seed=3)
+    logp = logits.log_softmax(-1)
+    idx = y.argmax(-1)
+    l32, u32 = logp.float(), U.float()
+    exact = grmc._weights(l32.double(), idx, u32.double(), torch.tensor(-1 / t, dtype=torch.float64), 0, True)
+    coef = torch.tensor(-1 / t)
+    by_pow = grmc._weights(l32, idx, u32, coef, grmc.power_of(t), True).double()
+    by_exp = grmc._weights(l32, idx, u32, coef, 0, True).double()
+    err_pow, err_exp = (by_pow - exact).abs().max().item(), (by_exp - exact).abs().max().item()
+    assert err_pow <= 1.5 * err_exp + 1e-7 and err_pow < 1e-5, (err_pow, err_exp)
+
+
+def test_compiled_kernel_serves_every_chunk_and_view_without_recompiling(monkeypatch):
+    """Chunks of different sizes, and inputs that are views of tensors of different sizes, reuse one
+    compiled kernel per (M, K, power). (A GPU run of an earlier version recompiled for each new view
+    base until dynamo's recompile limit, then silently ran eagerly.) With ``error_on_recompile`` a
+    recompilation raises inside the kernel call, the caller falls back to the plain path and the
+    compiled kernel is dropped: the test sees that."""
+    if not rng.compile_enabled() or rng.compiled("grmc_weights", grmc._weights, dynamic=None) is None:
+        pytest.skip("no compiler here")
+    monkeypatch.setattr(grmc, "FUSED_MIN_ELEMENTS", 1000)
+    M, K = 30, 8
+    big_logits, big_y, _ = _counter_inputs(1, 400, M, K)
+    big_logp, big_y = big_logits[0], big_y[0]
+    U = torch.rand(400, M, K).clamp_min(1e-7)
+    for p_t in (0.1, 0.3):  # warm up: the first call of each configuration compiles
+        grmc.moments(big_logp[:10], big_y[:10], U[:10], p_t, uniform=True, fused=True)
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    for rows in (10, 13, 64, 200, 399):
+        for t in (0.1, 0.3, 0.7):  # 0.3 and 0.7: the same kernel (t is a tensor input)
+            lp = big_logp[400 - rows:]  # a view with an offset
+            noise = U.transpose(0, 1).contiguous().transpose(0, 1)[:rows]  # a view of a permuted base
+            if t == 0.7:  # a contiguous view of the start of a larger tensor (passed without a copy)
+                noise = U.reshape(-1)[: rows * M * K].view(rows, M, K)
+            a = grmc.moments(lp, big_y[400 - rows:], noise, t, uniform=True, fused=True)
+            b = grmc.moments(lp.clone(), big_y[400 - rows:].clone(), noise.clone(), t, uniform=True, fused=False)
+            assert_close(a, b, rtol=2e-5, atol=1e-6)
+    assert rng._compiled.get("grmc_weights") is not None, "the kernel recompiled and was dropped"
+    assert counters["stats"]["unique_graphs"] == graphs  # no new compilation

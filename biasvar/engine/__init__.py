@@ -50,6 +50,7 @@ from biasvar.engine.gradients import (
     METHODS,
     GradChunk,
     choose_method,
+    engine_path,
     loop_gradients,
     sample_gradients,
     vmap_gradients,
@@ -60,7 +61,7 @@ from biasvar.engine.sweeps import PlannedRun, plan_sweep, sweep_runs
 
 __all__ = [
     "METHODS", "BlockBuilder", "ChunkSizer", "GradChunk", "PlannedRun", "check_run_args", "choose_block_size",
-    "choose_method",
+    "choose_method", "engine_path",
     "estimate_bytes_per_draw", "keep_index", "loop_gradients", "params_glob", "parse_memory", "plan_sweep",
     "prepare", "resolve_device", "resolve_dtype", "sample_gradients", "sample_run", "select_params",
     "selected_layout", "sweep_runs", "vmap_gradients",

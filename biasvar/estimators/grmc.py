@@ -192,8 +192,9 @@ def _surrogate(logp: Tensor, S: Tensor, C: Tensor, t: float) -> Tensor:
     """``S + delta J`` with ``J = (diag(S) - C) / t`` and ``delta = logp - sg(logp)`` (value 0), written
     without forming J: ``(S delta - delta C) / t``, one [..., K, K] product each way."""
     delta = logp - logp.detach()  # value 0, gradient: identity in logp
-    # elementwise, not a matmul: tiny batched matmuls are slow on the CPU
-    return S + (S * delta - (delta.unsqueeze(-1) * C).sum(-2)) / t
+    # a [1, K] x [K, K] product per row: under vmap (delta shared by the draws, C per draw) the
+    # elementwise form broadcast delta along both C's last axis and the draws, several times slower
+    return S + (S * delta - torch.matmul(delta.unsqueeze(-2), C).squeeze(-2)) / t
 
 
 def gr_mc_counter_surrogate(logp: Tensor, y: Tensor, counter: Tensor, t: float, M: int) -> Tensor:
