@@ -19,8 +19,10 @@ Roofline and noise. The same run measures the device's fp32 GEMM rate (square ``
 round so that a busy moment does not lower the roof; the best is used) and reports each estimator's matmul
 FLOP/s as a fraction of it (``gemm_fraction``), and the time the engine's noise generation
 (:func:`biasvar.rng.draw_noise` for the engine's chunks of the same draws) takes as a share of
-a draw's time (``noise_share``). ``engine_method`` is the path ``method="auto"`` chose from its
-calibration (:mod:`biasvar.calibrate`).
+a draw's time (``noise_share``). Noise of kind ``counter`` (gr-mc's conditional uniforms) is
+generated inside its estimator's kernel, so it counts in the draw's gradient time, not in
+``noise_share`` (which then covers the address and the other noise). ``engine_method`` is the
+path ``method="auto"`` chose from its calibration (:mod:`biasvar.calibrate`).
 
 CPU time. On a CPU every rate is also given per second of this process's CPU time
 (``*_per_cpu_s``, ``noise_share_cpu``, ``gemm_fraction_cpu``): on a machine shared with other

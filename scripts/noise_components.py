@@ -6,7 +6,10 @@ Times (best of 5, two interleaved passes over the estimators so a busy spell hit
 engine's noise (``rng.draw_noise``) and vmap gradients per draw, at the engine's CPU chunks
 (zgr 10, gr-mc 1); and for one gr-mc draw's 3200 x 100 x 16 noise numbers: the uniforms (fused and
 plain paths, the int64 implementation this one replaced, ``torch.rand`` of the same count), GR-MC's
-weights kernel (fused, plain) and its C = mean s s^T product.
+weights kernel (fused with the power for 1/t = 10 and with exp/log, plain), its C = mean s s^T
+product, and the whole counter path of one draw (uniforms made block by block inside GR-MC's op,
+weights, C). Since gr-mc's conditional noise is of kind ``counter``, ``rng.draw_noise`` of a gr-mc
+draw is only its G noise and the address; the uniforms are in the gradients' time.
 """
 
 from __future__ import annotations
@@ -89,14 +92,22 @@ def main(out_path: str | None) -> dict:
     idx = torch.randint(K, (B,), generator=g)
     key, one = (1, 2), torch.arange(1)
     U = rng.uniforms(key, one, B * M * K).reshape(B, M, K)
-    s = grmc._weights(logp, idx, U, 0.1, True)
+    coef, power = torch.tensor(-1 / 0.1), grmc.power_of(0.1)
+    s = grmc._weights(logp, idx, U, coef, power, True)
+    ctr = rng.counter_noise(key, one, 0, B * M * K)
+    fused = {"dynamic": None, "dynamic_dims": {0: (0,), 1: (0,), 2: (0,)}}
     parts = {
         "uniforms_fused": (lambda: rng.uniforms(key, one, B * M * K), 5),
         "uniforms_plain_int32": (lambda: rng.uniforms(key, one, B * M * K, fused=False), 5),
         "uniforms_int64_before": (lambda: uniforms_int64(key, one, B * M * K), 2),
         "torch_rand_same_count": (lambda: torch.rand(B * M * K), 5),
-        "weights_fused": (lambda: rng._call_compiled("grmc_weights_True", grmc._weights, logp, idx, U, 0.1, True), 5),
-        "weights_plain": (lambda: grmc._weights(logp, idx, U, 0.1, True), 5),
+        "weights_fused": (lambda: rng._call_compiled("grmc_weights", grmc._weights, logp, idx, U, coef, power, True,
+                                                     **fused), 5),
+        "weights_fused_exp_log": (lambda: rng._call_compiled("grmc_weights", grmc._weights, logp, idx, U, coef, 0,
+                                                             True, **fused), 5),
+        "weights_plain": (lambda: grmc._weights(logp, idx, U, coef, power, True), 5),
+        "counter_moments_one_draw": (lambda: grmc.counter_moments(logp[None], torch.nn.functional.one_hot(
+            idx, K).float()[None], ctr, 0.1, M), 5),
         "C_product": (lambda: torch.matmul(s.transpose(-1, -2), s), 5),
     }
     out["one gr-mc draw (3200 x 100 x 16 numbers), ms: [wall, CPU]"] = {

@@ -15,11 +15,20 @@ class, ``z_x = -log E_x`` is the maximum and, for ``k != x``, ``z_k - z_x = -log
 ``w_k = exp(-log1p(r_k) / t)``, ``r_k = E_k / (p_k E_x)``: finite for any logits (``p_k = 0``
 gives ``w_k = 0``), no max-subtraction needed.
 
-:func:`grmc_moments` is a ``torch.library`` custom op with a vmap rule, so the engine's
-``vmap(grad(...))`` calls it once per chunk on plain tensors; requests of at least
-:data:`FUSED_MIN_ELEMENTS` noise numbers per draw run through a ``torch.compile``d kernel (one
-pass over the noise) when one is available, smaller ones (and any machine without a compiler)
-through the same formulas in plain torch ops. The two agree to float rounding.
+:func:`grmc_moments` (noise given as a tensor) and :func:`grmc_counter_moments` (noise given by its
+address, the engine's path) are ``torch.library`` custom ops with vmap rules, so the engine's
+``vmap(grad(...))`` calls them once per chunk on plain tensors. The counter op generates a draw's
+conditional uniforms itself (:func:`biasvar.rng.counter_uniforms`, the same bits as the noise kind
+``"uniform"``), :data:`BLOCK_ELEMENTS` numbers at a time, and reduces each block to its rows'
+``(S, C)`` before making the next: the M x K numbers per variable (20 MB for a Fig. 1 draw) never
+exist for a whole draw, let alone a chunk, so GR-MC's chunks are sized like any other estimator's.
+Blocks of at least :data:`FUSED_MIN_ELEMENTS` numbers run through ``torch.compile``d kernels (M and
+K fixed in the code, the row count symbolic, ``t`` a tensor input: one compilation per (M, K, power)),
+smaller ones (and any machine without a compiler) through the same formulas in plain torch ops;
+the two agree to float rounding. A draw's blocks depend only on its shape, so its numbers are the
+same bits in any chunk. When ``1/t`` is a whole number (t = 0.1: 10), ``w = (1 + r)^(-1/t)`` is
+computed by repeated squaring (:func:`power_of`), about half the kernel's time of ``exp``/``log``
+on the CPU, equal to float rounding.
 """
 
 from __future__ import annotations
