@@ -4,7 +4,8 @@
 
 Times (best of 5, two interleaved passes over the estimators so a busy spell hits both): the
 engine's noise (``rng.draw_noise``) and vmap gradients per draw, at the engine's CPU chunks
-(zgr 10, gr-mc 1); and for one gr-mc draw's 3200 x 100 x 16 noise numbers: the uniforms (fused and
+(zgr 10, gr-mc 8; gr-mc was 1 before its noise became kind ``counter``); and for one gr-mc draw's
+3200 x 100 x 16 noise numbers: the uniforms (fused and
 plain paths, the int64 implementation this one replaced, ``torch.rand`` of the same count), GR-MC's
 weights kernel (fused with the power for 1/t = 10 and with exp/log, plain), its C = mean s s^T
 product, and the whole counter path of one draw (uniforms made block by block inside GR-MC's op,
@@ -67,7 +68,7 @@ def main(out_path: str | None) -> dict:
     names = list(p.params)
     out: dict = {"threads": torch.get_num_threads(), "load_average_start": list(os.getloadavg())}
     for _ in range(2):
-        for spec, m in (("zgr", 10), ("gr-mc(t=0.1,M=100)", 1)):
+        for spec, m in (("zgr", 10), ("gr-mc(t=0.1,M=100)", 8)):
             est = build(spec)
             req, key = noise_requests(p, est), rng.stream_key(0, str(parse_spec(spec)))
             d = torch.arange(m)

@@ -52,7 +52,7 @@ def estimate_bytes_per_draw(problem: Problem, est: Estimator, names: Sequence[st
     item = next(iter(problem.params.values())).element_size()
     requests = noise_requests(problem, est)
     noise = _noise_numel(requests)
-    moments = _counter_rows(requests) * item * 4  # C, J and their gradients
+    moments = _counter_rows(requests) * item * 4  # C, its products and their gradients
     dim = sum(problem.params[k].numel() for k in names)
     acts = problem.batch.numel() * item * 16 * passes(problem, est)
     return int(noise * (4 * 8 + 6 * item) + moments + dim * (4 * item + 16) + acts + (1 << 16))
