@@ -23,7 +23,7 @@ from biasvar.estimators import build
 from biasvar.estimators.quantizer import NOISES, levels
 from biasvar.problems.base import Params, SampleFn, draw_loss, noise_requests
 from biasvar.problems.quant import LOSSES, QuantUnit, eta_grid, unit_loss
-from biasvar.rng import TRANSFORMS, stream_key
+from biasvar.rng import MATERIALIZE, stream_key
 from biasvar.spec import parse_spec
 
 #: Estimators of Fig. B.5 (the paper shows GS-ST, GR-MC(M=100), ZGR, RF(M=2) and ST; its caption
@@ -95,8 +95,8 @@ def unit_gradients(problem: QuantGrid, spec: str, *, n: int, seed: int = 0, chun
             grids[m] = (big, noise_requests(big, est))
         big, requests = grids[m]
         noise = {
-            node: {k: TRANSFORMS[kind](torch.rand(shape, generator=gen, dtype=etas.dtype)
-                                       .to(dev, non_blocking=True).clamp_(1e-7, 1 - 1e-7))
+            node: {k: MATERIALIZE[kind](torch.rand(shape, generator=gen, dtype=etas.dtype)
+                                        .to(dev, non_blocking=True).clamp_(1e-7, 1 - 1e-7))
                    for k, (shape, kind) in d.items()}
             for node, d in requests.items()
         }

@@ -335,6 +335,9 @@ def exponential_from_uniform(u: Tensor) -> Tensor:
 
 TRANSFORMS = {"gumbel": gumbel_from_uniform, "exponential": exponential_from_uniform, "uniform": lambda u: u}
 KINDS = (*TRANSFORMS, COUNTER)
+#: For a consumer that draws its own uniforms (a study with a torch generator): each kind's transform,
+#: with :data:`COUNTER` noise given as the uniforms themselves (estimators accept either form).
+MATERIALIZE = {**TRANSFORMS, COUNTER: TRANSFORMS["uniform"]}
 
 
 Requests = dict[str, dict[str, tuple[tuple[int, ...], str]]]  # node -> noise name -> (shape, kind)

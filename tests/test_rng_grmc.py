@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from biasvar import engine, rng
 from biasvar.errors import ShapeError
-from biasvar.estimators import grmc
+from biasvar.estimators import build, grmc
 from biasvar.estimators.categorical import conditional_gumbel, sample_onehot
 from biasvar.problems.toy import ToyCat
 
@@ -172,3 +172,23 @@ def test_compiled_kernel_serves_every_chunk_and_view_without_recompiling(monkeyp
             assert_close(a, b, rtol=2e-5, atol=1e-6)
     assert rng._compiled.get("grmc_weights") is not None, "the kernel recompiled and was dropped"
     assert counters["stats"]["unique_graphs"] == graphs  # no new compilation
+
+
+def test_gr_mc_takes_its_noise_as_an_address_or_as_the_uniforms():
+    """The estimator given the address (the engine) or the same uniforms drawn by the caller
+    (``rng.MATERIALIZE``, e.g. a study with its own generator) gives the same sample and gradient."""
+    est = build("gr-mc(t=0.3,M=20)")
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(6, 3, 5, generator=g)
+    G = rng.gumbel_from_uniform(torch.rand(6, 3, 5, generator=g))
+    ctr = rng.counter_noise((5, 6), torch.tensor([9]), 30, 6 * 3 * 20 * 5)[0]
+    U = rng.counter_uniforms(ctr).reshape(6, 3, 20, 5)
+    w = torch.randn(6, 3, 5, generator=g)
+    out = []
+    for E in (ctr, U):
+        lg = logits.clone().requires_grad_(True)
+        y = est(lg, {"G": G, "E": E})
+        out.append((y.detach(), torch.autograd.grad((y * w).sum(), lg)[0]))
+    assert torch.equal(out[0][0], out[1][0])
+    assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-6)
+    assert rng.MATERIALIZE[rng.COUNTER] is rng.TRANSFORMS["uniform"]

@@ -51,6 +51,7 @@ from biasvar.estimators.categorical import (
     darn_y,
     gr_mc,
     gr_mc_counter,
+    gr_mc_uniform,
     gs,
     gs_st,
     rf_surrogate,
@@ -168,8 +169,16 @@ def _gs_st(spec: EstimatorSpec) -> PlugIn:
 
 def _gr_mc(spec: EstimatorSpec) -> PlugIn:
     t, M = float(spec["t"]), int(spec["M"])
-    # noise "E" is the address of the Exp(1) numbers' uniforms (E = -log U): generated in GR-MC's kernel
-    return PlugIn(spec, lambda logits, noise: gr_mc_counter(logits, noise["G"], noise["E"], t, M), mc=M)
+    # noise "E" is the address of the Exp(1) numbers' uniforms (E = -log U), generated in GR-MC's
+    # kernel; a caller that drew the uniforms itself (biasvar.rng.MATERIALIZE) may pass them instead
+
+    def fn(logits: Tensor, noise: Noise) -> Tensor:
+        E = noise["E"]
+        if E.is_floating_point():
+            return gr_mc_uniform(logits, noise["G"], E, t)
+        return gr_mc_counter(logits, noise["G"], E, t, M)
+
+    return PlugIn(spec, fn, mc=M)
 
 
 def _rf(spec: EstimatorSpec) -> ScoreFunction:
