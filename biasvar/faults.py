@@ -129,6 +129,27 @@ def _reference(work: Path, snap: Path, sid: str) -> Path:
         torch.set_num_threads(threads)
 
 
+def _drawing_s(work: Path, snap: Path) -> float:
+    """Seconds one run's drawing takes here: a second reference run in this process (imports and the
+    path calibration done), one thread as the children. The children create their run file once
+    the engine's path is known (run files record it), so the time left after the file appears is
+    about this; a signal meant to land mid-run is sent within it."""
+    import torch
+
+    from biasvar import engine
+    from biasvar.snapshot import load_snapshot
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.monotonic()
+        engine.sample_run(load_snapshot(snap), SPEC, n=N, seed=0, runs_dir=work / "timing", block_size=BLOCK,
+                          chunk=CHUNK, keep=8)
+        return time.monotonic() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
 def kill9(work: Path, trials: int, rng: random.Random, max_kills: int = 3) -> dict[str, Any]:
     """SIGKILL a writer 1-``max_kills`` times at random moments, then finish: identical to a straight run?"""
     from biasvar import store
@@ -174,6 +195,7 @@ def interrupts(work: Path, trials: int, rng: random.Random,
 
     snap, sid = _snapshot(work)
     ref = _reference(work, snap, sid)
+    window = min(1.0, 0.8 * _drawing_s(work, snap))  # signals land while the child draws
     out = Counter()
     for t in range(trials):
         runs = work / f"int{t}"
@@ -186,7 +208,7 @@ def interrupts(work: Path, trials: int, rng: random.Random,
         deadline = time.monotonic() + TIMEOUT_S
         while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, window))
         sent = time.monotonic()
         proc.send_signal(sig)
         try:

@@ -46,7 +46,7 @@ from biasvar import store
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine import runs
 from biasvar.engine.blocks import choose_block_size, keep_index
-from biasvar.engine.gradients import choose_method
+from biasvar.engine.gradients import choose_method, engine_path
 from biasvar.engine.settings import prepare
 from biasvar.errors import SpecError, StoreError
 from biasvar.spec import EstimatorSpec, parse_spec
@@ -252,6 +252,9 @@ def sample_shard(
     if not restart and store.is_complete(path, header, end - first):
         return path
     spec = parse_spec(spec)
+    # the engine's path, as a run file records it (method_requested: the shards' fixed path, not auto)
+    header.update(engine_path(su.problem, spec, params=su.params, chunk=chunk, max_memory=max_memory,
+                              method=method))
     names = su.selection.names
     exact = runs._exact_flat(su.problem, names) if restart or not path.exists() else None
     writer = store.RunWriter.open(path, header, n_target=end - first,
