@@ -11,7 +11,7 @@ from biasvar.estimators import build
 from biasvar.problems.base import draw_loss, noise_requests
 from biasvar.problems.quant import eta_grid
 from biasvar.quantstudy import DEFAULT_SPECS, QuantGrid, quant_unit_study, unit_gradients
-from biasvar.rng import TRANSFORMS, stream_key
+from biasvar.rng import MATERIALIZE, stream_key
 from biasvar.spec import parse_spec
 
 
@@ -28,7 +28,7 @@ def _reference(problem: QuantGrid, spec: str, n: int, chunk: int, seed: int = 0)
     for i0 in range(0, n, chunk):
         m = min(chunk, n - i0)
         big = QuantGrid(etas.repeat(m), dtype=etas.dtype, **unit)
-        noise = {node: {k: TRANSFORMS[kind](torch.rand(shape, generator=gen, dtype=etas.dtype).clamp_(1e-7, 1 - 1e-7))
+        noise = {node: {k: MATERIALIZE[kind](torch.rand(shape, generator=gen, dtype=etas.dtype).clamp_(1e-7, 1 - 1e-7))
                         for k, (shape, kind) in d.items()}
                  for node, d in noise_requests(big, est).items()}
         params = {"eta": big.params["eta"].clone().requires_grad_(True)}
