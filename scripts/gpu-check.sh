@@ -29,6 +29,9 @@ DATA=${1:-.devdata}
 OUT=${OUT:-$PWD/gpu-out}
 DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-/tmp/biasvar-gpu-runs}
+# run files uncompressed on a device: deflating ~1.2M floats per block (~70 ms of CPU) would cost more than
+# drawing the block on a GPU (README, "Run-file size")
+export BIASVAR_RUN_COMPRESSION=${BIASVAR_RUN_COMPRESSION:-none}
 TINY=${TINY:-0}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}   # seconds; with the install and REPRO_TIMEOUT under a 10-minute call
 REPRO_TIMEOUT=${REPRO_TIMEOUT:-420}
