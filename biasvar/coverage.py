@@ -187,30 +187,89 @@ def draw_runs(problem: Any, spec: str, seed: int, n: int, blocks: Sequence[int],
 # intervals through the analysis code
 
 
-def intervals_of(ref: MemoryRun | None, test: MemoryRun, exact: np.ndarray | None, methods: Sequence[str], *,
-                 n_resamples: int, confidence_level: float, rng: np.random.Generator) -> dict[str, Any]:
+def last_layer(pg: Any) -> Any:
+    """The all-parameters layer of a :class:`~biasvar.stats.gram.PairGram` alone (K = 1): what the
+    study analyses, half the numbers to keep."""
+    from biasvar.stats.gram import PairGram
+
+    return PairGram(pg.dims[-1:], pg.ref_count, pg.test_count, pg.ref_m2[:, -1:], pg.test_m2[:, -1:],
+                    pg.rr[-1:], pg.rt[-1:], pg.tt[-1:], pg.exact)
+
+
+def gram_of(ref: MemoryRun | None, test: MemoryRun, exact: np.ndarray | None) -> Any:
+    """The pair's Gram matrices (all parameters), as a report forms them."""
+    from biasvar.stats.gram import pair_gram
+
+    return last_layer(pair_gram(ref, test, exact=exact)[0])
+
+
+def intervals_from_gram(pg: Any, methods: Sequence[str], *, n_resamples: int, confidence_level: float,
+                        rng: np.random.Generator) -> dict[str, Any]:
     """Eq. 16 (all parameters) with each method's interval, from one pair of Gram matrices, by the
     functions a report calls (:mod:`biasvar.stats.intervals`): ``{"b2", "v_t", "v_r", method: (low, high)}``.
 
     The reference's share (which a report adds) is not computed: it does not change the interval.
     """
     from biasvar.stats import intervals as iv
-    from biasvar.stats.gram import eq16, pair_gram
+    from biasvar.stats.gram import eq16
 
-    pg, _ = pair_gram(ref, test, exact=exact)
     nbr, nbt = len(pg.ref_count), len(pg.test_count)
     b2, v_t, v_r = eq16(pg, np.ones(nbr), np.ones(nbt))
     out: dict[str, Any] = {"b2": float(b2[-1]), "v_t": float(v_t[-1]), "v_r": float(v_r[-1])}
     for m in methods:
-        boot = iv.Bootstrap(n_resamples, m, confidence_level)
-        if m == "pivot":
-            res = iv.pivot_intervals(pg, b2, v_t, boot, rng)[0]
-        elif m == "jackknife-t":
-            res = iv.jackknife_intervals(pg, b2, v_t, boot)[0]
-        else:
-            res = iv.scipy_intervals(pg, b2, v_t, boot, rng)[0]
+        res = iv.bootstrap_pair(pg, iv.Bootstrap(n_resamples, m, confidence_level), rng=rng, share=False)
         out[m] = (float(res.b2.low[-1]), float(res.b2.high[-1]))
     return out
+
+
+def intervals_of(ref: MemoryRun | None, test: MemoryRun, exact: np.ndarray | None, methods: Sequence[str], *,
+                 n_resamples: int, confidence_level: float, rng: np.random.Generator) -> dict[str, Any]:
+    """:func:`intervals_from_gram` of a pair of runs (or a run and the ``exact`` gradient)."""
+    return intervals_from_gram(gram_of(ref, test, exact), methods, n_resamples=n_resamples,
+                               confidence_level=confidence_level, rng=rng)
+
+
+class GramStore:
+    """Every pair's Gram matrices, per setting, kept so that interval methods can be re-evaluated on
+    the same draws without drawing again (``scripts/coverage_study.py --grams``). One ``.npz`` file,
+    about 1 MB per pair at the default settings (never committed)."""
+
+    FIELDS = ("ref_count", "test_count", "ref_m2", "test_m2", "rr", "rt", "tt")
+
+    def __init__(self, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self.arrays = arrays if arrays is not None else {}
+
+    def put(self, k: int, i: int, pairs: int, pg: Any) -> None:
+        for f in self.FIELDS:
+            v = np.asarray(getattr(pg, f))
+            key = f"{f}{k}"
+            if key not in self.arrays:
+                self.arrays[key] = np.full((pairs,) + v.shape, np.nan)
+            self.arrays[key][i] = v
+        self.arrays[f"dims{k}"] = np.asarray(pg.dims)
+        self.arrays[f"exact{k}"] = np.asarray(pg.exact)
+
+    def get(self, k: int, i: int) -> Any:
+        from biasvar.stats.gram import PairGram
+
+        a = self.arrays
+        return PairGram(a[f"dims{k}"], *(a[f"{f}{k}"][i] for f in self.FIELDS), bool(a[f"exact{k}"]))
+
+    def pairs_done(self) -> int:
+        tc = self.arrays["test_count0"]
+        return int(np.isfinite(tc).all(axis=tuple(range(1, tc.ndim))).sum())
+
+    def save(self, path: str | Path) -> None:
+        from biasvar.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **self.arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GramStore:
+        with np.load(path) as z:
+            return cls({k: z[k] for k in z.files})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,26 +315,37 @@ def settings_of(cfg: StudyConfig, more_blocks: Sequence[tuple[str, str]] | None 
 
 
 def analyse_pair(settings: Sequence[Setting], runs: dict[str, dict[int, MemoryRun]], ref: dict[int, MemoryRun],
-                 g: np.ndarray, cfg: StudyConfig, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """For every setting: Eq. 16's b2, V_T, V_R and each method's ``(low, high)``."""
+                 g: np.ndarray, cfg: StudyConfig, rng: np.random.Generator,
+                 grams: list[Any] | None = None) -> list[dict[str, Any]]:
+    """For every setting: Eq. 16's b2, V_T, V_R and each method's ``(low, high)``; the pair's Gram
+    matrices are appended to ``grams`` when given."""
     out = []
     for st in settings:
-        test = runs[st.spec][st.blocks]
-        r = None if st.reference == "exact" else ref[st.blocks]
-        res = intervals_of(r, test, g if r is None else None, st.methods, n_resamples=cfg.n_resamples,
-                           confidence_level=cfg.confidence_level, rng=rng)
-        out.append(res)
+        if runs:
+            test = runs[st.spec][st.blocks]
+            r = None if st.reference == "exact" else ref[st.blocks]
+            pg = gram_of(r, test, g if r is None else None)
+        else:  # re-evaluation: the Gram matrices are given
+            pg = grams[len(out)]
+        if runs and grams is not None:
+            grams.append(pg)
+        out.append(intervals_from_gram(pg, st.methods, n_resamples=cfg.n_resamples,
+                                       confidence_level=cfg.confidence_level, rng=rng))
     return out
 
 
 def run_study(cfg: StudyConfig, data_dir: str | Path | None, *, more_blocks: Sequence[tuple[str, str]] | None = None,
               settings: Sequence[Setting] | None = None,
               progress: Callable[[int, int, float], None] | None = None,
-              checkpoint: Callable[[dict[str, Any]], None] | None = None, every: int = 50) -> dict[str, Any]:
+              checkpoint: Callable[[dict[str, Any]], None] | None = None, every: int = 50,
+              grams: str | Path | None = None, reuse_grams: bool = False) -> dict[str, Any]:
     """Train, enumerate the truth, draw ``cfg.pairs`` independent pairs, analyse; the raw results.
 
     ``settings`` (default :func:`settings_of`) may name a subset; the reference is only drawn when
     a setting uses it. ``checkpoint`` receives the results of the pairs done so far every ``every`` pairs.
+    ``grams``: a file keeping every pair's Gram matrices (:class:`GramStore`); with ``reuse_grams`` the
+    pairs are not drawn but read from it (same settings and config), so that the interval methods
+    (``cfg.methods``) are re-evaluated on the very same draws in minutes.
     """
     t0 = time.perf_counter()
     snap = make_problem(cfg, data_dir)
@@ -286,6 +356,9 @@ def run_study(cfg: StudyConfig, data_dir: str | Path | None, *, more_blocks: Seq
     t_truth = time.perf_counter() - t0
     with_ref = any(st.reference != "exact" for st in settings)
     S, P = len(settings), cfg.pairs
+    store = GramStore.load(grams) if reuse_grams else (GramStore() if grams is not None else None)
+    if reuse_grams and store.pairs_done() < P:
+        raise ValueError(f"{grams} holds {store.pairs_done()} pairs, fewer than the {P} asked for")
     M = max(len(s.methods) for s in settings)
     est = np.full((S, P), np.nan)
     v_t = np.full((S, P), np.nan)
@@ -303,17 +376,29 @@ def run_study(cfg: StudyConfig, data_dir: str | Path | None, *, more_blocks: Seq
 
     for i in range(P):
         seed = cfg.first_seed + i
-        runs = {s: draw_runs(problem, s, seed, cfg.n, cfg.blocks, cfg.params) for s in specs}
-        ref = (draw_runs(problem, cfg.reference, cfg.first_seed + P + i, cfg.n, cfg.blocks, cfg.params)
-               if with_ref else {})
-        for k, res in enumerate(analyse_pair(settings, runs, ref, g, cfg, rng)):
+        if reuse_grams:
+            runs, ref, pair_grams = {}, {}, [store.get(k, i) for k in range(S)]
+        else:
+            runs = {s: draw_runs(problem, s, seed, cfg.n, cfg.blocks, cfg.params) for s in specs}
+            ref = (draw_runs(problem, cfg.reference, cfg.first_seed + P + i, cfg.n, cfg.blocks, cfg.params)
+                   if with_ref else {})
+            pair_grams = [] if store is not None else None
+        for k, res in enumerate(analyse_pair(settings, runs, ref, g, cfg, rng, pair_grams)):
             est[k, i], v_t[k, i], v_r[k, i] = res["b2"], res["v_t"], res["v_r"]
             for j, m in enumerate(settings[k].methods):
                 low[k, j, i], high[k, j, i] = res[m]
+        if store is not None and not reuse_grams:
+            for k, pg in enumerate(pair_grams):
+                store.put(k, i, P, pg)
         if progress is not None:
             progress(i + 1, P, time.perf_counter() - t0)
-        if checkpoint is not None and (i + 1) % every == 0 and i + 1 < P:
-            checkpoint(_raw(i + 1))
+        if (i + 1) % every == 0 and i + 1 < P:
+            if checkpoint is not None:
+                checkpoint(_raw(i + 1))
+            if store is not None and not reuse_grams:
+                store.save(grams)
+    if store is not None and not reuse_grams:
+        store.save(grams)
     return _raw(P)
 
 

@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mc", type=int, default=coverage.StudyConfig.mc)
     ap.add_argument("--rewrite", action="store_true",
                     help="recompute coverage.json and README.md of --out from its pairs.npz (no sampling)")
+    ap.add_argument("--methods", default=",".join(coverage.StudyConfig.methods),
+                    help="interval methods compared (biasvar.stats.intervals.METHODS)")
+    ap.add_argument("--grams", help="keep every pair's Gram matrices in this .npz (about 1 MB a pair; not committed)")
+    ap.add_argument("--reuse-grams", action="store_true",
+                    help="do not draw: re-evaluate the methods on the pairs kept in --grams (same settings)")
     args = ap.parse_args(argv)
+    if args.reuse_grams and not args.grams:
+        ap.error("--reuse-grams needs --grams FILE")
     if args.rewrite:
         raw, prov = coverage.load_raw(args.out)
         doc = coverage.write_outputs(raw, args.out, {**prov, "summary_rewritten_at": git_commit()})
@@ -45,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_dir:
         ap.error("--data-dir is required (MNIST-B)")
     cfg = coverage.StudyConfig(pairs=args.pairs, n=args.n, blocks=tuple(int(b) for b in args.blocks.split(",")),
-                               eval_batch=args.eval_batch, n_resamples=args.n_resamples, mc=args.mc)
+                               eval_batch=args.eval_batch, n_resamples=args.n_resamples, mc=args.mc,
+                               methods=tuple(args.methods.split(",")))
     t0 = time.time()
 
     def progress(i: int, total: int, elapsed: float) -> None:
@@ -59,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint(raw: dict) -> None:  # partial results, overwritten by the final ones
         coverage.write_outputs(raw, args.out, {**prov, "partial": True, "wall_s": time.time() - t0})
 
-    raw = coverage.run_study(cfg, args.data_dir, progress=progress, checkpoint=checkpoint)
+    raw = coverage.run_study(cfg, args.data_dir, progress=progress, checkpoint=checkpoint, grams=args.grams,
+                             reuse_grams=args.reuse_grams)
     doc = coverage.write_outputs(raw, args.out, {**prov, "wall_s": time.time() - t0})
     print(coverage.to_markdown(doc))
     return 0

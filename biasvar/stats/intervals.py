@@ -490,7 +490,7 @@ def reference_share(pg: PairGram, dev_b: np.ndarray, boot: Bootstrap, rng: np.ra
 
 
 def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
-                   with_b2: bool = True) -> PairIntervals:
+                   with_b2: bool = True, share: bool = True) -> PairIntervals:
     """Point estimates and bootstrap intervals of b2, V_T and MSE for every layer of ``pg``.
 
     Args:
@@ -498,6 +498,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
         boot: resamples, method and confidence level.
         rng: the randomness of the resampling.
         with_b2: False for a run alone (variance only).
+        share: False to leave out the reference's share (:func:`reference_share`).
     """
     nbr, nbt = len(pg.ref_count), len(pg.test_count)
     b2, v_t, _ = eq16(pg, np.ones(nbr), np.ones(nbt))
@@ -506,7 +507,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
     parts = lam = None
     if boot.method == "jackknife-t":
         out, s2_t, s2_r = jackknife_intervals(pg, b2, v_t, boot, with_b2=with_b2)
-        if pg.exact or not with_b2:
+        if pg.exact or not with_b2 or not share:
             return out
         # the reference's own share: its part of the jackknife variance, and the interval it alone gives
         tot = float(s2_t[-1] + s2_r[-1])
@@ -517,7 +518,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
         out, dev_b, parts, lam = pivot_intervals(pg, b2, v_t, boot, rng, with_b2=with_b2)
     else:
         out, dev_b = scipy_intervals(pg, b2, v_t, boot, rng)
-    if pg.exact or not with_b2:
+    if pg.exact or not with_b2 or not share:
         return out
     share, width = reference_share(pg, dev_b, boot, rng, parts, lam)
     return PairIntervals(out.b2, out.variance, out.mse, share, width)
