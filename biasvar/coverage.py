@@ -54,7 +54,7 @@ class StudyConfig:
     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS
     reference: str = "rf(M=4)"
     against_reference: tuple[str, ...] = ("rf(M=4)", "zgr", "st(t=2)", "gr-mc(M=10,t=0.5)")
-    methods: tuple[str, ...] = ("pivot", "jackknife-t", "percentile")
+    methods: tuple[str, ...] = ("gauss-eb", "pivot", "jackknife-t", "percentile")
     n_resamples: int = 1000
     confidence_level: float = 0.95
     mc: int = 2_000  # conditional Monte Carlo samples per outcome for gs-st / gr-mc expectations
@@ -293,7 +293,8 @@ class Setting:
 def settings_of(cfg: StudyConfig, more_blocks: Sequence[tuple[str, str]] | None = None) -> list[Setting]:
     """Every estimator against ``exact`` and those of ``cfg.against_reference`` against the reference, at
     the first block count with every method; at the other block counts the (estimator, reference)
-    pairs of ``more_blocks`` (default :data:`MORE_BLOCKS`) with the pivot and the jackknife only."""
+    pairs of ``more_blocks`` (default :data:`MORE_BLOCKS`) with the model-based methods only
+    (gauss-eb, pivot, jackknife-t)."""
     from biasvar.spec import parse_spec
 
     def canon(s: str) -> str:
@@ -308,7 +309,7 @@ def settings_of(cfg: StudyConfig, more_blocks: Sequence[tuple[str, str]] | None 
         if s in against:
             keep = tuple(m for m in cfg.methods if s == ref or m not in bootstrap_only)
             out.append(Setting(s, ref, cfg.blocks[0], keep))
-    fine = tuple(m for m in cfg.methods if m in ("pivot", "jackknife-t"))
+    fine = tuple(m for m in cfg.methods if m in ("gauss-eb", "pivot", "jackknife-t"))
     for nb in cfg.blocks[1:]:
         out += [Setting(canon(s), canon(r), nb, fine) for s, r in (MORE_BLOCKS if more_blocks is None else more_blocks)]
     return out

@@ -36,6 +36,7 @@ class Format(str, Enum):
 
 
 class Method(str, Enum):
+    gauss_eb = "gauss-eb"
     pivot = "pivot"
     jackknife_t = "jackknife-t"
     percentile = "percentile"
@@ -49,7 +50,8 @@ class Figure(str, Enum):
     quant_unit = "quant-unit"
 
 
-_METHOD = Annotated[Method, Opt("--method", help=f"Interval method (default {DEFAULT_METHOD}): pivot (an inverted "
+_METHOD = Annotated[Method, Opt("--method", help=f"Interval method (default {DEFAULT_METHOD}): gauss-eb (a Gaussian "
+                                "test inverted, bias direction by empirical Bayes), pivot (an inverted "
                                 "bootstrap test), jackknife-t (delete one block per run, Welch t), or scipy's "
                                 "percentile, basic, bca of the plain Eq. 16; coverage: results/coverage.")]
 

@@ -69,9 +69,11 @@ import scipy.stats
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import PairGram, bilinear, eq16, weights
 
-METHODS: tuple[str, ...] = ("pivot", "jackknife-t", "percentile", "basic", "bca")
+METHODS: tuple[str, ...] = ("gauss-eb", "pivot", "jackknife-t", "percentile", "basic", "bca")
 #: the interval a report uses unless told otherwise (why: the module docstring)
 DEFAULT_METHOD = "pivot"
+#: the least number of simulated draws of the gauss-eb model (its 2.5% quantiles need a few thousand)
+GAUSS_DRAWS = 4000
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,141 @@ def pivot_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstr
     return out, dev_b, parts, lam
 
 
+# ---------------------------------------------------------------------------------------------
+# the gauss-eb method
+
+
+def _unbiased_tr2(cov: np.ndarray, nb: int) -> float:
+    """An unbiased estimate of ``tr(Sigma^2)`` from ``cov``, the Gram form of the estimated
+    covariance of a run's mean (``S / nb``, ``S`` the sample covariance of its ``nb`` block means):
+    ``tr(S^2)`` overstates ``tr(Sigma_B^2)`` by about ``tr(Sigma_B)^2 / (nb - 1)``; the Wishart
+    correction ``N^2 / ((N - 1)(N + 2)) (tr S^2 - tr(S)^2 / N)``, ``N = nb - 1``, removes it."""
+    n = nb - 1
+    if n < 2:
+        return float(np.sum(cov * cov))
+    sc = cov * nb
+    tr_s = float(np.trace(sc))
+    return n * n / ((n - 1) * (n + 2)) * (float(np.sum(sc * sc)) - tr_s * tr_s / n) / nb**2
+
+
+@dataclass(frozen=True)
+class GaussModel:
+    """The Gaussian model of a pair's mean errors for one layer (see :func:`gauss_eb_intervals`).
+
+    ``lam`` are the nonzero eigenvalues of the estimated covariance of ``e = e_T - e_R`` (the
+    sample covariance of the block means over ``nb``, both runs), ``y`` the observed offset's
+    coordinates on their eigenvectors (in units of ``sqrt(lam)``), ``r2`` the squared norm of the
+    offset outside their span; ``s`` scales the eigenvalues so that ``sum (s lam)^2`` equals the
+    unbiased ``tr(Sigma^2)``, the rest of the trace ``(1 - s) sum lam`` is spread evenly over the
+    ``n_iso`` other directions (``iso`` each).
+    """
+
+    lam: np.ndarray
+    y: np.ndarray
+    r2: float
+    s: float
+    iso: float
+    n_iso: float
+    dim: float
+
+
+def gauss_model(pg: PairGram, parts: PivotParts, k: int) -> GaussModel:
+    """The :class:`GaussModel` of layer ``k`` from the deviation Gram matrices."""
+    nbt = len(pg.test_count)
+    a_t = math.sqrt(nbt / (nbt - 1)) / pg.test_count.sum()
+    c_tt = a_t * a_t * parts.d_tt[k]
+    if pg.exact:
+        gram, b, tr2 = c_tt, a_t * parts.p_t[k], _unbiased_tr2(c_tt, nbt)
+    else:
+        nbr = len(pg.ref_count)
+        a_r = math.sqrt(nbr / (nbr - 1)) / pg.ref_count.sum()
+        c_rr, c_rt = a_r * a_r * parts.d_rr[k], a_r * a_t * parts.d_rt[k]  # [nbR, nbR], [nbR, nbT]
+        gram = np.block([[c_tt, -c_rt.T], [-c_rt, c_rr]])
+        b = np.concatenate([a_t * parts.p_t[k], -a_r * parts.p_r[k]])
+        tr2 = _unbiased_tr2(c_tt, nbt) + _unbiased_tr2(c_rr, nbr) + 2.0 * float(np.sum(c_rt * c_rt))
+    lam, vec = np.linalg.eigh(gram)
+    keep = lam > max(float(lam.max(initial=0.0)), 0.0) * 1e-10
+    lam, vec = lam[keep], vec[:, keep]
+    dim = float(pg.dims[k])
+    sq = float(np.sum(lam * lam))
+    s = min(1.0, math.sqrt(max(tr2, 0.0) / sq)) if sq > 0 else 1.0
+    y = (vec.T @ b) / np.sqrt(lam) if len(lam) else np.zeros(0)
+    n_iso = max(dim - len(lam), 1.0)
+    return GaussModel(lam, y, max(float(parts.mm[k]) - float(y @ y), 0.0), s,
+                      (1.0 - s) * float(lam.sum()) / n_iso, n_iso, dim)
+
+
+def _bisect(g: Callable[[float], bool], lo: float, hi: float, steps: int = 48) -> float:
+    """The point where ``g`` turns True, bracketed by ``lo`` (False) and ``hi`` (True); widens as needed."""
+    for _ in range(80):
+        if not g(lo):
+            break
+        lo -= 2 * (hi - lo)
+    for _ in range(80):
+        if g(hi):
+            break
+        hi += 2 * (hi - lo)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if g(mid) else (mid, hi)
+    return (lo + hi) / 2
+
+
+def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
+                      draws: int) -> tuple[float, float]:
+    """The ``gauss-eb`` interval of one layer's squared bias (:func:`gauss_eb_intervals`)."""
+    lam, y = m.lam, m.y
+    if not len(lam) or not np.isfinite(est):
+        return est, est
+    z = rng.standard_normal((draws, len(lam)))
+    xi = rng.standard_normal((draws, len(lam)))
+    z0 = rng.standard_normal(draws)
+    quad = ((z * z - 1.0) @ lam) * m.s / m.dim
+    a1 = z @ (y * np.sqrt(lam))  # the observed direction's part of mu . e
+    a2 = (xi * z) @ lam  # the random direction's part
+    yy, tr = float(y @ y) + m.r2, float(lam.sum()) + m.iso * m.n_iso
+    scale = 2.0 * t_fac / m.dim
+
+    def dev_quantile(theta: float, level: float) -> float:
+        t = max(theta, 0.0) * m.dim
+        rho = (-tr + math.sqrt(tr * tr + 4.0 * yy * t)) / (2.0 * yy) if yy > 0 else (t / tr if tr > 0 else 0.0)
+        iso = math.sqrt(max(m.iso * (rho * rho * m.r2 + rho * m.iso * m.n_iso), 0.0))
+        dev = quad + scale * (rho * a1 + math.sqrt(rho) * a2 + iso * z0)
+        return float(np.quantile(dev, level))
+
+    span = 10.0 * float(np.std(quad)) + abs(est) + 1e-300
+    upper = _bisect(lambda th: th + dev_quantile(th, alpha) > est, est, est + span)
+    lower = _bisect(lambda th: th + dev_quantile(th, 1.0 - alpha) >= est, est - span, est)
+    return lower, upper
+
+
+def lin_t_factor(pg: PairGram, parts: PivotParts, alpha: float) -> np.ndarray:
+    """``t_{1-alpha}(nu) / z_{1-alpha}`` for the linear term ``2 mu . e`` of each layer: its variance
+    rests on ``nb - 1`` block deviations per run (Welch-Satterthwaite degrees of freedom)."""
+    nbt, nbr = len(pg.test_count), len(pg.ref_count)
+    var_t = np.sum(parts.p_t**2, axis=1) / pg.test_count.sum() ** 2
+    var_r = np.sum(parts.p_r**2, axis=1) / pg.ref_count.sum() ** 2 if nbr else np.zeros_like(var_t)
+    return welch_t(var_t, var_r, nbt, nbr, alpha) / scipy.stats.norm.ppf(1 - alpha)
+
+
+def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap, rng: np.random.Generator,
+                       *, with_b2: bool = True) -> tuple[PairIntervals, np.ndarray, PivotParts, np.ndarray]:
+    """The ``gauss-eb`` intervals of b2 (module docstring); V and MSE as the pivot gives them.
+
+    Returns:
+        as :func:`pivot_intervals` (its bootstrap deviations serve :func:`reference_share`).
+    """
+    out, dev_b, parts, lam = pivot_intervals(pg, b2, v_t, boot, rng, with_b2=with_b2)
+    if not with_b2:
+        return out, dev_b, parts, lam
+    t_fac = lin_t_factor(pg, parts, boot.alpha)
+    draws = max(int(boot.n_resamples), GAUSS_DRAWS)
+    ends = [gauss_eb_interval(gauss_model(pg, parts, k), float(b2[k]), boot.alpha, float(t_fac[k]), rng, draws)
+            for k in range(len(pg.dims))]
+    lo, hi = np.array([e[0] for e in ends]), np.array([e[1] for e in ends])
+    return PairIntervals(LayerEstimates(b2, lo, hi, out.b2.se), out.variance, out.mse), dev_b, parts, lam
+
+
 def _loo(nb: int) -> np.ndarray:
     """Block weights [nb, nb] deleting one block at a time."""
     return np.ones((nb, nb)) - np.eye(nb)
@@ -516,6 +653,8 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
         return PairIntervals(out.b2, out.variance, out.mse, share, width)
     if boot.method == "pivot":
         out, dev_b, parts, lam = pivot_intervals(pg, b2, v_t, boot, rng, with_b2=with_b2)
+    elif boot.method == "gauss-eb":
+        out, dev_b, parts, lam = gauss_eb_intervals(pg, b2, v_t, boot, rng, with_b2=with_b2)
     else:
         out, dev_b = scipy_intervals(pg, b2, v_t, boot, rng)
     if pg.exact or not with_b2 or not share:
@@ -524,7 +663,7 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
     return PairIntervals(out.b2, out.variance, out.mse, share, width)
 
 
-__all__ = ["DEFAULT_METHOD", "Bootstrap", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair",
+__all__ = ["DEFAULT_METHOD", "GAUSS_DRAWS", "Bootstrap", "GaussModel", "gauss_eb_intervals", "gauss_model", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair",
            "invert",
            "jackknife_intervals", "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor",
            "welch_t"]
