@@ -663,7 +663,6 @@ def bootstrap_pair(pg: PairGram, boot: Bootstrap, *, rng: np.random.Generator,
     return PairIntervals(out.b2, out.variance, out.mse, share, width)
 
 
-__all__ = ["DEFAULT_METHOD", "GAUSS_DRAWS", "Bootstrap", "GaussModel", "gauss_eb_intervals", "gauss_model", "Estimate", "LayerEstimates", "METHODS", "PairIntervals", "bootstrap_pair",
-           "invert",
-           "jackknife_intervals", "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor",
-           "welch_t"]
+__all__ = ["DEFAULT_METHOD", "GAUSS_DRAWS", "METHODS", "Bootstrap", "Estimate", "GaussModel", "LayerEstimates",
+           "PairIntervals", "bootstrap_pair", "gauss_eb_intervals", "gauss_model", "invert", "jackknife_intervals",
+           "pivot_intervals", "pivot_terms", "reference_share", "scipy_intervals", "t_factor", "welch_t"]
