@@ -32,6 +32,24 @@ on real gradients ``results/coverage/README.md``):
   (``lam^2 ||m||^2 / dim = theta``), found by inverting over ``theta`` (:func:`invert`); the linear
   term is widened by ``t_nu / z`` with Welch-Satterthwaite degrees of freedom (:func:`t_factor`).
   Each step is a heuristic; its coverage rests on the studies alone.
+* ``gauss-eb`` (:func:`gauss_eb_intervals`): a Gaussian model of the error, inverted over b2,
+  with the bias direction averaged by empirical Bayes. Eq. 16 is ``(||m + e||^2 - tr C) / d``
+  up to its V terms, with ``m`` the true offset (``||m||^2 = b2 d``) and ``e`` the mean's error,
+  modelled as Gaussian with covariance ``C`` estimated from the block deviations of both runs
+  (rank ``nb - 1`` each; for the quadratic term its eigenvalues are scaled so that ``sum lam^2``
+  is the Wishart-unbiased ``tr C^2`` and the rest of the trace is spread evenly over the other
+  directions). Its error ``2 m.e + ||e||^2 - tr C`` is skewed and its spread grows with ``b2``
+  *along the directions of* ``m``: a draw that cancels part of a bias lying on a strong noise
+  direction gives a low estimate and a low plug-in standard error together, which is where
+  symmetric intervals (and the pivot, which takes the observed direction) miss. The test of
+  ``b2 = theta`` therefore draws ``m`` from the posterior of a Gaussian prior shaped like the
+  noise (``m ~ N(0, c C)``, the observed offset as data, ``c`` set so that ``E||m||^2 = theta d``):
+  ``m = rho y + sqrt(rho) C^(1/2) xi`` with ``rho^2 ||y||^2 + rho tr C = theta d``. The interval
+  holds every ``theta`` for which ``b2 - theta`` lies within the central ``1 - 2 alpha`` of the
+  simulated errors (at least :data:`GAUSS_DRAWS` draws), the linear term widened by Student's t
+  with Welch-Satterthwaite degrees of freedom as in the pivot. Analytic in the Gram matrices
+  (an eigen-decomposition of ``nb_T + nb_R`` numbers square per layer); V and MSE intervals are
+  the pivot's.
 * ``jackknife-t`` (:func:`jackknife_intervals`): the textbook two-sample delete-one-block
   jackknife of Eq. 16 with Student-t quantiles (Welch-Satterthwaite degrees of freedom):
   analytic from the same Gram matrices, no resampling, symmetric.
