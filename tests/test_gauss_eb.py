@@ -13,35 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biasvar.coverage import MemoryRun, gram_of
+from biasvar.coverage import gaussian_problem, gram_of
+from biasvar.coverage import memory_run as run_of
 from biasvar.stats.gram import pair_gram
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair, gauss_model, pivot_parts
-
-
-def run_of(x: np.ndarray, nb: int, groups: tuple[int, ...] | None = None) -> MemoryRun:
-    """Block sums and within-block sums of squares of draws x [n, d] (groups: parameter group sizes)."""
-    n, d = x.shape
-    bs = n // nb
-    xb = x.reshape(nb, bs, d)
-    dev2 = (xb - xb.mean(1, keepdims=True)) ** 2
-    sizes = np.array(groups if groups else (d,))
-    cuts = np.cumsum(sizes)[:-1]
-    m2 = np.stack([part.sum((1, 2)) for part in np.split(dev2, cuts, axis=2)], axis=1)
-    return MemoryRun("t", 0, sizes, np.full(nb, bs), xb.sum(1), m2)
-
-
-def low_rank_problem(rng: np.random.Generator, d: int, decay: float, ratio: float, n: int):
-    """Noise with eigenvalues j^-decay; the bias along the strongest direction with b2 = ratio V/n."""
-    lam = np.arange(1, d + 1, dtype=float) ** -decay
-    u = np.linalg.qr(rng.standard_normal((d, d)))[0]
-    mu = u[:, 0] * np.sqrt(ratio * lam.sum() / n)
-    return mu, u * np.sqrt(lam), float(mu @ mu / d)
 
 
 def coverage(method: str, reps: int, *, seed: int = 0, d: int = 200, n: int = 192, nb: int = 32,
              decay: float = 2.0, ratio: float = 2.65) -> float:
     rng = np.random.default_rng(seed)
-    mu, a, truth = low_rank_problem(rng, d, decay, ratio, n)
+    mu, a, truth = gaussian_problem(rng, d, decay, ratio, n)
     hits = 0
     for _ in range(reps):
         test = run_of(mu + rng.standard_normal((n, d)) @ a.T, nb)
@@ -60,7 +41,7 @@ def test_gauss_eb_covers_where_symmetric_intervals_fail():
 def test_gauss_eb_at_zero_bias_against_a_reference_run():
     rng = np.random.default_rng(3)
     d, n, nb = 150, 192, 32
-    _, a, _ = low_rank_problem(rng, d, 1.0, 0.0, n)
+    _, a, _ = gaussian_problem(rng, d, 1.0, 0.0, n)
     hits = 0
     for _ in range(150):
         ref = run_of(rng.standard_normal((n, d)) @ a.T, nb)
