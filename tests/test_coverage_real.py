@@ -38,13 +38,13 @@ def study():
     cfg = coverage.StudyConfig()
     snap = coverage.make_problem(cfg, data)
     g, truths = coverage.true_b2s(snap.problem, ["rf(M=4)", "zgr"], mc=0, params=cfg.params)
-    out = {"truth": [truths["rf(M=4)"].b2, truths["zgr"].b2], "est": [[], []], "lo": [[], []], "hi": [[], []],
-           "v": [[], []]}
+    out = {"truth": [truths["rf(M=4)"].b2, truths["zgr"].b2, truths["zgr"].b2], "est": [[], [], []],
+           "lo": [[], [], []], "hi": [[], [], []], "v": [[], [], []]}
     rng = np.random.default_rng(0)
     for i in range(PAIRS):
         rf = coverage.draw_runs(snap.problem, "rf(M=4)", 20_000 + i, N, (32,), cfg.params)[32]
         zgr = coverage.draw_runs(snap.problem, "zgr", 10_000 + i, N, (32,), cfg.params)[32]
-        for k, (ref, test, exact) in enumerate([(None, rf, g), (rf, zgr, None)]):
+        for k, (ref, test, exact) in enumerate([(None, rf, g), (rf, zgr, None), (None, zgr, g)]):
             res = coverage.intervals_of(ref, test, exact, (DEFAULT_METHOD,), n_resamples=400,
                                         confidence_level=0.95, rng=rng)
             out["est"][k].append(res["b2"])
@@ -66,19 +66,21 @@ def test_the_settings_are_what_they_claim(study):
     assert study["truth"][0] == 0.0
     ratio = study["truth"][1] / study["v"][1].mean()
     assert 0.4 < ratio < 2.5, ratio  # b2 ~ V/n (V_T/n + V_R/n): 0.55 here
-    for k in (0, 1):  # Eq. 16 is unbiased: its mean over the pairs is the true b2
+    ratio = study["truth"][2] / study["v"][2].mean()
+    assert 1.5 < ratio < 5, ratio  # b2 a few times V_T/n against the exact gradient: 2.65 here
+    for k in (0, 1, 2):  # Eq. 16 is unbiased: its mean over the pairs is the true b2
         est = study["est"][k]
         assert abs(est.mean() - study["truth"][k]) < 4 * est.std(ddof=1) / np.sqrt(len(est))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k", [0, 1], ids=["b2=0", "b2~V/n"])
+@pytest.mark.parametrize("k", [0, 1, 2], ids=["b2=0", "b2~V/n", "b2~3V/n-exact"])
 def test_default_interval_covers_the_true_b2(study, k):
     cov = _covered(study, k)
     assert GATE <= cov <= 0.995, cov
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k", [0, 1], ids=["b2=0", "b2~V/n"])
+@pytest.mark.parametrize("k", [0, 1, 2], ids=["b2=0", "b2~V/n", "b2~3V/n-exact"])
 def test_an_interval_shrunk_to_85_percent_fails_the_gate(study, k):
     assert _covered(study, k, SHRINK) < GATE

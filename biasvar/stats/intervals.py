@@ -36,9 +36,11 @@ on real gradients ``results/coverage/README.md``):
   with the bias direction averaged by empirical Bayes. Eq. 16 is ``(||m + e||^2 - tr C) / d``
   up to its V terms, with ``m`` the true offset (``||m||^2 = b2 d``) and ``e`` the mean's error,
   modelled as Gaussian with covariance ``C`` estimated from the block deviations of both runs
-  (rank ``nb - 1`` each; for the quadratic term its eigenvalues are scaled so that ``sum lam^2``
-  is the Wishart-unbiased ``tr C^2`` and the rest of the trace is spread evenly over the other
-  directions). Its error ``2 m.e + ||e||^2 - tr C`` is skewed and its spread grows with ``b2``
+  (rank ``nb - 1`` each). Sample eigenvalues are too spread, so for the quadratic term they are
+  drawn toward their mean (same trace) until ``sum lam^2`` is the Wishart-unbiased ``tr C^2``
+  (:func:`quad_eigenvalues`); the linear term keeps them (``C`` is unbiased) plus, in the
+  directions outside their span, isotropic noise carrying the share ``1 - s`` of the trace by
+  which a plain scaling to ``tr C^2`` would shrink them (:class:`GaussModel`). Its error ``2 m.e + ||e||^2 - tr C`` is skewed and its spread grows with ``b2``
   *along the directions of* ``m``: a draw that cancels part of a bias lying on a strong noise
   direction gives a low estimate and a low plug-in standard error together, which is where
   symmetric intervals (and the pivot, which takes the observed direction) miss. The test of
@@ -488,6 +490,22 @@ def _bisect(g: Callable[[float], bool], lo: float, hi: float, steps: int = 48) -
     return (lo + hi) / 2
 
 
+def quad_eigenvalues(m: GaussModel) -> np.ndarray:
+    """The eigenvalues the quadratic term is simulated with: the estimated ones drawn toward their
+    mean (same trace) until ``sum lam^2`` is the unbiased ``tr C^2``. Sample eigenvalues from
+    ``nb - 1`` deviations are too spread (the largest too large, the smallest too small); scaling
+    them all down would keep that excess spread, hence too much skew and a too-light lower tail."""
+    lam = m.lam
+    target = m.s**2 * float(np.sum(lam * lam))
+    mean = float(lam.mean())
+    spread, floor = float(np.sum((lam - mean) ** 2)), len(lam) * mean * mean
+    if spread <= 0 or floor <= 0:
+        return lam
+    if target <= floor:  # not reachable at this rank: equal eigenvalues, scaled
+        return np.full_like(lam, mean) * math.sqrt(max(target, 0.0) / floor)
+    return mean + (lam - mean) * math.sqrt((target - floor) / spread)
+
+
 def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
                       draws: int) -> tuple[float, float]:
     """The ``gauss-eb`` interval of one layer's squared bias (:func:`gauss_eb_intervals`)."""
@@ -497,7 +515,7 @@ def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng
     z = rng.standard_normal((draws, len(lam)))
     xi = rng.standard_normal((draws, len(lam)))
     z0 = rng.standard_normal(draws)
-    quad = ((z * z - 1.0) @ lam) * m.s / m.dim
+    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
     a1 = z @ (y * np.sqrt(lam))  # the observed direction's part of mu . e
     a2 = (xi * z) @ lam  # the random direction's part
     yy, tr = float(y @ y) + m.r2, float(lam.sum()) + m.iso * m.n_iso
