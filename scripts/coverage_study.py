@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grams", help="keep every pair's Gram matrices in this .npz (about 1 MB a pair; not committed)")
     ap.add_argument("--reuse-grams", action="store_true",
                     help="do not draw: re-evaluate the methods on the pairs kept in --grams (same settings)")
+    ap.add_argument("--note", help="a sentence recorded with the provenance (e.g. how the kept pairs were drawn)")
     args = ap.parse_args(argv)
     if args.reuse_grams and not args.grams:
         ap.error("--reuse-grams needs --grams FILE")
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
 
     prov = {"command": "python scripts/coverage_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": git_commit(), "torch": torch.__version__, "threads": 1}
+            "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
+            **({"note": args.note} if args.note else {})}
 
     def checkpoint(raw: dict) -> None:  # partial results, overwritten by the final ones
         coverage.write_outputs(raw, args.out, {**prov, "partial": True, "wall_s": time.time() - t0})

@@ -40,18 +40,21 @@ on real gradients ``results/coverage/README.md``):
   drawn toward their mean (same trace) until ``sum lam^2`` is the Wishart-unbiased ``tr C^2``
   (:func:`quad_eigenvalues`); the linear term keeps them (``C`` is unbiased) plus, in the
   directions outside their span, isotropic noise carrying the share ``1 - s`` of the trace by
-  which a plain scaling to ``tr C^2`` would shrink them (:class:`GaussModel`). Its error ``2 m.e + ||e||^2 - tr C`` is skewed and its spread grows with ``b2``
+  which a plain scaling to ``tr C^2`` would shrink them (:class:`GaussModel`). Its error
+  ``2 m.e + ||e||^2 - tr C`` is skewed and its spread grows with ``b2``
   *along the directions of* ``m``: a draw that cancels part of a bias lying on a strong noise
   direction gives a low estimate and a low plug-in standard error together, which is where
   symmetric intervals (and the pivot, which takes the observed direction) miss. The test of
   ``b2 = theta`` therefore draws ``m`` from the posterior of a Gaussian prior shaped like the
   noise (``m ~ N(0, c C)``, the observed offset as data, ``c`` set so that ``E||m||^2 = theta d``):
-  ``m = rho y + sqrt(rho) C^(1/2) xi`` with ``rho^2 ||y||^2 + rho tr C = theta d``. The interval
+  ``m = rho y + sqrt(rho) C^(1/2) xi`` with ``rho^2 ||y||^2 + rho tr C = theta d`` (the posterior
+  has ``rho = c / (1 + c) < 1``; larger ``theta`` extend the same form). The interval
   holds every ``theta`` for which ``b2 - theta`` lies within the central ``1 - 2 alpha`` of the
   simulated errors (at least :data:`GAUSS_DRAWS` draws), the linear term widened by Student's t
-  with Welch-Satterthwaite degrees of freedom as in the pivot. Analytic in the Gram matrices
-  (an eigen-decomposition of ``nb_T + nb_R`` numbers square per layer); V and MSE intervals are
-  the pivot's.
+  with Welch-Satterthwaite degrees of freedom as in the pivot. From the Gram matrices alone (an
+  eigen-decomposition of ``nb_T + nb_R`` numbers square per layer); V and MSE intervals are the
+  pivot's. Where the bias lies off the noise's strong directions it is conservative
+  (``results/coverage/synthetic.md``).
 * ``jackknife-t`` (:func:`jackknife_intervals`): the textbook two-sample delete-one-block
   jackknife of Eq. 16 with Student-t quantiles (Welch-Satterthwaite degrees of freedom):
   analytic from the same Gram matrices, no resampling, symmetric.
