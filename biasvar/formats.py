@@ -171,8 +171,11 @@ def report_header(report: Report) -> str:
     if ref != "exact":
         ref = f"{ref} (seed {report.reference_seed})"
     pct = f"{report.confidence_level * 100:g}%"
-    return (f"snapshot {report.snapshot_hash[:12]} · dim {report.dim} · reference {ref} · {pct} intervals: "
-            f"{report.method} bootstrap over blocks, {report.n_resamples} resamples")
+    how = {"gauss-eb": f"gauss-eb (Gaussian model of Eq. 16 over blocks; V, MSE: pivot, {report.n_resamples} "
+                       "resamples)",
+           "jackknife-t": "jackknife-t (delete one block per run)"}.get(
+        report.method, f"{report.method} bootstrap over blocks, {report.n_resamples} resamples")
+    return f"snapshot {report.snapshot_hash[:12]} · dim {report.dim} · reference {ref} · {pct} intervals: {how}"
 
 
 def report_to_markdown(report: Report) -> str:

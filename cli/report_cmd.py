@@ -23,7 +23,7 @@ from .common import console, err_console, first_fitting, lazy
 from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
-DEFAULT_METHOD = "pivot"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
+DEFAULT_METHOD = "gauss-eb"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
 
 Opt = typer.Option
 

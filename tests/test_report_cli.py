@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from biasvar import formats as F
 from biasvar import report as R
 from biasvar import store
+from biasvar.stats.intervals import DEFAULT_METHOD
 
 runner = CliRunner()
 SPECS = ["rf(M=4)", "rf(M=4)", "zgr", "st", "gs(t=0.5)", "gs(t=2)", "gs-st(t=0.5)", "gr-mc(t=0.5,M=10)"]
@@ -88,7 +89,7 @@ def test_csv_and_markdown(runs_dir, tmp_path):
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
     assert len(rows) == len(SPECS) and {row["snapshot_hash"] for row in rows} == {SNAP}
-    assert all(row["method"] == "pivot" and row["n_resamples"] == "50" for row in rows)
+    assert all(row["method"] == DEFAULT_METHOD and row["n_resamples"] == "50" for row in rows)
     md = tmp_path / "r.md"
     r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "50", "--out", md)
     assert r.exit_code == 0 and md.read_text().count("\n| ") == len(SPECS) + 1
@@ -165,7 +166,7 @@ def test_a_100_block_run(tmp_path):
         ("zgr", "test", 500, 100), ("rf(M=4)", "reference", 500, 100)]
     zgr = rep.row("zgr")
     assert zgr.b2.low < zgr.b2.value < zgr.b2.high and zgr.variance.low < zgr.variance.value < zgr.variance.high
-    assert rep.n_resamples == 200 and rep.seed == 7 and rep.method == "pivot"
+    assert rep.n_resamples == 200 and rep.seed == 7 and rep.method == DEFAULT_METHOD
     table = invoke("report", "--runs-dir", tmp_path, "--n-resamples", "200", "--bootstrap-seed", "7")
     assert table.exit_code == 0 and F.fmt_estimate(zgr.b2).split(" [")[0] in table.output
 
