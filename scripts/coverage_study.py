@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grams", help="keep every pair's Gram matrices in this .npz (about 1 MB a pair; not committed)")
     ap.add_argument("--reuse-grams", action="store_true",
                     help="do not draw: re-evaluate the methods on the pairs kept in --grams (same settings)")
+    ap.add_argument("--first-seed", type=int, default=coverage.StudyConfig.first_seed,
+                    help="pair i uses seeds FIRST + i (tested) and FIRST + pairs + i (reference): fresh draws")
     ap.add_argument("--note", help="a sentence recorded with the provenance (e.g. how the kept pairs were drawn)")
     args = ap.parse_args(argv)
     if args.reuse_grams and not args.grams:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--data-dir is required (MNIST-B)")
     cfg = coverage.StudyConfig(pairs=args.pairs, n=args.n, blocks=tuple(int(b) for b in args.blocks.split(",")),
                                eval_batch=args.eval_batch, n_resamples=args.n_resamples, mc=args.mc,
-                               methods=tuple(args.methods.split(",")))
+                               methods=tuple(args.methods.split(",")), first_seed=args.first_seed)
     t0 = time.time()
 
     def progress(i: int, total: int, elapsed: float) -> None:
