@@ -10,8 +10,8 @@ symmetric intervals fall to ~0.88 in the full study). The default 95% interval m
 in >= 0.90 of 200 pairs at each setting: an honest interval fails this with probability < 0.2%
 (binomial, p = 0.95: 0.12%), one of coverage 0.85 passes it with probability 2.5%; the same
 intervals shrunk to ~85% nominal coverage must fail it. Observed with these seeds (gauss-eb):
-0.935, 0.935, 0.92; shrunk 0.865, 0.835, 0.79. (~35 s of one CPU.) The full study
-(results/coverage, 2000 pairs) puts gauss-eb at 0.927-0.951 over its 32-block settings.
+0.935, 0.945, 0.945; shrunk 0.875, 0.865, 0.85. (~35 s of one CPU.) The full study
+(results/coverage, 2000 pairs) puts gauss-eb at 0.940-0.961 over all its settings.
 """
 
 from pathlib import Path
