@@ -529,7 +529,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"snapshot {doc['snapshot_hash'][:12]}. "
         f"Each run: {cfg['n']} engine draws; {doc['pairs_done']} independent pairs per setting "
         f"{'(PARTIAL: the study is still running) ' if doc['pairs_done'] < cfg['pairs'] else ''}"
-        f"(tested seed i, reference seed {cfg['pairs']} + i). True b2 = ||E[J] - g*||^2 / d by enumeration "
+        f"(tested seed {cfg.get('first_seed', 0)} + i, reference seed "
+        f"{cfg.get('first_seed', 0) + cfg['pairs']} + i). True b2 = ||E[J] - g*||^2 / d by enumeration "
         "(x-only estimators and rf exact; gs-st / gr-mc by conditional Monte Carlo, error below).",
         "",
         "| estimator | true b2 | +- (MC) | how |",
