@@ -6,21 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 
 import torch
 
 from biasvar import coverage
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from biasvar.provenance import git_commit
 
 
 def main(argv: list[str] | None = None) -> int:

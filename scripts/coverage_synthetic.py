@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from biasvar.coverage import gaussian_problem, gram_of, memory_run, wilson
+from biasvar.provenance import git_commit
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair
 
 
@@ -57,11 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                          "wilson": list(wilson(hits[m], args.reps)), "mean_width": width[m]})
         print(f"decay {decay} {align} {ratio}: " + ", ".join(f"{m} {hits[m] / args.reps:.3f}" for m in methods),
               flush=True)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = git_commit()
     doc = {"what": "coverage of 95% b2 intervals on synthetic Gaussian draws (exact reference)",
            "command": "python scripts/coverage_synthetic.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "commit": commit, "d": args.d, "n": args.n, "blocks": args.blocks, "reps": args.reps, "seed": args.seed,

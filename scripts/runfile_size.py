@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import h5py
 import numpy as np
 
 from biasvar import store
+from biasvar.provenance import git_commit
 
 FILTERS = [("none", {})]
 for _shuffle in (False, True):
@@ -38,14 +38,6 @@ for _shuffle in (False, True):
     FILTERS += [(f"gzip-{lvl}{_tag}", {"compression": "gzip", "compression_opts": lvl, "shuffle": _shuffle})
                 for lvl in (1, 4, 6, 9)]
     FILTERS.append((f"lzf{_tag}", {"compression": "lzf", "shuffle": _shuffle}))
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def structural_zeros(run: store.RunData) -> dict:
