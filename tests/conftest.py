@@ -180,3 +180,34 @@ def enum_loss(kind: str, V: int, K: int, seed: int):
 
     coef = make_loss(kind, V * K, seed=seed)
     return lambda y: apply_loss(kind, coef, y)
+
+
+def sigkill_after_blocks(proc, path, *, blocks: int = 2, timeout: float = 60.0):
+    """Wait until the run file at ``path`` (written by ``proc``) holds ``blocks`` whole blocks, read
+    while the writer is active (SWMR), then SIGKILL the writer; returns that reading (None if never seen)."""
+    import os
+    import signal
+    import time
+
+    from biasvar import store
+    from biasvar.errors import StoreError
+
+    seen = None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists():
+                try:
+                    run = store.read_run(path)
+                except StoreError:
+                    run = None
+                if run is not None and len(run.block_count) >= blocks:
+                    seen = run
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"writer ended early: {proc.stderr.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen

@@ -4,7 +4,6 @@ one writer at a time, readers during writing, the reader contract of the analysi
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sigkill_after_blocks
 
 from biasvar import engine, store
 from biasvar.errors import StoreError
@@ -107,24 +107,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, monke
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = store.run_path(tmp_path / "killed", snap.id, spec, 0)
-    seen_running = None
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if path.exists():
-                try:
-                    run = store.read_run(path)  # a reader while the writer is active (SWMR)
-                except StoreError:
-                    run = None
-                if run is not None and len(run.block_count) >= 2:
-                    seen_running = run
-                    break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"writer ended early: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    seen_running = sigkill_after_blocks(proc, path, timeout=60)
     assert seen_running is not None and seen_running.status == "running"
     assert seen_running.samples.shape[0] == seen_running.n == int(seen_running.block_count.sum())
     killed = store.read_run(path)

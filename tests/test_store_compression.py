@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import sigkill_after_blocks
 
 from biasvar import engine, faults, store
 from biasvar.errors import StoreError
@@ -151,24 +150,7 @@ def test_sigkill_then_resume_of_a_compressed_run_is_bit_identical(tmp_path, monk
     env.pop(store.COMPRESSION_ENV, None)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = store.run_path(runs, snap.id, spec, 0)
-    seen = None
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if path.exists():
-                try:
-                    run = store.read_run(path)
-                except StoreError:
-                    run = None
-                if run is not None and len(run.block_count) >= 2:
-                    seen = run
-                    break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"writer ended early: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    seen = sigkill_after_blocks(proc, path, timeout=120)
     assert seen is not None and seen.status == "running"
     assert store.storage_info(path)["filters"] == store.FILTERS["gzip"]
     killed = store.read_run(path)
