@@ -579,16 +579,12 @@ def list_runs(runs_dir: str | Path, snapshot_id: str | None = None) -> list[RunD
 
 
 @dataclass(frozen=True)
-class BlockStats:
-    """Sufficient statistics of one block of draws (what :meth:`RunWriter.append` stores).
-
-    ``draws = count + nonfinite`` draws were consumed; only the ``count`` finite ones enter
-    ``sum``, ``m2``, ``sumsq`` and ``samples``.
-    """
+class _BlockFields:
+    """The fields of a block's statistics; ``draws = count + nonfinite`` draws were consumed."""
 
     count: int
     nonfinite: int
-    sum: np.ndarray  # float32 [dim]
+    sum: np.ndarray
     m2: np.ndarray  # float64 [G]
     sumsq: np.ndarray  # float64 [G]
     samples: np.ndarray  # float32 [count, K]
@@ -599,22 +595,20 @@ class BlockStats:
 
 
 @dataclass(frozen=True)
-class PendingStats:
-    """The saved part of the block in progress: float64 accumulators, resumed exactly.
+class BlockStats(_BlockFields):
+    """Sufficient statistics of one block of draws (what :meth:`RunWriter.append` stores).
 
-    ``samples`` holds every kept draw of the block so far (the store writes the ones not yet saved).
+    ``draws = count + nonfinite`` draws were consumed; only the ``count`` finite ones enter
+    ``sum`` (float32 [dim]), ``m2``, ``sumsq`` and ``samples``.
     """
 
-    count: int
-    nonfinite: int
-    sum: np.ndarray  # float64 [dim]
-    m2: np.ndarray  # float64 [G]
-    sumsq: np.ndarray  # float64 [G]
-    samples: np.ndarray  # float32 [count, K]
 
-    @property
-    def draws(self) -> int:
-        return self.count + self.nonfinite
+@dataclass(frozen=True)
+class PendingStats(_BlockFields):
+    """The saved part of the block in progress: float64 accumulators (``sum`` float64 [dim]),
+    resumed exactly. ``samples`` holds every kept draw of the block so far (the store writes the
+    ones not yet saved).
+    """
 
 
 def _attr_value(value: Any) -> Any:
