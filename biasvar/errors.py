@@ -31,6 +31,10 @@ class StoreError(BiasvarError):
     """A run file that is missing, or whose attributes differ from the command."""
 
 
+class WriterBusy(StoreError):
+    """A run file that another live process is writing (it holds the run's lock)."""
+
+
 class AnalysisError(BiasvarError, ValueError):
     """Runs that cannot be compared (different snapshots or parameter sets, too few blocks)."""
 

@@ -108,7 +108,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from biasvar.errors import StoreError
+from biasvar.errors import StoreError, WriterBusy
 
 try:  # POSIX advisory locks; elsewhere concurrent writers are not detected
     import fcntl
@@ -334,7 +334,7 @@ def _open_read(path: Path, *, own_lock: bool = False) -> Iterator[h5py.File]:
             if not live:
                 raise DamagedError(path, _short(e)) from None
             if attempt == _RETRIES - 1:
-                raise StoreError(f"cannot read run file {path} while it is being written: {_short(e)}; "
+                raise WriterBusy(f"cannot read run file {path} while it is being written: {_short(e)}; "
                                  "try again") from None
         time.sleep(0.05 * (attempt + 1))
     assert f is not None
@@ -1087,7 +1087,7 @@ def _lock(path: Path) -> int | None:
             if attempt < LOCK_TRIES - 1:
                 time.sleep(0.05)
     os.close(fd)
-    raise StoreError(f"run file {path} is being written by another process; wait for it "
+    raise WriterBusy(f"run file {path} is being written by another process; wait for it "
                      f"or stop it (its lock: {_lock_path(path)})")
 
 

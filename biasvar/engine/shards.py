@@ -48,7 +48,7 @@ from biasvar.engine import runs
 from biasvar.engine.blocks import choose_block_size, keep_index
 from biasvar.engine.gradients import choose_method, engine_path
 from biasvar.engine.settings import prepare
-from biasvar.errors import SpecError, StoreError
+from biasvar.errors import SpecError, StoreError, WriterBusy
 from biasvar.spec import EstimatorSpec, parse_spec
 
 #: The gradient path of shards when ``method="auto"``: one fixed path, not a per-process timing.
@@ -416,11 +416,9 @@ def merge_when_free(run_path: str | Path, *, wait_s: float = 5.0, whole: bool = 
     while True:
         try:
             return merge_run(run_path, whole=whole)
-        except StoreError as e:
-            if "being written" not in str(e) or time.monotonic() > deadline:
-                if "being written" in str(e):
-                    return None
-                raise
+        except WriterBusy:
+            if time.monotonic() > deadline:
+                return None
             time.sleep(0.1)
 
 
