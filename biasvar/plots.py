@@ -563,7 +563,7 @@ QuantUnitData = Mapping[tuple[str, str], Mapping[str, tuple[Sequence[float], Seq
 
 def _curve(c: Any) -> tuple[np.ndarray, ...]:
     """``(eta, mean, std, exact)`` from a 4-tuple or an object with those attributes
-    (``biasvar.quantstudy.UnitCurve``)."""
+    (``biasvar.studies.quantstudy.UnitCurve``)."""
     parts = (c.eta, c.mean, c.std, c.exact) if hasattr(c, "eta") else tuple(c)
     if len(parts) != 4:
         raise AnalysisError(f"quant-unit: expected (eta, mean, std, exact) per estimator, "
@@ -628,7 +628,7 @@ def plot_quant_unit(data: QuantUnitData, out: str | Path, *, formats: Sequence[s
 
     Args:
         data: ``{(loss, noise): {spec: (eta[], mean[], std[], exact[])}}``; the values may also be
-            objects with ``eta, mean, std, exact`` attributes (``biasvar.quantstudy.UnitCurve``).
+            objects with ``eta, mean, std, exact`` attributes (``biasvar.studies.quantstudy.UnitCurve``).
         out: output path (its suffix is replaced by each format).
     """
     fig, drawn, missing = figure_quant_unit(data)

@@ -287,7 +287,7 @@ def plot(
 
 def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
     from biasvar import plots
-    from biasvar.quantstudy import DEFAULT_SPECS, quant_unit_study
+    from biasvar.studies.quantstudy import DEFAULT_SPECS, quant_unit_study
 
     if n < 2 or points < 2:
         raise AnalysisError(f"quant-unit needs --n >= 2 and --etas >= 2, got --n {n} --etas {points}")

@@ -52,8 +52,8 @@ def reproduce(
     """Reproduce Fig. 1, Fig. 4 and Fig. B.5 from the raw MNIST files, with provenance."""
     o.set_threads(threads)
     n_resamples = o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples", old_flag="--bootstrap")
-    from biasvar.reproduce import reproduce as run_reproduce
-    from biasvar.reproduce import specs_summary
+    from biasvar.studies.reproduce import reproduce as run_reproduce
+    from biasvar.studies.reproduce import specs_summary
     from biasvar.train import loss_name
 
     specs = protocol_specs(what.value, points)

@@ -259,7 +259,7 @@ def ls(
         console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
 
 
-# The names ``biasvar.bench`` defines (its import loads torch; a test checks these agree).
+# The names ``biasvar.studies.bench`` defines (its import loads torch; a test checks these agree).
 BENCH_PROBLEMS = ("vae-fig1", "hvae", "toy-cat")
 BENCH_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
 
@@ -280,7 +280,7 @@ def bench(
     = None,
 ) -> None:
     """Draws/s of the vectorized engine vs a per-draw autograd.grad loop on the same problem and noise."""
-    from biasvar import bench as benchmod
+    from biasvar.studies import bench as benchmod
 
     specs = presets.split_specs(estimators)
     prob = benchmod.bench_problem(problem)

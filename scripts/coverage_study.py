@@ -1,4 +1,4 @@
-"""Run the real-gradient coverage study and write results/coverage/ (see biasvar/coverage.py).
+"""Run the real-gradient coverage study and write results/coverage/ (see biasvar/studies/coverage.py).
 
     OMP_NUM_THREADS=1 python scripts/coverage_study.py --data-dir ../shared/data --out results/coverage
 """
@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from biasvar import coverage
+from biasvar.studies import coverage
 from biasvar.provenance import git_commit
 
 

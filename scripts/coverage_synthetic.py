@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biasvar.coverage import gaussian_problem, gram_of, memory_run, wilson
+from biasvar.studies.coverage import gaussian_problem, gram_of, memory_run, wilson
 from biasvar.provenance import git_commit
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair
 

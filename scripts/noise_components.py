@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from biasvar import bench, engine, rng
+from biasvar import engine, rng
+from biasvar.studies import bench
 from biasvar.estimators import build, grmc
 from biasvar.problems.base import noise_requests
 from biasvar.spec import parse_spec

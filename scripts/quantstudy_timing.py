@@ -1,4 +1,4 @@
-"""Time the Fig. B.5 study (``biasvar.quantstudy.quant_unit_study``) before and after the change
+"""Time the Fig. B.5 study (``biasvar.studies.quantstudy.quant_unit_study``) before and after the change
 that builds each chunk's grid once and runs it on a chosen device, in ONE process on the CPU.
 
 The "before" code is read from git (commit 233bfcf, ``biasvar/quantstudy.py``) and imported beside
@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from biasvar import quantstudy as new
+from biasvar.studies import quantstudy as new
 
 OLD_COMMIT = "233bfcf"
 

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from biasvar import bench, calibrate, engine
+from biasvar import calibrate, engine
+from biasvar.studies import bench
 from biasvar.engine import gradients
 from biasvar.estimators import build
 from biasvar.problems.toy import ToyCat

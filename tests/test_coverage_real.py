@@ -1,6 +1,6 @@
 """CI gate: the default b2 interval covers the TRUE b2 on real gradients, at b2 = 0 and at b2 > 0.
 
-A CI-sized version of ``scripts/coverage_study.py`` (``biasvar.coverage``): the same small
+A CI-sized version of ``scripts/coverage_study.py`` (``biasvar.studies.coverage``): the same small
 categorical VAE (4 variables x 4 categories, hidden 32-16) trained 100 steps on MNIST-B, encoder
 parameters; the true b2 of rf(M=4) (0) and of ZGR (> 0) known by enumeration. Pair i draws one
 rf(M=4) run (seed 20000 + i) and one ZGR run (seed 10000 + i) through the engine (192 draws, 32
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from biasvar import coverage
+from biasvar.studies import coverage
 from biasvar.stats.intervals import DEFAULT_METHOD
 
 pytestmark = pytest.mark.usefixtures("one_thread")

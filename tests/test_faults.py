@@ -1,4 +1,4 @@
-"""A CI-sized run of the fault injection of ``biasvar.faults`` (the full run: results/reliability.md).
+"""A CI-sized run of the fault injection of ``biasvar.studies.faults`` (the full run: results/reliability.md).
 
 Writers and readers run in child processes: a hang is a timeout, not a stuck test run."""
 
@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from biasvar import engine, faults, store
+from biasvar import engine, store
+from biasvar.studies import faults
 from biasvar.problems.toy import ToyCat
 from biasvar.snapshot import snapshot_of
 

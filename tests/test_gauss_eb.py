@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biasvar.coverage import gaussian_problem, gram_of
-from biasvar.coverage import memory_run as run_of
+from biasvar.studies.coverage import gaussian_problem, gram_of
+from biasvar.studies.coverage import memory_run as run_of
 from biasvar.stats.gram import pair_gram
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair, gauss_model, pivot_parts
 

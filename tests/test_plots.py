@@ -73,7 +73,7 @@ def test_nothing_to_draw_is_an_error(tmp_path):
 def test_quant_unit_layout(tmp_path):
     eta = np.linspace(-1, 4, 21)
 
-    class Curve:  # the shape of biasvar.quantstudy.UnitCurve
+    class Curve:  # the shape of biasvar.studies.quantstudy.UnitCurve
         def __init__(self, k):
             self.eta, self.mean, self.std, self.exact = eta, np.sin(eta) + 0.1 * k, 0.2 + 0 * eta, np.sin(eta)
 

@@ -1,4 +1,4 @@
-"""The Fig. B.5 study's estimates (``biasvar.quantstudy``): the same noise and the same numbers
+"""The Fig. B.5 study's estimates (``biasvar.studies.quantstudy``): the same noise and the same numbers
 however they are computed (chunk grids built once, any device), and unbiased where theory says."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from biasvar.estimators import build
 from biasvar.problems.base import draw_loss, noise_requests
 from biasvar.problems.quant import eta_grid
-from biasvar.quantstudy import DEFAULT_SPECS, QuantGrid, quant_unit_study, unit_gradients
+from biasvar.studies.quantstudy import DEFAULT_SPECS, QuantGrid, quant_unit_study, unit_gradients
 from biasvar.rng import MATERIALIZE, stream_key
 from biasvar.spec import parse_spec
 

@@ -15,7 +15,7 @@ from conftest import synthetic
 import biasvar.data
 from biasvar import formats, presets, store
 from biasvar.report import analyze_runs
-from biasvar.reproduce import fig1_snapshot, reproduce
+from biasvar.studies.reproduce import fig1_snapshot, reproduce
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

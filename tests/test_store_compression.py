@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import sigkill_after_blocks
 
-from biasvar import engine, faults, store
+from biasvar import engine, store
+from biasvar.studies import faults
 from biasvar.errors import StoreError
 from biasvar.problems.vae import VAE
 from biasvar.snapshot import save_snapshot, snapshot_of

@@ -29,7 +29,8 @@ from pathlib import Path
 import h5py
 import torch
 
-from biasvar import bench, store
+from biasvar import store
+from biasvar.studies import bench
 from biasvar.engine import executors
 from biasvar.engine import shards as sh
 from biasvar.provenance import environment, git_commit

@@ -1,5 +1,5 @@
 """Fault injection: what run files and the CLI do under kill -9, truncation, flipped bytes, bad
-input and concurrent writers. ``python -m biasvar.faults --out results/reliability.json``.
+input and concurrent writers. ``python -m biasvar.studies.faults --out results/reliability.json``.
 
 Every experiment runs the code under test in child processes (a hang cannot stop the harness: a
 child that outlives its timeout is counted as a hang and killed) on the built-in toy problem, and
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
         sigs = tuple(getattr(signal, "SIG" + x.strip()) for x in args.signals.split(",") if x.strip())
         result = run_all(Path(tmp), kills=args.kills, files=args.files, concurrent=args.concurrent, seed=args.seed,
                          only=only, signals=sigs)
-    result["settings"]["command"] = "python -m biasvar.faults " + " ".join(argv if argv is not None else sys.argv[1:])
+    args_text = " ".join(argv if argv is not None else sys.argv[1:])
+    result["settings"]["command"] = "python -m biasvar.studies.faults " + args_text
     if args.out:
         old = json.loads(args.out.read_text()) if args.out.is_file() else {}
         old.setdefault("runs", []).append(result.pop("settings"))

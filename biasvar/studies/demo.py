@@ -23,7 +23,7 @@ from biasvar.engine import sample_run
 from biasvar.problems.base import Problem
 from biasvar.problems.quant import QuantUnit
 from biasvar.problems.toy import ToyCat
-from biasvar.quantstudy import quant_unit_study
+from biasvar.studies.quantstudy import quant_unit_study
 from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import snapshot_of
 
