@@ -13,6 +13,7 @@ from . import (
     data_cmd,
     demo_cmd,
     estimators_cmd,
+    gram_cmd,
     report_cmd,
     reproduce_cmd,
     sample_cmd,
@@ -40,7 +41,7 @@ def root(
 
 
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
-                report_cmd, reproduce_cmd):
+                gram_cmd, report_cmd, reproduce_cmd):
     _module.register(app)
 
 

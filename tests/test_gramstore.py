@@ -188,3 +188,43 @@ def test_file_is_checked_atomic_and_readable_by_the_group(toy_runs, tmp_path):
         f.attrs["format"], f.attrs["format_version"] = "biasvar-gram", 99
     with pytest.raises(AnalysisError, match="newer"):
         gs.read_store(tmp_path / "newer.hdf5")
+
+
+def test_cli_builds_updates_and_drops_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from biasvar_cli.main import app
+
+    rd, snap = _runs(tmp_path, ToyCat(), "cli", specs=("rf(M=4)", "zgr"))
+    runner = CliRunner()
+    out = runner.invoke(app, ["gram", "--runs-dir", str(rd)])
+    assert out.exit_code == 0, out.output
+    assert "2 runs (2 added, 0 unchanged)" in " ".join(out.output.split())
+    sample_run(snap, "st", n=240, seed=0, runs_dir=rd, device="cpu", keep=0)
+    out = runner.invoke(app, ["gram", "--runs-dir", str(rd), "--drop-runs"])
+    assert out.exit_code == 0, out.output
+    assert "3 runs (1 added, 2 unchanged)" in " ".join(out.output.split())
+    assert "deleted 3 run file(s)" in out.output
+    assert store.list_run_files(rd) == []
+    ag = gs.read_store(gs.store_path(rd, snap.id)).gram
+    gs.pair_gram(ag, ag.run("zgr", 1), ag.run("st", 0), total_only=True)  # every pair is still there
+    # bad input: one line, exit 1
+    out = runner.invoke(app, ["gram", "--runs-dir", str(tmp_path / "nowhere")])
+    assert out.exit_code == 1 and "does not exist" in out.output and "Traceback" not in out.output
+
+
+def test_cli_gram_as_a_subprocess(toy_runs, tmp_path):
+    import subprocess
+    import sys
+
+    rd = tmp_path / "runs"
+    shutil.copytree(toy_runs, rd)
+    done = subprocess.run([sys.executable, "-m", "biasvar_cli.main", "gram", "--runs-dir", str(rd)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "4 runs (4 added, 0 unchanged)" in " ".join(done.stdout.split())
+    (rd / "junk").mkdir()
+    bad = subprocess.run([sys.executable, "-m", "biasvar_cli.main", "gram", "--runs-dir", str(rd), "--store",
+                          str(rd / "junk")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "is a folder" in bad.stderr

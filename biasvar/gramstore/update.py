@@ -84,6 +84,8 @@ def update_store(runs_dir: str | Path, snapshot_id: str | None = None, *, path: 
     listed = _pick_snapshot(listed, runs_dir, snapshot_id)
     folder = Path(listed[0].path).parent
     target = Path(path) if path is not None else store_path(runs_dir, folder.name)
+    if target.exists() and not target.is_file():
+        raise AnalysisError(f"the store path {target} is a folder, not a file; pass --store FILE")
     old: GramState | None = None if rebuild or not target.exists() else read_store(target)
     notes = [f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad]
     if old is not None and old.snapshot_hash and listed[0].attrs.get("snapshot_hash") != old.snapshot_hash:
@@ -108,7 +110,8 @@ def update_store(runs_dir: str | Path, snapshot_id: str | None = None, *, path: 
     new_keys = [k for k in by_key if k not in stored or k in changed]
     if old is None:  # the first run anchors the store: an unbiased one (close to the common mean)
         new_keys.sort(key=lambda k: (not unbiased(k[0]), k))
-    new = [(by_key[k], str(by_key[k].path), fingerprints.get(k) or file_sha256(by_key[k].path)) for k in new_keys]
+    new = [(by_key[k], os.path.relpath(by_key[k].path, target.parent),  # the path from the store's folder
+            fingerprints.get(k) or file_sha256(by_key[k].path)) for k in new_keys]
     if old is None and not new:
         raise AnalysisError(f"no runs to store in {runs_dir}")
     state = compute(new, load=lambda r: store.read_run(r.path), old=old,
