@@ -191,9 +191,8 @@ def test_file_is_checked_atomic_and_readable_by_the_group(toy_runs, tmp_path):
 
 
 def test_cli_builds_updates_and_drops_runs(tmp_path):
-    from typer.testing import CliRunner
-
     from biasvar_cli.main import app
+    from typer.testing import CliRunner
 
     rd, snap = _runs(tmp_path, ToyCat(), "cli", specs=("rf(M=4)", "zgr"))
     runner = CliRunner()
