@@ -127,8 +127,8 @@ def test_names_the_cli_keeps_to_start_fast_match_the_library():
     from biasvar_cli.report_cmd import DEFAULT_METHOD
     from biasvar_cli.sample_cmd import BENCH_ESTIMATORS, BENCH_PROBLEMS
 
-    from biasvar.studies import bench
     from biasvar.stats import intervals
+    from biasvar.studies import bench
 
     assert tuple(bench.PROBLEMS) == BENCH_PROBLEMS and tuple(bench.DEFAULT_ESTIMATORS) == BENCH_ESTIMATORS
     assert DEFAULT_METHOD == intervals.DEFAULT_METHOD

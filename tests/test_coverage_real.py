@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from biasvar.studies import coverage
 from biasvar.stats.intervals import DEFAULT_METHOD
+from biasvar.studies import coverage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

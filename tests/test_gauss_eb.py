@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biasvar.studies.coverage import gaussian_problem, gram_of
-from biasvar.studies.coverage import memory_run as run_of
 from biasvar.stats.gram import pair_gram
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair, gauss_model, pivot_parts
+from biasvar.studies.coverage import gaussian_problem, gram_of
+from biasvar.studies.coverage import memory_run as run_of
 
 
 def coverage(method: str, reps: int, *, seed: int = 0, d: int = 200, n: int = 192, nb: int = 32,

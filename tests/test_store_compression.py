@@ -15,10 +15,10 @@ import torch
 from conftest import sigkill_after_blocks
 
 from biasvar import engine, store
-from biasvar.studies import faults
 from biasvar.errors import StoreError
 from biasvar.problems.vae import VAE
 from biasvar.snapshot import save_snapshot, snapshot_of
+from biasvar.studies import faults
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -30,11 +30,11 @@ import h5py
 import torch
 
 from biasvar import store
-from biasvar.studies import bench
 from biasvar.engine import executors
 from biasvar.engine import shards as sh
 from biasvar.provenance import environment, git_commit
 from biasvar.snapshot import snapshot_of
+from biasvar.studies import bench
 
 PROBLEMS = {"toy-cat": 20_000, "vae-fig1": 64}  # draws per run
 # Blocks: the toy's default (100 blocks); the VAE in one block per run, so that, as in a real run
