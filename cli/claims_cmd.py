@@ -60,6 +60,37 @@ def auto_resamples(alpha_each: float) -> int:
     return int(min(RESAMPLES_MAX, max(RESAMPLES_MIN, math.ceil(10 / (alpha_each / 2)))))
 
 
+def read_report(path: Path):
+    """A saved JSON report (its rows; contrasts only if it holds them)."""
+    from biasvar.formats import report_from_json
+
+    try:
+        return report_from_json(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise AnalysisError(f"cannot read report {path}: {e.strerror or e}") from None
+
+
+def analyze_for(claims, runs_dir: Path, snapshot_id: str | None, reference: str, *, alpha: float, correction: str,
+                n_resamples: int | None, bootstrap_seed: int):
+    """The analysis a ledger needs: every run at the corrected level, with the paired contrasts its
+    claims compare (:func:`biasvar.claims.plan`); a progress bar on a terminal's stderr."""
+    from biasvar.claims import plan
+    from biasvar.report import analyze_runs
+
+    p = plan(claims, tested_specs(runs_dir, snapshot_id, reference), reference, alpha=alpha, correction=correction)
+    if n_resamples is None:
+        single = any(c.kind in ("floor", "ratio") and not p.missing[c.id] for c in claims)
+        n_resamples = auto_resamples(p.alpha_each) if single else RESAMPLES_MIN
+    with progress_bar(eta=False, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("analysing", total=None)
+
+        def step(i: int, total: int, spec: str) -> None:
+            bar.update(task, completed=i, total=total, description=spec or "contrasts")
+
+        return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
+                            confidence_level=p.level, seed=bootstrap_seed, progress=step, contrasts=p.pairs)
+
+
 def ledger_table(ledger) -> Table:
     """One row per claim: id, verdict, the numbers that decided it (wrapped to the terminal)."""
     style = {"supported": "green", "contradicted": "red", "undecided": "yellow", "not measured": "dim"}
@@ -71,7 +102,7 @@ def ledger_table(ledger) -> Table:
     for r in ledger.results:
         reason = r.reason
         if len(r.missing) > 3:
-            reason = f"missing {len(r.missing)} runs: {', '.join(r.missing[:2])}, ... (all: --format md)"
+            reason = f"missing {len(r.missing)}: {', '.join(r.missing[:2])}, ... (all: --format md)"
         table.add_row(r.claim.id, f"[{style[r.verdict]}]{r.verdict}[/]", reason)
     return table
 
@@ -91,27 +122,21 @@ def claims(
     n_resamples: Annotated[int | None, Opt("--n-resamples", help="Resamples of the single-run intervals "
                                            "(default: enough for the corrected level, 1000 to 50000).")] = None,
     bootstrap_seed: o.BootstrapSeed = 0,
+    from_report: Annotated[Path | None, Opt("--report", metavar="FILE", help="Judge a saved JSON report (`biasvar "
+                                            "report --format json`) instead of the runs: no block data, so claims "
+                                            "on a b2 or MSE difference are not measured.")] = None,
 ) -> None:
     """Decide claims (less, greater, equal within a margin, floor, monotone in t, log-log slope,
     ratio) from paired contrasts and intervals: supported, contradicted, undecided or not measured."""
     from biasvar import claims as C
-    from biasvar.report import analyze_runs
 
     ledger_claims = C.load_claims(claims_file)
     C.plan(ledger_claims, (), reference, alpha=alpha, correction=correction.value)  # bad --alpha before any work
-    p = C.plan(ledger_claims, tested_specs(runs_dir, snapshot_id, reference), reference, alpha=alpha,
-               correction=correction.value)
-    if n_resamples is None:
-        single = any(c.kind in ("floor", "ratio") and not p.missing[c.id] for c in ledger_claims)
-        n_resamples = auto_resamples(p.alpha_each) if single else RESAMPLES_MIN
-    with progress_bar(eta=False, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("analysing", total=None)
-
-        def step(i: int, total: int, spec: str) -> None:
-            bar.update(task, completed=i, total=total, description=spec or "contrasts")
-
-        rep = analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                           confidence_level=p.level, seed=bootstrap_seed, progress=step, contrasts=p.pairs)
+    if from_report is not None:
+        rep = read_report(from_report)
+    else:
+        rep = analyze_for(ledger_claims, runs_dir, snapshot_id, reference, alpha=alpha, correction=correction.value,
+                          n_resamples=n_resamples, bootstrap_seed=bootstrap_seed)
     source = str(claims_file) if claims_file is not None else "paper.json (biasvar/claims/paper.json)"
     ledger = C.evaluate_report(ledger_claims, rep, alpha=alpha, correction=correction.value, source=source)
     if out is not None:

@@ -203,6 +203,20 @@ def test_v_against_the_reference_run_uses_independent_rows():
     assert led.results[1].verdict == C.NOT_MEASURED and "reference" in led.results[1].missing[0]
 
 
+def test_b2_difference_without_a_paired_contrast_is_not_measured_and_left_out_of_the_family():
+    """A saved report has marginal intervals only: they decide nothing about a b2 difference, however
+    far apart (here disjoint), so the claim is not measured, and the family counts only the V claim."""
+    claims = C.parse_claims({"claims": [_c(id="b", kind="less", a="zgr", b="st"),
+                                        _c(id="v", kind="less", quantity="variance", a="st", b="zgr")]})
+    rows = [SimpleNamespace(spec="zgr", seed=0, cost=1.0, b2=Estimate(0.1, 0.05, 0.15), variance=Estimate(2.0, se=0.1),
+                            mse=None),
+            SimpleNamespace(spec="st", seed=0, cost=1.0, b2=Estimate(5.0, 4.9, 5.1), variance=Estimate(1.0, se=0.1),
+                            mse=None)]
+    led = C.evaluate(claims, rows, ())
+    assert led.results[0].verdict == C.NOT_MEASURED and led.results[0].missing == ("paired contrast zgr - st",)
+    assert led.results[1].verdict == C.SUPPORTED and led.n_comparisons == 1 and led.alpha_each == 0.05
+
+
 @pytest.mark.parametrize(("entry", "field"), [
     ({"id": "x", "kind": "lesser", "a": "zgr", "b": "st", "words": "w"}, "kind"),
     ({"id": "x", "kind": "less", "a": "zgr", "words": "w"}, "b"),

@@ -66,6 +66,8 @@ from biasvar.claims.model import (
 )
 
 _SYMBOL = {"b2": "b2", "variance": "V", "mse": "MSE", "variance_x_cost": "Vxcost"}
+#: the method of a check that needed a paired contrast the analysis did not give (e.g. a saved report)
+NO_CONTRAST = "no paired contrast (needs the runs' block data)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +248,13 @@ class _Data:
                 self.ref_rows.setdefault(str(r.spec), r)
         self.contrasts = {(str(c.a), str(c.b)): c for c in contrasts}
 
+    def lacking(self, c: Claim) -> tuple[str, ...]:
+        """The paired contrasts a b2 or MSE comparison of ``c`` needs and this analysis lacks."""
+        if not isinstance(c, (PairClaim, MonotoneClaim)) or c.quantity not in ("b2", "mse"):
+            return ()
+        return tuple(f"paired contrast {a} - {b}" for a, b in (item.specs for item in _items(c))
+                     if (a, b) not in self.contrasts and (b, a) not in self.contrasts)
+
     def row(self, spec: str, quantity: str) -> Any:
         if spec in self.tested:
             return self.tested[spec]
@@ -300,7 +309,7 @@ class _Data:
             se = None if sa is None or sb is None else math.hypot(sa, sb)
             return t_interval(ea.value - eb.value, se, None, level, "independent runs (V needs no reference)")
         ea, eb = self.est(a, quantity), self.est(b, quantity)
-        return Num(ea.value - eb.value, None, None, level, "no paired contrast computed")
+        return Num(ea.value - eb.value, None, None, level, NO_CONTRAST)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,22 +472,25 @@ def evaluate(claims: Sequence[Claim], rows: Sequence[Any], contrasts: Sequence[A
     ref = _canon_reference(reference)
     data = _Data(rows, contrasts, row_level)
     p = plan(claims, data.tested, ref, alpha=alpha, correction=correction)
+    lacking = {c.id: data.lacking(c) for c in claims if not p.missing[c.id]}
+    n = sum(item.weight for c in claims if not p.missing[c.id] and not lacking[c.id] for item in _items(c))
+    each = alpha / max(n, 1) if correction == "bonferroni" else alpha
     results = []
     for c in claims:
-        if p.missing[c.id]:
-            results.append(ClaimResult(c, NOT_MEASURED, "missing: " + ", ".join(p.missing[c.id]),
-                                       missing=p.missing[c.id]))
+        if p.missing[c.id] or lacking[c.id]:  # marginal intervals decide nothing about a difference
+            miss = p.missing[c.id] or lacking[c.id]
+            results.append(ClaimResult(c, NOT_MEASURED, "missing: " + ", ".join(miss), missing=miss))
             continue
-        checks = _DECIDE[type(c)](c, data, p.alpha_each)
+        checks = _DECIDE[type(c)](c, data, each)
         verdict = combine([ch.outcome for ch in checks])
         results.append(ClaimResult(c, verdict, _reason(verdict, checks), tuple(checks)))
     notes = []
-    if correction == "bonferroni" and row_level < p.level - 1e-9 and any(
+    if correction == "bonferroni" and row_level < 1 - each - 1e-9 and any(
             isinstance(c, (FloorClaim, RatioClaim)) and not p.missing[c.id] for c in claims):
-        notes.append(f"single-run intervals are at level {row_level:.6g}, below the corrected {p.level:.6g}: "
+        notes.append(f"single-run intervals are at level {row_level:.6g}, below the corrected {1 - each:.6g}: "
                      f"floor and ratio verdicts are not family-wise corrected (analyse at the corrected level)")
-    return Ledger(tuple(results), alpha=alpha, correction=correction, n_comparisons=p.n_comparisons,
-                  alpha_each=p.alpha_each, row_level=row_level, reference=reference or "", source=source,
+    return Ledger(tuple(results), alpha=alpha, correction=correction, n_comparisons=n, alpha_each=each,
+                  row_level=row_level, reference=reference or "", source=source,
                   runs_dir=runs_dir, snapshot=snapshot, notes=tuple(notes))
 
 
@@ -503,5 +515,5 @@ def family_statement(ledger: Ledger) -> str:
             f"{ledger.row_level:.6g} intervals.")
 
 
-__all__ = ["Num", "Plan", "combine", "decide_less", "decide_within", "evaluate", "evaluate_report",
+__all__ = ["NO_CONTRAST", "Num", "Plan", "combine", "decide_less", "decide_within", "evaluate", "evaluate_report",
            "family_statement", "plan", "quantile", "t_interval", "wls_slope"]
