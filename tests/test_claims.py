@@ -255,6 +255,13 @@ def test_paper_ledger_is_package_data_with_exact_quotes():
     assert not p.missing["gsst-grmc100-same-bias"] and p.n_comparisons > 100
 
 
+def test_the_example_in_docs_parses():
+    docs = Path(__file__).resolve().parents[1] / "docs" / "claims.md"
+    block = docs.read_text().split("```json\n", 1)[1].split("```", 1)[0]
+    claims = C.parse_claims(json.loads(block), "docs")
+    assert [c.kind for c in claims] == ["less", "equal", "slope", "floor"]
+
+
 def _write(path: Path, data) -> Path:
     path.write_text(json.dumps(data) if not isinstance(data, str) else data)
     return path
