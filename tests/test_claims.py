@@ -289,6 +289,26 @@ def test_cli_writes_claims_json_and_md(toy_runs, tmp_path):
     assert max(len(line) for line in r.output.splitlines()) <= 80
 
 
+def test_cli_paper_ledger_on_a_fig1_sweep(tmp_path):
+    """The default ledger on (synthetic) runs of the fig1 preset: every claim gets a verdict; the two on
+    st(t=2), which only fig4 samples, are not measured and name it."""
+    from conftest import fig_runs, write_run
+
+    from biasvar.presets import get_preset
+    from biasvar_cli.main import app
+
+    fig1 = get_preset("fig1")
+    for run in fig_runs([fig1.reference, *fig1.specs], nb=6, bs=8):
+        write_run(tmp_path / "runs", run)
+    r = runner.invoke(app, ["claims", "--runs-dir", str(tmp_path / "runs"), "--format", "json", "--n-resamples", "100"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert len(data["claims"]) == len(C.load_claims()) and sum(data["counts"].values()) == len(data["claims"])
+    missing = {c["id"]: c["missing"] for c in data["claims"] if c["verdict"] == C.NOT_MEASURED}
+    assert missing == {"st2-matches-gsst1-bias": ["st(t=2)"], "st2-matches-gsst1-variance": ["st(t=2)"]}
+    assert data["correction"] == "bonferroni" and data["alpha_each"] == pytest.approx(0.05 / data["n_comparisons"])
+
+
 def test_cli_bad_claims_file_is_one_line_exit_1(tmp_path):
     from biasvar_cli.main import app
 
