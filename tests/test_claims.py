@@ -292,10 +292,10 @@ def test_cli_writes_claims_json_and_md(toy_runs, tmp_path):
 def test_cli_paper_ledger_on_a_fig1_sweep(tmp_path):
     """The default ledger on (synthetic) runs of the fig1 preset: every claim gets a verdict; the two on
     st(t=2), which only fig4 samples, are not measured and name it."""
+    from biasvar_cli.main import app
     from conftest import fig_runs, write_run
 
     from biasvar.presets import get_preset
-    from biasvar_cli.main import app
 
     fig1 = get_preset("fig1")
     for run in fig_runs([fig1.reference, *fig1.specs], nb=6, bs=8):
