@@ -9,6 +9,7 @@ import typer
 import biasvar
 
 from . import (
+    claims_cmd,
     compact_cmd,
     data_cmd,
     demo_cmd,
@@ -41,7 +42,7 @@ def root(
 
 
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
-                gram_cmd, report_cmd, reproduce_cmd):
+                gram_cmd, report_cmd, reproduce_cmd, claims_cmd):
     _module.register(app)
 
 
