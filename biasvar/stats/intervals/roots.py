@@ -4,7 +4,7 @@ Interval ends are where a monotone test statistic of ``theta`` (the squared bias
 the estimate; the statistic is a quantile of simulated or resampled errors, evaluated for many
 ``theta`` at once. ``scipy.optimize.brentq`` would take one scalar at a time, and its answer would
 differ (within its tolerance) from the grids the committed results were computed on; this search
-keeps them: ``grid`` points per round, ``rounds`` rounds (``grid=2`` is bisection).
+keeps them: ``grid - 1`` new points per round, ``rounds`` rounds (``grid=2`` is bisection).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ def crossing(above: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.n
             break
         lo, hi, step = np.where(bad_lo, lo - step, lo), np.where(bad_hi, hi + step, hi), 2 * step
     t = np.linspace(0.0, 1.0, grid + 1)
+    rows = np.arange(len(lo))
     for _ in range(rounds):
         thetas = lo[:, None] + (hi - lo)[:, None] * t  # [K, grid + 1]
-        pos = np.array(above(thetas), dtype=bool)
-        pos[:, -1] = True
-        j = np.maximum(pos.argmax(axis=1), 1)  # first grid point above
-        rows = np.arange(len(lo))
+        pos = np.ones(thetas.shape, dtype=bool)  # the ends are known: lo below, hi above
+        pos[:, 0] = False
+        pos[:, 1:-1] = above(thetas[:, 1:-1])
+        j = pos.argmax(axis=1)  # the first grid point above
         lo, hi = thetas[rows, j - 1], thetas[rows, j]
     return (lo + hi) / 2
 
