@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,15 @@ import numpy as np
 import biasvar
 from biasvar.errors import AnalysisError, StoreError
 from biasvar.spec import FAMILIES, parse_spec
-from biasvar.stats.compare import Comparison, GroupResult, check_compatible, comparison, describe_run
-from biasvar.stats.compare import run_attr as _attr
-from biasvar.stats.compare import run_name as _name
+from biasvar.stats.compare import (
+    Comparison,
+    GroupResult,
+    check_compatible,
+    comparison,
+    describe_run,
+    run_attr,
+    run_name,
+)
 from biasvar.stats.contrast import Contrast, contrast, total_layer
 from biasvar.stats.gram import PairGram, kept_blocks, pair_gram, run_mean
 from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, bootstrap_pair
@@ -199,26 +205,14 @@ def mark_pareto(rows: Sequence[RunResult],
     out = list(rows)
     for i in idx:
         m = best[ident[i]]
-        out[i] = _replace(rows[i], pareto=m in ("*", "~"), pareto_mark=m)
+        out[i] = replace(rows[i], pareto=m in ("*", "~"), pareto_mark=m)
     return out
 
 
 def remark_pareto(report: Report) -> Report:
     """The report with Pareto marks recomputed from its rows' marginal intervals (reports read back
     from JSON written before interval-aware marks: their ``pareto`` came from point estimates)."""
-    return _replace_report(report, rows=tuple(mark_pareto(report.rows)))
-
-
-def _replace_report(report: Report, **kw: Any) -> Report:
-    d = {f.name: getattr(report, f.name) for f in fields(report)}
-    d.update(kw)
-    return Report(**d)
-
-
-def _replace(row: RunResult, **kw: Any) -> RunResult:
-    d = {f.name: getattr(row, f.name) for f in fields(row)}
-    d.update(kw)
-    return RunResult(**d)
+    return replace(report, rows=tuple(mark_pareto(report.rows)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +222,7 @@ def _replace(row: RunResult, **kw: Any) -> RunResult:
 def _versions(run: Any) -> dict[str, Any]:
     keys = ("biasvar_version", "torch_version", "cuda_version", "git_commit", "device", "dtype", "created",
             "schema_version")
-    out = {k: _attr(run, k) for k in keys if _attr(run, k) is not None}
+    out = {k: run_attr(run, k) for k in keys if run_attr(run, k) is not None}
     engine = engine_label(run)
     if engine is not None:
         out["engine"] = engine
@@ -239,70 +233,70 @@ def engine_label(run: Any) -> str | None:
     """The engine's path as the run file records it: ``vmap, chunk 8`` (``auto`` asked for is
     added as ``(auto)``); files written before the path was recorded say ``auto (path not
     recorded)``. None when the file has no method at all."""
-    method = _attr(run, "method")
+    method = run_attr(run, "method")
     if method is None:
         return None
     method = str(method)
     if method == "auto":
         return "auto (path not recorded)"
-    chunk, asked = _attr(run, "chunk"), _attr(run, "method_requested")
+    chunk, asked = run_attr(run, "chunk"), run_attr(run, "method_requested")
     label = method if chunk in (None, "none") else f"{method}, chunk {chunk}"
     return label if asked in (None, "none", method) else f"{label} ({asked})"
 
 
 def _cost(run: Any) -> float:
-    c = _attr(run, "cost")
-    return float(c) if c is not None else float(parse_spec(_attr(run, "spec")).cost)
+    c = run_attr(run, "cost")
+    return float(c) if c is not None else float(parse_spec(run_attr(run, "spec")).cost)
 
 
 def run_row(run: Any, comp: Comparison, *, role: str) -> RunResult:
     """The report row of a run and its comparison."""
-    spec = parse_spec(_attr(run, "spec"))
+    spec = parse_spec(run_attr(run, "spec"))
     cost = _cost(run)
-    dps = _attr(run, "draws_per_s")
+    dps = run_attr(run, "draws_per_s")
     return RunResult(
-        spec=str(spec), family=spec.name, hyper=dict(spec.params), seed=int(_attr(run, "seed", 0)), role=role,
-        status=str(_attr(run, "status", "complete")), n=int(np.sum(run.block_count)),
+        spec=str(spec), family=spec.name, hyper=dict(spec.params), seed=int(run_attr(run, "seed", 0)), role=role,
+        status=str(run_attr(run, "status", "complete")), n=int(np.sum(run.block_count)),
         n_blocks=int(np.sum(np.asarray(run.block_count) > 0)), dim=int(np.sum(run.group_sizes)),
         b2=comp.b2, variance=comp.variance, mse=comp.mse, ref_share=comp.ref_share,
         ref_only_width=comp.ref_only_width, cost=cost, draws_per_s=float(dps) if dps is not None else None,
         variance_x_cost=comp.variance.value * cost, cosine=comp.cosine,
         nonfinite=int(np.sum(run.block_nonfinite)), pareto=False,
-        snapshot_hash=str(_attr(run, "snapshot_hash", "")), path=str(run.path), versions=_versions(run),
+        snapshot_hash=str(run_attr(run, "snapshot_hash", "")), path=str(run.path), versions=_versions(run),
         groups=comp.groups,
     )
 
 
 def _run_rng(seed: int, run: Any) -> np.random.Generator:
     """The resampling randomness of one row: keyed by (seed, spec, run seed), not by row order."""
-    key = zlib.crc32(f"{_attr(run, 'spec')}|{_attr(run, 'seed')}".encode())
+    key = zlib.crc32(f"{run_attr(run, 'spec')}|{run_attr(run, 'seed')}".encode())
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
 
 
 def _pick_reference(runs: Sequence[Any], reference: str) -> Any:
     canon = str(parse_spec(reference))
-    cands = [r for r in runs if str(parse_spec(_attr(r, "spec"))) == canon]
+    cands = [r for r in runs if str(parse_spec(run_attr(r, "spec"))) == canon]
     if not cands:
-        have = ", ".join(sorted({str(_attr(r, "spec")) for r in runs})) or "none"
+        have = ", ".join(sorted({str(run_attr(r, "spec")) for r in runs})) or "none"
         raise AnalysisError(f"no run of the reference {canon} among the runs ({have}); sample one "
                             f"(biasvar sample --estimator \"{canon}\" ...), pick another with --reference, "
                             f"or use --reference exact on an enumerable problem")
-    marked = [r for r in cands if _attr(r, "role") == "reference"]
-    return min(marked or cands, key=lambda r: int(_attr(r, "seed", 0)))
+    marked = [r for r in cands if run_attr(r, "role") == "reference"]
+    return min(marked or cands, key=lambda r: int(run_attr(r, "seed", 0)))
 
 
 def _identity(runs: Sequence[Any], ref_run: Any) -> Any:
     """The listed run that is the reference (``loaded`` may have returned a new object)."""
     for r in runs:
-        if r is ref_run or (str(r.path) == str(ref_run.path) and _attr(r, "seed") == _attr(ref_run, "seed")
-                            and _attr(r, "spec") == _attr(ref_run, "spec")):
+        if r is ref_run or (str(r.path) == str(ref_run.path) and run_attr(r, "seed") == run_attr(ref_run, "seed")
+                            and run_attr(r, "spec") == run_attr(ref_run, "spec")):
             return r
     return ref_run
 
 
 def _common_exact(runs: Sequence[Any]) -> np.ndarray:
     """The exact gradient every run stores (AnalysisError when one has none, or they differ)."""
-    missing = [_name(r) for r in runs if r.exact is None]
+    missing = [run_name(r) for r in runs if r.exact is None]
     if missing:
         raise AnalysisError(f"--reference exact needs runs with a stored exact gradient (enumerable "
                             f"problems); these have none: {', '.join(missing[:5])}; "
@@ -310,7 +304,7 @@ def _common_exact(runs: Sequence[Any]) -> np.ndarray:
     exact = np.asarray(runs[0].exact, dtype=np.float64)
     for r in runs[1:]:
         if not np.array_equal(np.asarray(r.exact, dtype=np.float64), exact):
-            raise AnalysisError(f"runs {_name(runs[0])} and {_name(r)} store different exact gradients; "
+            raise AnalysisError(f"runs {run_name(runs[0])} and {run_name(r)} store different exact gradients; "
                                 f"they cannot come from the same snapshot and parameter set")
     return exact
 
@@ -325,22 +319,21 @@ class _Reference:
     exact: np.ndarray | None = None
 
 
-def _test_row(run: Any, ref: _Reference, boot: Bootstrap, seed: int,
-              notes: list[str]) -> tuple[RunResult, PairGram] | None:
+def _test_row(run: Any, ref: _Reference, boot: Bootstrap, notes: list[str]) -> tuple[RunResult, PairGram] | None:
     """The row of a (loaded) tested run and its Gram matrices, or None when it has too few draws;
     notes are appended."""
     if int(np.sum(run.block_count)) < 2:
-        notes.append(f"{_name(run)}: fewer than 2 finite draws; left out")
+        notes.append(f"{run_name(run)}: fewer than 2 finite draws; left out")
         return None
     if len(kept_blocks(run)) < 2:
-        notes.append(f"{_name(run)}: fewer than 2 non-empty blocks; no interval")
+        notes.append(f"{run_name(run)}: fewer than 2 non-empty blocks; no interval")
     if ref.exact is not None:
         pg, cosine = pair_gram(None, run, exact=ref.exact)
     else:
         pg, cosine = pair_gram(ref.run, run, ref_mean=ref.mean)
-    iv = bootstrap_pair(pg, boot, rng=_run_rng(seed, run))
-    if _attr(run, "status", "complete") != "complete":
-        notes.append(f"{_name(run)}: status {_attr(run, 'status')!r} (partial run: committed blocks only)")
+    iv = bootstrap_pair(pg, boot, rng=_run_rng(boot.seed, run))
+    if run_attr(run, "status", "complete") != "complete":
+        notes.append(f"{run_name(run)}: status {run_attr(run, 'status')!r} (partial run: committed blocks only)")
     row = run_row(run, comparison(iv, list(run.groups), pg.dims, with_b2=True, cosine=cosine), role="test")
     return row, total_layer(pg)
 
@@ -404,7 +397,7 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
         :class:`Report`. Raises :class:`AnalysisError` for runs of different snapshots or
         parameter sets, a missing reference, or a reference with fewer than 2 blocks.
     """
-    boot = Bootstrap(n_resamples, method, confidence_level)
+    boot = Bootstrap(n_resamples, method, confidence_level, seed)
     runs = list(runs)
     if not runs:
         raise AnalysisError("no runs to analyse" + (f" in {runs_dir}" if runs_dir else "")
@@ -422,20 +415,19 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
     else:
         ref_run = loaded(_pick_reference(runs, str(parse_spec(reference))))
         if len(kept_blocks(ref_run)) < 2:
-            raise AnalysisError(f"the reference run {_name(ref_run)} has fewer than 2 non-empty blocks; "
+            raise AnalysisError(f"the reference run {run_name(ref_run)} has fewer than 2 non-empty blocks; "
                                 f"the bootstrap needs at least 2 (sample more draws)")
         ref = _Reference(str(parse_spec(reference)), ref_run, run_mean(ref_run))
         tested = [r for r in runs if r is not _identity(runs, ref_run)]
-        comp = describe_run(ref_run, n_resamples=boot.n_resamples, method=boot.method,
-                            confidence_level=boot.confidence_level, rng=_run_rng(seed, ref_run), mean=ref.mean)
+        comp = describe_run(ref_run, boot, rng=_run_rng(boot.seed, ref_run), mean=ref.mean)
         rows.append(run_row(ref_run, comp, role="reference"))
     for spec_a, spec_b in contrasts:  # unknown specs fail before the long part
         parse_spec(spec_a), parse_spec(spec_b)
     grams: dict[tuple[str, int], PairGram] = {}
     for i, run in enumerate(tested):
         if progress is not None:
-            progress(i, len(tested), str(_attr(run, "spec")))
-        out = _test_row(loaded(run), ref, boot, seed, notes)
+            progress(i, len(tested), str(run_attr(run, "spec")))
+        out = _test_row(loaded(run), ref, boot, notes)
         if out is not None:
             rows.append(out[0])
             grams[(out[0].spec, out[0].seed)] = out[1]
@@ -446,12 +438,12 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
     rows.sort(key=lambda r: (sort_key(r.spec, r.seed), r.role != "reference"))
     first = runs[0]
     return Report(
-        snapshot_hash=str(_attr(first, "snapshot_hash", "")), reference=ref.label,
+        snapshot_hash=str(run_attr(first, "snapshot_hash", "")), reference=ref.label,
         reference_path=str(ref.run.path) if ref.run is not None else None,
-        reference_seed=int(_attr(ref.run, "seed", 0)) if ref.run is not None else None,
+        reference_seed=int(run_attr(ref.run, "seed", 0)) if ref.run is not None else None,
         method=boot.method, n_resamples=int(boot.n_resamples), confidence_level=float(boot.confidence_level),
-        seed=int(seed), dim=int(np.sum(first.group_sizes)), params_glob=_attr(first, "params_glob"),
-        problem=dict(_attr(first, "problem") or {}), rows=tuple(rows), notes=tuple(notes),
+        seed=int(boot.seed), dim=int(np.sum(first.group_sizes)), params_glob=run_attr(first, "params_glob"),
+        problem=dict(run_attr(first, "problem") or {}), rows=tuple(rows), notes=tuple(notes),
         runs_dir=str(runs_dir) if runs_dir is not None else None, contrasts=contrast_rows,
     )
 
@@ -482,14 +474,14 @@ def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
     if not runs and bad:
         raise AnalysisError(f"no readable runs in {runs_dir}: {len(bad)} run files are damaged or misplaced "
                             f"(first: {left_out[0]}); see `biasvar ls --runs-dir {runs_dir}`")
-    hashes = sorted({str(_attr(r, "snapshot_hash", "")) for r in runs})
+    hashes = sorted({str(run_attr(r, "snapshot_hash", "")) for r in runs})
     if snapshot is not None:
         snap = snapshot.strip().lower()
-        runs = [r for r in runs if str(_attr(r, "snapshot_hash", "")).lower().startswith(snap)]
+        runs = [r for r in runs if str(run_attr(r, "snapshot_hash", "")).lower().startswith(snap)]
         if not runs:
             ids = ", ".join(h[:12] for h in hashes) or "none"
             raise AnalysisError(f"no runs of snapshot {snapshot!r} in {runs_dir}; snapshots there: {ids}")
-        hashes = sorted({str(_attr(r, "snapshot_hash", "")) for r in runs})
+        hashes = sorted({str(run_attr(r, "snapshot_hash", "")) for r in runs})
     if len(hashes) > 1:
         ids = ", ".join(h[:12] for h in hashes)
         raise AnalysisError(f"{runs_dir} holds runs of {len(hashes)} snapshots ({ids}); "

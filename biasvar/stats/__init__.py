@@ -5,9 +5,10 @@
   analysis; Eq. 16 (:func:`squared_bias`) and the variance V from moments.
 * :mod:`biasvar.stats.gram`: Gram matrices of block sums, so that Eq. 16 of every block resample
   is a quadratic form in O(nb^2) numbers.
-* :mod:`biasvar.stats.intervals`: the interval methods (``pivot``, an inverted bootstrap test;
-  ``jackknife-t``; scipy's ``percentile``, ``basic``, ``bca``), each a small function with a typed
-  result, and ``DEFAULT_METHOD`` with the reason for it.
+* :mod:`biasvar.stats.intervals`: the interval methods (``gauss-eb``, a Gaussian test with the bias
+  direction by empirical Bayes; ``pivot``, an inverted bootstrap test; ``jackknife-t``; scipy's
+  ``percentile``, ``basic``, ``bca``), one module each with one signature, the read-only table
+  ``METHODS`` of them, the :class:`Bootstrap` configuration, and ``DEFAULT_METHOD`` with the reason for it.
 * :mod:`biasvar.stats.compare`: one run against a reference run or the exact gradient
   (:class:`Comparison`), and the check that runs are comparable at all.
 * :mod:`biasvar.stats.contrast`: paired contrasts ``b2_A - b2_B``, ``V_A - V_B`` of two runs

@@ -16,7 +16,7 @@ import numpy as np
 
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import pair_gram, single_gram
-from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
+from biasvar.stats.intervals import Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,20 @@ def comparison(iv: PairIntervals, names: Sequence[str], dims: np.ndarray, *, wit
     )
 
 
-def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_resamples: int = 1000,
-            method: str = DEFAULT_METHOD, confidence_level: float = 0.95,
+def bootstrap_of(boot: Bootstrap | None, n_resamples: int | None, method: str | None,
+                 confidence_level: float | None) -> Bootstrap:
+    """``boot``, or a :class:`Bootstrap` of the loose arguments (defaults where None); not both."""
+    loose = {k: v for k, v in (("n_resamples", n_resamples), ("method", method),
+                               ("confidence_level", confidence_level)) if v is not None}
+    if boot is None:
+        return Bootstrap(**loose)
+    if loose:
+        raise AnalysisError(f"give a Bootstrap or its fields ({', '.join(loose)}), not both")
+    return boot
+
+
+def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, boot: Bootstrap | None = None,
+            n_resamples: int | None = None, method: str | None = None, confidence_level: float | None = None,
             rng: np.random.Generator | None = None) -> Comparison:
     """Eq. 16 of a tested run against a reference run or the exact gradient, with intervals.
 
@@ -72,15 +84,15 @@ def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_re
         ref: reference ``RunData`` (block sums loaded), or None when ``exact`` is given.
         test: tested ``RunData`` (block sums loaded), independent of ``ref``.
         exact: float64 [dim], the exact gradient.
-        n_resamples: bootstrap resamples of the blocks (R and T independently).
-        method: one of ``biasvar.stats.intervals.METHODS`` (default :data:`DEFAULT_METHOD`).
-        confidence_level: of the intervals.
-        rng: randomness of the resampling (default: a fixed seed 0).
+        boot: how intervals are formed (default ``Bootstrap()``: 1000 resamples of the blocks of R and T
+            independently, :data:`DEFAULT_METHOD`, 0.95); or give ``n_resamples``, ``method`` (a name in
+            ``biasvar.stats.intervals.METHODS``), ``confidence_level`` instead.
+        rng: randomness of the resampling (default: ``default_rng(boot.seed)``).
 
     Returns:
         :class:`Comparison` for all parameters and per group.
     """
-    boot = Bootstrap(n_resamples, method, confidence_level)
+    boot = bootstrap_of(boot, n_resamples, method, confidence_level)
     if (ref is None) == (exact is None):
         raise AnalysisError("compare: give either a reference run or an exact gradient, not both/neither")
     if ref is not None:
@@ -89,17 +101,17 @@ def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, n_re
         raise AnalysisError(f"compare: exact gradient has shape {list(np.shape(exact))}, "
                             f"expected [{int(np.sum(test.group_sizes))}] (the run's dim)")
     pg, cosine = pair_gram(ref, test, exact=exact)
-    iv = bootstrap_pair(pg, boot, rng=rng if rng is not None else np.random.default_rng(0))
+    iv = bootstrap_pair(pg, boot, rng=rng if rng is not None else np.random.default_rng(boot.seed))
     return comparison(iv, list(test.groups), pg.dims, with_b2=True, cosine=cosine)
 
 
-def describe_run(run: Any, *, n_resamples: int = 1000, method: str = DEFAULT_METHOD,
-                 confidence_level: float = 0.95,
+def describe_run(run: Any, boot: Bootstrap | None = None, *, n_resamples: int | None = None,
+                 method: str | None = None, confidence_level: float | None = None,
                  rng: np.random.Generator | None = None, mean: np.ndarray | None = None) -> Comparison:
-    """The variance of one run alone (with its interval); ``b2`` is None."""
-    boot = Bootstrap(n_resamples, method, confidence_level)
+    """The variance of one run alone (with its interval); ``b2`` is None. Arguments as in :func:`compare`."""
+    boot = bootstrap_of(boot, n_resamples, method, confidence_level)
     pg = single_gram(run, mean)
-    iv = bootstrap_pair(pg, boot, rng=rng if rng is not None else np.random.default_rng(0), with_b2=False)
+    iv = bootstrap_pair(pg, boot, rng=rng if rng is not None else np.random.default_rng(boot.seed), with_b2=False)
     return comparison(iv, list(run.groups), pg.dims, with_b2=False, cosine=None)
 
 
@@ -145,5 +157,5 @@ def check_compatible(runs: Sequence[Any]) -> None:
                 f"{run_name(other)} select different parameter tensors; sample both with the same --params")
 
 
-__all__ = ["Comparison", "GroupResult", "check_compatible", "compare", "comparison", "describe_run", "run_attr",
-           "run_name"]
+__all__ = ["Comparison", "GroupResult", "bootstrap_of", "check_compatible", "compare", "comparison", "describe_run",
+           "run_attr", "run_name"]

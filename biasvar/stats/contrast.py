@@ -28,11 +28,12 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.stats
 
 from biasvar.errors import AnalysisError
 from biasvar.stats.gram import PairGram, eq16
 from biasvar.stats.intervals import Estimate
+from biasvar.stats.intervals.jackknife import jack_var, loo_weights
+from biasvar.stats.intervals.welch import welch_t
 
 CONTRAST_METHOD = "jackknife-t"
 
@@ -89,17 +90,6 @@ def total_layer(pg: PairGram) -> PairGram:
                    rr=pg.rr[-1:], rt=pg.rt[-1:], tt=pg.tt[-1:])
 
 
-def _loo(nb: int) -> np.ndarray:
-    """Leave-one-out block weights [nb, nb]: row i has block i left out."""
-    return 1.0 - np.eye(nb)
-
-
-def _jack_var(theta: np.ndarray) -> float:
-    """Delete-one jackknife variance ``(m - 1)/m * sum (theta_i - mean)^2`` of replicates [m]."""
-    m = len(theta)
-    return float((m - 1) / m * np.sum((theta - theta.mean()) ** 2)) if m > 1 else float("nan")
-
-
 def _t_interval(value: float, parts: list[tuple[float, int]], level: float) -> tuple[Estimate, float | None]:
     """``value +- t_nu se`` from independent variance parts ``(var, n_blocks)``; nu by Welch-Satterthwaite."""
     parts = [(v, n) for v, n in parts if n > 1 and np.isfinite(v)]
@@ -107,9 +97,7 @@ def _t_interval(value: float, parts: list[tuple[float, int]], level: float) -> t
     if not parts or not np.isfinite(var):
         return Estimate(value), None
     se = math.sqrt(max(var, 0.0))
-    den = sum(v * v / (n - 1) for v, n in parts)
-    nu = var * var / den if den > 0 else math.inf
-    q = scipy.stats.t.ppf(0.5 + level / 2, nu) if np.isfinite(nu) else scipy.stats.norm.ppf(0.5 + level / 2)
+    q, nu = welch_t(parts, 0.5 + level / 2)
     return (Estimate(float(value), float(value - q * se), float(value + q * se), float(se)),
             float(nu) if np.isfinite(nu) else None)
 
@@ -146,16 +134,16 @@ def contrast_parts(pa: PairGram, pb: PairGram, level: float = 0.95) -> dict[str,
         return dict(b2=Estimate(d_b2), variance=Estimate(d_v), b2_se_independent=None, df_b2=None,
                     df_variance=None)
     # leave one block of A out (B, R whole), then one of B, then one of R (both pairs at once)
-    b_a, v_a, _ = eq16(pa, None if pa.exact else np.ones((na, nr)), _loo(na))
-    b_b, v_b, _ = eq16(pb, None if pb.exact else np.ones((nb, nr)), _loo(nb))
-    parts_b2 = [(_jack_var(b_a[:, 0] - bb), na), (_jack_var(ba - b_b[:, 0]), nb)]
-    parts_v = [(_jack_var(v_a[:, 0]), na), (_jack_var(v_b[:, 0]), nb)]
-    indep = _jack_var(b_a[:, 0]) + _jack_var(b_b[:, 0])
+    b_a, v_a, _ = eq16(pa, None if pa.exact else np.ones((na, nr)), loo_weights(na))
+    b_b, v_b, _ = eq16(pb, None if pb.exact else np.ones((nb, nr)), loo_weights(nb))
+    parts_b2 = [(jack_var(b_a[:, 0] - bb), na), (jack_var(ba - b_b[:, 0]), nb)]
+    parts_v = [(jack_var(v_a[:, 0]), na), (jack_var(v_b[:, 0]), nb)]
+    indep = jack_var(b_a[:, 0]) + jack_var(b_b[:, 0])
     if not pa.exact:
-        r_a = eq16(pa, _loo(nr), np.ones((nr, na)))[0][:, 0]
-        r_b = eq16(pb, _loo(nr), np.ones((nr, nb)))[0][:, 0]
-        parts_b2.append((_jack_var(r_a - r_b), nr))
-        indep += _jack_var(r_a) + _jack_var(r_b)
+        r_a = eq16(pa, loo_weights(nr), np.ones((nr, na)))[0][:, 0]
+        r_b = eq16(pb, loo_weights(nr), np.ones((nr, nb)))[0][:, 0]
+        parts_b2.append((jack_var(r_a - r_b), nr))
+        indep += jack_var(r_a) + jack_var(r_b)
     e_b2, df_b2 = _t_interval(d_b2, parts_b2, level)
     e_v, df_v = _t_interval(d_v, parts_v, level)
     return dict(b2=e_b2, variance=e_v, b2_se_independent=math.sqrt(indep) if np.isfinite(indep) else None,

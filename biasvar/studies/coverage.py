@@ -67,19 +67,16 @@ class StudyConfig:
 
 
 def wilson(hits: int, total: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion.
+    """Wilson score interval of a binomial proportion (scipy's ``binomtest(...).proportion_ci``;
+    ``(0, 1)`` without trials).
 
     >>> [round(v, 3) for v in wilson(475, 500)]
     [0.927, 0.966]
     """
     if total == 0:
         return (0.0, 1.0)
-    z = scipy.stats.norm.ppf(0.5 + level / 2)
-    p = hits / total
-    den = 1 + z * z / total
-    mid = (p + z * z / (2 * total)) / den
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    ci = scipy.stats.binomtest(int(hits), int(total)).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 # ---------------------------------------------------------------------------------------------
