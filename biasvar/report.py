@@ -37,6 +37,10 @@ import numpy as np
 
 import biasvar
 from biasvar.errors import AnalysisError, StoreError
+from biasvar.gramstore.anchored import AnchoredGram, RunRows
+from biasvar.gramstore.anchored import pair_gram as gram_pair
+from biasvar.gramstore.anchored import single_gram as gram_single
+from biasvar.gramstore.build import array_sha256, compute
 from biasvar.spec import FAMILIES, parse_spec
 from biasvar.stats.compare import (
     Comparison,
@@ -48,7 +52,7 @@ from biasvar.stats.compare import (
     run_name,
 )
 from biasvar.stats.contrast import Contrast, contrast, total_layer
-from biasvar.stats.gram import PairGram, kept_blocks, pair_gram, run_mean
+from biasvar.stats.gram import PairGram, kept_blocks
 from biasvar.stats.intervals import DEFAULT_METHOD, Bootstrap, Estimate, bootstrap_pair
 
 REPORT_SCHEMA = 1
@@ -106,6 +110,7 @@ class Report:
     biasvar_version: str = biasvar.__version__
     schema: int = REPORT_SCHEMA
     contrasts: tuple[Contrast, ...] = ()
+    store: str | None = None  # the statistics store the numbers came from (None: the run files)
 
     def row(self, spec: str, seed: int | None = None) -> RunResult:
         """The row of ``spec`` (canonical or not), the lowest seed unless ``seed`` is given."""
@@ -294,43 +299,51 @@ def _identity(runs: Sequence[Any], ref_run: Any) -> Any:
     return ref_run
 
 
-def _common_exact(runs: Sequence[Any]) -> np.ndarray:
-    """The exact gradient every run stores (AnalysisError when one has none, or they differ)."""
-    missing = [run_name(r) for r in runs if r.exact is None]
+def _check_common_exact(runs: Sequence[Any]) -> None:
+    """Every run stores one and the same exact gradient (AnalysisError otherwise)."""
+    def sha(r: Any) -> str:
+        return r.exact_sha if hasattr(r, "exact_sha") else array_sha256(r.exact)
+    missing = [run_name(r) for r in runs if not sha(r)]
     if missing:
         raise AnalysisError(f"--reference exact needs runs with a stored exact gradient (enumerable "
                             f"problems); these have none: {', '.join(missing[:5])}; "
                             f"use --reference \"rf(M=4)\"")
-    exact = np.asarray(runs[0].exact, dtype=np.float64)
+    first = sha(runs[0])
     for r in runs[1:]:
-        if not np.array_equal(np.asarray(r.exact, dtype=np.float64), exact):
+        if sha(r) != first:
             raise AnalysisError(f"runs {run_name(runs[0])} and {run_name(r)} store different exact gradients; "
                                 f"they cannot come from the same snapshot and parameter set")
-    return exact
 
 
-@dataclass(frozen=True)
-class _Reference:
-    """What every tested row is compared with: a loaded reference run (and its mean), or ``exact``."""
-
-    label: str
-    run: Any = None
-    mean: np.ndarray | None = None
-    exact: np.ndarray | None = None
+def _rows(gram: AnchoredGram, run: Any) -> RunRows:
+    return gram.run(str(parse_spec(run_attr(run, "spec"))), int(run_attr(run, "seed", 0)))
 
 
-def _test_row(run: Any, ref: _Reference, boot: Bootstrap, notes: list[str]) -> tuple[RunResult, PairGram] | None:
-    """The row of a (loaded) tested run and its Gram matrices, or None when it has too few draws;
-    notes are appended."""
+def _grams_of(runs: Sequence[Any], ref_run: Any | None, loader: Callable[[Any], Any],
+              progress: Callable[[int, int, str], None] | None) -> AnchoredGram:
+    """The products a report needs, from the run files (each read once): every run's own blocks and
+    (against a reference run) theirs with the reference's, anchored as a store is."""
+    order = list(runs) if ref_run is None else [ref_run, *[r for r in runs if r is not ref_run]]
+    specs = {Path(str(r.path)).name: str(run_attr(r, "spec")) for r in order}
+    count = iter(range(len(order)))
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(next(count), len(order), specs.get(line.split(" ")[1], ""))
+
+    new = [(r, str(r.path), "") for r in order]
+    return compute(new, load=loader, mode="self" if ref_run is None else "star", progress=say).gram
+
+
+def _test_row(run: Any, gram: AnchoredGram, ref_rows: RunRows | None, boot: Bootstrap,
+              notes: list[str]) -> tuple[RunResult, PairGram] | None:
+    """The row of a tested run and its Gram matrices, or None when it has too few draws; notes are appended."""
     if int(np.sum(run.block_count)) < 2:
         notes.append(f"{run_name(run)}: fewer than 2 finite draws; left out")
         return None
     if len(kept_blocks(run)) < 2:
         notes.append(f"{run_name(run)}: fewer than 2 non-empty blocks; no interval")
-    if ref.exact is not None:
-        pg, cosine = pair_gram(None, run, exact=ref.exact)
-    else:
-        pg, cosine = pair_gram(ref.run, run, ref_mean=ref.mean)
+    pg, cosine = gram_pair(gram, ref_rows, _rows(gram, run))
     iv = bootstrap_pair(pg, boot, rng=_run_rng(boot.seed, run))
     if run_attr(run, "status", "complete") != "complete":
         notes.append(f"{run_name(run)}: status {run_attr(run, 'status')!r} (partial run: committed blocks only)")
@@ -374,11 +387,13 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
             method: str = DEFAULT_METHOD, confidence_level: float = 0.95, seed: int = 0,
             load: Callable[[Any], Any] | None = None,
             runs_dir: str | None = None, progress: Callable[[int, int, str], None] | None = None,
-            contrasts: Sequence[tuple[str, str]] = ()) -> Report:
+            contrasts: Sequence[tuple[str, str]] = (), gram: AnchoredGram | None = None,
+            store: str | None = None) -> Report:
     """Analyse runs of one snapshot and parameter set against a reference (Eq. 16, bootstrap).
 
     Args:
-        runs: ``RunData`` of the runs (block sums may be absent if ``load`` can read them).
+        runs: ``RunData`` of the runs (block sums may be absent if ``load`` can read them), or the
+            stored runs of a statistics store (:func:`biasvar.gramstore.stored_runs`) with ``gram``.
         reference: canonical spec of the reference (its run with the lowest seed, or the run whose
             ``attrs['role'] == 'reference'``, is the reference; its other seeds are tested rows), or
             ``"exact"`` to use every run's stored exact gradient.
@@ -387,11 +402,14 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
         confidence_level: of the intervals.
         seed: the bootstrap seed; each row's stream is keyed by (seed, spec, run seed).
         load: ``run -> run with block sums`` (e.g. ``store.read_run(run.path)``) for runs listed
-            without them; they are loaded one at a time.
+            without them; each is read once.
         runs_dir: recorded in the report.
-        progress: called ``(i, total, spec)`` before each run is analysed.
+        progress: called ``(i, total, spec)`` before each run is read.
         contrasts: ``(A, B)`` spec pairs: ``b2_A - b2_B`` and ``V_A - V_B`` with jackknife-t intervals
             (:mod:`biasvar.stats.contrast`), in :attr:`Report.contrasts`.
+        gram: the runs' products from a statistics store (:mod:`biasvar.gramstore`); without it they are
+            computed from the run files, the same way (one code path: the numbers agree to rounding).
+        store: the store's path, recorded in the report.
 
     Returns:
         :class:`Report`. Raises :class:`AnalysisError` for runs of different snapshots or
@@ -404,91 +422,125 @@ def analyze(runs: Sequence[Any], *, reference: str = "rf(M=4)", n_resamples: int
                             + "; sample some with `biasvar sample`")
     check_compatible(runs)
     loader = load or (lambda r: r)
-
-    def loaded(r: Any) -> Any:
-        return r if r.block_sum is not None else loader(r)
-
     notes: list[str] = []
     rows: list[RunResult] = []
+    ref_run = None
     if reference.strip().lower() == "exact":
-        ref, tested = _Reference("exact", exact=_common_exact(runs)), runs
+        _check_common_exact(runs)
+        label, tested = "exact", runs
     else:
-        ref_run = loaded(_pick_reference(runs, str(parse_spec(reference))))
+        label = str(parse_spec(reference))
+        ref_run = _pick_reference(runs, label)
         if len(kept_blocks(ref_run)) < 2:
             raise AnalysisError(f"the reference run {run_name(ref_run)} has fewer than 2 non-empty blocks; "
                                 f"the bootstrap needs at least 2 (sample more draws)")
-        ref = _Reference(str(parse_spec(reference)), ref_run, run_mean(ref_run))
-        tested = [r for r in runs if r is not _identity(runs, ref_run)]
-        comp = describe_run(ref_run, boot, rng=_run_rng(boot.seed, ref_run), mean=ref.mean)
-        rows.append(run_row(ref_run, comp, role="reference"))
+        tested = [r for r in runs if r is not ref_run]
     for spec_a, spec_b in contrasts:  # unknown specs fail before the long part
         parse_spec(spec_a), parse_spec(spec_b)
+    if gram is None:
+        gram = _grams_of(runs, ref_run, loader, progress)
+    ref_rows = None
+    if ref_run is not None:
+        ref_rows = _rows(gram, ref_run)
+        comp = describe_run(ref_run, boot, rng=_run_rng(boot.seed, ref_run), pg=gram_single(gram, ref_rows))
+        rows.append(run_row(ref_run, comp, role="reference"))
     grams: dict[tuple[str, int], PairGram] = {}
-    for i, run in enumerate(tested):
-        if progress is not None:
-            progress(i, len(tested), str(run_attr(run, "spec")))
-        out = _test_row(loaded(run), ref, boot, notes)
+    for run in tested:
+        out = _test_row(run, gram, ref_rows, boot, notes)
         if out is not None:
             rows.append(out[0])
             grams[(out[0].spec, out[0].seed)] = out[1]
     if progress is not None:
-        progress(len(tested), len(tested), "")
+        progress(len(runs), len(runs), "")
     rows = mark_pareto(rows, _contrast_beats(grams, boot.confidence_level))
-    contrast_rows = _contrasts(contrasts, rows, grams, ref.label, boot.confidence_level)
+    contrast_rows = _contrasts(contrasts, rows, grams, label, boot.confidence_level)
     rows.sort(key=lambda r: (sort_key(r.spec, r.seed), r.role != "reference"))
     first = runs[0]
     return Report(
-        snapshot_hash=str(run_attr(first, "snapshot_hash", "")), reference=ref.label,
-        reference_path=str(ref.run.path) if ref.run is not None else None,
-        reference_seed=int(run_attr(ref.run, "seed", 0)) if ref.run is not None else None,
+        snapshot_hash=str(run_attr(first, "snapshot_hash", "")), reference=label,
+        reference_path=str(ref_run.path) if ref_run is not None else None,
+        reference_seed=int(run_attr(ref_run, "seed", 0)) if ref_run is not None else None,
         method=boot.method, n_resamples=int(boot.n_resamples), confidence_level=float(boot.confidence_level),
         seed=int(boot.seed), dim=int(np.sum(first.group_sizes)), params_glob=run_attr(first, "params_glob"),
         problem=dict(run_attr(first, "problem") or {}), rows=tuple(rows), notes=tuple(notes),
-        runs_dir=str(runs_dir) if runs_dir is not None else None, contrasts=contrast_rows,
+        runs_dir=str(runs_dir) if runs_dir is not None else None, contrasts=contrast_rows, store=store,
     )
 
 
-def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
-                 reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = DEFAULT_METHOD,
-                 confidence_level: float = 0.95, seed: int = 0,
-                 progress: Callable[[int, int, str], None] | None = None,
-                 contrasts: Sequence[tuple[str, str]] = ()) -> Report:
-    """:func:`analyze` over the run files of one snapshot in ``runs_dir`` (read one at a time).
-
-    Args:
-        runs_dir: the runs folder (``<runs_dir>/<snapshot id>/<spec>-s<seed>.h5``).
-        snapshot: snapshot id (or a prefix of its hash); optional when the folder holds one snapshot.
-        reference, n_resamples, method, confidence_level, seed, progress, contrasts: as in :func:`analyze`.
-    """
-    from biasvar import store  # the only module that reads HDF5
-
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
-                            f"(where `biasvar sample` wrote its run files)")
-    try:
-        runs, bad = store.scan_runs(runs_dir)
-    except StoreError as e:
-        raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
-    left_out = tuple(f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad)
-    if not runs and bad:
-        raise AnalysisError(f"no readable runs in {runs_dir}: {len(bad)} run files are damaged or misplaced "
-                            f"(first: {left_out[0]}); see `biasvar ls --runs-dir {runs_dir}`")
+def _only_snapshot(runs: list[Any], where: str | Path, snapshot: str | None) -> list[Any]:
+    """The runs of one snapshot (``snapshot``: an id or hash prefix; optional when there is one)."""
     hashes = sorted({str(run_attr(r, "snapshot_hash", "")) for r in runs})
     if snapshot is not None:
         snap = snapshot.strip().lower()
         runs = [r for r in runs if str(run_attr(r, "snapshot_hash", "")).lower().startswith(snap)]
         if not runs:
             ids = ", ".join(h[:12] for h in hashes) or "none"
-            raise AnalysisError(f"no runs of snapshot {snapshot!r} in {runs_dir}; snapshots there: {ids}")
+            raise AnalysisError(f"no runs of snapshot {snapshot!r} in {where}; snapshots there: {ids}")
         hashes = sorted({str(run_attr(r, "snapshot_hash", "")) for r in runs})
     if len(hashes) > 1:
         ids = ", ".join(h[:12] for h in hashes)
-        raise AnalysisError(f"{runs_dir} holds runs of {len(hashes)} snapshots ({ids}); "
-                            f"pick one with --snapshot-id ID")
-    report = analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
-                     confidence_level=confidence_level, seed=seed, load=lambda r: store.read_run(r.path),
-                     runs_dir=str(runs_dir), progress=progress, contrasts=contrasts)
+        raise AnalysisError(f"{where} holds runs of {len(hashes)} snapshots ({ids}); pick one with --snapshot-id ID")
+    return runs
+
+
+def _store_in(runs_dir: Path, snapshot: str | None) -> Path | None:
+    """The store file of the runs folder's snapshot (the only one, or the one ``snapshot`` names), if any."""
+    from biasvar.gramstore import FILE_NAME
+
+    found = sorted(runs_dir.glob(f"*/{FILE_NAME}"))
+    if snapshot is not None:
+        found = [p for p in found if p.parent.name.lower().startswith(snapshot.strip().lower()[:12])]
+    return found[0] if len(found) == 1 else None
+
+
+def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
+                 reference: str = "rf(M=4)", n_resamples: int = 1000, method: str = DEFAULT_METHOD,
+                 confidence_level: float = 0.95, seed: int = 0,
+                 progress: Callable[[int, int, str], None] | None = None,
+                 contrasts: Sequence[tuple[str, str]] = (), store: str | Path | None = None) -> Report:
+    """:func:`analyze` over the run files of one snapshot in ``runs_dir``, or over its statistics store.
+
+    Args:
+        runs_dir: the runs folder (``<runs_dir>/<snapshot id>/<spec>-s<seed>.h5``).
+        snapshot: snapshot id (or a prefix of its hash); optional when the folder holds one snapshot.
+        store: a statistics store file (``biasvar gram``) to analyse instead of the run files; without it,
+            the store in the snapshot's folder is used when no run file of the snapshot is there.
+        reference, n_resamples, method, confidence_level, seed, progress, contrasts: as in :func:`analyze`.
+    """
+    from biasvar import gramstore
+    from biasvar import store as run_store  # the run files
+
+    kw = dict(reference=reference, n_resamples=n_resamples, method=method, confidence_level=confidence_level,
+              seed=seed, progress=progress, contrasts=contrasts)
+    runs_dir = Path(runs_dir)
+    left_out: tuple[str, ...] = ()
+    if store is None:
+        if not runs_dir.is_dir():
+            raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
+                                f"(where `biasvar sample` wrote its run files)")
+        try:
+            runs, bad = run_store.scan_runs(runs_dir)
+        except StoreError as e:
+            raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
+        left_out = tuple(f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad)
+        if runs or snapshot is None:
+            try:
+                runs = _only_snapshot(runs, runs_dir, snapshot) if runs else runs
+            except AnalysisError:
+                if _store_in(runs_dir, snapshot) is None:
+                    raise
+                runs = []
+        if not runs:
+            store = _store_in(runs_dir, snapshot)
+            if store is None and bad:
+                raise AnalysisError(f"no readable runs in {runs_dir}: {len(bad)} run files are damaged or misplaced "
+                                    f"(first: {left_out[0]}); see `biasvar ls --runs-dir {runs_dir}`")
+    if store is not None:
+        state = gramstore.read_store(store)
+        runs = _only_snapshot(gramstore.stored_runs(state, Path(store).parent), store, snapshot)
+        report = analyze(runs, gram=state.gram, store=str(store), runs_dir=str(runs_dir), **kw)
+    else:
+        report = analyze(runs, load=lambda r: run_store.read_run(r.path), runs_dir=str(runs_dir), **kw)
     return replace(report, notes=report.notes + left_out) if left_out else report
 
 

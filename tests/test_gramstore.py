@@ -227,3 +227,55 @@ def test_cli_gram_as_a_subprocess(toy_runs, tmp_path):
                           str(rd / "junk")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "is a folder" in bad.stderr
+
+
+def _numbers(report) -> list[float]:
+    """Every number of a report: rows (with their per-group rows) and contrasts."""
+    out: list[float] = []
+
+    def est(e) -> None:
+        if e is not None:
+            out.extend(x for x in (e.value, e.low, e.high, e.se) if x is not None)
+
+    for r in report.rows:
+        for e in (r.b2, r.variance, r.mse):
+            est(e)
+        out.extend(x for x in (r.cosine, r.ref_share, r.ref_only_width) if isinstance(x, float))
+        for g in r.groups:
+            for e in (g.b2, g.variance, g.mse):
+                est(e)
+    for c in report.contrasts:
+        est(c.b2)
+        est(c.variance)
+    return out
+
+
+@pytest.mark.parametrize("which,reference", [("toy_runs", "rf(M=4)"), ("toy_runs", "exact"),
+                                             ("vae_runs", "rf(M=4)"), ("vae_runs", "exact")])
+def test_reports_from_the_store_equal_reports_from_the_run_files(which, reference, request, tmp_path):
+    from biasvar.report import analyze_runs
+    from biasvar.stats.intervals import METHODS
+
+    rd = tmp_path / "runs"
+    shutil.copytree(request.getfixturevalue(which), rd)
+    path = gs.update_store(rd).path
+    contrasts = [("zgr", "st"), ("gs-st(t=0.5)", "zgr")]
+    for method in METHODS:
+        kw = dict(reference=reference, method=method, n_resamples=200, contrasts=contrasts)
+        a = analyze_runs(rd, **kw)
+        b = analyze_runs(rd, store=path, **kw)
+        assert a.store is None and b.store == str(path)
+        assert [(r.spec, r.seed, r.n, r.pareto_mark) for r in a.rows] == [(r.spec, r.seed, r.n, r.pareto_mark)
+                                                                         for r in b.rows]
+        assert any(r.groups for r in a.rows)
+        x, y = np.array(_numbers(a)), np.array(_numbers(b))
+        assert x.shape == y.shape and x.size > 50
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12 * np.max(np.abs(x)), err_msg=method)
+    # the run files deleted: the same report from the store alone (found in the snapshot's folder)
+    for p in store.list_run_files(rd):
+        p.unlink()
+    c = analyze_runs(rd, reference=reference, method="gauss-eb", n_resamples=200, contrasts=contrasts)
+    assert c.store is not None and Path(c.store) == path
+    np.testing.assert_allclose(np.array(_numbers(c)), np.array(_numbers(
+        analyze_runs(rd, store=path, reference=reference, method="gauss-eb", n_resamples=200,
+                     contrasts=contrasts))), rtol=0, atol=0)

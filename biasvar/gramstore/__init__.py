@@ -11,13 +11,16 @@ analysis still runs.
   pair of runs derived from it;
 * :mod:`~biasvar.gramstore.build` — computing it from run files, panel by panel, in bounded memory;
 * :mod:`~biasvar.gramstore.file` — the file format (versioned, checksummed, written atomically);
-* :mod:`~biasvar.gramstore.update` — building or updating a snapshot's store from a runs folder.
+* :mod:`~biasvar.gramstore.update` — building or updating a snapshot's store from a runs folder;
+* :mod:`~biasvar.gramstore.runs` — a stored run as the analysis reads it (header, block statistics);
+* :mod:`~biasvar.gramstore.maintenance` — deleting the run files a store holds whole.
 """
 
 from biasvar.gramstore.anchored import AnchoredGram, RunRows, pair_gram, single_gram
 from biasvar.gramstore.build import GramState
 from biasvar.gramstore.file import FILE_NAME, read_store, store_path, write_store
+from biasvar.gramstore.runs import StoredRun, stored_runs
 from biasvar.gramstore.update import UpdateResult, update_store
 
-__all__ = ["FILE_NAME", "AnchoredGram", "GramState", "RunRows", "UpdateResult", "pair_gram", "read_store",
-           "single_gram", "store_path", "update_store", "write_store"]
+__all__ = ["FILE_NAME", "AnchoredGram", "GramState", "RunRows", "StoredRun", "UpdateResult", "pair_gram", "read_store",
+           "single_gram", "store_path", "stored_runs", "update_store", "write_store"]

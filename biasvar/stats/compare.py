@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from biasvar.errors import AnalysisError
-from biasvar.stats.gram import pair_gram, single_gram
+from biasvar.stats.gram import PairGram, pair_gram, single_gram
 from biasvar.stats.intervals import Bootstrap, Estimate, PairIntervals, bootstrap_pair, finite_or_none
 
 
@@ -107,10 +107,12 @@ def compare(ref: Any | None, test: Any, *, exact: np.ndarray | None = None, boot
 
 def describe_run(run: Any, boot: Bootstrap | None = None, *, n_resamples: int | None = None,
                  method: str | None = None, confidence_level: float | None = None,
-                 rng: np.random.Generator | None = None, mean: np.ndarray | None = None) -> Comparison:
-    """The variance of one run alone (with its interval); ``b2`` is None. Arguments as in :func:`compare`."""
+                 rng: np.random.Generator | None = None, mean: np.ndarray | None = None,
+                 pg: PairGram | None = None) -> Comparison:
+    """The variance of one run alone (with its interval); ``b2`` is None. Arguments as in :func:`compare`;
+    ``pg``: the run's own Gram matrices if already known (a statistics store's)."""
     boot = bootstrap_of(boot, n_resamples, method, confidence_level)
-    pg = single_gram(run, mean)
+    pg = single_gram(run, mean) if pg is None else pg
     iv = bootstrap_pair(pg, boot, rng=rng if rng is not None else np.random.default_rng(boot.seed), with_b2=False)
     return comparison(iv, list(run.groups), pg.dims, with_b2=False, cosine=None)
 
