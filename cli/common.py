@@ -1,4 +1,8 @@
-"""Shared pieces of the CLI: consoles, the app class that turns BiasvarError into one line."""
+"""Shared pieces of the CLI: consoles, the app class that turns errors into one line, layouts that fit.
+
+Only public APIs: typer (whose click may be its own copy or the click package) is reached through
+``typer`` and the click objects it hands over (a context, an exception), never a private module.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from rich.measure import Measurement
 from typer.core import TyperGroup
 
 from biasvar.errors import BiasvarError
@@ -44,6 +48,18 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("[", r"\[")
 
 
+def _click_error(e: BaseException) -> bool:
+    """Whether ``e`` is click's own error (a usage error, a bad value, a missing file): click's
+    ``ClickException`` protocol, an ``exit_code`` and ``format_message()``. Recognised by that public
+    protocol rather than by class, since typer may run on its own copy of click."""
+    return isinstance(getattr(e, "exit_code", None), int) and callable(getattr(e, "format_message", None))
+
+
+def _usage_error(e: BaseException) -> bool:
+    """A command line click cannot parse (click's ``UsageError``: exit code 2, with its context)."""
+    return _click_error(e) and e.exit_code == 2 and hasattr(e, "ctx")
+
+
 class ErrorHandlingGroup(TyperGroup):
     """The one place where errors become one line on stderr: exit code 1 for errors a user can cause
     (and, without a traceback, for anything else: ``BIASVAR_DEBUG=1`` shows it), 2 for a command line
@@ -54,7 +70,7 @@ class ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except BiasvarError as e:
             raise fail(_one_line(e)) from None
-        except (typer.Exit, typer.Abort, ClickException):
+        except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as e:
             err_console.print("interrupted" + (" (SIGTERM)" if isinstance(e, Terminated) else ""))
@@ -65,10 +81,20 @@ class ErrorHandlingGroup(TyperGroup):
             where = f" {e.filename}" if getattr(e, "filename", None) else ""
             raise fail(_one_line(f"{e.strerror or e}:{where}")) from None
         except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback on request
-            if os.environ.get("BIASVAR_DEBUG"):
+            if _click_error(e) or os.environ.get("BIASVAR_DEBUG"):
                 raise
             raise fail(_one_line(f"internal error ({type(e).__name__}: {e}); rerun with BIASVAR_DEBUG=1 for "
                                  "the traceback and please report it")) from None
+
+    def parse_args(self, ctx, args):  # noqa: D102
+        """No arguments: the help (exit 2, as click's ``no_args_is_help``), printed here so that no
+        exception has to carry it."""
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            help_text = ctx.get_help()  # typer's rich help prints itself and returns ""
+            if help_text:
+                typer.echo(help_text)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
         """click's main, with a usage error as one line (exit 2) and SIGTERM as an interruption."""
@@ -79,22 +105,21 @@ class ErrorHandlingGroup(TyperGroup):
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as e:  # the help is printed already
-            sys.exit(e.exit_code)
-        except UsageError as e:
-            cmd = e.ctx.command_path if e.ctx is not None else "biasvar"
-            err_console.print(f"[bold red]error:[/] {_one_line(e.format_message())} (see `{cmd} --help`)",
-                              highlight=False)
-            sys.exit(2)
-        except ClickException as e:
-            err_console.print(f"[bold red]error:[/] {_one_line(e.format_message())}", highlight=False)
-            sys.exit(e.exit_code)
         except typer.Abort:
             err_console.print("interrupted")
             sys.exit(130)
         except KeyboardInterrupt as e:  # outside a command (while parsing)
             err_console.print("interrupted")
             sys.exit(143 if isinstance(e, Terminated) else 130)
+        except Exception as e:
+            if not _click_error(e):
+                raise
+            message = _one_line(e.format_message())
+            if _usage_error(e):
+                cmd = e.ctx.command_path if e.ctx is not None else "biasvar"
+                message += f" (see `{cmd} --help`)"
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            sys.exit(e.exit_code)
         finally:
             if previous is not None:
                 with contextlib.suppress(ValueError):
@@ -115,15 +140,10 @@ class lazy:  # noqa: N801 - reads like the module it stands for
 
 
 def natural_width(renderable) -> int:
-    """Columns ``renderable`` takes when nothing limits it (a table: every cell in full)."""
-    import io
-
-    from rich.cells import cell_len
-
-    wide = Console(width=10_000, file=io.StringIO(), color_system=None, legacy_windows=False)
-    with wide.capture() as cap:
-        wide.print(renderable)
-    return max((cell_len(line.rstrip()) for line in cap.get().splitlines()), default=0)
+    """Columns ``renderable`` takes when nothing limits it (a table: every cell in full), measured by
+    rich (nothing is rendered)."""
+    unlimited = console.options.update_width(sys.maxsize // 2)
+    return Measurement.get(console, unlimited, renderable).maximum
 
 
 def fits(renderable, width: int | None = None) -> bool:
