@@ -3,7 +3,7 @@ h5py): the CLI imports them for its help and option choices without loading the 
 the library modules that define the objects behind the names import them from here.
 
 Where a module that owns the objects cannot import from here yet (the engine, the store, the
-statistics), ``tests/test_names.py`` checks that its names agree with these.
+statistics), ``tests/test_cli_names.py`` checks that its names agree with these.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,8 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.measure import Measurement
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from biasvar.errors import BiasvarError
 
@@ -48,6 +48,13 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("[", r"\[")
 
 
+def _with_flag(e: BiasvarError) -> str:
+    """The library's message, led by the option it is about where the error names the library argument
+    (``TrainError(argument="save_at")`` -> ``--save-at: ...``): options are named as the arguments."""
+    argument = getattr(e, "argument", None)
+    return f"--{argument.replace('_', '-')}: {e}" if argument else str(e)
+
+
 def _click_error(e: BaseException) -> bool:
     """Whether ``e`` is click's own error (a usage error, a bad value, a missing file): click's
     ``ClickException`` protocol, an ``exit_code`` and ``format_message()``. Recognised by that public
@@ -60,6 +67,21 @@ def _usage_error(e: BaseException) -> bool:
     return _click_error(e) and e.exit_code == 2 and hasattr(e, "ctx")
 
 
+def _plain_flags(params: list) -> list:
+    """Flags (``--restart``, ``--help``) show no value type in the help (typer writes ``<bool>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Every sub-command's class (:func:`command`): flags without a value type in the help."""
+
+    def get_params(self, ctx):  # noqa: D102
+        return _plain_flags(super().get_params(ctx))
+
+
 class ErrorHandlingGroup(TyperGroup):
     """The one place where errors become one line on stderr: exit code 1 for errors a user can cause
     (and, without a traceback, for anything else: ``BIASVAR_DEBUG=1`` shows it), 2 for a command line
@@ -69,7 +91,7 @@ class ErrorHandlingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BiasvarError as e:
-            raise fail(_one_line(e)) from None
+            raise fail(_one_line(_with_flag(e))) from None
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as e:
@@ -85,6 +107,9 @@ class ErrorHandlingGroup(TyperGroup):
                 raise
             raise fail(_one_line(f"internal error ({type(e).__name__}: {e}); rerun with BIASVAR_DEBUG=1 for "
                                  "the traceback and please report it")) from None
+
+    def get_params(self, ctx):  # noqa: D102
+        return _plain_flags(super().get_params(ctx))
 
     def parse_args(self, ctx, args):  # noqa: D102
         """No arguments: the help (exit 2, as click's ``no_args_is_help``), printed here so that no
@@ -165,6 +190,11 @@ def first_fitting(builds, width: int | None = None):
 def new_app(**kwargs) -> typer.Typer:
     return typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, add_completion=False,
                        pretty_exceptions_enable=False, **kwargs)
+
+
+def command(app: typer.Typer, name: str, function) -> None:
+    """Add ``function`` to ``app`` as the sub-command ``name`` (of class :class:`Command`)."""
+    app.command(name, cls=Command)(function)
 
 
 def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:

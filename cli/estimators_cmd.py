@@ -9,7 +9,7 @@ from rich.text import Text
 
 from biasvar.spec import FAMILIES, example
 
-from .common import console
+from .common import command, console
 
 
 def estimators() -> None:
@@ -55,4 +55,4 @@ def fits_words(table: Table, room: int) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("estimators")(estimators)
+    command(app, "estimators", estimators)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from biasvar.snapshot import Snapshot
 
 from . import options as o
-from .common import console
+from .common import command, console
 
 Opt = typer.Option
 
@@ -76,4 +76,4 @@ def snapshot_command(
 
 def register(app: typer.Typer) -> None:
     """Adds ``snapshot``."""
-    app.command("snapshot")(snapshot_command)
+    command(app, "snapshot", snapshot_command)

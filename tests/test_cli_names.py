@@ -1,0 +1,147 @@
+"""Issue 20, item 4: the CLI on public APIs. One light names module for the library and the CLI; one
+meaning per option name; every help screen fits 80 columns; renamed options refuse their old meaning."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import typer
+from biasvar_cli.main import app
+from typer.testing import CliRunner
+
+from biasvar import names
+
+runner = CliRunner()
+
+
+def help_paths(a: typer.Typer, path: tuple[str, ...] = ()):
+    """Every command line that has a help screen: the app, each command, each sub-app and its commands
+    (from the typer app itself, so a new command is checked without editing this test)."""
+    yield path
+    for info in a.registered_commands:
+        yield (*path, info.name)
+    for group in a.registered_groups:
+        yield from help_paths(group.typer_instance, (*path, group.name))
+
+
+HELP_PATHS = list(help_paths(app))
+
+
+def invoke(*args, width: int = 80):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=width, env={"COLUMNS": str(width)})
+
+
+def flat_help(*command: str) -> str:
+    """The help of ``command`` without spaces, line breaks and the panels' borders."""
+    r = invoke(*command, "--help")
+    assert r.exit_code == 0, r.output
+    return re.sub(r"[\s│]", "", r.output)
+
+
+def one_line_usage_error(r) -> str:
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (r.exit_code, r.output)
+    return lines[0]
+
+
+def test_help_paths_cover_every_command():
+    assert len(HELP_PATHS) >= 16
+    assert {p[-1] for p in HELP_PATHS if p} >= {"sample", "sweep", "ls", "bench", "report", "plot", "train",
+                                                 "snapshot", "merge", "compact", "reproduce", "demo",
+                                                 "estimators", "data", "verify"}
+
+
+@pytest.mark.parametrize("path", HELP_PATHS, ids=lambda p: " ".join(p) or "biasvar")
+def test_every_help_screen_fits_80_columns_uncut(path):
+    """COLUMNS=80: no line wider than 80, nothing cut (…), no ``<bool>`` type on a flag."""
+    r = invoke(*path, "--help")
+    assert r.exit_code == 0, r.output
+    assert max(len(line.rstrip()) for line in r.output.splitlines()) <= 80, r.output
+    assert "…" not in r.output, r.output
+    assert "<bool>" not in r.output, r.output
+
+
+def test_sweep_executor_help_shows_the_ray_extra():
+    flat = flat_help("sweep")
+    assert 'pipinstall"biasvar[ray]"' in flat
+
+
+def test_choice_options_list_their_choices():
+    flat = {c: flat_help(c) for c in ("sample", "sweep", "report", "train", "bench")}
+    assert "float32|float64" in flat["sample"] and "auto|cpu|cuda|cuda:N" in flat["sample"]
+    assert "local|ray" in flat["sweep"] and "fig4-extended" in flat["sweep"]
+    assert "table|md|json|csv" in flat["report"] and "jackknife-t" in flat["report"]
+    assert "oneof:toy-cat,vae,hvae,quant-unit,qnet" in flat["train"]
+    assert "vae-fig1|hvae|toy-cat" in flat["bench"]
+
+
+@pytest.mark.parametrize("args, where", [
+    (["bench", "--problem", "vae-fig1"], "--problem"),  # now --bench NAME
+    (["train", "--model", "mymodule:make"], "--model"),  # --model: built-in only; a factory is --problem
+    (["train", "--model", "vae", "--problem", "m:f"], "not both"),
+    (["plot", "fig1", "--seed", "3"], "--bootstrap-seed"),  # --seed is the noise seed; fig1 has none
+    (["plot", "quant-unit", "--n", "100"], "--n"),  # now --quant-n, as in reproduce
+    (["plot", "quant-unit", "--points", "5"], "--points"),  # --points thins grids in reproduce
+    (["report", "--seed", "2"], "--seed"),  # the bootstrap seed is --bootstrap-seed
+    (["report", "--snapshot", "abc"], "--snapshot"),  # a snapshot id is --snapshot-id
+    (["sample", "-e", "zgr", "--dtype", "int8"], "int8"),
+    (["sweep", "--executor", "slurm"], "slurm"),
+])
+def test_renamed_options_refuse_their_old_meaning_with_one_line(args, where):
+    assert where in one_line_usage_error(invoke(*args))
+
+
+def test_names_module_is_light():
+    code = ("import sys, biasvar.names, biasvar.selection, biasvar.report_file\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'h5py', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_library_defines_the_names_the_cli_shows():
+    """The names module agrees with the modules that own the objects (for those that cannot import it)."""
+    from biasvar import presets, store, train
+    from biasvar.engine import executors
+    from biasvar.problems import registry
+    from biasvar.stats import intervals
+    from biasvar.studies import bench
+
+    assert tuple(bench.PROBLEMS) == names.BENCH_PROBLEMS and tuple(bench.DEFAULT_ESTIMATORS) == names.BENCH_ESTIMATORS
+    assert tuple(executors.EXECUTORS) == names.EXECUTORS
+    assert tuple(store.FILTERS) == names.FILTER_NAMES
+    assert (store.COMPRESSION, store.COMPRESSION_ENV) == (names.DEFAULT_FILTER, names.FILTER_ENV)
+    assert tuple(intervals.METHODS) == names.METHODS and intervals.DEFAULT_METHOD == names.DEFAULT_METHOD
+    assert tuple(registry.PROBLEMS) == names.MODELS and set(train.DEFAULT_DATA) == set(names.MODELS)
+    assert tuple(presets.FIGURES) == names.REPRODUCE_FIGURES
+
+
+def test_train_errors_name_library_arguments_and_the_cli_names_its_flags(tmp_path):
+    """biasvar.train speaks of its arguments; the CLI turns the argument into its option."""
+    from biasvar.train import TrainError, check_settings, parse_int_list
+
+    with pytest.raises(TrainError) as e:
+        check_settings(2, 50, 1e-4, 200, [5], tmp_path / "x.pt", None)
+    assert e.value.argument == "save_at" and "--" not in str(e.value)
+    with pytest.raises(TrainError) as e:
+        parse_int_list("x", argument="save_at")
+    assert "--" not in str(e.value)
+    r = invoke("train", "--model", "toy-cat", "--save-at", "x")
+    assert r.exit_code == 1 and r.output.startswith("error: --save-at: 'x': expected comma-separated"), r.output
+    r = invoke("train", "--model", "toy-cat", "--lr", "-1")
+    assert r.exit_code == 1 and r.output.startswith("error: --lr: learning rate must be"), r.output
+
+
+def test_selection_snapshot_prefix_and_shard_range():
+    from biasvar.errors import SpecError
+    from biasvar.selection import of_snapshot, select_snapshot, shard_range, snapshot_prefix
+
+    assert snapshot_prefix(" ABCDEF0123456789 ") == "abcdef012345" and snapshot_prefix(None) == ""
+    paths = ["runs/abcdef012345/zgr-s0.h5", "runs/0123456789ab/st-s0.h5"]
+    assert select_snapshot(paths, "ABC") == paths[:1] and select_snapshot(paths, None) == paths
+    assert of_snapshot(paths[1], "0123") and not of_snapshot(paths[1], "abc")
+    assert shard_range("1/2", 100, 10) == (1, 2, 50, 100)
+    with pytest.raises(SpecError, match="at most 2 shards"):
+        shard_range("0/3", 20, 10)
