@@ -14,6 +14,7 @@ from rich.text import Text
 
 from biasvar import names
 from biasvar.errors import AnalysisError
+from biasvar.presets import REFERENCE
 
 if TYPE_CHECKING:
     from biasvar.report import Report
@@ -23,7 +24,6 @@ from .common import command, console, err_console, first_fitting, lazy
 from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
-DEFAULT_METHOD = names.DEFAULT_METHOD
 
 Opt = typer.Option
 Format = o.choices("Format", names.REPORT_FORMATS)
@@ -159,7 +159,7 @@ def groups_table(report: Report) -> Table:
 def report(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
-    reference: o.Reference = "rf(M=4)",
+    reference: o.Reference = REFERENCE,
     fmt: Annotated[Format, Opt("--format", help="table: rich, on screen; md: Markdown; json; csv.")]
     = Format("table"),
     out: Annotated[Path | None, Opt("--out", help="Write the report to FILE (atomically) instead of the "
@@ -212,7 +212,7 @@ def plot(
                                              "quant-unit (Fig. B.5).")],
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
-    reference: o.Reference = "rf(M=4)",
+    reference: o.Reference = REFERENCE,
     out: Annotated[Path | None, Opt("--out", help="Output file; PNG and PDF are written beside each other "
                                     "(default figures/<figure>.png).")] = None,
     from_report: Annotated[Path | None, Opt("--report", help="Plot a saved JSON report (`biasvar report "

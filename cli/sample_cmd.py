@@ -140,8 +140,9 @@ def sweep(
                                              f"{', '.join(presets.PRESETS)} (README).")] = None,
     estimators: o.EstimatorList = None,
     reference: Annotated[str | None, Opt("--reference", help="Reference spec (default: the preset's, "
-                                         "rf(M=4)).")] = None,
-    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's, or 10000).")] = None,
+                                         f"{presets.REFERENCE}).")] = None,
+    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's, or "
+                                 f"{presets.DEFAULT_N}).")] = None,
     reference_n: Annotated[int | None, Opt("--reference-n", help="Draws of the reference run "
                                            "(default: the preset's, or --n).")] = None,
     seed: Annotated[int, Opt("--seed", help="Seed of the noise of every run (the reference spec, tested "

@@ -114,7 +114,7 @@ def shard_notes(runs_dir: Path, snapshot_id: str | None = None) -> list[str]:
 
     return [f"{run.name}: {len(infos)} shard file(s) not merged into the run file "
             f"(its rows count only merged draws; run `biasvar merge --runs-dir {runs_dir}`)"
-            for run, infos in sh.sharded_runs(runs_dir, snapshot_id).items()]
+            for run, infos in sh.sharded_runs(runs_dir, snapshot_prefix(snapshot_id)).items()]
 
 
 def merge(
