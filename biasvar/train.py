@@ -18,7 +18,6 @@ CLI says which of its options an error is about.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import platform
 import re
@@ -137,56 +136,6 @@ LOSS_NAMES = {"vae": "neg-ELBO", "hvae": "neg-ELBO"}
 def loss_name(kind: str) -> str:
     """What a problem kind's training loss is called (``neg-ELBO`` for the VAEs, else ``loss``)."""
     return LOSS_NAMES.get(kind, "loss")
-
-
-def parse_int_list(text: str | None, example: str = "1,10,100", *, argument: str | None = None) -> tuple[int, ...]:
-    """``"512,256"`` -> ``(512, 256)``; otherwise a TrainError about ``argument``."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(e) for e in text.replace(" ", "").split(",") if e)
-    except ValueError:
-        raise TrainError(f"{text!r}: expected comma-separated integers, e.g. {example}",
-                         argument=argument) from None
-
-
-def parse_value(raw: str | None) -> Any:
-    """A model option's value: JSON when it parses (``8``, ``[16,8]``, ``0.5``), else the text."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_option_pairs(items: Iterable[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (``-o``, repeatable) -> {key: value} (keys with ``_`` for ``-``)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise TrainError(f"option {item!r}: expected KEY=VALUE, e.g. loss=quartic or hidden=[64]",
-                             argument="option")
-        out[key.strip().replace("-", "_")] = parse_value(raw)
-    return out
-
-
-def model_options(*, categories: int | None = None, vars: int | None = None, hidden: str | None = None,
-                  arch: str | None = None, weights_bits: str | None = None, acts_bits: str | None = None,
-                  noise: str | None = None, extra: Iterable[str] | None = None) -> dict[str, Any]:
-    """The keyword options of :func:`build_problem` from the CLI's model flags (text as typed).
-
-    ``hidden`` is a comma list (vae); the qnet flags are JSON or text; ``extra`` are ``KEY=VALUE``
-    pairs that override the rest. None values are left for :func:`build_problem` to drop.
-    """
-    options: dict[str, Any] = {"categories": categories, "vars": vars, "arch": parse_value(arch),
-                               "weights_bits": parse_value(weights_bits), "acts_bits": parse_value(acts_bits),
-                               "noise": parse_value(noise)}
-    if hidden is not None:
-        options["hidden"] = list(parse_int_list(hidden, "512,256", argument="hidden")) or None
-    options.update(parse_option_pairs(extra))
-    return options
 
 
 def default_snapshot_path(model: str, spec: str, epochs: int, seed: int) -> Path:

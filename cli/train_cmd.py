@@ -14,6 +14,7 @@ from biasvar.spec import spec_from_flags
 
 from . import options as o
 from .common import command, console, lazy, progress_bar
+from .parsing import int_list, model_options
 
 train_mod = lazy("biasvar.train")  # torch: loaded when training
 
@@ -74,15 +75,13 @@ def train_command(
         default_snapshot_path,
         load_data,
         loss_name,
-        model_options,
-        parse_int_list,
         read_state_dict,
         train,
     )
 
     options = model_options(categories=categories, vars=vars, hidden=hidden, arch=arch, weights_bits=weights_bits,
                             acts_bits=acts_bits, noise=noise, extra=option)
-    save_epochs = parse_int_list(save_at, "1,10,100", argument="save_at")
+    save_epochs = int_list(save_at, "--save-at", "1,10,100")
     out = out or default_snapshot_path(model, str(spec), epochs, seed)
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
     o.set_threads(threads)

@@ -120,16 +120,20 @@ def test_the_library_defines_the_names_the_cli_shows():
 
 def test_train_errors_name_library_arguments_and_the_cli_names_its_flags(tmp_path):
     """biasvar.train speaks of its arguments; the CLI turns the argument into its option."""
-    from biasvar.train import TrainError, check_settings, parse_int_list
+    from biasvar import train
+    from biasvar.train import TrainError, check_settings
 
     with pytest.raises(TrainError) as e:
         check_settings(2, 50, 1e-4, 200, [5], tmp_path / "x.pt", None)
     assert e.value.argument == "save_at" and "--" not in str(e.value)
     with pytest.raises(TrainError) as e:
-        parse_int_list("x", argument="save_at")
-    assert "--" not in str(e.value)
+        check_settings(2, 50, 1e-4, 200, [1], None, None)
+    assert e.value.argument == "out" and "--" not in str(e.value)
+    assert not hasattr(train, "parse_int_list") and not hasattr(train, "parse_option_pairs")  # CLI text: cli/
+    r = invoke("train", "--model", "toy-cat", "--epochs", "2", "--save-at", "5")
+    assert r.exit_code == 1 and r.output.startswith("error: --save-at: save-at epochs [5] are outside"), r.output
     r = invoke("train", "--model", "toy-cat", "--save-at", "x")
-    assert r.exit_code == 1 and r.output.startswith("error: --save-at: 'x': expected comma-separated"), r.output
+    assert r.exit_code == 1 and r.output.startswith("error: --save-at 'x': expected comma-separated"), r.output
     r = invoke("train", "--model", "toy-cat", "--lr", "-1")
     assert r.exit_code == 1 and r.output.startswith("error: --lr: learning rate must be"), r.output
 
