@@ -76,7 +76,7 @@ def _plain_flags(params: list) -> list:
 
 
 class Command(TyperCommand):
-    """Every sub-command's class (:func:`command`): flags without a value type in the help."""
+    """Every sub-command's class (:func:`use_command_class`): flags without a value type in the help."""
 
     def get_params(self, ctx):  # noqa: D102
         return _plain_flags(super().get_params(ctx))
@@ -192,9 +192,14 @@ def new_app(**kwargs) -> typer.Typer:
                        pretty_exceptions_enable=False, **kwargs)
 
 
-def command(app: typer.Typer, name: str, function) -> None:
-    """Add ``function`` to ``app`` as the sub-command ``name`` (of class :class:`Command`)."""
-    app.command(name, cls=Command)(function)
+def use_command_class(app: typer.Typer) -> None:
+    """Make :class:`Command` the class of every command registered on ``app`` and its sub-apps
+    without a class of its own (call once, after every command is registered)."""
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):  # typer's default
+            info.cls = Command
+    for group in app.registered_groups:
+        use_command_class(group.typer_instance)
 
 
 def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:

@@ -12,7 +12,7 @@ from biasvar.names import DEFAULT_FILTER, FILTER_ENV, FILTER_NAMES
 from biasvar.selection import select_snapshot
 
 from . import options as o
-from .common import command, console, lazy
+from .common import console, lazy
 from .sample_cmd import _size
 
 store = lazy("biasvar.store")  # h5py: loaded when the command runs, not when the CLI starts
@@ -58,4 +58,4 @@ def compact(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "compact", compact)
+    app.command("compact")(compact)

@@ -11,14 +11,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from . import options as o
-from .common import Command, console, err_console, new_app
+from .common import console, err_console, new_app
 
 data_app = new_app(help="Dataset files: where they are, whether they are intact.")
 
 _STYLE = {"present": "green", "missing": "yellow", "corrupt": "bold red"}
 
 
-@data_app.command("verify", cls=Command)
+@data_app.command("verify")
 def verify(
     datasets: Annotated[list[str] | None, typer.Argument(
         help="Datasets to check (mnist-b, mnist, fmnist, ...; default: every one).", show_default=False,

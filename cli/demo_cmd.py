@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import command, console, progress_bar
+from .common import console, progress_bar
 from .report_cmd import report_table
 
 Opt = typer.Option
@@ -46,4 +46,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "demo", demo)
+    app.command("demo")(demo)

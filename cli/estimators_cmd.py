@@ -9,7 +9,7 @@ from rich.text import Text
 
 from biasvar.spec import FAMILIES, example
 
-from .common import command, console
+from .common import console
 
 
 def estimators() -> None:
@@ -61,4 +61,4 @@ def fits_words(free: list[list[str]], room: int) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "estimators", estimators)
+    app.command("estimators")(estimators)

@@ -20,7 +20,7 @@ from . import (
     snapshot_cmd,
     train_cmd,
 )
-from .common import console, new_app
+from .common import console, new_app, use_command_class
 
 app = new_app()
 
@@ -42,6 +42,7 @@ def root(
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
                 report_cmd, reproduce_cmd):
     _module.register(app)
+use_command_class(app)
 
 
 def main() -> None:

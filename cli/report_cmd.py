@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from biasvar.report import Report
 
 from . import options as o
-from .common import command, console, err_console, first_fitting, lazy
+from .common import console, err_console, first_fitting, lazy
 from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
@@ -276,5 +276,5 @@ def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "report", report)
-    command(app, "plot", plot)
+    app.command("report")(report)
+    app.command("plot")(plot)

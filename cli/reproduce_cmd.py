@@ -13,7 +13,7 @@ from biasvar import names
 from biasvar.presets import protocol_specs
 
 from . import options as o
-from .common import command, console, progress_bar
+from .common import console, progress_bar
 
 Opt = typer.Option
 
@@ -85,4 +85,4 @@ def reproduce(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "reproduce", reproduce)
+    app.command("reproduce")(reproduce)

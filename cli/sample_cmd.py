@@ -16,7 +16,7 @@ from biasvar.spec import spec_from_flags
 
 from . import options as o
 from . import shards_cmd
-from .common import command, console, err_console, first_fitting, lazy, progress_bar
+from .common import console, err_console, first_fitting, lazy, progress_bar
 from .snapshot_cmd import resolve_snapshot
 
 store = lazy("biasvar.store")  # h5py, numpy: loaded by the commands that read run files
@@ -327,7 +327,7 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "sample", sample)
-    command(app, "sweep", sweep)
-    command(app, "ls", ls)
-    command(app, "bench", bench)
+    app.command("sample")(sample)
+    app.command("sweep")(sweep)
+    app.command("ls")(ls)
+    app.command("bench")(bench)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from biasvar.engine.sweeps import PlannedRun
 
 from . import options as o
-from .common import command, console, progress_bar
+from .common import console, progress_bar
 
 Opt = typer.Option
 ExecutorName = o.choices("ExecutorName", names.EXECUTORS)
@@ -135,4 +135,4 @@ def merge(
 
 
 def register(app: typer.Typer) -> None:
-    command(app, "merge", merge)
+    app.command("merge")(merge)

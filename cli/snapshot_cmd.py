@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from biasvar.snapshot import Snapshot
 
 from . import options as o
-from .common import command, console
+from .common import console
 from .parsing import option_pairs
 
 Opt = typer.Option
@@ -77,4 +77,4 @@ def snapshot_command(
 
 def register(app: typer.Typer) -> None:
     """Adds ``snapshot``."""
-    command(app, "snapshot", snapshot_command)
+    app.command("snapshot")(snapshot_command)

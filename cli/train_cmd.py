@@ -13,7 +13,7 @@ from biasvar import names
 from biasvar.spec import spec_from_flags
 
 from . import options as o
-from .common import command, console, lazy, progress_bar
+from .common import console, lazy, progress_bar
 from .parsing import int_list, model_options
 
 train_mod = lazy("biasvar.train")  # torch: loaded when training
@@ -132,4 +132,4 @@ def _summary(snap, problem, save_epochs: tuple[int, ...], out: Path) -> Table:
 
 def register(app: typer.Typer) -> None:
     """Adds ``train``."""
-    command(app, "train", train_command)
+    app.command("train")(train_command)

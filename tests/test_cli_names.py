@@ -3,9 +3,11 @@ meaning per option name; every help screen fits 80 columns; renamed options refu
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -149,3 +151,31 @@ def test_selection_snapshot_prefix_and_shard_range():
     assert shard_range("1/2", 100, 10) == (1, 2, 50, 100)
     with pytest.raises(SpecError, match="at most 2 shards"):
         shard_range("0/3", 20, 10)
+
+
+CLI_SOURCES = sorted((Path(__file__).resolve().parents[1] / "cli").glob("*.py"))
+
+
+def test_the_cli_imports_no_private_module():
+    """typer._click (and any other ``_private`` module) is not the CLI's to import."""
+    def modules(tree):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                yield node.module
+
+    found = {p.name: [m for m in modules(ast.parse(p.read_text())) if m != "__future__"
+                      and any(part.startswith("_") for part in m.split("."))] for p in CLI_SOURCES}
+    assert CLI_SOURCES and not any(found.values()), found
+
+
+def test_the_cli_copies_no_name_list_of_the_library():
+    """The names the library defines are imported from biasvar.names, not written again in cli/."""
+    lists = [v for v in vars(names).values() if isinstance(v, tuple) and len(v) >= 2]
+    assert lists
+    for path in CLI_SOURCES:
+        text = path.read_text()
+        for values in lists:
+            for quote in ('"', "'"):
+                assert ", ".join(f"{quote}{v}{quote}" for v in values) not in text, (path.name, values)
