@@ -4,6 +4,7 @@ meaning per option name; every help screen fits 80 columns; renamed options refu
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -179,3 +180,44 @@ def test_the_cli_copies_no_name_list_of_the_library():
         for values in lists:
             for quote in ('"', "'"):
                 assert ", ".join(f"{quote}{v}{quote}" for v in values) not in text, (path.name, values)
+
+
+def test_an_unexpected_error_is_one_line_unless_biasvar_debug(monkeypatch):
+    """Exit 1 with one line (no traceback); BIASVAR_DEBUG=1 lets the exception through."""
+    from biasvar_cli import estimators_cmd
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(estimators_cmd.console, "print", broken)
+    monkeypatch.delenv("BIASVAR_DEBUG", raising=False)
+    r = invoke("estimators")
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and "internal error (RuntimeError: boom)" in lines[0], r.output
+    monkeypatch.setenv("BIASVAR_DEBUG", "1")
+    r = invoke("estimators")
+    assert isinstance(r.exception, RuntimeError) and str(r.exception) == "boom"
+
+
+def test_sigterm_exits_143_and_a_parse_error_exits_2(tmp_path):
+    import signal
+    import time
+
+    from biasvar.problems.toy import ToyCat
+    from biasvar.snapshot import save_snapshot
+
+    snap = save_snapshot(tmp_path / "toy.pt", ToyCat(vars=2, categories=3))
+    cli = [sys.executable, "-m", "biasvar_cli.main"]
+    bad = subprocess.run([*cli, "sample", "--bogus"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--bogus" in bad.stderr, bad.stderr
+    proc = subprocess.Popen([*cli, "sample", "--snapshot", str(snap.path), "-e", "st", "--n", "100000000",
+                             "--block-size", "1000", "--chunk", "100", "--runs-dir", str(tmp_path / "runs")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"})
+    run_dir = tmp_path / "runs" / snap.id
+    deadline = time.monotonic() + 120
+    while not any(run_dir.glob("*.h5")) and time.monotonic() < deadline:  # drawing has begun
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "interrupted" in err and "Traceback" not in err, err
