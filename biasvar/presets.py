@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from biasvar.errors import SpecError
+from biasvar.names import REPRODUCE_FIGURES
 from biasvar.spec import parse_spec
 
 REFERENCE = "rf(M=4)"
@@ -209,7 +210,7 @@ def resolve_sweep(preset: str | None = None, estimators: str | Iterable[str] | N
 # ---------------------------------------------------------------------------------------------
 # the grids of `biasvar reproduce`
 
-FIGURES = ("fig1", "fig4", "all")
+FIGURES = REPRODUCE_FIGURES
 
 
 def protocol_specs(what: str, points: int | None = None) -> list[str]:

@@ -10,12 +10,14 @@ stored with the snapshot.
 Randomness is explicit: the step noise is draw ``step`` of the counter-based stream
 ``stream_key(seed, "train:" + spec)`` (:mod:`biasvar.rng`), and the minibatch order and dynamic
 binarization come from ``torch.Generator`` objects seeded from ``seed``.
+
+Errors name the library's arguments (:attr:`TrainError.argument`), never a command-line flag: the
+CLI says which of its options an error is about.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import platform
 import re
@@ -33,6 +35,7 @@ import biasvar
 from biasvar.device import resolve_device  # one device rule for train and sample
 from biasvar.errors import BiasvarError
 from biasvar.estimators import PlugIn, build
+from biasvar.names import DEFAULT_DATA
 from biasvar.problems.base import Problem, draw_loss, noise_requests, plain_loss
 from biasvar.problems.registry import make_problem, problem_factory
 from biasvar.problems.user import load_state
@@ -40,14 +43,21 @@ from biasvar.rng import draw_noise, stream_key
 from biasvar.snapshot import Snapshot, save_snapshot, snapshot_of
 from biasvar.spec import EstimatorSpec, parse_spec
 
-# Dataset each problem kind trains on by default (None: the problem has no data).
-DEFAULT_DATA = {"vae": "mnist-b", "hvae": "mnist-b", "qnet": "fmnist", "toy-cat": None, "quant-unit": None}
+# DEFAULT_DATA (biasvar.names): the dataset each problem kind trains on by default (None: no data).
 STEPS_WITHOUT_DATA = 100  # steps per "epoch" for problems without data (toy-cat)
 EVAL_ROWS = 1000  # rows of the honest evaluation loss (the evaluation batch repeated)
 
 
 class TrainError(BiasvarError, ValueError):
-    """Training settings that do not fit together, or a run that diverged."""
+    """Training settings that do not fit together, or a run that diverged.
+
+    ``argument``: the name of the argument of :func:`train` (or of the function raising it) whose
+    value is wrong, if one is; a front end names its own option for it.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,7 @@ def load_data(kind: str, name: str | None = None, *, data_dir: str | Path | None
         if name is None:
             return None
     elif kind in DEFAULT_DATA and default is None:
-        raise TrainError(f"model {kind} trains without data; drop --data {name}")
+        raise TrainError(f"model {kind} trains without data; got dataset {name!r}", argument="data")
     return datasets.load(name, "train", data_dir=data_dir, download=download, progress=progress)
 
 
@@ -126,54 +136,6 @@ LOSS_NAMES = {"vae": "neg-ELBO", "hvae": "neg-ELBO"}
 def loss_name(kind: str) -> str:
     """What a problem kind's training loss is called (``neg-ELBO`` for the VAEs, else ``loss``)."""
     return LOSS_NAMES.get(kind, "loss")
-
-
-def parse_int_list(text: str | None, flag: str, example: str) -> tuple[int, ...]:
-    """``"512,256"`` -> ``(512, 256)``; a clear TrainError naming ``flag`` otherwise."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(e) for e in text.replace(" ", "").split(",") if e)
-    except ValueError:
-        raise TrainError(f"{flag} {text!r}: expected comma-separated integers, e.g. {example}") from None
-
-
-def parse_value(raw: str | None) -> Any:
-    """A model option's value: JSON when it parses (``8``, ``[16,8]``, ``0.5``), else the text."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_option_pairs(items: Iterable[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (``-o``, repeatable) -> {key: value} (keys with ``_`` for ``-``)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise TrainError(f"--option {item!r}: expected KEY=VALUE, e.g. -o loss=quartic, -o hidden=[64]")
-        out[key.strip().replace("-", "_")] = parse_value(raw)
-    return out
-
-
-def model_options(*, categories: int | None = None, vars: int | None = None, hidden: str | None = None,
-                  arch: str | None = None, weights_bits: str | None = None, acts_bits: str | None = None,
-                  noise: str | None = None, extra: Iterable[str] | None = None) -> dict[str, Any]:
-    """The keyword options of :func:`build_problem` from the CLI's model flags (text as typed).
-
-    ``hidden`` is a comma list (vae); the qnet flags are JSON or text; ``extra`` are ``KEY=VALUE``
-    pairs that override the rest. None values are left for :func:`build_problem` to drop.
-    """
-    options: dict[str, Any] = {"categories": categories, "vars": vars, "arch": parse_value(arch),
-                               "weights_bits": parse_value(weights_bits), "acts_bits": parse_value(acts_bits),
-                               "noise": parse_value(noise)}
-    if hidden is not None:
-        options["hidden"] = list(parse_int_list(hidden, "--hidden", "512,256")) or None
-    options.update(parse_option_pairs(extra))
-    return options
 
 
 def default_snapshot_path(model: str, spec: str, epochs: int, seed: int) -> Path:
@@ -240,22 +202,26 @@ def check_settings(epochs: int, batch_size: int, lr: float, eval_batch_size: int
                     save_at: Iterable[int], out, steps_per_epoch: int | None) -> tuple[int, ...]:
     """Validate :func:`train`'s settings up front; returns the sorted ``save_at`` epochs."""
     if int(epochs) < 1:
-        raise TrainError(f"epochs must be >= 1, got {epochs}")
+        raise TrainError(f"epochs must be >= 1, got {epochs}", argument="epochs")
     if int(batch_size) < 1:
-        raise TrainError(f"batch size must be >= 1, got {batch_size}")
+        raise TrainError(f"batch size must be >= 1, got {batch_size}", argument="batch_size")
     if not (lr > 0 and math.isfinite(lr)):
-        raise TrainError(f"learning rate must be a positive number, got {lr}")
-    if int(eval_batch_size) < 1:
-        raise TrainError(f"evaluation batch size must be >= 1, got {eval_batch_size}")
+        raise TrainError(f"learning rate must be a positive number, got {lr}", argument="lr")
+    _check_eval_batch_size(eval_batch_size)
     if steps_per_epoch is not None and int(steps_per_epoch) < 1:
-        raise TrainError(f"steps per epoch must be >= 1, got {steps_per_epoch}")
+        raise TrainError(f"steps per epoch must be >= 1, got {steps_per_epoch}", argument="steps_per_epoch")
     save_at = tuple(sorted({int(e) for e in save_at}))
     bad = [e for e in save_at if not 1 <= e <= epochs]
     if bad:
-        raise TrainError(f"save-at epochs {bad} are outside 1..{epochs} (the number of epochs)")
+        raise TrainError(f"save-at epochs {bad} are outside 1..{epochs} (the number of epochs)", argument="save_at")
     if save_at and out is None:
-        raise TrainError("save-at needs an output path (--out) to name the per-epoch snapshots")
+        raise TrainError("save-at epochs need an output path to name the per-epoch snapshots", argument="out")
     return save_at
+
+
+def _check_eval_batch_size(eval_batch_size: int) -> None:
+    if int(eval_batch_size) < 1:
+        raise TrainError(f"evaluation batch size must be >= 1, got {eval_batch_size}", argument="eval_batch_size")
 
 
 def set_eval_batch(problem: Problem, data: Any, eval_batch_size: int, seed: int) -> dict[str, Any] | None:
@@ -271,8 +237,7 @@ def snapshot_weights(problem: Problem, *, weights: str | Path | None = None, dat
     """A snapshot of ``problem`` without training (``biasvar snapshot``): at the weights of a state
     dict file (``torch.save(model.state_dict(), path)``; names and shapes must match the problem's
     parameters), else at the factory's own weights; the evaluation batch from ``data`` if given."""
-    if int(eval_batch_size) < 1:
-        raise TrainError(f"evaluation batch size must be >= 1, got {eval_batch_size}")
+    _check_eval_batch_size(eval_batch_size)
     provenance: dict[str, Any] = {"estimator": None, "epochs": 0, "seed": int(seed), "weights": None,
                                   "biasvar_version": biasvar.__version__, "torch_version": str(torch.__version__)}
     if weights is not None:
@@ -291,7 +256,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A state dict saved with ``torch.save`` (read with ``weights_only=True``); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise TrainError(f"weights file not found: {path}")
+        raise TrainError(f"weights file not found: {path}", argument="weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one line
@@ -455,7 +420,7 @@ class _Loop:
         value = float(honest)
         if not math.isfinite(value) or not math.isfinite(float(loss.detach())):
             raise TrainError(f"training diverged at epoch {epoch}, step {step}: loss {value}; "
-                             f"try a smaller --lr (now {self.lr})")
+                             f"try a smaller learning rate (now {self.lr})", argument="lr")
         self.opt.step()
         self.step_global += 1
         return value

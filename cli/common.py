@@ -1,4 +1,8 @@
-"""Shared pieces of the CLI: consoles, the app class that turns BiasvarError into one line."""
+"""Shared pieces of the CLI: consoles, the app class that turns errors into one line, layouts that fit.
+
+Only public APIs: typer (whose click may be its own copy or the click package) is reached through
+``typer`` and the click objects it hands over (a context, an exception), never a private module.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,8 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from biasvar.errors import BiasvarError
 
@@ -44,6 +48,40 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("[", r"\[")
 
 
+def _with_flag(e: BiasvarError) -> str:
+    """The library's message, led by the option it is about where the error names the library argument
+    (``TrainError(argument="save_at")`` -> ``--save-at: ...``): options are named as the arguments."""
+    argument = getattr(e, "argument", None)
+    return f"--{argument.replace('_', '-')}: {e}" if argument else str(e)
+
+
+def _click_error(e: BaseException) -> bool:
+    """Whether ``e`` is click's own error (a usage error, a bad value, a missing file): click's
+    ``ClickException`` protocol, an ``exit_code`` and ``format_message()``. Recognised by that public
+    protocol rather than by class, since typer may run on its own copy of click."""
+    return isinstance(getattr(e, "exit_code", None), int) and callable(getattr(e, "format_message", None))
+
+
+def _usage_error(e: BaseException) -> bool:
+    """A command line click cannot parse (click's ``UsageError``: exit code 2, with its context)."""
+    return _click_error(e) and e.exit_code == 2 and hasattr(e, "ctx")
+
+
+def _plain_flags(params: list) -> list:
+    """Flags (``--restart``, ``--help``) show no value type in the help (typer writes ``<bool>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Every sub-command's class (:func:`use_command_class`): flags without a value type in the help."""
+
+    def get_params(self, ctx):  # noqa: D102
+        return _plain_flags(super().get_params(ctx))
+
+
 class ErrorHandlingGroup(TyperGroup):
     """The one place where errors become one line on stderr: exit code 1 for errors a user can cause
     (and, without a traceback, for anything else: ``BIASVAR_DEBUG=1`` shows it), 2 for a command line
@@ -53,8 +91,8 @@ class ErrorHandlingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BiasvarError as e:
-            raise fail(_one_line(e)) from None
-        except (typer.Exit, typer.Abort, ClickException):
+            raise fail(_one_line(_with_flag(e))) from None
+        except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as e:
             err_console.print("interrupted" + (" (SIGTERM)" if isinstance(e, Terminated) else ""))
@@ -65,10 +103,23 @@ class ErrorHandlingGroup(TyperGroup):
             where = f" {e.filename}" if getattr(e, "filename", None) else ""
             raise fail(_one_line(f"{e.strerror or e}:{where}")) from None
         except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback on request
-            if os.environ.get("BIASVAR_DEBUG"):
+            if _click_error(e) or os.environ.get("BIASVAR_DEBUG"):
                 raise
             raise fail(_one_line(f"internal error ({type(e).__name__}: {e}); rerun with BIASVAR_DEBUG=1 for "
                                  "the traceback and please report it")) from None
+
+    def get_params(self, ctx):  # noqa: D102
+        return _plain_flags(super().get_params(ctx))
+
+    def parse_args(self, ctx, args):  # noqa: D102
+        """No arguments: the help (exit 2, as click's ``no_args_is_help``), printed here so that no
+        exception has to carry it."""
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            help_text = ctx.get_help()  # typer's rich help prints itself and returns ""
+            if help_text:
+                typer.echo(help_text)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
         """click's main, with a usage error as one line (exit 2) and SIGTERM as an interruption."""
@@ -79,22 +130,21 @@ class ErrorHandlingGroup(TyperGroup):
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as e:  # the help is printed already
-            sys.exit(e.exit_code)
-        except UsageError as e:
-            cmd = e.ctx.command_path if e.ctx is not None else "biasvar"
-            err_console.print(f"[bold red]error:[/] {_one_line(e.format_message())} (see `{cmd} --help`)",
-                              highlight=False)
-            sys.exit(2)
-        except ClickException as e:
-            err_console.print(f"[bold red]error:[/] {_one_line(e.format_message())}", highlight=False)
-            sys.exit(e.exit_code)
         except typer.Abort:
             err_console.print("interrupted")
             sys.exit(130)
         except KeyboardInterrupt as e:  # outside a command (while parsing)
             err_console.print("interrupted")
             sys.exit(143 if isinstance(e, Terminated) else 130)
+        except Exception as e:
+            if not _click_error(e):
+                raise
+            message = _one_line(e.format_message())
+            if _usage_error(e):
+                cmd = e.ctx.command_path if e.ctx is not None else "biasvar"
+                message += f" (see `{cmd} --help`)"
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            sys.exit(e.exit_code)
         finally:
             if previous is not None:
                 with contextlib.suppress(ValueError):
@@ -115,15 +165,10 @@ class lazy:  # noqa: N801 - reads like the module it stands for
 
 
 def natural_width(renderable) -> int:
-    """Columns ``renderable`` takes when nothing limits it (a table: every cell in full)."""
-    import io
-
-    from rich.cells import cell_len
-
-    wide = Console(width=10_000, file=io.StringIO(), color_system=None, legacy_windows=False)
-    with wide.capture() as cap:
-        wide.print(renderable)
-    return max((cell_len(line.rstrip()) for line in cap.get().splitlines()), default=0)
+    """Columns ``renderable`` takes when nothing limits it (a table: every cell in full), measured by
+    rich (nothing is rendered)."""
+    unlimited = console.options.update_width(sys.maxsize // 2)
+    return Measurement.get(console, unlimited, renderable).maximum
 
 
 def fits(renderable, width: int | None = None) -> bool:
@@ -145,6 +190,16 @@ def first_fitting(builds, width: int | None = None):
 def new_app(**kwargs) -> typer.Typer:
     return typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, add_completion=False,
                        pretty_exceptions_enable=False, **kwargs)
+
+
+def use_command_class(app: typer.Typer) -> None:
+    """Make :class:`Command` the class of every command registered on ``app`` and its sub-apps
+    without a class of its own (call once, after every command is registered)."""
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):  # typer's default
+            info.cls = Command
+    for group in app.registered_groups:
+        use_command_class(group.typer_instance)
 
 
 def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:

@@ -8,16 +8,14 @@ from typing import Annotated
 import typer
 
 from biasvar.errors import StoreError
+from biasvar.names import DEFAULT_FILTER, FILTER_ENV, FILTER_NAMES
+from biasvar.selection import select_snapshot
 
 from . import options as o
 from .common import console, lazy
 from .sample_cmd import _size
 
 store = lazy("biasvar.store")  # h5py: loaded when the command runs, not when the CLI starts
-
-# The names ``biasvar.store`` defines (a test checks these agree): the help must not import h5py.
-FILTER_NAMES = ("none", "gzip", "lzf")
-DEFAULT_FILTER, FILTER_ENV = "gzip", "BIASVAR_RUN_COMPRESSION"
 
 Compression = Annotated[str | None, typer.Option(
     "--compression", metavar="NAME",
@@ -35,8 +33,7 @@ def compact(
     name = store.compression_name(compression)  # an unknown name: one line, nothing touched
     if runs_dir.exists() and not runs_dir.is_dir():
         raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
-    prefix = (snapshot_id or "").strip().lower()[:12]
-    files = [p for p in store.list_run_files(runs_dir) if p.parent.name.lower().startswith(prefix)]
+    files = select_snapshot(store.list_run_files(runs_dir), snapshot_id)
     if not files:
         console.print(f"no run files under {runs_dir}", highlight=False)
         return

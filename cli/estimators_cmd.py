@@ -25,7 +25,7 @@ def estimators() -> None:
                              justify="right" if col == "cost" else "left", overflow="fold")
         for row in rows:
             table.add_row(*row)
-        return table if min_fits(table) else None
+        return table if min_fits(table, rows) else None
 
     def narrow() -> Group:  # one block per family: nothing is cut at any width
         out = [Text(title, style="bold"), Text("")]
@@ -39,19 +39,25 @@ def estimators() -> None:
     console.print(wide() or narrow())
 
 
-def min_fits(table: Table, width: int | None = None) -> bool:
-    """Whether the wrapping columns of ``table`` get at least 16 columns each at ``width``."""
+def _columns(table: Table, rows: list[tuple[str, ...]]) -> list[tuple[object, list[str]]]:
+    """Each column of ``table`` with its cells (``rows``, as added)."""
+    return [(col, [str(row[i]) for row in rows]) for i, col in enumerate(table.columns)]
+
+
+def min_fits(table: Table, rows: list[tuple[str, ...]], width: int | None = None) -> bool:
+    """Whether the wrapping columns of ``table`` (cells ``rows``) get at least 16 columns each at ``width``."""
     width = console.width if width is None else width
-    fixed = sum(max(len(c) for c in col._cells + [str(col.header)]) + 3 for col in table.columns if col.no_wrap)
-    free = [col for col in table.columns if not col.no_wrap]
-    return width - fixed - 1 >= 16 * len(free) + 3 * len(free) and fits_words(table, width - fixed)
+    columns = _columns(table, rows)
+    fixed = sum(max(len(c) for c in [*cells, str(col.header)]) + 3 for col, cells in columns if col.no_wrap)
+    free = [cells for col, cells in columns if not col.no_wrap]
+    return width - fixed - 1 >= 16 * len(free) + 3 * len(free) and fits_words(free, width - fixed)
 
 
-def fits_words(table: Table, room: int) -> bool:
-    """No word of a wrapping column is longer than its share of ``room`` (rich would cut it)."""
-    free = [col for col in table.columns if not col.no_wrap]
+def fits_words(free: list[list[str]], room: int) -> bool:
+    """No word of a wrapping column (its cells ``free``) is longer than its share of ``room`` (rich would
+    cut it)."""
     share = room // max(1, len(free)) - 3
-    return all(len(word) <= share for col in free for cell in col._cells for word in str(cell).split())
+    return all(len(word) <= share for cells in free for cell in cells for word in cell.split())
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ from . import (
     snapshot_cmd,
     train_cmd,
 )
-from .common import console, new_app
+from .common import console, new_app, use_command_class
 
 app = new_app()
 
@@ -44,6 +44,7 @@ def root(
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
                 gram_cmd, report_cmd, reproduce_cmd, claims_cmd):
     _module.register(app)
+use_command_class(app)
 
 
 def main() -> None:

@@ -2,33 +2,49 @@
 in every command (README, "CLI options").
 
 * ``--snapshot FILE`` is a snapshot *file* (``sample``, ``sweep``); ``--snapshot-id ID`` is a snapshot
-  *id* or hash prefix naming a sub-folder of the runs folder (``report``, ``plot``, ``ls``).
+  *id* or hash prefix naming a sub-folder of the runs folder (``report``, ``plot``, ``ls``, ``merge``,
+  ``compact``).
+* ``--problem MODULE:FUNCTION`` is your own problem factory (``train``, ``snapshot``, ``sample``,
+  ``sweep``); ``--model`` a built-in model (``train``); ``--bench`` a bench problem (``bench``).
 * ``--seed`` is always the seed of the noise (of the draws, of training); ``--bootstrap-seed`` the
   seed of the bootstrap resampling.
-* ``--n`` is always a number of draws; ``--n-resamples`` the bootstrap resamples (library:
+* ``--n`` is always a number of draws per run; ``--quant-n`` the draws per input of the Fig. B.5
+  study (``plot quant-unit``, ``reproduce``); ``--n-resamples`` the bootstrap resamples (library:
   ``n_resamples``).
+* An option with a fixed set of values lists them (``--dtype``, ``--executor``, ``--preset``, ...):
+  the sets come from :mod:`biasvar.names`.
 
-Old spellings stay as hidden aliases for one release (:func:`alias`).
+Old spellings whose name means nothing else stay as hidden aliases for one release (:func:`alias`).
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
+from biasvar import names
 from biasvar.errors import SpecError
 
 Opt = typer.Option
 T = TypeVar("T")
 
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of ``values`` (typer lists an Enum option's values in the help and rejects others)."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+DtypeName = choices("DtypeName", names.DTYPES)
+
 # --- snapshots and folders --------------------------------------------------------------------
 SnapshotFile = Annotated[Path, Opt("--snapshot", metavar="FILE",
                                    help="Snapshot file (ckpt.pt) made by `biasvar train`.")]
 SnapshotId = Annotated[str | None, Opt("--snapshot-id", metavar="ID",
-                                       help="Snapshot id (or hash prefix): which sub-folder of the runs "
-                                            "folder; needed when it holds runs of several snapshots.")]
+                                       help="Snapshot id (or a prefix of its hash): only the runs in that "
+                                            "sub-folder of the runs folder.")]
 SnapshotOrProblem = Annotated[Path | None, Opt("--snapshot", metavar="FILE", help="Snapshot file (ckpt.pt) made by "
                               "`biasvar train` or `biasvar snapshot`; or give --problem.")]
 Problem = Annotated[str | None, Opt("--problem", metavar="MODULE:FUNCTION",
@@ -36,7 +52,7 @@ Problem = Annotated[str | None, Opt("--problem", metavar="MODULE:FUNCTION",
                                          "file.py:function) returning a biasvar Problem, or a built-in name.")]
 ProblemOption = Annotated[list[str] | None, Opt("--option", "-o", help="Problem option KEY=VALUE (repeatable; "
                                                 "values read as JSON when they parse).")]
-Weights = Annotated[Path | None, Opt("--weights", help="State dict file (torch.save(model.state_dict())) whose "
+Weights = Annotated[Path | None, Opt("--weights", help="State dict file (as torch.save writes a state_dict) whose "
                                      "names and shapes match the problem's parameters.")]
 RunsDir = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
 DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (default: $BIASVAR_DATA, else "
@@ -50,13 +66,16 @@ TFlag = Annotated[float | None, Opt("--t", help="Temperature (flag form of the s
 MFlag = Annotated[int | None, Opt("--M", help="Samples M (flag form of the spec).")]
 AlphaFlag = Annotated[float | None, Opt("--alpha", help="st-zgr alpha (flag form of the spec).")]
 Draws = Annotated[int, Opt("--n", help="Draws (gradient samples) per run.")]
+QuantDraws = Annotated[int, Opt("--quant-n", help="Draws per input eta and estimator of the Fig. B.5 "
+                                 "study (quant-unit).")]
 Seed = Annotated[int, Opt("--seed", help="Seed of the noise; with the spec it keys each run's draws.")]
 Params = Annotated[str | None, Opt("--params", help="Glob of parameter names to differentiate, e.g. "
                                    "'encoder.0.*' (comma-separated globs allowed); default: the problem's "
                                    "measured parameters (qnet: layer 0), else all.")]
 Keep = Annotated[int, Opt("--keep", help="Keep the raw draws of K fixed coordinates (0: none).")]
-Device = Annotated[str, Opt("--device", help="auto, cpu, cuda or cuda:N.")]
-Dtype = Annotated[str | None, Opt("--dtype", help="float32 or float64 (default: the snapshot's).")]
+Device = Annotated[str, Opt("--device", metavar="|".join((*names.DEVICES, "cuda:N")),
+                            help="Where to compute (auto: cuda if there is one, else cpu).")]
+Dtype = Annotated[DtypeName | None, Opt("--dtype", help="Floating-point type (default: the snapshot's).")]
 Restart = Annotated[bool, Opt("--restart", help="Delete an existing run file and start over.")]
 BlockSize = Annotated[int | None, Opt("--block-size", help="Draws per stored block (default: from n and the "
                                       "parameter count).")]
@@ -72,11 +91,8 @@ Reference = Annotated[str, Opt("--reference", help="Reference estimator spec (it
 NResamples = Annotated[int, Opt("--n-resamples", help="Bootstrap resamples of the blocks (0: no intervals).")]
 BootstrapSeed = Annotated[int, Opt("--bootstrap-seed", help="Seed of the bootstrap resampling.")]
 
-# --- hidden aliases (old spellings, one release) ----------------------------------------------
+# --- hidden aliases (old spellings that mean nothing else, one release) -----------------------
 OldBootstrap = Annotated[int | None, Opt("--bootstrap", hidden=True, help="Old name of --n-resamples.")]
-OldSeedBootstrap = Annotated[int | None, Opt("--seed", hidden=True, help="Old name of --bootstrap-seed.")]
-OldSnapshotId = Annotated[str | None, Opt("--snapshot", hidden=True, help="Old name of --snapshot-id (a "
-                                          "snapshot file is accepted too).")]
 
 
 def alias(new: T, old: T | None, *, default: T, new_flag: str, old_flag: str) -> T:
@@ -88,17 +104,9 @@ def alias(new: T, old: T | None, *, default: T, new_flag: str, old_flag: str) ->
     return old
 
 
-def snapshot_id(new: str | None, old: str | None) -> str | None:
-    """``--snapshot-id``, or the old ``--snapshot`` of ``report``/``plot``: an id, or now also a file."""
-    if old is None:
-        return new
-    if new is not None:
-        raise SpecError("--snapshot is the old name of --snapshot-id; give only --snapshot-id")
-    if Path(old).is_file():
-        from biasvar.snapshot import load_snapshot
-
-        return load_snapshot(old).id
-    return old
+def value(choice: Enum | None) -> str | None:
+    """The text of a choice option (None stays None)."""
+    return None if choice is None else choice.value
 
 
 def set_threads(threads: int | None) -> None:

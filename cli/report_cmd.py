@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from biasvar import names
 from biasvar.errors import AnalysisError
+from biasvar.presets import REFERENCE
 
 if TYPE_CHECKING:
     from biasvar.report import Report
@@ -23,34 +24,13 @@ from .common import console, err_console, first_fitting, lazy
 from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
-DEFAULT_METHOD = "gauss-eb"  # biasvar.stats.intervals.DEFAULT_METHOD (which imports scipy); a test checks they agree
 
 Opt = typer.Option
+Format = o.choices("Format", names.REPORT_FORMATS)
+Method = o.choices("Method", names.METHODS)
+Figure = o.choices("Figure", names.PLOT_FIGURES)
 
-
-class Format(str, Enum):
-    table = "table"
-    md = "md"
-    json = "json"
-    csv = "csv"
-
-
-class Method(str, Enum):
-    gauss_eb = "gauss-eb"
-    pivot = "pivot"
-    jackknife_t = "jackknife-t"
-    percentile = "percentile"
-    basic = "basic"
-    bca = "bca"
-
-
-class Figure(str, Enum):
-    fig1 = "fig1"
-    pareto = "pareto"
-    quant_unit = "quant-unit"
-
-
-_METHOD = Annotated[Method, Opt("--method", help=f"Interval method (default {DEFAULT_METHOD}): gauss-eb (a Gaussian "
+_METHOD = Annotated[Method, Opt("--method", metavar="NAME", help="Interval method: gauss-eb (a Gaussian "
                                 "test inverted, bias direction by empirical Bayes), pivot (an inverted "
                                 "bootstrap test), jackknife-t (delete one block per run, Welch t), or scipy's "
                                 "percentile, basic, bca of the plain Eq. 16; coverage: results/coverage.")]
@@ -179,42 +159,41 @@ def groups_table(report: Report) -> Table:
 def report(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
-    reference: o.Reference = "rf(M=4)",
-    fmt: Annotated[Format, Opt("--format", help="table (rich, on screen), md, json or csv.")] = Format.table,
+    reference: o.Reference = REFERENCE,
+    fmt: Annotated[Format, Opt("--format", help="table: rich, on screen; md: Markdown; json; csv.")]
+    = Format("table"),
     out: Annotated[Path | None, Opt("--out", help="Write the report to FILE (atomically) instead of the "
                                     "screen; with --format table it is written as Markdown.")] = None,
     n_resamples: o.NResamples = 1000,
     bootstrap_seed: o.BootstrapSeed = 0,
-    method: _METHOD = Method(DEFAULT_METHOD),
+    method: _METHOD = Method(names.DEFAULT_METHOD),
     groups: Annotated[bool, Opt("--groups", help="Also show b2 and V per parameter group.")] = False,
-    contrast: Annotated[list[str] | None, Opt("--contrast", help="A,B: b2_A - b2_B and V_A - V_B with intervals "
-                                              "that account for the shared reference (repeatable).")] = None,
-    old_snapshot: o.OldSnapshotId = None,
+    contrast: Annotated[list[str] | None, Opt("--contrast", metavar="A,B", help="b2_A - b2_B and V_A - V_B "
+                                              "with intervals that account for the shared reference "
+                                              "(repeatable).")] = None,
     old_bootstrap: o.OldBootstrap = None,
-    old_seed: o.OldSeedBootstrap = None,
 ) -> None:
     """Squared bias (Eq. 16), variance and MSE of every run against the reference, with 95% bootstrap
     intervals; one row per run, sorted by family then hyper-parameter."""
     from biasvar.stats.contrast import split_pair
 
     pairs = tuple(split_pair(c) for c in contrast or ())
-    sid = o.snapshot_id(snapshot_id, old_snapshot)
+    sid = snapshot_id
     rep = analyze_with_progress(
         runs_dir, snapshot_id=sid, reference=reference,
         n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                             old_flag="--bootstrap"),
-        method=method.value,
-        bootstrap_seed=o.alias(bootstrap_seed, old_seed, default=0, new_flag="--bootstrap-seed", old_flag="--seed"),
-        contrasts=pairs)
+        method=method.value, bootstrap_seed=bootstrap_seed, contrasts=pairs)
+    table = fmt.value == "table"
     if out is not None:
-        text = formats.format_report(rep, "md" if fmt is Format.table else fmt.value)
+        text = formats.format_report(rep, "md" if table else fmt.value)
         from biasvar.atomic import write_atomic
 
         write_atomic(out, text)
         console.print(f"wrote {out} ({len(rep.rows)} runs, snapshot {rep.snapshot_hash[:12]})",
                       highlight=False)
         return
-    if fmt is Format.table:
+    if table:
         console.print(report_table(rep))
         if rep.contrasts:
             console.print(contrasts_table(rep))
@@ -233,51 +212,43 @@ def plot(
                                              "quant-unit (Fig. B.5).")],
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
-    reference: o.Reference = "rf(M=4)",
+    reference: o.Reference = REFERENCE,
     out: Annotated[Path | None, Opt("--out", help="Output file; PNG and PDF are written beside each other "
                                     "(default figures/<figure>.png).")] = None,
     from_report: Annotated[Path | None, Opt("--report", help="Plot a saved JSON report (`biasvar report "
                                             "--format json --out FILE`) instead of the runs.")] = None,
     n_resamples: o.NResamples = 1000,
     bootstrap_seed: o.BootstrapSeed = 0,
-    method: _METHOD = Method(DEFAULT_METHOD),
-    n: Annotated[int, Opt("--n", help="quant-unit: draws per eta and estimator.")] = 10_000,
-    seed: Annotated[int, Opt("--seed", help="quant-unit: seed of the noise.")] = 0,
+    method: _METHOD = Method(names.DEFAULT_METHOD),
+    quant_n: o.QuantDraws = 10_000,
+    seed: Annotated[int | None, Opt("--seed", help="Seed of the noise (quant-unit; default 0).")] = None,
     etas: Annotated[int, Opt("--etas", help="quant-unit: inputs eta on [-1, K].")] = 61,
-    old_snapshot: o.OldSnapshotId = None,
     old_bootstrap: o.OldBootstrap = None,
-    old_points: Annotated[int | None, Opt("--points", hidden=True, help="Old name of --etas.")] = None,
 ) -> None:
     """Draw a figure of the paper from the runs of one snapshot (PNG and PDF).
 
-    quant-unit (Fig. B.5) runs the single-quantizer study itself (exact references; cheap) and
-    plots it; it does not read run files. For fig1 and pareto, --seed is still read as the old
-    spelling of --bootstrap-seed (for one release)."""
+    quant-unit (Fig. B.5) runs the single-quantizer study itself (exact references; cheap) and plots it; it does not read run files.
+    """  # noqa: E501 - one line: the help keeps the docstring's line breaks
     from biasvar import plots  # matplotlib only when plotting
 
     target = out if out is not None else Path("figures") / f"{figure.value}.png"
-    if figure is Figure.quant_unit:
-        _plot_quant_unit(target, n=n, seed=seed,
-                         points=o.alias(etas, old_points, default=61, new_flag="--etas", old_flag="--points"))
+    if figure.value == "quant-unit":
+        _plot_quant_unit(target, n=quant_n, seed=0 if seed is None else seed, points=etas)
         return
+    if seed is not None:
+        raise typer.BadParameter(f"{figure.value} draws no noise (the bootstrap's seed is --bootstrap-seed)",
+                                 param_hint="'--seed'")
     if from_report is not None:
-        try:
-            rep = formats.report_from_json(from_report.read_text())
-        except OSError as e:
-            raise AnalysisError(f"cannot read report {from_report}: {e.strerror}") from None
-        if not any(r.pareto_mark for r in rep.rows):  # written before interval-aware marks
-            from biasvar.report import remark_pareto
+        from biasvar.report_file import read_report
 
-            rep = remark_pareto(rep)
+        rep = read_report(from_report)
     else:
         rep = analyze_with_progress(
-            runs_dir, snapshot_id=o.snapshot_id(snapshot_id, old_snapshot), reference=reference,
+            runs_dir, snapshot_id=snapshot_id, reference=reference,
             n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                                 old_flag="--bootstrap"),
-            method=method.value,  # --seed here is the old spelling of --bootstrap-seed (no noise in fig1, pareto)
-            bootstrap_seed=o.alias(bootstrap_seed, seed or None, default=0, new_flag="--bootstrap-seed",
-                                   old_flag="--seed"))
-    draw = plots.plot_fig1 if figure is Figure.fig1 else plots.plot_pareto
+            method=method.value, bootstrap_seed=bootstrap_seed)
+    draw = plots.plot_fig1 if figure.value == "fig1" else plots.plot_pareto
     res = draw(rep, target)
     console.print(f"wrote {', '.join(res.paths)}", highlight=False)
     console.print(f"drawn: {', '.join(res.drawn)}", highlight=False)
@@ -290,7 +261,7 @@ def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
     from biasvar.studies.quantstudy import DEFAULT_SPECS, quant_unit_study
 
     if n < 2 or points < 2:
-        raise AnalysisError(f"quant-unit needs --n >= 2 and --etas >= 2, got --n {n} --etas {points}")
+        raise AnalysisError(f"quant-unit needs --quant-n >= 2 and --etas >= 2, got --quant-n {n} --etas {points}")
     with _progress() as bar:
         task = bar.add_task("Fig. B.5 study", total=None)
 

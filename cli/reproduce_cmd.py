@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shlex
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from biasvar import names
 from biasvar.presets import protocol_specs
 
 from . import options as o
@@ -18,14 +18,11 @@ from .common import console, progress_bar
 Opt = typer.Option
 
 
-class What(str, Enum):
-    fig1 = "fig1"
-    fig4 = "fig4"
-    all = "all"
+What = o.choices("What", names.REPRODUCE_FIGURES)
 
 
 def reproduce(
-    what: Annotated[What, typer.Argument(help="fig1, fig4 or all (both, plus Fig. B.5).")] = What.all,
+    what: Annotated[What, typer.Argument(help="fig1, fig4 or all (both, plus Fig. B.5).")] = What("all"),
     n: Annotated[int, Opt("--n", help="Draws per run (the paper: 10000).")] = 10_000,
     epochs: Annotated[int, Opt("--epochs", help="Training epochs of the snapshot (the paper: 10).")] = 10,
     points: Annotated[int | None, Opt("--points", help="Thin every hyper-parameter grid to this many "
@@ -37,15 +34,18 @@ def reproduce(
     device: o.Device = "auto",
     data_dir: o.DataDir = None,
     runs_dir: o.RunsDir = Path("runs"),
-    snapshot_dir: Annotated[Path, Opt("--snapshot-dir")] = Path("snapshots"),
-    results_dir: Annotated[Path, Opt("--results-dir")] = Path("results"),
-    figures_dir: Annotated[Path, Opt("--figures-dir")] = Path("figures"),
+    snapshot_dir: Annotated[Path, Opt("--snapshot-dir", help="Where the trained snapshot goes.")]
+    = Path("snapshots"),
+    results_dir: Annotated[Path, Opt("--results-dir", help="Where the reports and provenance go (in a "
+                                     "--tag sub-folder).")] = Path("results"),
+    figures_dir: Annotated[Path, Opt("--figures-dir", help="Where the figures go (in a --tag "
+                                     "sub-folder).")] = Path("figures"),
     tag: Annotated[str | None, Opt("--tag", help="Sub-folder of results/ and figures/ (default "
                                    "full-gpu, reduced-cpu, ...).")] = None,
     n_resamples: o.NResamples = 1000,
     bootstrap_seed: Annotated[int | None, Opt("--bootstrap-seed", help="Seed of the bootstrap resampling "
                                               "(default: --seed).")] = None,
-    quant_n: Annotated[int, Opt("--quant-n", help="Draws per eta in the Fig. B.5 study.")] = 10_000,
+    quant_n: o.QuantDraws = 10_000,
     threads: o.Threads = None,
     old_bootstrap: o.OldBootstrap = None,
 ) -> None:

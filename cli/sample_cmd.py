@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasvar import presets
-from biasvar.errors import SpecError
+from biasvar import names, presets
+from biasvar.selection import select_snapshot, shard_range, snapshot_prefix
 from biasvar.spec import spec_from_flags
 
 from . import options as o
@@ -22,6 +22,8 @@ from .snapshot_cmd import resolve_snapshot
 store = lazy("biasvar.store")  # h5py, numpy: loaded by the commands that read run files
 
 Opt = typer.Option
+PresetName = o.choices("PresetName", tuple(presets.PRESETS))
+BenchName = o.choices("BenchName", names.BENCH_PROBLEMS)
 
 
 def _progress():
@@ -62,6 +64,7 @@ def sample(
     from biasvar import engine
 
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
+    dtype = o.value(dtype)
     engine.check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
     if shard is not None:
@@ -106,14 +109,9 @@ def _sample_shard(snap, spec, shard: str, *, n: int, runs_dir: Path, restart: bo
     """``sample --shard i/N``: one shard into its shard file, then merge what is ready."""
     from biasvar.engine import shards as sh
 
-    i, count = sh.parse_shard(shard)
     setup_kw = {k: kw[k] for k in ("seed", "params", "keep", "device", "dtype", "block_size")}
     su = sh.run_setup(snap, spec, n=n, runs_dir=runs_dir, **setup_kw)
-    ranges = sh.shard_ranges(n, su.block_size, count)
-    if count > len(ranges):
-        raise SpecError(f"--shard {shard}: the run has only {len(ranges)} blocks of {su.block_size} draws, so at "
-                        f"most {len(ranges)} shards; use a smaller N or --block-size")
-    first, end = ranges[i]
+    i, count, first, end = shard_range(shard, n, su.block_size)
     with _progress() as bar:
         task = bar.add_task(f"{spec} shard {i}/{count}", total=end - first, rate=0.0, bad=0)
 
@@ -138,11 +136,13 @@ def sweep(
     problem: o.Problem = None,
     option: o.ProblemOption = None,
     weights: o.Weights = None,
-    preset: Annotated[str | None, Opt("--preset", help=f"One of: {', '.join(presets.PRESETS)}.")] = None,
+    preset: Annotated[PresetName | None, Opt("--preset", metavar="NAME", help="A named sweep, one of: "
+                                             f"{', '.join(presets.PRESETS)} (README).")] = None,
     estimators: o.EstimatorList = None,
     reference: Annotated[str | None, Opt("--reference", help="Reference spec (default: the preset's, "
-                                         "rf(M=4)).")] = None,
-    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's, or 10000).")] = None,
+                                         f"{presets.REFERENCE}).")] = None,
+    n: Annotated[int | None, Opt("--n", help="Draws per tested run (default: the preset's, or "
+                                 f"{presets.DEFAULT_N}).")] = None,
     reference_n: Annotated[int | None, Opt("--reference-n", help="Draws of the reference run "
                                            "(default: the preset's, or --n).")] = None,
     seed: Annotated[int, Opt("--seed", help="Seed of the noise of every run (the reference spec, tested "
@@ -156,7 +156,7 @@ def sweep(
     block_size: o.BlockSize = None,
     max_memory: o.MaxMemory = None,
     chunk: o.Chunk = None,
-    executor: shards_cmd.Executor = "local",
+    executor: shards_cmd.Executor = shards_cmd.ExecutorName("local"),
     address: shards_cmd.Address = None,
     shards: shards_cmd.Shards = None,
     gpus_per_task: shards_cmd.GpusPerTask = 0,
@@ -165,7 +165,8 @@ def sweep(
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list), here or on a
     Ray cluster (--executor ray)."""
-    shards_cmd.check_executor(executor, shards)
+    shards_cmd.check_executor(shards)
+    preset, dtype, executor = o.value(preset), o.value(dtype), executor.value
     from biasvar import engine
     from biasvar.engine import executors
 
@@ -245,10 +246,10 @@ def ls(
 
     if runs_dir.exists() and not runs_dir.is_dir():
         raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
-    prefix = (snapshot_id or "").strip().lower()[:12]  # an id is a hash's first 12 characters
+    prefix = snapshot_prefix(snapshot_id)
     runs, bad = store.scan_runs(runs_dir)
-    runs = [r for r in runs if Path(r.path).parent.name.lower().startswith(prefix)]
-    bad = [b for b in bad if Path(b.path).parent.name.lower().startswith(prefix)]
+    runs = select_snapshot(runs, prefix, lambda r: r.path)
+    bad = select_snapshot(bad, prefix, lambda b: b.path)
     if not runs and not bad:
         if not shards_cmd.print_shards(runs_dir, prefix):
             console.print(f"no run files under {runs_dir}", highlight=False)
@@ -259,29 +260,28 @@ def ls(
         console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
 
 
-# The names ``biasvar.studies.bench`` defines (its import loads torch; a test checks these agree).
-BENCH_PROBLEMS = ("vae-fig1", "hvae", "toy-cat")
-BENCH_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
-
-
 def bench(
-    problem: Annotated[str, Opt("--problem", help=f"One of: {', '.join(BENCH_PROBLEMS)}.")] = "vae-fig1",
+    bench_name: Annotated[BenchName, Opt("--bench", help="Bench problem: the Fig. 1 VAE at its "
+                                         "initialisation, the default hvae, or the toy problem.")]
+    = BenchName("vae-fig1"),
     estimators: Annotated[str, Opt("--estimators", help="Comma-separated specs.")]
-    = ",".join(BENCH_ESTIMATORS),
+    = ",".join(names.BENCH_ESTIMATORS),
     device: o.Device = "auto",
-    dtype: o.Dtype = None,
+    dtype: Annotated[o.DtypeName | None, Opt("--dtype", help="Floating-point type (default: the "
+                                             "problem's).")] = None,
     n: Annotated[int, Opt("--n", help="Engine draws timed per round.")] = 64,
     n_loop: Annotated[int, Opt("--n-loop", help="Loop draws timed per round.")] = 16,
     repeats: Annotated[int, Opt("--repeats", help="Interleaved rounds (best of).")] = 3,
     chunk: o.Chunk = None,
     max_memory: o.MaxMemory = None,
-    out: Annotated[Path | None, Opt("--out", help="JSON file (default "
-                                    "results/bench/<problem>-<device>.json).")]
+    out: Annotated[Path | None, Opt("--out", help="JSON file (default: in results/bench/, named "
+                                    "<bench>-<device>.json).")]
     = None,
 ) -> None:
     """Draws/s of the vectorized engine vs a per-draw autograd.grad loop on the same problem and noise."""
     from biasvar.studies import bench as benchmod
 
+    problem, dtype = bench_name.value, o.value(dtype)
     specs = presets.split_specs(estimators)
     prob = benchmod.bench_problem(problem)
     command = "biasvar " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "biasvar bench"

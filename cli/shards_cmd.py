@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from biasvar import names
 from biasvar.errors import SpecError
+from biasvar.selection import snapshot_prefix
 
 if TYPE_CHECKING:
     from biasvar.engine import shards as sh
@@ -23,14 +25,15 @@ from . import options as o
 from .common import console, progress_bar
 
 Opt = typer.Option
-EXECUTORS = ("local", "ray")  # biasvar.engine.executors.EXECUTORS (not imported: it loads torch)
+ExecutorName = o.choices("ExecutorName", names.EXECUTORS)
 
 Shard = Annotated[str | None, Opt("--shard", metavar="i/N", help="Compute only shard i of N (counted from 0): "
                                   "a range of whole blocks, into a shard file beside the run file; the run "
                                   "file is assembled when the shards are merged (`biasvar merge`, or by the "
                                   "last shard to finish).")]
-Executor = Annotated[str, Opt("--executor", help=f"Where the runs are computed: {' or '.join(EXECUTORS)} "
-                              "(one Ray task per run and shard; needs `pip install \"biasvar[ray]\"`).")]
+Executor = Annotated[ExecutorName, Opt("--executor", help="Where the runs are computed: local (here) or "
+                                       "ray (a Ray cluster, one task per run and shard; needs "
+                                       "`pip install \"biasvar\\[ray]\"`).")]
 Address = Annotated[str | None, Opt("--address", help="Ray cluster address (auto: the cluster `ray start` "
                                     "made on this machine; default: RAY_ADDRESS, else a new local cluster).")]
 Shards = Annotated[int | None, Opt("--shards", help="Shards per run (default: 1 locally; with Ray, enough to "
@@ -42,9 +45,7 @@ CpusPerTask = Annotated[int, Opt("--cpus-per-task", help="CPUs each Ray task ask
 MaxRetries = Annotated[int, Opt("--max-retries", help="Retries of a Ray task whose worker died.")]
 
 
-def check_executor(executor: str, shards: int | None) -> None:
-    if executor not in EXECUTORS:
-        raise SpecError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+def check_executor(shards: int | None) -> None:
     if shards is not None and shards < 1:
         raise SpecError(f"--shards must be >= 1, got {shards}")
 
@@ -113,7 +114,7 @@ def shard_notes(runs_dir: Path, snapshot_id: str | None = None) -> list[str]:
 
     return [f"{run.name}: {len(infos)} shard file(s) not merged into the run file "
             f"(its rows count only merged draws; run `biasvar merge --runs-dir {runs_dir}`)"
-            for run, infos in sh.sharded_runs(runs_dir, snapshot_id).items()]
+            for run, infos in sh.sharded_runs(runs_dir, snapshot_prefix(snapshot_id)).items()]
 
 
 def merge(
@@ -125,7 +126,7 @@ def merge(
         raise SpecError(f"runs folder not found: {runs_dir}")
     from biasvar.engine import shards as sh
 
-    results = sh.merge_all(runs_dir, (snapshot_id or "").strip().lower()[:12] or None)
+    results = sh.merge_all(runs_dir, snapshot_prefix(snapshot_id) or None)
     if not results:
         console.print(f"no shard files under {runs_dir}", highlight=False)
         return

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from . import options as o
 from .common import console
+from .parsing import option_pairs
 
 Opt = typer.Option
 
@@ -34,9 +35,9 @@ def resolve_snapshot(snapshot: Path | None, problem: str | None = None, option: 
         from biasvar.snapshot import load_snapshot  # torch: loaded by the commands that need a snapshot
 
         return load_snapshot(snapshot)
-    from biasvar.train import build_problem, parse_option_pairs, snapshot_weights
+    from biasvar.train import build_problem, snapshot_weights
 
-    prob = build_problem(problem, parse_option_pairs(option), seed=0)  # as `biasvar snapshot` with its default seed
+    prob = build_problem(problem, option_pairs(option), seed=0)  # as `biasvar snapshot` with its default seed
     return snapshot_weights(prob, weights=weights)
 
 
@@ -55,9 +56,9 @@ def snapshot_command(
                              "batch.")] = 0,
 ) -> None:
     """Save a snapshot of a problem at given weights, without training (a model trained elsewhere)."""
-    from biasvar.train import build_problem, load_data, parse_option_pairs, snapshot_weights
+    from biasvar.train import build_problem, load_data, snapshot_weights
 
-    prob = build_problem(problem, parse_option_pairs(option), seed=seed)
+    prob = build_problem(problem, option_pairs(option), seed=seed)
     dataset = load_data(problem, data, data_dir=data_dir, download=False if offline else None) if data else None
     snap = snapshot_weights(prob, weights=weights, data=dataset, eval_batch_size=eval_batch_size, seed=seed,
                             out=out)

@@ -9,19 +9,26 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from biasvar import names
 from biasvar.spec import spec_from_flags
 
 from . import options as o
 from .common import console, lazy, progress_bar
+from .parsing import int_list, model_options
 
 train_mod = lazy("biasvar.train")  # torch: loaded when training
 
 Opt = typer.Option
+ModelName = o.choices("ModelName", names.MODELS)
 
 
 def train_command(
-    model: Annotated[str, Opt("--model", "--problem", help="Problem: vae, hvae, toy-cat, qnet, or your own "
-                              "factory module:function (options with -o KEY=VALUE).")] = "vae",
+    model: Annotated[ModelName | None, Opt("--model", metavar="NAME", help="Built-in model, one of: "
+                                           f"{', '.join(names.MODELS)} (default vae; options below or with "
+                                           "-o KEY=VALUE).")] = None,
+    problem: Annotated[str | None, Opt("--problem", metavar="MODULE:FUNCTION", help="Your own problem "
+                                       "instead of --model: a factory module:function (or file.py:function) "
+                                       "returning a biasvar Problem (options with -o KEY=VALUE).")] = None,
     data: Annotated[str | None, Opt(help="Dataset (default mnist-b for vae/hvae, fmnist for qnet).")] = None,
     categories: Annotated[int | None, Opt(help="Categories per variable (a power of 2).")] = None,
     vars: Annotated[int | None, Opt("--vars", help="Categorical variables (per layer for hvae).")] = None,
@@ -43,8 +50,8 @@ def train_command(
     lr: Annotated[float, Opt(help="Adam learning rate (App. B.3: 1e-4).")] = 1e-4,
     seed: Annotated[int, Opt("--seed", help="Seed of the noise, and of the model init, evaluation batch "
                              "and data order.")] = 0,
-    out: Annotated[Path | None, Opt(help="Snapshot file (default snapshots/<model>-<spec>-e<N>-s<seed>.pt).")]
-    = None,
+    out: Annotated[Path | None, Opt(help="Snapshot file (default: a file in snapshots/ "
+                                    "named by the model, the spec, the epochs and the seed).")] = None,
     save_at: Annotated[str | None, Opt(help="Also save OUT-e<epoch>.pt at epochs: 1,10,100.")] = None,
     data_dir: o.DataDir = None,
     offline: Annotated[bool, Opt("--offline", help="Never download missing dataset files.")] = False,
@@ -55,6 +62,10 @@ def train_command(
     threads: o.Threads = None,
 ) -> None:
     """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements."""
+    if model is not None and problem is not None:
+        raise typer.BadParameter("give --model (a built-in) or --problem (your own factory), not both",
+                                 param_hint="'--problem'")
+    model = problem or (model.value if model is not None else "vae")
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
     from biasvar.problems.user import load_state
     from biasvar.train import (
@@ -64,15 +75,13 @@ def train_command(
         default_snapshot_path,
         load_data,
         loss_name,
-        model_options,
-        parse_int_list,
         read_state_dict,
         train,
     )
 
     options = model_options(categories=categories, vars=vars, hidden=hidden, arch=arch, weights_bits=weights_bits,
                             acts_bits=acts_bits, noise=noise, extra=option)
-    save_epochs = parse_int_list(save_at, "--save-at", "1,10,100")
+    save_epochs = int_list(save_at, "--save-at", "1,10,100")
     out = out or default_snapshot_path(model, str(spec), epochs, seed)
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
     o.set_threads(threads)

@@ -77,7 +77,7 @@ else
 fi
 
 say "bench vae-fig1: zgr, rf(M=4), gr-mc(t=0.1,M=100)"
-timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --problem vae-fig1 --device "$DEVICE" --estimators "zgr,rf(M=4),gr-mc(t=0.1,M=100)" \
+timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --bench vae-fig1 --device "$DEVICE" --estimators "zgr,rf(M=4),gr-mc(t=0.1,M=100)" \
     "${BENCH[@]}" --out "$OUT/bench-vae-fig1-$DEVICE.json" >>"$LOG" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then say "bench failed (exit $rc): see $LOG"; status=1; fi

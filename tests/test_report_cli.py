@@ -143,11 +143,11 @@ def test_plot_commands(runs_dir, tmp_path):
     r = invoke("plot", "pareto", "--report", rep_json, "--out", tmp_path / "p.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    r = invoke("plot", "quant-unit", "--n", "50", "--etas", "5", "--out", tmp_path / "b5.png")
+    r = invoke("plot", "quant-unit", "--quant-n", "50", "--etas", "5", "--out", tmp_path / "b5.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b5.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "b5.pdf").exists()
-    r = invoke("plot", "quant-unit", "--n", "1")
-    assert r.exit_code == 1 and "--n >= 2" in r.output
+    r = invoke("plot", "quant-unit", "--quant-n", "1")
+    assert r.exit_code == 1 and "--quant-n >= 2" in r.output
     r = invoke("plot", "pareto", "--report", tmp_path / "none.json")
     assert r.exit_code == 1 and "cannot read report" in r.output
 
@@ -172,18 +172,22 @@ def test_a_100_block_run(tmp_path):
 
 
 def test_option_names_and_their_old_spellings(runs_dir, tmp_path):
-    """--snapshot-id / --n-resamples / --bootstrap-seed, and the hidden old names --snapshot / --bootstrap /
-    --seed give the same report; both spellings at once is a one-line error."""
+    """--snapshot-id / --n-resamples / --bootstrap-seed, and the hidden old name --bootstrap give the same
+    report; both spellings at once is a one-line error. The old --snapshot ID and --seed (bootstrap) are
+    refused: --snapshot is a snapshot file and --seed the noise seed elsewhere."""
     new = invoke("report", "--runs-dir", runs_dir, "--snapshot-id", SNAP[:6], "--n-resamples", "40",
                  "--bootstrap-seed", "2", "--format", "json")
-    old = invoke("report", "--runs-dir", runs_dir, "--snapshot", SNAP[:6], "--bootstrap", "40", "--seed", "2",
-                 "--format", "json")
+    old = invoke("report", "--runs-dir", runs_dir, "--snapshot-id", SNAP[:6], "--bootstrap", "40",
+                 "--bootstrap-seed", "2", "--format", "json")
     assert new.exit_code == 0 and old.exit_code == 0, new.output + old.output
     rep = F.report_from_json(new.output)
     assert rep == F.report_from_json(old.output) and rep.n_resamples == 40 and rep.seed == 2
     other = F.report_from_json(invoke("report", "--runs-dir", runs_dir, "--n-resamples", "40", "--format",
                                       "json").output)
     assert other.seed == 0 and other.rows != rep.rows  # the bootstrap seed changes the intervals
+    for gone in (["--snapshot", SNAP[:6]], ["--seed", "2"]):
+        r = invoke("report", "--runs-dir", runs_dir, *gone)
+        assert r.exit_code == 2 and f"No such option: {gone[0]}" in r.output, r.output
     both = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "40", "--bootstrap", "50")
     assert both.exit_code == 1 and "old name of --n-resamples" in both.output
     r = invoke("report", "--runs-dir", runs_dir, "--snapshot-id", "ffff")

@@ -99,7 +99,7 @@ def test_sweep_with_estimators_list(tmp_path, snap):
     assert store.read_run(folder / "zgr-s0.h5").n == 200
     assert (folder / "zgr-s0.h5").stat().st_mtime_ns == before["zgr-s0.h5"]  # complete: not even reopened
     r = invoke("sweep", "--snapshot", snap.path, "--preset", "nope", "--runs-dir", runs)
-    assert r.exit_code == 1 and "fig1" in r.output
+    assert r.exit_code == 2 and "fig1" in r.output  # a usage error: the choices are listed
     r = invoke("sweep", "--snapshot", snap.path, "--runs-dir", runs)
     assert r.exit_code == 1 and "exactly one of --preset" in r.output
 
@@ -120,7 +120,7 @@ def test_missing_snapshot_is_one_line_error(tmp_path):
 
 def test_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    r = invoke("bench", "--problem", "toy-cat", "--estimators", "zgr,rf(M=2)", "--device", "cpu", "--n", "16",
+    r = invoke("bench", "--bench", "toy-cat", "--estimators", "zgr,rf(M=2)", "--device", "cpu", "--n", "16",
                "--n-loop", "4", "--repeats", "1", "--out", out)
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())

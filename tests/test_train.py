@@ -106,7 +106,7 @@ def test_cli_real_mnist_b(tmp_path, shared_data):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--model", "nope"], "unknown model"),
+        (["--problem", "nope"], "unknown model"),
         (["--model", "toy-cat", "--estimator", "gr-mc(t=0)"], "out of range"),
         (["--model", "toy-cat", "--estimator", "zgrr"], "unknown estimator"),
         (["--model", "toy-cat", "--estimator", "zgr", "--t", "0.5"], "does not apply"),

@@ -54,10 +54,11 @@ from biasvar import engine, provenance, rng
 from biasvar.atomic import write_atomic
 from biasvar.errors import UnsupportedError
 from biasvar.estimators import build
+from biasvar.names import BENCH_ESTIMATORS
 from biasvar.problems.base import Problem, noise_requests
 from biasvar.spec import parse_spec
 
-DEFAULT_ESTIMATORS = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
+DEFAULT_ESTIMATORS = BENCH_ESTIMATORS
 GEMM_SIZE = {"cpu": 2048, "cuda": 8192}  # square fp32 GEMM measured as the roofline
 
 

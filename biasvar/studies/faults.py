@@ -356,7 +356,7 @@ def bad_input_cases(work: Path, snap: Path, runs: Path, sid: str) -> list[list[s
         ["sweep", "--snapshot", s],
         ["train", "--model", "nope", "--out", "x.pt"],
         ["plot", "nope"],
-        ["bench", "--problem", "nope"],
+        ["bench", "--bench", "nope"],
         ["nope"],
     ]
 

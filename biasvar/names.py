@@ -1,0 +1,48 @@
+"""The names the library defines and the CLI shows, in one light module (no torch, scipy, matplotlib,
+h5py): the CLI imports them for its help and option choices without loading the heavy modules, and
+the library modules that define the objects behind the names import them from here.
+
+Where a module that owns the objects cannot import from here yet (the engine, the store, the
+statistics), ``tests/test_cli_names.py`` checks that its names agree with these.
+"""
+
+from __future__ import annotations
+
+#: Built-in problem kinds (:data:`biasvar.problems.registry.PROBLEMS`): ``train --model``.
+MODELS: tuple[str, ...] = ("toy-cat", "vae", "hvae", "quant-unit", "qnet")
+
+#: Dataset each problem kind trains on by default (None: the problem has no data).
+DEFAULT_DATA: dict[str, str | None] = {"vae": "mnist-b", "hvae": "mnist-b", "qnet": "fmnist", "toy-cat": None,
+                                       "quant-unit": None}
+
+#: Bench problems and default estimators (:mod:`biasvar.studies.bench`): ``bench --bench``.
+BENCH_PROBLEMS: tuple[str, ...] = ("vae-fig1", "hvae", "toy-cat")
+BENCH_ESTIMATORS: tuple[str, ...] = ("zgr", "gr-mc(t=0.1,M=100)", "rf(M=4)")
+
+#: Where a sweep's runs are computed (:data:`biasvar.engine.executors.EXECUTORS`).
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+#: Lossless filters of the block sums (:data:`biasvar.store.FILTERS`), the default and its variable.
+FILTER_NAMES: tuple[str, ...] = ("none", "gzip", "lzf")
+DEFAULT_FILTER = "gzip"
+FILTER_ENV = "BIASVAR_RUN_COMPRESSION"
+
+#: Interval methods (:data:`biasvar.stats.intervals.METHODS`) and the default.
+METHODS: tuple[str, ...] = ("gauss-eb", "pivot", "jackknife-t", "percentile", "basic", "bca")
+DEFAULT_METHOD = "gauss-eb"
+
+#: Report formats (:mod:`biasvar.formats`; ``table`` is the CLI's rich table).
+REPORT_FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
+
+#: Floating-point types a run can be computed in (:func:`biasvar.device.resolve_dtype`).
+DTYPES: tuple[str, ...] = ("float32", "float64")
+
+#: Devices (:func:`biasvar.device.resolve_device`): these, or ``cuda:N``.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+#: Figures of ``biasvar plot`` and what ``biasvar reproduce`` makes (:data:`biasvar.presets.FIGURES`).
+PLOT_FIGURES: tuple[str, ...] = ("fig1", "pareto", "quant-unit")
+REPRODUCE_FIGURES: tuple[str, ...] = ("fig1", "fig4", "all")
+
+#: Length of a snapshot id: the first characters of the snapshot's content hash.
+SNAPSHOT_ID_LENGTH = 12
