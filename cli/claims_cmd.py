@@ -113,7 +113,8 @@ def claims(
     claims_file: Annotated[Path | None, Opt("--claims", metavar="FILE", help="Claims file (JSON, see "
                                             "docs/claims.md); default: the paper's ledger.")] = None,
     reference: o.Reference = "rf(M=4)",
-    alpha: Annotated[float, Opt("--alpha", help="Family-wise error level.")] = 0.05,
+    alpha: Annotated[float, Opt("--fwer", metavar="A", help="Family-wise error rate of all the claims' "
+                                                          "comparisons together.")] = 0.05,
     correction: Annotated[Correction, Opt("--correction", help="bonferroni (over every comparison of the "
                                           "measured claims) or none.")] = Correction.bonferroni,
     out: Annotated[Path | None, Opt("--out", metavar="DIR", help="Write claims.json and claims.md into "
@@ -131,7 +132,7 @@ def claims(
     from biasvar import claims as C
 
     ledger_claims = C.load_claims(claims_file)
-    C.plan(ledger_claims, (), reference, alpha=alpha, correction=correction.value)  # bad --alpha before any work
+    C.plan(ledger_claims, (), reference, alpha=alpha, correction=correction.value)  # bad --fwer before any work
     if from_report is not None:
         rep = read_report(from_report)
     else:

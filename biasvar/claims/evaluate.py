@@ -170,7 +170,7 @@ def plan(claims: Sequence[Claim], tested: Iterable[str], reference: str | None =
 
 def _check_alpha(alpha: float, correction: str) -> None:
     if not 0.0 < alpha < 0.5:
-        raise ClaimsError(f"--alpha must lie in (0, 0.5), got {alpha!r}")
+        raise ClaimsError(f"the family-wise error rate (--fwer) must lie in (0, 0.5), got {alpha!r}")
     if correction not in CORRECTIONS:
         raise ClaimsError(f"--correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
 
