@@ -175,7 +175,9 @@ def report_header(report: Report) -> str:
                        "resamples)",
            "jackknife-t": "jackknife-t (delete one block per run)"}.get(
         report.method, f"{report.method} bootstrap over blocks, {report.n_resamples} resamples")
-    return f"snapshot {report.snapshot_hash[:12]} · dim {report.dim} · reference {ref} · {pct} intervals: {how}"
+    source = f" · from the store {report.store}" if report.store else ""
+    return (f"snapshot {report.snapshot_hash[:12]} · dim {report.dim} · reference {ref} · {pct} intervals: "
+            f"{how}{source}")
 
 
 def report_to_markdown(report: Report) -> str:

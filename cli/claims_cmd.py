@@ -34,21 +34,14 @@ class Correction(str, Enum):
 RESAMPLES_MIN, RESAMPLES_MAX = 1000, 50_000
 
 
-def tested_specs(runs_dir: Path, snapshot_id: str | None, reference: str) -> set[str]:
+def tested_specs(runs_dir: Path, snapshot_id: str | None, reference: str, store: Path | None = None) -> set[str]:
     """Canonical specs with a tested row among the runs (the reference's lowest seed is not one)."""
-    from biasvar import store
+    from biasvar.report import runs_of
     from biasvar.spec import parse_spec
     from biasvar.stats.compare import run_attr
 
-    if not runs_dir.is_dir():
-        raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
-                            f"(where `biasvar sample` wrote its run files)")
-    runs, _ = store.scan_runs(runs_dir)
-    if snapshot_id is not None:
-        snap = snapshot_id.strip().lower()
-        runs = [r for r in runs if str(run_attr(r, "snapshot_hash", "")).lower().startswith(snap)]
     counts: dict[str, int] = {}
-    for r in runs:
+    for r in runs_of(runs_dir, snapshot_id, store).runs:
         s = str(parse_spec(run_attr(r, "spec")))
         counts[s] = counts.get(s, 0) + 1
     ref = None if reference.strip().lower() == "exact" else str(parse_spec(reference))
@@ -71,13 +64,14 @@ def read_report(path: Path):
 
 
 def analyze_for(claims, runs_dir: Path, snapshot_id: str | None, reference: str, *, alpha: float, correction: str,
-                n_resamples: int | None, bootstrap_seed: int):
+                n_resamples: int | None, bootstrap_seed: int, store: Path | None = None):
     """The analysis a ledger needs: every run at the corrected level, with the paired contrasts its
     claims compare (:func:`biasvar.claims.plan`); a progress bar on a terminal's stderr."""
     from biasvar.claims import plan
     from biasvar.report import analyze_runs
 
-    p = plan(claims, tested_specs(runs_dir, snapshot_id, reference), reference, alpha=alpha, correction=correction)
+    p = plan(claims, tested_specs(runs_dir, snapshot_id, reference, store), reference, alpha=alpha,
+             correction=correction)
     if n_resamples is None:
         single = any(c.kind in ("floor", "ratio") and not p.missing[c.id] for c in claims)
         n_resamples = auto_resamples(p.alpha_each) if single else RESAMPLES_MIN
@@ -88,7 +82,8 @@ def analyze_for(claims, runs_dir: Path, snapshot_id: str | None, reference: str,
             bar.update(task, completed=i, total=total, description=spec or "contrasts")
 
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                            confidence_level=p.level, seed=bootstrap_seed, progress=step, contrasts=p.pairs)
+                            confidence_level=p.level, seed=bootstrap_seed, progress=step, contrasts=p.pairs,
+                            store=store)
 
 
 def ledger_table(ledger) -> Table:
@@ -110,6 +105,7 @@ def ledger_table(ledger) -> Table:
 def claims(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
+    store: o.Store = None,
     claims_file: Annotated[Path | None, Opt("--claims", metavar="FILE", help="Claims file (JSON, see "
                                             "docs/claims.md); default: the paper's ledger.")] = None,
     reference: o.Reference = "rf(M=4)",
@@ -137,7 +133,7 @@ def claims(
         rep = read_report(from_report)
     else:
         rep = analyze_for(ledger_claims, runs_dir, snapshot_id, reference, alpha=alpha, correction=correction.value,
-                          n_resamples=n_resamples, bootstrap_seed=bootstrap_seed)
+                          n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, store=store)
     source = str(claims_file) if claims_file is not None else "paper.json (biasvar/claims/paper.json)"
     ledger = C.evaluate_report(ledger_claims, rep, alpha=alpha, correction=correction.value, source=source)
     if out is not None:

@@ -12,8 +12,6 @@ from .common import console, lazy
 
 gramstore = lazy("biasvar.gramstore")  # numpy, h5py: loaded when the command runs
 
-StorePath = Annotated[Path | None, typer.Option(
-    "--store", metavar="FILE", help="The store file (default: gram-store.hdf5 in the snapshot's folder).")]
 Rebuild = Annotated[bool, typer.Option("--rebuild", help="Compute the store anew from the run files present "
                                        "(runs whose files are gone are dropped).")]
 DropRuns = Annotated[bool, typer.Option(
@@ -30,7 +28,7 @@ def _mb(n: int) -> str:
 def gram(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
-    store_file: StorePath = None,
+    store_file: o.Store = None,
     rebuild: Rebuild = False,
     drop_runs: DropRuns = False,
     max_memory: MemoryBudget = None,

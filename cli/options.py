@@ -54,6 +54,8 @@ ProblemOption = Annotated[list[str] | None, Opt("--option", "-o", help="Problem 
                                                 "values read as JSON when they parse).")]
 Weights = Annotated[Path | None, Opt("--weights", help="State dict file (as torch.save writes a state_dict) whose "
                                      "names and shapes match the problem's parameters.")]
+Store = Annotated[Path | None, Opt("--store", metavar="FILE", help="A statistics store (`biasvar gram`; default: "
+                                   "gram-store.hdf5 in the snapshot's folder, used when its run files are gone).")]
 RunsDir = Annotated[Path, Opt("--runs-dir", help="Folder of run files (one sub-folder per snapshot).")]
 DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (default: $BIASVAR_DATA, else "
                                      "~/.cache/biasvar).")]

@@ -44,7 +44,8 @@ def _progress() -> Progress:
 
 
 def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference: str, n_resamples: int,
-                          method: str, bootstrap_seed: int, contrasts: tuple[tuple[str, str], ...] = ()) -> Report:
+                          method: str, bootstrap_seed: int, contrasts: tuple[tuple[str, str], ...] = (),
+                          store: Path | None = None) -> Report:
     """``analyze_runs`` with a progress bar (one step per run)."""
     with _progress() as prog:
         task = prog.add_task("", total=None)
@@ -55,7 +56,8 @@ def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference:
         from biasvar.report import analyze_runs
 
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                            method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts)
+                            method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts,
+                            store=store)
 
 
 MEDIUM_COLUMNS = ("spec", "seed", "n", "b2 [95% CI]", "V [95% CI]", "MSE", "cost", "draws/s", "non-finite",
@@ -159,6 +161,7 @@ def groups_table(report: Report) -> Table:
 def report(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
+    store: o.Store = None,
     reference: o.Reference = REFERENCE,
     fmt: Annotated[Format, Opt("--format", help="table: rich, on screen; md: Markdown; json; csv.")]
     = Format("table"),
@@ -183,7 +186,7 @@ def report(
         runs_dir, snapshot_id=sid, reference=reference,
         n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                             old_flag="--bootstrap"),
-        method=method.value, bootstrap_seed=bootstrap_seed, contrasts=pairs)
+        method=method.value, bootstrap_seed=bootstrap_seed, contrasts=pairs, store=store)
     table = fmt.value == "table"
     if out is not None:
         text = formats.format_report(rep, "md" if table else fmt.value)
@@ -212,6 +215,7 @@ def plot(
                                              "quant-unit (Fig. B.5).")],
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
+    store: o.Store = None,
     reference: o.Reference = REFERENCE,
     out: Annotated[Path | None, Opt("--out", help="Output file; PNG and PDF are written beside each other "
                                     "(default figures/<figure>.png).")] = None,
@@ -247,7 +251,7 @@ def plot(
             runs_dir, snapshot_id=snapshot_id, reference=reference,
             n_resamples=o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples",
                                 old_flag="--bootstrap"),
-            method=method.value, bootstrap_seed=bootstrap_seed)
+            method=method.value, bootstrap_seed=bootstrap_seed, store=store)
     draw = plots.plot_fig1 if figure.value == "fig1" else plots.plot_pareto
     res = draw(rep, target)
     console.print(f"wrote {', '.join(res.paths)}", highlight=False)

@@ -219,10 +219,12 @@ def test_the_method_table_is_read_only_and_every_method_has_one_signature():
 
 
 def test_the_cli_offers_the_methods_of_the_table():
-    from biasvar_cli.report_cmd import DEFAULT_METHOD, Method
+    from biasvar_cli.report_cmd import Method
 
-    assert [m.value for m in Method] == list(iv.METHODS)
-    assert DEFAULT_METHOD == iv.DEFAULT_METHOD
+    from biasvar import names
+
+    assert [m.value for m in Method] == list(iv.METHODS) == list(names.METHODS)
+    assert names.DEFAULT_METHOD == iv.DEFAULT_METHOD
 
 
 def test_bootstrap_validates_against_the_table_and_carries_the_seed():
