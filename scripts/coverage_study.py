@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from biasvar.studies import coverage
 from biasvar.provenance import git_commit
+from biasvar.studies import coverage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from biasvar.studies.coverage import gaussian_problem, gram_of, memory_run, wilson
 from biasvar.provenance import git_commit
 from biasvar.stats.intervals import Bootstrap, bootstrap_pair
+from biasvar.studies.coverage import gaussian_problem, gram_of, memory_run, wilson
 
 
 def main(argv: list[str] | None = None) -> int:

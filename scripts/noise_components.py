@@ -23,10 +23,10 @@ import time
 import torch
 
 from biasvar import engine, rng
-from biasvar.studies import bench
 from biasvar.estimators import build, grmc
 from biasvar.problems.base import noise_requests
 from biasvar.spec import parse_spec
+from biasvar.studies import bench
 
 M32 = 0xFFFFFFFF
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from biasvar import calibrate, engine
-from biasvar.studies import bench
 from biasvar.engine import gradients
 from biasvar.estimators import build
 from biasvar.problems.toy import ToyCat
+from biasvar.studies import bench
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

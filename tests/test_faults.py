@@ -9,9 +9,9 @@ import random
 import pytest
 
 from biasvar import engine, store
-from biasvar.studies import faults
 from biasvar.problems.toy import ToyCat
 from biasvar.snapshot import snapshot_of
+from biasvar.studies import faults
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ import torch
 from biasvar.estimators import build
 from biasvar.problems.base import draw_loss, noise_requests
 from biasvar.problems.quant import eta_grid
-from biasvar.studies.quantstudy import DEFAULT_SPECS, QuantGrid, quant_unit_study, unit_gradients
 from biasvar.rng import MATERIALIZE, stream_key
 from biasvar.spec import parse_spec
+from biasvar.studies.quantstudy import DEFAULT_SPECS, QuantGrid, quant_unit_study, unit_gradients
 
 
 def _reference(problem: QuantGrid, spec: str, n: int, chunk: int, seed: int = 0) -> torch.Tensor:

@@ -23,9 +23,9 @@ from biasvar.engine import sample_run
 from biasvar.problems.base import Problem
 from biasvar.problems.quant import QuantUnit
 from biasvar.problems.toy import ToyCat
-from biasvar.studies.quantstudy import quant_unit_study
 from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import snapshot_of
+from biasvar.studies.quantstudy import quant_unit_study
 
 #: every family, a few hyper-parameters each
 DEMO_SPECS = (

@@ -38,10 +38,10 @@ from biasvar.errors import SnapshotError
 from biasvar.formats import report_to_json, report_to_markdown
 from biasvar.presets import REFERENCE, is_slow, protocol_specs, resolve_sweep
 from biasvar.provenance import device_name, git_commit
-from biasvar.studies.quantstudy import quant_unit_study
 from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import Snapshot, load_snapshot
 from biasvar.spec import parse_spec
+from biasvar.studies.quantstudy import quant_unit_study
 
 Say = Callable[[str], None]
 
