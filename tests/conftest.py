@@ -3,8 +3,8 @@
 Synthetic runs (``run_from_draws``, ``gaussian_run``, ``fig_runs``) carry the block statistics the
 engine stores, computed the slow, obviously correct way from Gaussian draws with a known mean;
 ``write_run`` writes one with the store API. ``draw_moments`` is the mean and standard error of a
-problem's gradient draws; ``one_line_error`` checks the CLI's one-line refusals. Test modules import
-them with ``from conftest import``.
+problem's gradient draws; ``one_line_error`` checks the CLI's one-line refusals; ``stop_after`` is
+a progress callback that interrupts a run. Test modules import them with ``from conftest import``.
 """
 
 import math
@@ -242,3 +242,16 @@ def one_line_error(result) -> str:
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def stop_after(draws: int, exc: type[BaseException] = KeyboardInterrupt, *, seen: list | None = None):
+    """A ``progress`` callback for the engine that raises ``exc`` once ``draws`` draws are done (a run cut
+    short, as by Ctrl-C); ``seen`` collects the draw counts it was called with."""
+
+    def progress(done, total, nonfinite, rate):
+        if seen is not None:
+            seen.append(done)
+        if done >= draws:
+            raise exc
+
+    return progress
