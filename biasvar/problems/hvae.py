@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from biasvar.problems.base import Params, SampleFn
-from biasvar.problems.vae import PIXELS, CodedVAE, bernoulli_nll, linear_init
+from biasvar.problems.vae import PIXELS, CodedVAE, bernoulli_nll
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -49,15 +49,10 @@ class HVAE(CodedVAE):
         self.params = {}
         for name, fan_in, fan_out in (("q_z1", PIXELS, V * C), ("q_z2", self.bits, V * C),
                                       ("p_z1", self.bits, V * C), ("p_x", self.bits, PIXELS)):
-            w, bias = linear_init(fan_in, fan_out, g, dtype)
-            self.params[f"{name}.weight"] = w
-            self.params[f"{name}.bias"] = bias
+            self._add_linear(name, fan_in, fan_out, g, dtype)
 
     def node_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         return {"z1": (batch_size, self.V, self.C), "z2": (batch_size, self.V, self.C)}
-
-    def _linear(self, params: Params, name: str, h: Tensor) -> Tensor:
-        return torch.nn.functional.linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
 
     def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
         """Negative ELBO per data point [B] (Eq. 87, entropies in closed form)."""

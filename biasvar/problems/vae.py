@@ -120,6 +120,15 @@ class CodedVAE(Enumerable):
         self.batch = torch.zeros(EVAL_BATCH, PIXELS, dtype=dtype)
         return torch.Generator().manual_seed(int(seed))
 
+    def _add_linear(self, name: str, fan_in: int, fan_out: int, generator: torch.Generator,
+                    dtype: torch.dtype) -> None:
+        """Parameters ``{name}.weight`` and ``{name}.bias`` of a fresh ``Linear(fan_in, fan_out)``."""
+        self.params[f"{name}.weight"], self.params[f"{name}.bias"] = linear_init(fan_in, fan_out, generator, dtype)
+
+    @staticmethod
+    def _linear(params: Params, name: str, h: Tensor) -> Tensor:
+        return F.linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
+
     def embed(self, y: Tensor) -> Tensor:
         """One layer's samples y [B, V, C] (one-hot or relaxed) as their bits: [B, V*b]."""
         return (y @ self.codes.to(dtype=y.dtype, device=y.device)).reshape(y.shape[0], self.bits)
@@ -147,9 +156,7 @@ class VAE(CodedVAE):
         self.params = {}
         for part, sizes in (("encoder", enc), ("decoder", dec)):
             for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-                w, bias = linear_init(fan_in, fan_out, g, dtype)
-                self.params[f"{part}.{2 * i}.weight"] = w
-                self.params[f"{part}.{2 * i}.bias"] = bias
+                self._add_linear(f"{part}.{2 * i}", fan_in, fan_out, g, dtype)
 
     def node_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         return {"z": (batch_size, self.V, self.C)}
@@ -157,7 +164,7 @@ class VAE(CodedVAE):
     def _mlp(self, params: Params, part: str, h: Tensor) -> Tensor:
         n = len(self.hidden) + 1
         for i in range(n):
-            h = F.linear(h, params[f"{part}.{2 * i}.weight"], params[f"{part}.{2 * i}.bias"])
+            h = self._linear(params, f"{part}.{2 * i}", h)
             if i < n - 1:
                 h = F.leaky_relu(h, SLOPE)
         return h
