@@ -11,7 +11,7 @@ differentiable loss of their one-hot samples ``loss(y [N, V, K]) -> [N]``:
   fixed by x, so ``E[J | x]`` is GR with M -> inf), by large-M Monte Carlo over ``G | x`` for
   every outcome x;
 * :class:`Expectation`, :func:`true_squared_bias` — ``E[J]`` of an estimator on a whole problem
-  (``biasvar.problems.vae.enumerate_expectation``: vae, hvae, toy-cat) and the true per-parameter
+  (``biasvar.problems.enumeration.enumerate_expectation``: vae, hvae, toy-cat) and the true per-parameter
   squared bias ``||E[J] - g*||^2 / d`` that Eq. 16 estimates, with its Monte Carlo error where
   ``E[J]`` is itself estimated.
 """

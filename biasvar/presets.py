@@ -76,14 +76,20 @@ T_ST_BELOW_1 = log_grid(0.5, 1, 4)
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A named sweep: the reference, the tested specs (canonical), draws per run."""
+class Sweep:
+    """A resolved sweep: its name, reference spec, tested specs (canonical) and draws per run."""
 
     name: str
     reference: str
     specs: tuple[str, ...]
     n: int
     reference_n: int
+
+
+@dataclass(frozen=True)
+class Preset(Sweep):
+    """A named sweep (the fields of :class:`Sweep`) and what it is for, in words."""
+
     description: str
 
 
@@ -171,17 +177,6 @@ def split_specs(text: str) -> list[str]:
 
 
 DEFAULT_N = 10_000  # draws per run of a sweep given as a list
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A resolved sweep: its name, reference spec, tested specs (canonical) and draws per run."""
-
-    name: str
-    reference: str
-    specs: tuple[str, ...]
-    n: int
-    reference_n: int
 
 
 def resolve_sweep(preset: str | None = None, estimators: str | Iterable[str] | None = None, *,

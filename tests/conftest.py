@@ -2,7 +2,9 @@
 
 Synthetic runs (``run_from_draws``, ``gaussian_run``, ``fig_runs``) carry the block statistics the
 engine stores, computed the slow, obviously correct way from Gaussian draws with a known mean;
-``write_run`` writes one with the store API. Test modules import them with ``from conftest import``.
+``write_run`` writes one with the store API. ``draw_moments`` is the mean and standard error of a
+problem's gradient draws; ``one_line_error`` checks the CLI's one-line refusals; ``stop_after`` is
+a progress callback that interrupts a run. Test modules import them with ``from conftest import``.
 """
 
 import math
@@ -211,3 +213,45 @@ def sigkill_after_blocks(proc, path, *, blocks: int = 2, timeout: float = 60.0):
         proc.kill()
         proc.wait()
     return seen
+
+
+def draw_moments(problem, spec: str, n: int, *, seed: int = 0, chunk: int = 500) -> dict:
+    """Mean and standard error of ``n`` gradient draws of ``spec`` on ``problem`` (``draw_loss`` under
+    vmap, the engine's counter-based float64 noise keyed by ``seed``): ``{name: (mean, se)}``."""
+    from biasvar.estimators import build
+    from biasvar.problems.base import draw_loss, noise_requests
+    from biasvar.rng import draw_noise, stream_key
+
+    est = build(spec)
+    req, key = noise_requests(problem, est), stream_key(seed, spec)
+    fn = torch.func.vmap(torch.func.grad(lambda p, z: draw_loss(problem, est, p, z)), in_dims=(None, 0))
+    s = {k: 0.0 for k in problem.params}
+    s2 = {k: 0.0 for k in problem.params}
+    for start in range(0, n, chunk):
+        g = fn(problem.params, draw_noise(req, key, torch.arange(start, min(n, start + chunk)), dtype=torch.float64))
+        for k, v in g.items():
+            s[k] = s[k] + v.sum(0)
+            s2[k] = s2[k] + (v**2).sum(0)
+    return {k: (s[k] / n, ((s2[k] / n - (s[k] / n) ** 2).clamp_min(0) / (n - 1)).sqrt()) for k in problem.params}
+
+
+def one_line_error(result) -> str:
+    """The CLI refused with exit code 1 and one line ``error: ...`` on stderr, no traceback: that line."""
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def stop_after(draws: int, exc: type[BaseException] = KeyboardInterrupt, *, seen: list | None = None):
+    """A ``progress`` callback for the engine that raises ``exc`` once ``draws`` draws are done (a run cut
+    short, as by Ctrl-C); ``seen`` collects the draw counts it was called with."""
+
+    def progress(done, total, nonfinite, rate):
+        if seen is not None:
+            seen.append(done)
+        if done >= draws:
+            raise exc
+
+    return progress

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import draw_moments
 from conftest import enum_logits as _logits
 from conftest import enum_loss as _loss
 from hypothesis import given, settings
@@ -227,20 +228,6 @@ def test_agrees_with_the_authors_formulation_draw_by_draw(spec, V, K, kind):
 
 
 # ---------------------------------------------------------------- models: hierarchical, batch, engine paths
-def _vae_draws(problem, spec, n, seed=0, chunk=250):
-    est = build(spec)
-    req, key = noise_requests(problem, est), stream_key(seed, spec)
-    fn = torch.func.vmap(torch.func.grad(lambda p, z: draw_loss(problem, est, p, z)), in_dims=(None, 0))
-    s = {k: 0.0 for k in problem.params}
-    s2 = {k: 0.0 for k in problem.params}
-    for start in range(0, n, chunk):
-        g = fn(problem.params, draw_noise(req, key, torch.arange(start, min(n, start + chunk)), dtype=D))
-        for k, v in g.items():
-            s[k] = s[k] + v.sum(0)
-            s2[k] = s2[k] + (v**2).sum(0)
-    return {k: (s[k] / n, ((s2[k] / n - (s[k] / n) ** 2).clamp_min(0) / (n - 1)).sqrt()) for k in problem.params}
-
-
 def _tiny(kind, C):
     from biasvar.problems.hvae import HVAE
     from biasvar.problems.vae import VAE
@@ -261,7 +248,7 @@ def test_unbiased_on_vae_and_hierarchical_vae(kind, C, spec):
     """Two data points, nodes in sequence (hvae: z2 depends on z1): every parameter within 5 SEs."""
     prob = _tiny(kind, C)
     exact = prob.exact_gradient()
-    got = _vae_draws(prob, spec, 20_000)
+    got = draw_moments(prob, spec, 20_000, chunk=250)
     for k, (mean, se) in got.items():
         assert ((mean - exact[k]).abs() <= 5 * se + 1e-9).all(), (spec, k, float(((mean - exact[k]).abs() / se).max()))
 

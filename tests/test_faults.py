@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import stop_after
 
 from biasvar import engine, store
 from biasvar.problems.toy import ToyCat
@@ -31,13 +32,8 @@ def _sources(tmp_path):
     snap = snapshot_of(ToyCat(vars=3, categories=4))
     kw = dict(n=20_000, seed=0, block_size=10_000, keep=8, chunk=500)
     done = engine.sample_run(snap, "zgr", runs_dir=tmp_path / "a", **kw)
-
-    def stop(pos, total, nonfinite, rate):
-        if pos >= 15_000:
-            raise Stop
-
     with pytest.raises(Stop):
-        engine.sample_run(snap, "zgr", runs_dir=tmp_path / "b", progress=stop, **kw)
+        engine.sample_run(snap, "zgr", runs_dir=tmp_path / "b", progress=stop_after(15_000, Stop), **kw)
     part = store.run_path(tmp_path / "b", snap.id, "zgr", 0)
     assert store.read_run(part).attrs["n_pending"] > 0
     return [("complete", done), ("interrupted", part)]

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -50,9 +52,8 @@ def test_canonical(text, canonical):
     ],
 )
 def test_errors_list_what_is_valid(text, fragment):
-    with pytest.raises(SpecError, match=None) as exc:
+    with pytest.raises(SpecError, match=re.escape(fragment)):
         parse_spec(text)
-    assert fragment in str(exc.value)
 
 
 def test_flag_form():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from biasvar_cli.main import app
-from conftest import synthetic
+from conftest import one_line_error, synthetic
 from typer.testing import CliRunner
 
 import biasvar.data
@@ -33,14 +33,6 @@ def fake_data(monkeypatch):
 
 def invoke(args):
     return runner.invoke(app, ["train", *map(str, args)], terminal_width=200)
-
-
-def one_line_error(result):
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_cli_toy_cat_writes_loadable_snapshots(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from biasvar_cli.main import app
+from conftest import one_line_error
 from torch import nn
 from torch.testing import assert_close
 from typer.testing import CliRunner
@@ -111,14 +112,6 @@ def write_module(tmp_path: Path, name: str, text: str = USER_MODULE) -> str:
 
 def invoke(*args, width: int = 200):
     return runner.invoke(app, [str(a) for a in args], terminal_width=width)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from conftest import draw_moments
 from torch.distributions import Categorical, kl_divergence
 
 from biasvar.estimators import build, sample_onehot, zgr_y
@@ -117,28 +118,6 @@ def expected_plugin(problem, y_fn):
         f = problem.forward(params, problem.batch, sample)
         total = total + (torch.stack(weight).prod(0) * f).mean()
     return dict(zip(params, torch.autograd.grad(total, list(params.values())), strict=True))
-
-
-def draws(problem, spec, n, *, seed=0, chunk=500):
-    """Mean and standard error of n gradient draws of ``spec``: {name: (mean, se)}."""
-    est = build(spec)
-    key = stream_key(seed, spec)
-    req = noise_requests(problem, est)
-    fn = torch.func.vmap(torch.func.grad(lambda p, z: draw_loss(problem, est, p, z)), in_dims=(None, 0))
-    s = {k: 0.0 for k in problem.params}
-    s2 = {k: 0.0 for k in problem.params}
-    for start in range(0, n, chunk):
-        noise = draw_noise(req, key, torch.arange(start, min(n, start + chunk)), dtype=F64)
-        g = fn(problem.params, noise)
-        for k, v in g.items():
-            s[k] = s[k] + v.sum(0)
-            s2[k] = s2[k] + (v**2).sum(0)
-    out = {}
-    for k in problem.params:
-        mean = s[k] / n
-        var = (s2[k] / n - mean**2).clamp_min(0) * n / (n - 1)
-        out[k] = (mean, (var / n).sqrt())
-    return out
 
 
 def binary_batch(B, seed):
@@ -304,7 +283,7 @@ def test_rf_is_unbiased_and_zgr_is_not(make, exact_of, V):
     """rf(4) mean over many draws == exact gradient (5 SE); ZGR's exact mean differs (non-quadratic)."""
     prob = make()
     exact = exact_of(prob.params, prob.batch, 2, V)
-    _assert_within_se(draws(prob, "rf(M=4)", 3000), exact)
+    _assert_within_se(draw_moments(prob, "rf(M=4)", 3000), exact)
     bias = flat(expected_plugin(prob, zgr_y)) - flat(exact)
     assert bias.norm() > 1e-2 * flat(exact).norm()
 

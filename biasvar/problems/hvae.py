@@ -21,24 +21,13 @@ is linear in the sample ``y1``, as the embedding is.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from biasvar.exact import Expectation
-from biasvar.problems.base import Params, Problem, SampleFn
-from biasvar.problems.vae import (
-    EVAL_BATCH,
-    PIXELS,
-    _check_sizes,
-    bernoulli_nll,
-    bit_codes,
-    enumerate_expectation,
-    enumerate_gradient,
-    linear_init,
-)
+from biasvar.problems.base import Params, SampleFn
+from biasvar.problems.vae import PIXELS, CodedVAE, bernoulli_nll
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -47,56 +36,33 @@ def entropy(logits: Tensor) -> Tensor:
     return -(logq.exp() * logq).sum((-1, -2))
 
 
-class HVAE(Problem):
+class HVAE(CodedVAE):
     """Two stochastic layers, linear maps (App. B.3.1). Parameters: ``q_z1``, ``q_z2``, ``p_z1``, ``p_x``."""
 
     kind = "hvae"
 
     def __init__(self, *, categories: int = 16, vars: int = 48, seed: int = 0,
                  dtype: torch.dtype = torch.float32) -> None:
-        C, V, b = _check_sizes(categories, vars)
-        self.C, self.V, self.bits = C, V, V * b
+        g = self._init_latents(categories, vars, seed, dtype)
+        C, V = self.C, self.V
         self.config: dict[str, Any] = {"categories": C, "vars": V, "seed": int(seed)}
-        self.codes = bit_codes(C, dtype=dtype)  # [C, b]
-        g = torch.Generator().manual_seed(int(seed))
         self.params = {}
         for name, fan_in, fan_out in (("q_z1", PIXELS, V * C), ("q_z2", self.bits, V * C),
                                       ("p_z1", self.bits, V * C), ("p_x", self.bits, PIXELS)):
-            w, bias = linear_init(fan_in, fan_out, g, dtype)
-            self.params[f"{name}.weight"] = w
-            self.params[f"{name}.bias"] = bias
-        self.batch = torch.zeros(EVAL_BATCH, PIXELS, dtype=dtype)
+            self._add_linear(name, fan_in, fan_out, g, dtype)
 
     def node_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         return {"z1": (batch_size, self.V, self.C), "z2": (batch_size, self.V, self.C)}
-
-    def _linear(self, params: Params, name: str, h: Tensor) -> Tensor:
-        return torch.nn.functional.linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
-
-    def _embed(self, y: Tensor) -> Tensor:
-        return (y @ self.codes.to(dtype=y.dtype, device=y.device)).reshape(y.shape[0], self.bits)  # [B, bits]
 
     def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
         """Negative ELBO per data point [B] (Eq. 87, entropies in closed form)."""
         B, V, C = x.shape[0], self.V, self.C
         l1 = self._linear(params, "q_z1", x).reshape(B, V, C)  # q(z1 | x)
         y1 = sample("z1", l1)
-        e1 = self._embed(y1)
+        e1 = self.embed(y1)
         l2 = self._linear(params, "q_z2", e1).reshape(B, V, C)  # q(z2 | z1)
         y2 = sample("z2", l2)
-        e2 = self._embed(y2)
+        e2 = self.embed(y2)
         logp_z1 = self._linear(params, "p_z1", e2).reshape(B, V, C).log_softmax(-1)  # p(z1 | z2)
         nll_x = bernoulli_nll(self._linear(params, "p_x", e1), x)  # -log p(x | z1)
         return nll_x - (y1 * logp_z1).sum((-1, -2)) + V * math.log(C) - entropy(l1) - entropy(l2)
-
-    def exact_gradient(self) -> dict[str, Tensor] | None:
-        """Exact gradient of the mean negative ELBO on ``batch`` by enumeration (tiny models only)."""
-        return enumerate_gradient(self)
-
-    def exact_expectation(self, spec: Any, **kw: Any) -> Expectation | None:
-        """``E[J]`` of an estimator on ``batch`` by enumeration, exact for x-only estimators (tiny models
-        only; :func:`~biasvar.problems.vae.enumerate_expectation`)."""
-        return enumerate_expectation(self, spec, **kw)
-
-    def _moved(self, mv: Callable[[Tensor], Tensor]) -> None:
-        self.codes = mv(self.codes)

@@ -81,9 +81,12 @@ class QuantUnit(Problem):
         lv = levels(self.K, dtype=self.batch.dtype, device=self.batch.device)
         return lambda y: unit_loss(self.loss_kind, y @ lv, self.K).sum(-1)
 
+    def batch_logits(self, eta: Tensor, B: int) -> Tensor:
+        """The logits [B, 1, K] of the B data points' levels: here all B share the one input ``eta`` [1]."""
+        return self.logits(eta).unsqueeze(0).expand(B, 1, self.K)
+
     def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
-        B = x.shape[0]
-        logits = self.logits(params["eta"]).unsqueeze(0).expand(B, 1, self.K)  # [B, 1, K]
+        logits = self.batch_logits(params["eta"], x.shape[0])  # [B, 1, K]
         y = sample("x", logits)  # [B, 1, K], one-hot (relaxed for gs)
         lv = levels(self.K, dtype=logits.dtype, device=logits.device)
         return unit_loss(self.loss_kind, y @ lv, self.K).sum(-1)  # [B]
@@ -94,6 +97,7 @@ class QuantUnit(Problem):
         return (self.logits(eta).exp() * unit_loss(self.loss_kind, lv, self.K)).sum(-1)
 
     def exact_gradient(self) -> dict[str, Tensor]:
+        """``d E[L] / d eta`` by enumerating the K levels (per input, for a grid of inputs)."""
         eta = self.params["eta"].detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.expected_loss(eta).sum(), eta)
         return {"eta": g}

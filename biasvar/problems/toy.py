@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 from biasvar.errors import ShapeError
-from biasvar.exact import Expectation, check_enumerable, true_gradient
-from biasvar.problems.base import Params, Problem, SampleFn
+from biasvar.exact import check_enumerable, true_gradient
+from biasvar.problems.base import Params, SampleFn
+from biasvar.problems.enumeration import Enumerable
 
 LOSSES = ("quadratic", "linear", "quartic", "sigmoid")
 
@@ -53,8 +54,9 @@ def apply_loss(kind: str, coef: dict[str, Tensor], y: Tensor) -> Tensor:
     raise ShapeError(f"unknown toy loss {kind!r}")
 
 
-class ToyCat(Problem):
-    """V independent categorical variables of K categories, logits as parameters."""
+class ToyCat(Enumerable):
+    """V independent categorical variables of K categories, logits as parameters; ``exact_expectation``
+    by enumeration (:func:`biasvar.problems.enumeration.enumerate_expectation`)."""
 
     kind = "toy-cat"
 
@@ -86,12 +88,6 @@ class ToyCat(Problem):
 
     def exact_gradient(self) -> dict[str, Tensor]:
         return {"logits": true_gradient(self.params["logits"], self.loss_fn())}
-
-    def exact_expectation(self, spec: Any, **kw: Any) -> Expectation | None:
-        """``E[J]`` of an estimator by enumeration (see ``biasvar.problems.vae.enumerate_expectation``)."""
-        from biasvar.problems.vae import enumerate_expectation
-
-        return enumerate_expectation(self, spec, **kw)
 
     def _moved(self, mv: Callable[[Tensor], Tensor]) -> None:
         self.coef = {k: mv(v) for k, v in self.coef.items()}

@@ -37,7 +37,7 @@ of 1 is binary). Construction checks the model once: every declared site drawn e
 ``biasvar train --problem mypkg.models:make -o hidden=64``.
 
 Where every site is small enough, ``exact_gradient`` enumerates every joint configuration
-(:func:`biasvar.problems.vae.enumerate_gradient`), so ``--reference exact`` works.
+(:func:`biasvar.problems.enumeration.enumerate_gradient`), so ``--reference exact`` works.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class UserProblem(Problem):
         return self._call(params, x, self._site_sampler(sample, x.shape[0]))
 
     def exact_gradient(self) -> dict[str, Tensor] | None:
-        from biasvar.problems.vae import enumerate_gradient
+        from biasvar.problems.enumeration import enumerate_gradient
 
         return enumerate_gradient(self)
 

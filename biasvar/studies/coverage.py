@@ -2,7 +2,7 @@
 
 A small categorical VAE, trained briefly on MNIST-B, is small enough to enumerate per data point,
 so the exact gradient ``g*`` of its expected loss and the expectation ``E[J]`` of every tested
-estimator are known (:func:`biasvar.problems.vae.enumerate_expectation`: exact for x-only
+estimator are known (:func:`biasvar.problems.enumeration.enumerate_expectation`: exact for x-only
 estimators and rf, by conditional Monte Carlo with a stated error for gs-st / gr-mc). The true
 per-parameter squared bias that Eq. 16 estimates is then ``||E[J] - g*||^2 / d`` (the reference
 rf(M=4) is unbiased, so the truth is the same against ``exact`` and against ``rf(M=4)``).
@@ -111,7 +111,7 @@ def true_b2s(problem: Any, specs: Sequence[str], *, mc: int, seed: int = 0,
     """``g*`` (float64, flat over the parameters ``params`` selects) and the true b2 of every spec."""
     from biasvar.engine import select_params
     from biasvar.exact import true_squared_bias
-    from biasvar.problems.vae import enumerate_gradient
+    from biasvar.problems.enumeration import enumerate_gradient
     from biasvar.spec import parse_spec
 
     names = select_params(problem, params)

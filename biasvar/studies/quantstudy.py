@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from biasvar.estimators import build
-from biasvar.estimators.quantizer import NOISES, levels
-from biasvar.problems.base import Params, SampleFn, draw_loss, noise_requests
-from biasvar.problems.quant import LOSSES, QuantUnit, eta_grid, unit_loss
+from biasvar.estimators.quantizer import NOISES
+from biasvar.problems.base import draw_loss, noise_requests
+from biasvar.problems.quant import LOSSES, QuantUnit, eta_grid
 from biasvar.rng import MATERIALIZE, stream_key
 from biasvar.spec import parse_spec
 
@@ -44,17 +44,9 @@ class QuantGrid(QuantUnit):
         # 61,000 reads, a device sync each on a GPU, for every chunk of the study)
         self.config = {**self.config, "eta": [float(v) for v in etas.detach().cpu().tolist()]}
 
-    def forward(self, params: Params, x: Tensor, sample: SampleFn) -> Tensor:
-        E = params["eta"].shape[0]
-        logits = self.logits(params["eta"]).repeat(x.shape[0] // E, 1).unsqueeze(1)  # [B, 1, K]
-        y = sample("x", logits)
-        lv = levels(self.K, dtype=logits.dtype, device=logits.device)
-        return unit_loss(self.loss_kind, y @ lv, self.K).sum(-1)  # [B]
-
-    def exact_gradient(self) -> dict[str, Tensor]:
-        eta = self.params["eta"].detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.expected_loss(eta).sum(), eta)
-        return {"eta": g}
+    def batch_logits(self, eta: Tensor, B: int) -> Tensor:
+        """The logits [B, 1, K]: data point b is unit ``b mod E`` (B a multiple of E)."""
+        return self.logits(eta).repeat(B // eta.shape[0], 1).unsqueeze(1)
 
 
 @dataclass(frozen=True)
