@@ -4,6 +4,7 @@ streams are independent across specs, parameter subsets, non-finite draws, block
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -276,8 +277,9 @@ def test_oom_halves_the_chunk_and_retries(monkeypatch):
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
         return real(prob, est, names, noise)
 
-    monkeypatch.setitem(engine.METHODS, "vmap", flaky)
-    got = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=16)])
+    monkeypatch.setitem(engine.METHODS, "vmap", flaky)  # the vmap path (no calibration: it would time flaky)
+    got = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=16,
+                                                              method="vmap")])
     monkeypatch.setitem(engine.METHODS, "vmap", real)
     want = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=10)])
     assert calls[:3] == [10, 5, 2] and max(calls[2:]) <= 2
@@ -326,8 +328,8 @@ def test_cuda_chunk_sizer_follows_the_budget():
 
 
 def test_sweep_plan_gives_the_tested_reference_another_seed(tmp_path):
-    plan = engine.plan_sweep("abc", ["zgr", "rf(M=4)", "rf(4)", "gr-mc(0.1, 10)"], reference="rf(M=4)",
-                             n=100, reference_n=300, seed=5, runs_dir=tmp_path)
+    plan = engine.plan_sweep(SimpleNamespace(id="abc"), ["zgr", "rf(M=4)", "rf(4)", "gr-mc(0.1, 10)"],
+                             reference="rf(M=4)", n=100, reference_n=300, seed=5, runs_dir=tmp_path)
     assert [(r.spec, r.seed, r.n, r.role) for r in plan] == [
         ("rf(M=4)", 5, 300, "reference"), ("zgr", 5, 100, "tested"), ("rf(M=4)", 6, 100, "tested"),
         ("gr-mc(M=10,t=0.1)", 5, 100, "tested")]
@@ -418,7 +420,7 @@ def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_pat
     ``auto`` as the request; a file written before that (method "auto", no chunk) still reads, and
     reports and ``biasvar ls`` show both."""
     from biasvar import report
-    from biasvar.engine import runs as runs_mod
+    from biasvar.engine.draws import DrawPath
 
     snap = snapshot_of(ToyCat(vars=2, categories=3))
     runs_dir = tmp_path / "runs"
@@ -429,7 +431,7 @@ def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_pat
     b = store.read_run(engine.sample_run(snap, "darn", n=40, seed=0, runs_dir=runs_dir, block_size=20,
                                          method="loop", chunk=3))
     assert (b.attrs["method"], b.attrs["chunk"], b.attrs["method_requested"]) == ("loop", 3, "loop")
-    monkeypatch.setattr(runs_mod, "engine_path", lambda *a, **k: {})  # the header of earlier versions
+    monkeypatch.setattr(DrawPath, "record", lambda self: {})  # the header of earlier versions
     c = store.read_run(engine.sample_run(snap, "st", n=40, seed=0, runs_dir=runs_dir, block_size=20))
     assert c.attrs["method"] == "auto" and "chunk" not in c.attrs
     engine.sample_run(snap, "rf(M=4)", n=40, seed=0, runs_dir=runs_dir, block_size=20, method="vmap", chunk=5)
