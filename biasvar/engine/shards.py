@@ -287,7 +287,7 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
                 _check_same_run({k: v for k, v in store.read_header(s.path).items() if k not in SHARD_KEYS},
                                 header, s.path)
                 wall, total = float(data.attrs["wall_s"]), max(1, s.draws)
-                whole = writer.n_done - int(getattr(writer, "pending_draws", 0))
+                whole = writer.n_done - writer.pending_draws
                 for block, draws in _blocks_of(data, whole - s.first):
                     writer.append(block, wall_s=wall * draws / total)
                 if writer.n_done < s.end:  # cannot happen for a complete shard; keep the shard
