@@ -525,3 +525,18 @@ def test_fill_draws_an_explicit_range_into_a_writer(tmp_path):
     part = store.read_run(plan.path)
     assert seen[-1] == (20, 20) and part.n == 20
     assert np.array_equal(part.block_sum, whole.block_sum[2:4]) and np.array_equal(part.samples, whole.samples[20:40])
+
+
+def test_the_engine_never_imports_calibrate():
+    """Imports go one way: ``biasvar.calibrate`` uses the engine, the engine (even calibrating an
+    ``auto`` run) never imports it; its calibration lives in a :class:`Calibration` object."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from biasvar import engine\n"
+            "from biasvar.problems.toy import ToyCat\n"
+            "list(engine.sample_gradients(ToyCat(), 'zgr', n=4, seed=0, method='auto'))\n"
+            "assert engine.calibration.PROCESS.measurement(ToyCat(), 'zgr', ['logits'], torch.device('cpu'))\n"
+            "sys.exit(1 if 'biasvar.calibrate' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0
