@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,7 +113,8 @@ def _check_shards(shards: int | None) -> None:
         raise SpecError(f"--shards must be >= 1, got {shards}")
 
 
-def _todo(run: PlannedRun, count: int, plan_of: Any, result: SweepResult) -> tuple[RunPlan | None, list]:
+def _todo(run: PlannedRun, count: int, plan_of: Callable[[PlannedRun], RunPlan],
+          result: SweepResult) -> tuple[RunPlan | None, list[tuple[int, int]]]:
     """Merge what is committed; then the run's plan (``plan_of(run)``, sharded) and its shards left."""
     if sh.list_shards(run.path):
         sh.merge_when_free(run.path)
