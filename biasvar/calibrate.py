@@ -1,97 +1,38 @@
-"""Which gradient path is faster here: a short, cached measurement of vmap against the per-draw loop.
+"""The calibrated choice of vmap or loop (:mod:`biasvar.engine.calibration`), as functions on the
+process-wide :data:`~biasvar.engine.calibration.PROCESS` calibration.
 
-``method="auto"`` in the engine asks :func:`calibrated_method` once per process and per
-(problem, estimator, parameters, device, dtype, thread count, chunk size): it times one chunk of
-the size the engine will use through vmap and a few draws (at most :data:`LOOP_DRAWS`) through
-the loop, interleaved, on draw indices no run uses, and answers ``"loop"`` only when the loop's
-time per draw is lower by more than :data:`MARGIN` (so a tie stays on vmap, whose chunks are the
-engine's default). Both paths compute the same gradients of the same noise, so the choice changes speed
-only, never the numbers beyond float rounding.
+Kept for the callers of ``calibrate.calibrated_method`` / ``calibration`` / ``clear``; it imports
+the engine (never the other way round), and times the engine's ``vmap_gradients`` and
+``loop_gradients`` as the package :mod:`biasvar.engine` names them at call time.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from biasvar import rng
-
-MARGIN = 0.10  # loop must beat vmap by this fraction to be chosen
-CALIBRATION_DRAW = 1 << 62  # draw indices used for timing only (runs start at 0)
-MAX_DRAWS = 4096  # largest vmap chunk timed (the CPU's largest chunk)
-LOOP_DRAWS = 4  # draws per timed loop round
-CUDA_DRAWS = 64  # vmap chunk timed on CUDA, whose chunk sizer grows from 1 draw
-_cache: dict[Any, tuple[str, dict[str, float]]] = {}
-
-
-def _key(problem: Any, spec: str, names: Sequence[str], device: torch.device, dtype: torch.dtype,
-         m: int) -> tuple:
-    try:
-        desc = json.dumps(problem.describe(), sort_keys=True, default=str)
-    except Exception:  # noqa: BLE001 - an undescribable problem is keyed by its type and size
-        desc = type(problem).__name__
-    return (desc, int(problem.dim), spec, tuple(names), str(device), str(dtype), torch.get_num_threads(), m)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from biasvar import engine
+from biasvar.engine.calibration import CALIBRATION_DRAW, CUDA_DRAWS, LOOP_DRAWS, MARGIN, MAX_DRAWS, PROCESS, Calibration
 
 
 def calibrated_method(problem: Any, est: Any, names: Sequence[str], device: torch.device, *,
                       chunk: int = 8, rounds: int = 2) -> str:
-    """``"vmap"`` or ``"loop"``, whichever takes less time per draw (cached per process).
-
-    ``chunk``: the chunk size the engine will use on the CPU (vmap is timed at it). Any failure
-    while timing (out of memory, an unsupported op under vmap) answers ``"vmap"``, the engine's
-    default, and leaves the engine to report it.
-    """
-    from biasvar import engine  # the engine imports this module lazily
-    from biasvar.problems.base import noise_requests
-
-    # on the CPU the chunk the engine will use; elsewhere the sizer grows it from 1, so time a full one
-    m = max(1, min(int(chunk), MAX_DRAWS)) if device.type == "cpu" else CUDA_DRAWS
-    dtype = problem.params[names[0]].dtype
-    spec = str(est.spec)
-    key = _key(problem, spec, names, device, dtype, m)
-    if key in _cache:
-        return _cache[key][0]
-    draws = torch.arange(CALIBRATION_DRAW, CALIBRATION_DRAW + m, device=device)
-    noise = rng.draw_noise(noise_requests(problem, est), rng.stream_key(0, spec), draws, dtype=dtype, device=device)
-    k = min(m, LOOP_DRAWS)
-    few = {node: {name: t[:k] for name, t in d.items()} for node, d in noise.items()}
-    paths = (("vmap", engine.vmap_gradients, noise, m), ("loop", engine.loop_gradients, few, k))
-    best = {"vmap": float("inf"), "loop": float("inf")}  # seconds per draw
-    try:
-        for _, fn, nz, _ in paths:  # warm-up (first calls compile and allocate)
-            fn(problem, est, names, nz)
-        for _ in range(rounds):
-            for name, fn, nz, count in paths:
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(problem, est, names, nz)
-                _sync(device)
-                best[name] = min(best[name], (time.perf_counter() - t0) / count)
-    except (RuntimeError, torch.cuda.OutOfMemoryError):
-        _cache[key] = ("vmap", best)
-        return "vmap"
-    choice = "loop" if best["loop"] < (1 - MARGIN) * best["vmap"] else "vmap"
-    _cache[key] = (choice, best)
-    return choice
+    """``"vmap"`` or ``"loop"`` (see :meth:`Calibration.method`), remembered per process."""
+    paths = {"vmap": engine.vmap_gradients, "loop": engine.loop_gradients}
+    return PROCESS.method(problem, est, names, device, chunk=chunk, rounds=rounds, paths=paths)
 
 
 def calibration(problem: Any, spec: str, names: Sequence[str], device: torch.device) -> dict[str, Any] | None:
-    """The cached measurement behind a choice (seconds per draw of each path), for reports."""
-    for key, (choice, best) in _cache.items():
-        if key[1:4] == (int(problem.dim), spec, tuple(names)) and key[4] == str(device):
-            return {"choice": choice, "vmap_s": best["vmap"], "loop_s": best["loop"], "chunk": key[-1]}
-    return None
+    """The process's measurement behind a choice (seconds per draw of each path), for reports."""
+    return PROCESS.measurement(problem, spec, names, device)
 
 
 def clear() -> None:
-    """Forget every calibration (tests)."""
-    _cache.clear()
+    """Forget every calibration of this process (tests)."""
+    PROCESS.clear()
+
+
+__all__ = ["CALIBRATION_DRAW", "CUDA_DRAWS", "LOOP_DRAWS", "MARGIN", "MAX_DRAWS", "Calibration", "calibrated_method",
+           "calibration", "clear"]

@@ -145,32 +145,57 @@ def _f32_fused(hd: Tensor, offset: Tensor, numel: int) -> Tensor:
     return torch.clamp(u, max=_F32_TOP)  # the clamp of :func:`uniforms`, fused (exact: same bits)
 
 
-_compiled: dict[str, object] = {}
-_compile_lock = threading.Lock()
-
-
 def compile_enabled() -> bool:
     """Whether large requests may use a ``torch.compile``d kernel (``BIASVAR_COMPILE=0`` disables)."""
     return os.environ.get("BIASVAR_COMPILE", "1") not in ("0", "false", "no", "off", "")
 
 
+class KernelRegistry:
+    """The ``torch.compile``d kernels of a process, by name: each compiled once (per shape family,
+    as the compiler specialises), and remembered as None once compiling or running it failed (the
+    plain path answers from then on)."""
+
+    def __init__(self) -> None:
+        self.kernels: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, fn, *, dynamic: bool | None = True):
+        """The compiled ``fn`` under ``name`` (compiled on first use); None where compiling fails or
+        is disabled."""
+        if not compile_enabled():
+            return None
+        with self._lock:
+            if name not in self.kernels:
+                try:
+                    self.kernels[name] = torch.compile(fn, dynamic=dynamic)
+                except Exception:  # noqa: BLE001 - no compiler or backend: the plain path
+                    self.kernels[name] = None
+            return self.kernels[name]
+
+    def drop(self, name: str) -> None:
+        """Remember that ``name`` failed: the plain path from now on."""
+        with self._lock:
+            self.kernels[name] = None
+
+    def in_use(self) -> dict[str, bool]:
+        """Kernel name -> whether its compiled form is in use (reports)."""
+        return {k: v is not None for k, v in self.kernels.items()}
+
+
+#: The kernels of this process (the noise's fused uniforms, GR-MC's weights).
+KERNELS = KernelRegistry()
+
+
 def compiled(name: str, fn, *, dynamic: bool | None = True):
-    """``torch.compile(fn, dynamic=dynamic)``, cached per process; None where compiling fails.
+    """``torch.compile(fn, dynamic=dynamic)``, once per process (:data:`KERNELS`); None where
+    compiling fails.
 
     ``dynamic=True``: every size is symbolic; ``None``: sizes are specialised except the dimensions
     the caller marks dynamic (:func:`_call_compiled` ``dynamic_dims``), which keeps the small,
     fixed dimensions of a kernel (GR-MC's M and K) constant for the compiler's vectorisation.
     Callers must give identical results with ``fn`` itself: this is a speed-up only.
     """
-    if not compile_enabled():
-        return None
-    with _compile_lock:
-        if name not in _compiled:
-            try:
-                _compiled[name] = torch.compile(fn, dynamic=dynamic)
-            except Exception:  # noqa: BLE001 - no compiler or backend: the plain path
-                _compiled[name] = None
-        return _compiled[name]
+    return KERNELS.get(name, fn, dynamic=dynamic)
 
 
 def _plain_input(x):
@@ -207,8 +232,7 @@ def _call_compiled(name: str, fn, *args, dynamic: bool | None = True,
     try:
         return cfn(*args)
     except Exception:  # noqa: BLE001 - a failing compile is remembered; the plain path answers
-        with _compile_lock:
-            _compiled[name] = None
+        KERNELS.drop(name)
         return None
 
 

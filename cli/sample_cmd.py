@@ -68,8 +68,9 @@ def sample(
     engine.check_run_args(n=n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
     if shard is not None:
-        _sample_shard(snap, spec, shard, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep, device=device,
-                      dtype=dtype, restart=restart, block_size=block_size, max_memory=max_memory, chunk=chunk)
+        options = engine.RunOptions(params=params, keep=keep, device=device, dtype=dtype, block_size=block_size,
+                                    max_memory=max_memory, chunk=chunk)
+        _sample_shard(snap, spec, shard, n=n, seed=seed, runs_dir=runs_dir, options=options, restart=restart)
         return
     path = store.run_path(runs_dir, snap.id, str(spec), seed)
     with _progress() as bar:
@@ -105,28 +106,26 @@ def _say_saved(path: Path) -> None:
                       f"block in progress) in {path}; the same command resumes it", highlight=False)
 
 
-def _sample_shard(snap, spec, shard: str, *, n: int, runs_dir: Path, restart: bool, **kw) -> None:
+def _sample_shard(snap, spec, shard: str, *, n: int, seed: int, runs_dir: Path, options, restart: bool) -> None:
     """``sample --shard i/N``: one shard into its shard file, then merge what is ready."""
+    from biasvar import engine
     from biasvar.engine import shards as sh
 
-    setup_kw = {k: kw[k] for k in ("seed", "params", "keep", "device", "dtype", "block_size")}
-    su = sh.run_setup(snap, spec, n=n, runs_dir=runs_dir, **setup_kw)
-    i, count, first, end = shard_range(shard, n, su.block_size)
+    plan = engine.plan_run(snap, spec, n=n, seed=seed, runs_dir=runs_dir, options=options, sharded=True)
+    i, count, first, end = shard_range(shard, n, plan.block_size)
     with _progress() as bar:
         task = bar.add_task(f"{spec} shard {i}/{count}", total=end - first, rate=0.0, bad=0)
 
         def report(done: int, total: int, nonfinite: int, rate: float) -> None:
             bar.update(task, completed=done, total=total, rate=rate, bad=nonfinite)
 
-        path = sh.sample_shard(snap, spec, n=n, first=first, end=end, runs_dir=runs_dir, restart=restart,
-                               progress=report, setup=su, seed=kw["seed"], keep=kw["keep"],
-                               max_memory=kw["max_memory"], chunk=kw["chunk"])
+        path = engine.sample(sh.plan_shard(plan, first, end, restart=restart), progress=report)
         bar.update(task, completed=end - first)
-    if path == su.path:
+    if path == plan.run_path:
         console.print(f"draws [{first}, {end}) of {spec} are already in the run file {path}", highlight=False)
         return
     console.print(f"shard {i}/{count} complete: draws [{first}, {end}) of {spec} -> {path}", highlight=False)
-    merged = sh.merge_when_free(su.path)
+    merged = sh.merge_when_free(plan.run_path)
     if merged is not None:
         console.print(shards_cmd.shard_line(merged), highlight=False)
 
@@ -176,16 +175,16 @@ def sweep(
     sw = presets.resolve_sweep(preset, estimators, reference=reference, n=n, reference_n=reference_n)
     engine.check_run_args(n=sw.n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
-    plan = engine.plan_sweep(snap.id, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
-                             seed=seed, runs_dir=runs_dir)
+    run_with = executors.make_executor(executor, shards=shards, address=address, cpus_per_task=cpus_per_task,
+                                       gpus_per_task=gpus_per_task, max_retries=max_retries)
+    plan = engine.plan_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
+                             seed=seed, runs_dir=runs_dir, name=sw.name)
+    options = engine.RunOptions(params=params, keep=keep, device=device, dtype=dtype, block_size=block_size,
+                                max_memory=max_memory, chunk=chunk)
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
-        executors.run_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n, seed=seed,
-                            runs_dir=runs_dir, name=sw.name, progress=report, params=params, keep=keep,
-                            device=device, dtype=dtype, restart=restart, block_size=block_size,
-                            max_memory=max_memory, chunk=chunk, executor=executor, shards=shards, address=address,
-                            cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries)
+        executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart)
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
 

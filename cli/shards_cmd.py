@@ -18,8 +18,7 @@ from biasvar.selection import snapshot_prefix
 
 if TYPE_CHECKING:
     from biasvar.engine import shards as sh
-    from biasvar.engine.executors import SweepProgress
-    from biasvar.engine.sweeps import PlannedRun
+    from biasvar.engine.sweeps import RunProgress, SweepPlan, SweepProgress
 
 from . import options as o
 from .common import console, progress_bar
@@ -51,14 +50,15 @@ def check_executor(shards: int | None) -> None:
 
 
 @contextmanager
-def sweep_progress(plan: list[PlannedRun]) -> Iterator[SweepProgress]:
+def sweep_progress(plan: SweepPlan) -> Iterator[SweepProgress]:
     """Rich progress of a sweep: one overall bar, and one bar per run while it is in progress."""
     with progress_bar(transient=False) as bar:
         overall = bar.add_task("sweep", total=sum(r.n for r in plan))
         tasks: dict[Path, int] = {}
         done: dict[Path, int] = {}
 
-        def update(run: PlannedRun, n_done: int, total: int) -> None:
+        def update(p: RunProgress) -> None:
+            run, n_done, total = p.run, p.done, p.total
             done[run.path] = n_done
             if run.path not in tasks:
                 tasks[run.path] = bar.add_task(f"{run.spec} s{run.seed}", total=total)

@@ -4,6 +4,7 @@ streams are independent across specs, parameter subsets, non-finite draws, block
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -276,8 +277,9 @@ def test_oom_halves_the_chunk_and_retries(monkeypatch):
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
         return real(prob, est, names, noise)
 
-    monkeypatch.setitem(engine.METHODS, "vmap", flaky)
-    got = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=16)])
+    monkeypatch.setitem(engine.METHODS, "vmap", flaky)  # the vmap path (no calibration: it would time flaky)
+    got = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=16,
+                                                              method="vmap")])
     monkeypatch.setitem(engine.METHODS, "vmap", real)
     want = torch.cat([c.grads for c in engine.sample_gradients(problem, "zgr", n=10, seed=0, chunk=10)])
     assert calls[:3] == [10, 5, 2] and max(calls[2:]) <= 2
@@ -326,8 +328,8 @@ def test_cuda_chunk_sizer_follows_the_budget():
 
 
 def test_sweep_plan_gives_the_tested_reference_another_seed(tmp_path):
-    plan = engine.plan_sweep("abc", ["zgr", "rf(M=4)", "rf(4)", "gr-mc(0.1, 10)"], reference="rf(M=4)",
-                             n=100, reference_n=300, seed=5, runs_dir=tmp_path)
+    plan = engine.plan_sweep(SimpleNamespace(id="abc"), ["zgr", "rf(M=4)", "rf(4)", "gr-mc(0.1, 10)"],
+                             reference="rf(M=4)", n=100, reference_n=300, seed=5, runs_dir=tmp_path)
     assert [(r.spec, r.seed, r.n, r.role) for r in plan] == [
         ("rf(M=4)", 5, 300, "reference"), ("zgr", 5, 100, "tested"), ("rf(M=4)", 6, 100, "tested"),
         ("gr-mc(M=10,t=0.1)", 5, 100, "tested")]
@@ -418,7 +420,7 @@ def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_pat
     ``auto`` as the request; a file written before that (method "auto", no chunk) still reads, and
     reports and ``biasvar ls`` show both."""
     from biasvar import report
-    from biasvar.engine import runs as runs_mod
+    from biasvar.engine.draws import DrawPath
 
     snap = snapshot_of(ToyCat(vars=2, categories=3))
     runs_dir = tmp_path / "runs"
@@ -429,7 +431,7 @@ def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_pat
     b = store.read_run(engine.sample_run(snap, "darn", n=40, seed=0, runs_dir=runs_dir, block_size=20,
                                          method="loop", chunk=3))
     assert (b.attrs["method"], b.attrs["chunk"], b.attrs["method_requested"]) == ("loop", 3, "loop")
-    monkeypatch.setattr(runs_mod, "engine_path", lambda *a, **k: {})  # the header of earlier versions
+    monkeypatch.setattr(DrawPath, "record", lambda self: {})  # the header of earlier versions
     c = store.read_run(engine.sample_run(snap, "st", n=40, seed=0, runs_dir=runs_dir, block_size=20))
     assert c.attrs["method"] == "auto" and "chunk" not in c.attrs
     engine.sample_run(snap, "rf(M=4)", n=40, seed=0, runs_dir=runs_dir, block_size=20, method="vmap", chunk=5)
@@ -443,3 +445,98 @@ def test_run_files_record_the_engine_path_taken_and_old_files_still_read(tmp_pat
     monkeypatch.setenv("COLUMNS", "200")  # the widest layout, with the engine column
     out = CliRunner().invoke(app, ["ls", "--runs-dir", str(runs_dir)], terminal_width=200).output
     assert "engine" in out and f"{want['method']}/{want['chunk']}" in out and "loop/3" in out and "auto" in out
+
+
+# ---------------------------------------------------------------- one plan per run
+def _count(monkeypatch, owner, name, calls):
+    real = getattr(owner, name)
+
+    def counted(*a, **k):
+        calls[name] = calls.get(name, 0) + 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, counted)
+
+
+def test_a_run_is_planned_once(tmp_path, monkeypatch):
+    """A run parses its spec, prepares its problem (one copy on the device), sizes its chunks and
+    calibrates vmap against the loop once, however many shards compute it in this process."""
+    from biasvar import spec as spec_mod
+    from biasvar.engine import calibration, draws, executors
+    from biasvar.problems.base import Problem
+
+    snap = snapshot_of(ToyCat(vars=3, categories=4))
+    calls: dict[str, int] = {}
+    for owner, name in ((spec_mod, "_split"), (Problem, "to"), (draws, "make_sizer"), (calibration, "_measure")):
+        _count(monkeypatch, owner, name, calls)
+    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10,
+                      calibration=engine.Calibration())
+    assert calls == {"_split": 1, "to": 1, "make_sizer": 1, "_measure": 1}
+    calls.clear()  # a complete run: planned, found complete, neither sized nor calibrated
+    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10,
+                      calibration=engine.Calibration())
+    assert calls == {"_split": 1, "to": 1}
+    calls.clear()  # a sweep of two runs in 4 shards each: once per run, not per shard
+    plan = engine.plan_sweep(snap, ["zgr"], reference="rf(M=2)", n=40, runs_dir=tmp_path / "b")
+    calls.clear()
+    result = executors.run_sweep(plan, engine.RunOptions(block_size=10, chunk=3), executor=executors.Local(4))
+    assert len(result.computed) == 8
+    assert calls == {"_split": 2, "to": 2, "make_sizer": 2}  # once per run (sharded runs take vmap: no timing)
+
+
+def test_a_planned_run_equals_the_same_run_cut_in_shards_and_merged(tmp_path):
+    """``sample(plan_run(...))`` writes, dataset by dataset, the file that three shards computed
+    apart (each its own plan, as Ray tasks do) and merged make: the draw range of :func:`fill` and
+    the chunk grid of the run give every draw the same bits."""
+    from test_shards import assert_same_run
+
+    from biasvar.engine import shards as sh
+
+    snap = snapshot_of(ToyCat(vars=3, categories=4))
+    options = engine.RunOptions(block_size=10, chunk=7, keep=5, method="vmap")
+    for spec in ("zgr", "gr-mc(t=0.5,M=10)"):
+        plan = engine.plan_run(snap, spec, n=130, seed=2, runs_dir=tmp_path / "whole", options=options)
+        assert not plan.complete and plan.draws is not None and plan.header["method"] == "vmap"
+        whole = engine.sample(plan)
+        assert engine.plan_run(snap, spec, n=130, seed=2, runs_dir=tmp_path / "whole", options=options).complete
+        for first, end in sh.shard_ranges(130, 10, 3):
+            sh.sample_shard(snap, spec, n=130, first=first, end=end, seed=2, runs_dir=tmp_path / "cut",
+                            options=options)
+        merged = sh.merge_run(store.run_path(tmp_path / "cut", snap.id, str(plan.spec), 2))
+        assert merged.complete and merged.merged == 3
+        assert_same_run(whole, merged.run_path)
+
+
+def test_fill_draws_an_explicit_range_into_a_writer(tmp_path):
+    """:func:`fill` over ``[first, end)`` of a run writes the blocks a run file has there."""
+    from biasvar.engine import shards as sh
+
+    snap = snapshot_of(ToyCat(vars=2, categories=3))
+    options = engine.RunOptions(block_size=10, chunk=4, keep=3)
+    whole = store.read_run(engine.sample(engine.plan_run(snap, "zgr", n=50, runs_dir=tmp_path / "a",
+                                                         options=options)))
+    plan = sh.plan_shard(engine.plan_run(snap, "zgr", n=50, runs_dir=tmp_path / "b", options=options,
+                                         sharded=True), 20, 40)
+    seen = []
+    with store.RunWriter.open(plan.path, dict(plan.header), n_target=20, group_sizes=np.array([6]),
+                              sample_index=engine.keep_index(6, 3), exact=None) as writer:
+        engine.fill(plan, writer, 20, 40, progress=lambda done, total, bad, rate: seen.append((done, total)))
+        writer.finish()
+    part = store.read_run(plan.path)
+    assert seen[-1] == (20, 20) and part.n == 20
+    assert np.array_equal(part.block_sum, whole.block_sum[2:4]) and np.array_equal(part.samples, whole.samples[20:40])
+
+
+def test_the_engine_never_imports_calibrate():
+    """Imports go one way: ``biasvar.calibrate`` uses the engine, the engine (even calibrating an
+    ``auto`` run) never imports it; its calibration lives in a :class:`Calibration` object."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from biasvar import engine\n"
+            "from biasvar.problems.toy import ToyCat\n"
+            "list(engine.sample_gradients(ToyCat(), 'zgr', n=4, seed=0, method='auto'))\n"
+            "assert engine.calibration.PROCESS.measurement(ToyCat(), 'zgr', ['logits'], torch.device('cpu'))\n"
+            "sys.exit(1 if 'biasvar.calibrate' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0

@@ -14,7 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_shards import BS, CHUNK, assert_same_run  # noqa: E402
+from test_shards import BS, CHUNK, assert_same_run, sweep  # noqa: E402
 
 from biasvar.engine import executors  # noqa: E402
 from biasvar.engine import shards as sh  # noqa: E402
@@ -55,7 +55,7 @@ KW = dict(reference="rf(M=4)", n=300, reference_n=400, seed=0, chunk=CHUNK, bloc
 @pytest.fixture(scope="module")
 def local(snap, tmp_path_factory):
     """The same sweep with the local executor, one process, no shards."""
-    return executors.run_sweep(snap, ["zgr", "gr-mc(t=0.5,M=10)"], runs_dir=tmp_path_factory.mktemp("local"), **KW)
+    return sweep(snap, ["zgr", "gr-mc(t=0.5,M=10)"], runs_dir=tmp_path_factory.mktemp("local"), **KW)
 
 
 def assert_same_sweep(a, b):
@@ -68,8 +68,8 @@ def assert_same_sweep(a, b):
 
 def test_sharded_ray_sweep_equals_local_sweep(cluster, snap, local, tmp_path):
     seen = []
-    remote = executors.run_sweep(snap, ["zgr", "gr-mc(t=0.5,M=10)"], runs_dir=tmp_path, executor="ray", shards=3,
-                                 progress=lambda run, done, total: seen.append((run.spec, done, total)), **KW)
+    remote = sweep(snap, ["zgr", "gr-mc(t=0.5,M=10)"], runs_dir=tmp_path, executor=executors.Ray(shards=3),
+                   progress=lambda p: seen.append((p.run.spec, p.done, p.total)), **KW)
     assert len(remote.computed) == 9  # 3 runs x 3 shards, each a Ray task
     assert_same_sweep(local, remote)
     assert sh.sharded_runs(tmp_path) == {}  # every shard merged and removed
@@ -78,7 +78,7 @@ def test_sharded_ray_sweep_equals_local_sweep(cluster, snap, local, tmp_path):
 
 def test_worker_killed_mid_shard_is_retried(cluster, snap, local, tmp_path):
     cluster.write_text("die once")  # the first task past half its shard deletes it and os._exit()s
-    remote = executors.run_sweep(snap, ["zgr"], runs_dir=tmp_path, executor="ray", shards=2, max_retries=2, **KW)
+    remote = sweep(snap, ["zgr"], runs_dir=tmp_path, executor=executors.Ray(shards=2, max_retries=2), **KW)
     assert not cluster.exists(), "no worker died: the fault was not injected"
     assert_same_sweep(local, remote)
 
@@ -86,9 +86,9 @@ def test_worker_killed_mid_shard_is_retried(cluster, snap, local, tmp_path):
 def test_task_failing_past_its_retries_keeps_the_other_shards(cluster, snap, local, tmp_path):
     cluster.write_text("die once")
     with pytest.raises(BiasvarError, match="1 shard\\(s\\) failed after 0 retries"):
-        executors.run_sweep(snap, ["zgr"], runs_dir=tmp_path, executor="ray", shards=2, max_retries=0, **KW)
+        sweep(snap, ["zgr"], runs_dir=tmp_path, executor=executors.Ray(shards=2, max_retries=0), **KW)
     assert not cluster.exists()
-    again = executors.run_sweep(snap, ["zgr"], runs_dir=tmp_path, executor="ray", shards=2, **KW)
+    again = sweep(snap, ["zgr"], runs_dir=tmp_path, executor=executors.Ray(shards=2), **KW)
     (_, first, end), = again.computed  # only the failed shard is redone
     assert again.reused_draws == 700 - (end - first)
     assert_same_sweep(local, again)
@@ -116,7 +116,7 @@ def test_killed_driver_resumes_from_committed_shards(cluster, snap, local, tmp_p
         proc.kill()
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == -9, f"the driver ended by itself first: {err.decode()[-2000:]}"
-    again = executors.run_sweep(snap, ["zgr"], runs_dir=runs, executor="ray", shards=4, **KW)
+    again = sweep(snap, ["zgr"], runs_dir=runs, executor=executors.Ray(shards=4), **KW)
     assert again.reused_draws > 0, "nothing was committed before the kill"
     assert 0 < len(again.computed) < 8
     computed = {(p.name, a, b) for p, a, b in again.computed}

@@ -90,7 +90,7 @@ def test_fused_and_plain_agree_on_a_large_request():
 def test_compile_failure_falls_back_to_the_same_bits(monkeypatch):
     """No compiler, a failing compile, or BIASVAR_COMPILE=0: same numbers through the plain path."""
     want = rng.uniforms(KEY, torch.arange(2), 5000, fused=False)
-    monkeypatch.setattr(rng, "_compiled", {})
+    monkeypatch.setattr(rng.KERNELS, "kernels", {})
     monkeypatch.setenv("BIASVAR_COMPILE", "0")
     assert rng.compiled("x", lambda t: t) is None
     assert torch.equal(rng.uniforms(KEY, torch.arange(2), 5000, fused=True), want)
@@ -101,9 +101,9 @@ def test_compile_failure_falls_back_to_the_same_bits(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken)
     assert torch.equal(rng.uniforms(KEY, torch.arange(2), 5000, fused=True), want)
-    monkeypatch.setattr(rng, "_compiled", {"uniforms_f32": lambda *a: (_ for _ in ()).throw(RuntimeError("x"))})
+    monkeypatch.setattr(rng.KERNELS, "kernels", {"uniforms_f32": lambda *a: (_ for _ in ()).throw(RuntimeError("x"))})
     assert torch.equal(rng.uniforms(KEY, torch.arange(2), 5000, fused=True), want)
-    assert rng._compiled["uniforms_f32"] is None  # remembered: the plain path from now on
+    assert rng.KERNELS.kernels["uniforms_f32"] is None  # remembered: the plain path from now on
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

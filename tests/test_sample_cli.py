@@ -106,8 +106,9 @@ def test_sweep_with_estimators_list(tmp_path, snap):
 
 def test_sweep_progress_reaches_the_total(tmp_path, snap):
     seen = []
-    plan = engine.sweep_runs(snap, ["zgr", "st"], n=60, reference_n=80, runs_dir=tmp_path, name="t",
-                             progress=lambda done, total, bad, rate, label: seen.append((done, total)))
+    plan = engine.plan_sweep(snap, ["zgr", "st"], n=60, reference_n=80, runs_dir=tmp_path, name="t")
+    engine.run_sweep(plan, progress=engine.overall_progress(plan, lambda done, total, bad, rate, label:
+                                                            seen.append((done, total))))
     assert [r.role for r in plan] == ["reference", "tested", "tested"]
     assert seen[-1] == (200, 200) and all(d <= t for d, t in seen)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)

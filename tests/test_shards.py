@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from biasvar import engine, store
-from biasvar.engine import executors
+from biasvar.engine import executors, sweeps
 from biasvar.engine import shards as sh
+from biasvar.engine.plan import RunOptions
 from biasvar.errors import SpecError, StoreError
 from biasvar.problems.toy import ToyCat
 from biasvar.snapshot import save_snapshot, snapshot_of
@@ -51,6 +52,20 @@ def assert_same_run(a: Path, b: Path) -> None:
     ha, hb = store.read_header(a), store.read_header(b)
     skip = {"created", "hostname", "cpu_threads", "snapshot_path"}  # where it ran, not what
     assert {k: v for k, v in ha.items() if k not in skip} == {k: v for k, v in hb.items() if k not in skip}
+
+
+def shard(snap, spec, *, n, first, end, seed, runs_dir, restart=False, progress=None, **options):
+    """Draws [first, end) of a run into its shard file (options: those of :class:`RunOptions`)."""
+    return sh.sample_shard(snap, spec, n=n, first=first, end=end, seed=seed, runs_dir=runs_dir,
+                           options=RunOptions(**options), restart=restart, progress=progress)
+
+
+def sweep(snap, specs, *, runs_dir, reference="rf(M=4)", n=10_000, reference_n=None, seed=0, executor=None,
+          progress=None, **options):
+    """A sweep through the one entry point (``executors.run_sweep``)."""
+    plan = engine.plan_sweep(snap, specs, reference=reference, n=n, reference_n=reference_n, seed=seed,
+                             runs_dir=runs_dir)
+    return executors.run_sweep(plan, RunOptions(**options), executor=executor, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +114,11 @@ def test_shards_merge_bit_for_bit_in_any_order(toy, single, tmp_path, spec, chun
     assert ranges == [(0, 160), (160, 330), (330, 500)]
     run = store.run_path(tmp_path, toy.id, spec, 1)
     for first, end in (ranges[2], ranges[1]):  # no shard at draw 0 yet: nothing to merge
-        sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=chunk,
+        shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=chunk,
                         block_size=BS)
     result = sh.merge_run(run)
     assert not run.exists() and result.merged == 0 and result.left == 2
-    sh.sample_shard(toy, spec, n=500, first=0, end=160, seed=1, runs_dir=tmp_path, chunk=chunk, block_size=BS)
+    shard(toy, spec, n=500, first=0, end=160, seed=1, runs_dir=tmp_path, chunk=chunk, block_size=BS)
     result = sh.merge_run(run)
     assert result.merged == 3 and result.complete and result.left == 0
     assert not sh.shard_folder(run).exists()
@@ -117,7 +132,7 @@ def test_shards_starting_inside_a_chunk_recompute_it_whole(toy, single, tmp_path
     then fails)."""
     spec = "gr-mc(M=10,t=0.5)"
     for first, end in sh.shard_ranges(500, BS, 25):
-        sh.sample_shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=36, block_size=BS)
+        shard(toy, spec, n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=36, block_size=BS)
     run = store.run_path(tmp_path, toy.id, spec, 1)
     assert sh.merge_run(run).merged == 25
     assert_same_run(single[spec, 36], run)
@@ -126,7 +141,7 @@ def test_shards_starting_inside_a_chunk_recompute_it_whole(toy, single, tmp_path
 def test_partly_merged_run_is_a_shorter_valid_run(toy, single, tmp_path):
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
     for first, end in [(0, 160), (330, 500)]:
-        sh.sample_shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
+        shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
                         block_size=BS)
     assert sh.merge_run(run, whole=True).merged == 0 and not run.exists()  # [160, 330) missing: wait
     result = sh.merge_run(run)
@@ -150,12 +165,12 @@ def test_shard_resumes_after_interruption(toy, single, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sh.sample_shard(toy, "zgr", n=500, first=160, end=330, seed=1, runs_dir=tmp_path, chunk=CHUNK,
+        shard(toy, "zgr", n=500, first=160, end=330, seed=1, runs_dir=tmp_path, chunk=CHUNK,
                         block_size=BS, progress=stop)
     part = sh.list_shards(run)
     assert len(part) == 1 and not part[0].complete and 0 < part[0].n_done < 170
     for first, end in sh.shard_ranges(500, BS, 3):  # the interrupted shard resumes; the others are new
-        sh.sample_shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
+        shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
                         block_size=BS)
     assert sh.merge_run(run).complete
     assert_same_run(single["zgr"], run)
@@ -174,8 +189,8 @@ def test_merge_continues_a_run_file_inside_a_shard(toy, single, tmp_path):
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
     held = store.read_run(run, load_sums=False).attrs["n_done"]
     assert 0 < held < 250
-    sh.sample_shard(toy, "zgr", n=500, first=0, end=250, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS)
-    sh.sample_shard(toy, "zgr", n=500, first=250, end=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS)
+    shard(toy, "zgr", n=500, first=0, end=250, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS)
+    shard(toy, "zgr", n=500, first=250, end=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS)
     assert sh.merge_run(run).complete
     assert_same_run(single["zgr"], run)
 
@@ -184,16 +199,16 @@ def test_merge_refuses_a_shard_of_another_block_size(toy, tmp_path):
     engine.sample_run(toy, "zgr", n=100, seed=1, runs_dir=tmp_path, block_size=BS, chunk=CHUNK)
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
     # extend the run with a shard cut into blocks of 20 (a header that says so)
-    sh.sample_shard(toy, "zgr", n=300, first=100, end=300, seed=1, runs_dir=tmp_path, block_size=20)
+    shard(toy, "zgr", n=300, first=100, end=300, seed=1, runs_dir=tmp_path, block_size=20)
     with pytest.raises(StoreError, match="block_size"):
         sh.merge_run(run)
 
 
 def test_bad_shards_are_refused(toy, tmp_path):
     with pytest.raises(SpecError, match="whole blocks"):
-        sh.sample_shard(toy, "zgr", n=500, first=5, end=160, seed=1, runs_dir=tmp_path, block_size=BS)
+        shard(toy, "zgr", n=500, first=5, end=160, seed=1, runs_dir=tmp_path, block_size=BS)
     with pytest.raises(SpecError, match="whole blocks"):
-        sh.sample_shard(toy, "zgr", n=500, first=0, end=600, seed=1, runs_dir=tmp_path, block_size=BS)
+        shard(toy, "zgr", n=500, first=0, end=600, seed=1, runs_dir=tmp_path, block_size=BS)
     for text in ("3", "a/b", "2/2", "0/0", "-1/3"):
         with pytest.raises(SpecError):
             sh.parse_shard(text)
@@ -202,15 +217,15 @@ def test_bad_shards_are_refused(toy, tmp_path):
 
 def test_local_executor_with_shards_equals_the_plain_sweep(toy, tmp_path):
     kw = dict(reference="rf(M=4)", n=200, reference_n=300, seed=0, chunk=CHUNK, block_size=BS, method="vmap")
-    plain = executors.run_sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "a", **kw)
+    plain = sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "a", **kw)
     seen = []
-    sharded = executors.run_sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "b", shards=4,
-                                  progress=lambda run, done, total: seen.append((run.spec, done, total)), **kw)
+    sharded = sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "b", executor=executors.Local(4),
+                    progress=lambda p: seen.append((p.run.spec, p.done, p.total)), **kw)
     assert len(sharded.computed) == 12 and len(plain.computed) == 3
     for a, b in zip(plain.plan, sharded.plan, strict=True):
         assert_same_run(a.path, b.path)
     assert ("zgr", 200, 200) in seen and ("rf(M=4)", 300, 300) in seen
-    again = executors.run_sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "b", shards=4, **kw)
+    again = sweep(toy, ["zgr", "st"], runs_dir=tmp_path / "b", executor=executors.Local(4), **kw)
     assert again.computed == [] and again.reused_draws == 700
 
 
@@ -257,7 +272,7 @@ def test_cli_shards_ls_report_merge(tmp_path, single):
 
 def test_cli_merge_command(tmp_path, toy, single):
     for first, end in sh.shard_ranges(500, BS, 2):
-        sh.sample_shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
+        shard(toy, "zgr", n=500, first=first, end=end, seed=1, runs_dir=tmp_path, chunk=CHUNK,
                         block_size=BS)
     r = invoke("merge", "--runs-dir", tmp_path)
     assert r.exit_code == 0 and "merged 2 shard(s); run file complete" in r.output, r.output
@@ -283,9 +298,9 @@ def test_cli_does_not_import_ray():
 
 def test_plan_shards_fills_only_the_gaps():
     present = [sh.ShardInfo(Path("x"), 100, 200, 100, True), sh.ShardInfo(Path("y"), 300, 350, 50, True)]
-    todo = executors.plan_shards(50, 500, 10, 5, present)
+    todo = sweeps.plan_shards(50, 500, 10, 5, present)
     assert todo == [(50, 100), (200, 300), (350, 420), (420, 500)]  # shards of about 500 / 5 draws
     covered = sorted(todo + [(s.first, s.end) for s in present])
     assert all(b == c for (_, b), (c, _) in zip(covered[:-1], covered[1:], strict=True))
     assert covered[0][0] == 50 and covered[-1][1] == 500
-    assert executors.plan_shards(500, 500, 10, 5) == []
+    assert sweeps.plan_shards(500, 500, 10, 5) == []

@@ -11,18 +11,26 @@ so a chunk of m draws is one batched forward and one batched backward: the param
 shared (``in_dims=None``), the noise is batched, and the per-draw weight gradients come out as
 batched products, with no Python-level backward per draw.
 
-The package, one step per module:
+The package, one step per module (imports go down this list only):
 
 * :mod:`~biasvar.engine.settings`: memory sizes, the parameters to differentiate (``--params``)
   and their layout, the problem's copy on the device;
-* :mod:`~biasvar.engine.gradients`: :func:`vmap_gradients`, its per-draw twin
+* :mod:`~biasvar.engine.gradients`: :func:`vmap_gradients` and its per-draw twin
   :func:`loop_gradients` (one ``torch.autograd.grad`` per draw on the same noise; tests and
-  ``biasvar bench``), and :func:`sample_gradients`, the iterator over a run's draws;
+  ``biasvar bench``);
 * :mod:`~biasvar.engine.chunks`: how many draws one call computes (memory budget, OOM halving);
+* :mod:`~biasvar.engine.calibration`: which of vmap and loop is faster here (:class:`Calibration`);
+* :mod:`~biasvar.engine.draws`: the draw path of a run (:class:`DrawPath`: chunk sizing and the
+  chosen path) and :func:`sample_gradients`, the iterator over draws;
 * :mod:`~biasvar.engine.blocks`: the block statistics a run file stores
   (:class:`~biasvar.stats.moments.Moments` per block) and the block size;
-* :mod:`~biasvar.engine.runs`: :func:`sample_run`, one resumable run file;
-* :mod:`~biasvar.engine.sweeps`: :func:`sweep_runs`, a reference and many tested estimators.
+* :mod:`~biasvar.engine.plan`: :func:`plan_run`, a run settled once (:class:`RunPlan`);
+* :mod:`~biasvar.engine.runs`: :func:`sample` (a plan into its file), :func:`fill` (a range of
+  draws into a writer) and :func:`sample_run` (plan and sample, by keywords);
+* :mod:`~biasvar.engine.shards`: a run cut into block-aligned shards, and their merge;
+* :mod:`~biasvar.engine.sweeps`: :func:`plan_sweep`, a reference and many tested estimators;
+* :mod:`~biasvar.engine.executors`: :func:`run_sweep`, the one way a sweep is run, with a local or
+  a Ray executor.
 
 Reproducibility. Draw ``i`` of a run uses the noise ``rng.draw_noise(requests, key, [i])`` with
 ``key = rng.stream_key(seed, canonical_spec)``. That noise is a counter-based hash of
@@ -39,30 +47,28 @@ overhead); on the Fig. 1 VAE, whose Bernoulli NLL is written as ``softplus(l) - 
 fused rule for ``binary_cross_entropy_with_logits``), vmap and the loop are within 0.97-1.17x on
 an idle machine with two threads (both do the same matmuls). Since the margin depends on the
 problem, the estimator and the machine's load, ``method="auto"`` takes the faster path per
-(problem, estimator, device) from a short calibration (:mod:`biasvar.calibrate`, cached per
-process); smaller chunks are slightly faster on the CPU, hence its 512 MiB default budget.
+(problem, estimator, device) from a short calibration (:mod:`biasvar.engine.calibration`, kept
+by a :class:`Calibration` object: a sweep's own, else the process's); smaller chunks are slightly
+faster on the CPU, hence its 512 MiB default budget.
 """
 
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine.blocks import BlockBuilder, choose_block_size, keep_index
+from biasvar.engine.calibration import Calibration
 from biasvar.engine.chunks import ChunkSizer, estimate_bytes_per_draw
-from biasvar.engine.gradients import (
-    METHODS,
-    GradChunk,
-    choose_method,
-    engine_path,
-    loop_gradients,
-    sample_gradients,
-    vmap_gradients,
-)
-from biasvar.engine.runs import check_run_args, sample_run
+from biasvar.engine.draws import DrawPath, choose_method, engine_path, plan_draws, sample_gradients
+from biasvar.engine.executors import Local, Ray, make_executor, run_sweep
+from biasvar.engine.gradients import METHODS, GradChunk, loop_gradients, vmap_gradients
+from biasvar.engine.plan import RunOptions, RunPlan, check_run_args, plan_run
+from biasvar.engine.runs import fill, sample, sample_run
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
-from biasvar.engine.sweeps import PlannedRun, plan_sweep, sweep_runs
+from biasvar.engine.sweeps import PlannedRun, RunProgress, SweepPlan, overall_progress, plan_sweep
 
 __all__ = [
-    "METHODS", "BlockBuilder", "ChunkSizer", "GradChunk", "PlannedRun", "check_run_args", "choose_block_size",
-    "choose_method", "engine_path",
-    "estimate_bytes_per_draw", "keep_index", "loop_gradients", "params_glob", "parse_memory", "plan_sweep",
-    "prepare", "resolve_device", "resolve_dtype", "sample_gradients", "sample_run", "select_params",
-    "selected_layout", "sweep_runs", "vmap_gradients",
+    "METHODS", "BlockBuilder", "Calibration", "ChunkSizer", "DrawPath", "GradChunk", "Local", "PlannedRun", "Ray",
+    "RunOptions", "RunPlan", "RunProgress", "SweepPlan", "check_run_args", "choose_block_size", "choose_method",
+    "engine_path", "estimate_bytes_per_draw", "fill", "keep_index", "loop_gradients", "make_executor",
+    "overall_progress", "params_glob", "parse_memory", "plan_draws", "plan_run", "plan_sweep", "prepare",
+    "resolve_device", "resolve_dtype", "run_sweep", "sample", "sample_gradients", "sample_run", "select_params",
+    "selected_layout", "vmap_gradients",
 ]

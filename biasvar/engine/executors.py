@@ -1,41 +1,58 @@
-"""Executors of a sweep: in this process (``local``), or as Ray tasks on a cluster (``ray``).
+"""The one sweep entry point, :func:`run_sweep`, and its executors: in this process
+(:class:`Local`), or as Ray tasks on a cluster (:class:`Ray`).
 
-A sweep is independent runs, and a run is independent draws: :func:`run_sweep` cuts every run
-into block-aligned shards (:mod:`biasvar.engine.shards`) and computes them
+A sweep (:func:`~biasvar.engine.sweeps.plan_sweep`) is independent runs, and a run is independent
+draws. An executor is a strategy: :func:`run_sweep` checks it, writes the sweep's manifest, clears
+the runs on ``restart`` and hands the executor the plan and the :class:`~biasvar.engine.plan.RunOptions`.
 
-* ``local``: one after the other in this process (with one shard per run, exactly
-  :func:`~biasvar.engine.runs.sample_run`, as :func:`~biasvar.engine.sweeps.sweep_runs` does);
-* ``ray``: as one Ray task per (run, shard), each asking for ``cpus_per_task`` CPUs and
+* :class:`Local` computes each run in this process: with one shard per run, one
+  :func:`~biasvar.engine.plan.plan_run` and :func:`~biasvar.engine.runs.sample`; with more, the
+  run is planned once (``sharded``) and its block-aligned shards (:mod:`biasvar.engine.shards`)
+  computed one after the other from that plan and merged.
+* :class:`Ray` runs one Ray task per (run, shard), each asking for ``cpus_per_task`` CPUs and
   ``gpus_per_task`` GPUs and retried up to ``max_retries`` times when its worker dies. A task
-  computes its shard into a temporary shard file on its own machine and returns the file's bytes
-  (the shard's block statistics and header); the driver writes it under the runs folder and
-  merges it into the run file. Workers need no shared file system, a worker that dies loses only
-  its shard, and a driver that dies loses only the shards in flight: run again, the committed
-  shards and run files are kept and only the rest is computed.
+  plans its run on its own machine, computes its shard into a temporary shard file and returns the
+  file's bytes (the shard's block statistics and header); the driver writes it under the runs
+  folder and merges it into the run file. Workers need no shared file system, a worker that dies
+  loses only its shard, and a driver that dies loses only the shards in flight: run again, the
+  committed shards and run files are kept and only the rest is computed.
 
 The results are the same bits whichever executor and however many shards (see
 :mod:`biasvar.engine.shards`), given the same device, dtype and chunk size. Ray is imported only
-by the ``ray`` executor (``pip install "biasvar[ray]"``).
+by the :class:`Ray` executor (``pip install "biasvar[ray]"``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from biasvar import store
 from biasvar.atomic import write_atomic
 from biasvar.engine import shards as sh
-from biasvar.engine.runs import sample_run
-from biasvar.engine.sweeps import PlannedRun, _write_manifest, plan_sweep
+from biasvar.engine.calibration import Calibration
+from biasvar.engine.plan import RunOptions, RunPlan, plan_run
+from biasvar.engine.runs import sample
+from biasvar.engine.sweeps import (
+    PlannedRun,
+    RunProgress,
+    SweepPlan,
+    SweepProgress,
+    SweepResult,
+    committed,
+    committed_draws,
+    finished,
+    plan_shards,
+    write_manifest,
+)
 from biasvar.errors import BiasvarError, SpecError, UnsupportedError
-from biasvar.spec import EstimatorSpec
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = 'pip install "biasvar[ray]"'
@@ -43,19 +60,111 @@ RAY_INSTALL = 'pip install "biasvar[ray]"'
 #: worker process half-way through its shard (``os._exit``), as a crashed machine would.
 FAULT_ENV = "BIASVAR_FAULT_ONCE"
 
-#: ``progress(run, done, total)``: draws of ``run`` committed (run file plus complete shards), or,
-#: for the local executor, drawn so far.
-SweepProgress = Callable[[PlannedRun, int, int], None]
+
+class Executor(Protocol):
+    """How a sweep's runs are computed."""
+
+    def check(self) -> None:
+        """Refuse (one line) before any work is done: bad settings, a missing dependency."""
+
+    def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
+            calibration: Calibration) -> None:
+        """Compute every run of ``plan`` not yet complete, recording in ``result``."""
 
 
-@dataclass
-class SweepResult:
-    """What :func:`run_sweep` did: the plan, and the shards computed in this call (run file path,
-    first draw, end) versus the draws found already committed."""
+def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: Executor | None = None,
+              progress: SweepProgress | None = None, restart: bool = False,
+              calibration: Calibration | None = None) -> SweepResult:
+    """Run a sweep with an executor (default :class:`Local`); complete runs are skipped, partial
+    runs and committed shards kept.
 
-    plan: list[PlannedRun]
-    computed: list[tuple[Path, int, int]] = field(default_factory=list)
-    reused_draws: int = 0
+    Args:
+        options: the settings of every run.
+        progress: called with a :class:`~biasvar.engine.sweeps.RunProgress` as runs advance.
+        restart: delete the runs' files and shards first.
+        calibration: where ``method="auto"`` keeps its measurements (default: one for this sweep).
+    """
+    executor = executor or Local()
+    executor.check()
+    if plan.name:
+        write_manifest(plan)
+    if restart:
+        for run in plan:
+            for s in sh.list_shards(run.path):
+                s.path.unlink(missing_ok=True)
+            run.path.unlink(missing_ok=True)
+    result = SweepResult(plan)
+    executor.run(plan, options, result, progress, calibration or Calibration())
+    return result
+
+
+def make_executor(name: str, *, shards: int | None = None, address: str | None = None, cpus_per_task: int = 1,
+                  gpus_per_task: float = 0, max_retries: int = 3) -> Executor:
+    """The executor the CLI names (``local`` or ``ray``) with its settings."""
+    if name == "local":
+        return Local(shards or 1)
+    if name == "ray":
+        return Ray(shards, address, cpus_per_task, gpus_per_task, max_retries)
+    raise SpecError(f"unknown executor {name!r}; expected one of: {', '.join(EXECUTORS)}")
+
+
+def _check_shards(shards: int | None) -> None:
+    if shards is not None and int(shards) < 1:
+        raise SpecError(f"--shards must be >= 1, got {shards}")
+
+
+def _todo(run: PlannedRun, count: int, plan_of: Callable[[PlannedRun], RunPlan],
+          result: SweepResult) -> tuple[RunPlan | None, list[tuple[int, int]]]:
+    """Merge what is committed; then the run's plan (``plan_of(run)``, sharded) and its shards left."""
+    if sh.list_shards(run.path):
+        sh.merge_when_free(run.path)
+    done, present = committed(run.path)
+    result.reused_draws += min(done, run.n) + sum(s.draws for s in present)
+    if done >= run.n and run.path.is_file() and store.read_run(run.path, load_sums=False).status == "complete":
+        return None, []
+    rplan = plan_of(run)
+    return rplan, plan_shards(min(done, run.n), run.n, rplan.block_size, count, present)
+
+
+@dataclass(frozen=True)
+class Local:
+    """Every run in this process, in ``shards`` shards each (1: the run file directly)."""
+
+    shards: int = 1
+
+    def check(self) -> None:
+        _check_shards(self.shards)
+
+    def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
+            calibration: Calibration) -> None:
+        def planned(run: PlannedRun, sharded: bool) -> RunPlan:
+            return plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir,
+                            options=options, sharded=sharded, calibration=calibration)
+
+        for run in plan:
+            def report(done: int, _total: int, bad: int, rate: float, run: PlannedRun = run, base: int = 0) -> None:
+                if progress is not None:
+                    progress(RunProgress(run, min(run.n, base + done), run.n, bad, rate))
+
+            if self.shards == 1 and not sh.list_shards(run.path):  # the run file directly
+                sample(planned(run, False), progress=report)
+                result.computed.append((run.path, 0, run.n))
+            else:
+                rplan, todo = _todo(run, self.shards, lambda r: planned(r, True), result)
+                for first, end in todo:
+                    sample(sh.plan_shard(rplan, first, end),
+                           progress=lambda d, t, b, r, run=run, first=first: report(d, t, b, r, run, first))
+                    sh.merge_when_free(run.path)
+                    result.computed.append((run.path, first, end))
+            if progress is not None:
+                progress(finished(run))
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+
+PROGRESS_EVERY_S = 1.0  # a task reports its draws to the driver at most this often
 
 
 def import_ray() -> Any:
@@ -67,150 +176,8 @@ def import_ray() -> Any:
     return ray
 
 
-def _committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:
-    """Draws committed in the run file, and its complete shard files not yet merged."""
-    done = 0
-    if run_path.is_file():
-        done = int(store.read_run(run_path, load_sums=False).attrs["n_done"])
-    return done, [s for s in sh.list_shards(run_path) if s.complete and s.end > done]
-
-
-def plan_shards(start: int, n: int, block_size: int, count: int,
-                present: Sequence[sh.ShardInfo] = ()) -> list[tuple[int, int]]:
-    """The shards still to compute: draws ``[start, n)`` less the ranges of ``present`` shard files,
-    each gap cut into whole-block shards of about ``n / count`` draws (``count`` shards for a
-    whole run; a rerun after a failure cuts only what is missing)."""
-    gaps, pos = [], start
-    for s in sorted(present, key=lambda s: s.first):
-        if s.first > pos:
-            gaps.append((pos, min(s.first, n)))
-        pos = max(pos, s.end)
-    if pos < n:
-        gaps.append((pos, n))
-    total = max(1, n)
-    out = []
-    for a, b in gaps:
-        if a >= b:
-            continue
-        k = max(1, math.ceil(count * (b - a) / total))
-        out += sh.shard_ranges(b, block_size, k, start=a)
-    return out
-
-
-def run_sweep(
-    snapshot: Any,
-    specs: Sequence[str | EstimatorSpec],
-    *,
-    reference: str = "rf(M=4)",
-    n: int = 10_000,
-    reference_n: int | None = None,
-    seed: int = 0,
-    runs_dir: str | Path = "runs",
-    name: str | None = None,
-    executor: str = "local",
-    shards: int | None = None,
-    address: str | None = None,
-    cpus_per_task: int = 1,
-    gpus_per_task: float = 0,
-    max_retries: int = 3,
-    progress: SweepProgress | None = None,
-    restart: bool = False,
-    **sample_kwargs: Any,
-) -> SweepResult:
-    """Run a sweep (:func:`~biasvar.engine.sweeps.plan_sweep`) with an executor; complete runs
-    are skipped, partial runs and committed shards kept.
-
-    Args:
-        executor: ``local`` or ``ray``.
-        shards: shards per run (None: 1 locally; on Ray, enough to give every task slot of the
-            cluster work).
-        address: the Ray cluster (``auto``: the one started on this machine by ``ray start``;
-            None: the one this process already joined, else a new local one).
-        cpus_per_task, gpus_per_task: the resources each Ray task asks for; a task with GPUs
-            samples on ``cuda`` unless ``device`` says otherwise.
-        max_retries: retries of a Ray task whose worker died.
-        progress: ``progress(run, done, total)``.
-        restart: delete the runs' files and shards first.
-        sample_kwargs: params, keep, device, dtype, block_size, max_memory, chunk, method.
-    """
-    if executor not in EXECUTORS:
-        raise SpecError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
-    if shards is not None and int(shards) < 1:
-        raise SpecError(f"--shards must be >= 1, got {shards}")
-    ray = import_ray() if executor == "ray" else None  # fail before any work when Ray is missing
-    plan = plan_sweep(snapshot.id, specs, reference=reference, n=n, reference_n=reference_n, seed=seed,
-                      runs_dir=runs_dir)
-    if name:
-        _write_manifest(snapshot, plan, name, runs_dir)
-    if restart:
-        for run in plan:
-            for s in sh.list_shards(run.path):
-                s.path.unlink(missing_ok=True)
-            run.path.unlink(missing_ok=True)
-    result = SweepResult(plan)
-    if executor == "local":
-        _run_local(snapshot, plan, result, shards or 1, progress, sample_kwargs)
-    else:
-        _run_ray(ray, snapshot, plan, result, shards, address, cpus_per_task, gpus_per_task, max_retries,
-                 progress, sample_kwargs)
-    return result
-
-
-def _setup_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw[k] for k in ("params", "keep", "dtype", "block_size", "method") if kw.get(k) is not None}
-
-
-def _todo(snapshot: Any, run: PlannedRun, count: int, runs_dir: Path, kw: dict[str, Any],
-          result: SweepResult) -> tuple[int, list[tuple[int, int]]]:
-    """Merge what is committed, then the block size and the shards left of one run."""
-    if sh.list_shards(run.path):
-        sh.merge_when_free(run.path)
-    done, present = _committed(run.path)
-    result.reused_draws += min(done, run.n) + sum(s.draws for s in present)
-    if done >= run.n and run.path.is_file() and store.read_run(run.path, load_sums=False).status == "complete":
-        return 0, []
-    su = sh.run_setup(snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=runs_dir, device="cpu",
-                      **_setup_kwargs(kw))
-    return su.block_size, plan_shards(min(done, run.n), run.n, su.block_size, count, present)
-
-
-def _run_local(snapshot: Any, plan: list[PlannedRun], result: SweepResult, count: int,
-               progress: SweepProgress | None, kw: dict[str, Any]) -> None:
-    runs_dir = plan[0].path.parent.parent
-    for run in plan:
-        def report(done: int, _total: int, _bad: int, _rate: float, run: PlannedRun = run, base: int = 0) -> None:
-            if progress is not None:
-                progress(run, min(run.n, base + done), run.n)
-
-        if count == 1 and not sh.list_shards(run.path):  # the embedded path, as sweep_runs
-            sample_run(snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=runs_dir, progress=report, **kw)
-            result.computed.append((run.path, 0, run.n))
-        else:
-            bs, todo = _todo(snapshot, run, count, runs_dir, kw, result)
-            for first, end in todo:
-                sh.sample_shard(snapshot, run.spec, n=run.n, first=first, end=end, seed=run.seed, runs_dir=runs_dir,
-                                progress=lambda d, t, b, r, run=run, first=first: report(d, t, b, r, run, first),
-                                **{**kw, "block_size": bs})
-                sh.merge_when_free(run.path)
-                result.computed.append((run.path, first, end))
-        if progress is not None:
-            progress(run, _committed_draws(run), run.n)
-
-
-def _committed_draws(run: PlannedRun) -> int:
-    done, present = _committed(run.path)
-    return min(run.n, done + sum(s.draws for s in present))
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray
-
-
-PROGRESS_EVERY_S = 1.0  # a task reports its draws to the driver at most this often
-
-
 def _shard_task(snapshot: Any, spec: str, n: int, seed: int, first: int, end: int, threads: int,
-                kw: dict[str, Any], tracker: Any = None, key: str = "") -> bytes:
+                options: RunOptions, tracker: Any = None, key: str = "") -> bytes:
     """One Ray task: draws ``[first, end)`` of a run into a local temporary shard file; returns its bytes."""
     import torch
 
@@ -232,8 +199,8 @@ def _shard_task(snapshot: Any, spec: str, n: int, seed: int, first: int, end: in
             tracker.report.remote(key, done)  # fire and forget
 
     with tempfile.TemporaryDirectory(prefix="biasvar-shard-") as tmp:
-        path = sh.sample_shard(snapshot, spec, n=n, first=first, end=end, seed=seed, runs_dir=tmp, progress=maybe_die,
-                               **kw)
+        rplan = plan_run(snapshot, spec, n=n, seed=seed, runs_dir=tmp, options=options, sharded=True)
+        path = sample(sh.plan_shard(rplan, first, end), progress=maybe_die)
         return Path(path).read_bytes()
 
 
@@ -271,7 +238,7 @@ def _slots(ray: Any, cpus: float, gpus: float) -> int:
 
 
 def _live_progress(ray: Any, tracker: Any, pending: dict[Any, tuple[PlannedRun, int, int]],
-                   committed: dict[Path, int], progress: SweepProgress) -> None:
+                   done_by_run: dict[Path, int], progress: SweepProgress) -> None:
     """Per run: committed draws plus the draws the running tasks reported."""
     try:
         live = ray.get(tracker.take.remote(), timeout=5)
@@ -283,61 +250,87 @@ def _live_progress(ray: Any, tracker: Any, pending: dict[Any, tuple[PlannedRun, 
         runs[run.path] = run
         extra[run.path] = extra.get(run.path, 0) + min(end - first, live.get(f"{run.path.name}:{first}", 0))
     for path, run in runs.items():
-        progress(run, min(run.n, committed[path] + extra[path]), run.n)
+        progress(RunProgress(run, min(run.n, done_by_run[path] + extra[path]), run.n))
 
 
-def _run_ray(ray: Any, snapshot: Any, plan: list[PlannedRun], result: SweepResult, count: int | None,
-             address: str | None, cpus: int, gpus: float, max_retries: int, progress: SweepProgress | None,
-             kw: dict[str, Any]) -> None:
-    _connect(ray, address)
-    runs_dir = plan[0].path.parent.parent
-    if count is None:
-        count = max(1, math.ceil(_slots(ray, cpus, gpus) / len(plan)))
-    kw = dict(kw)
-    if gpus > 0 and kw.get("device", "auto") == "auto":
-        kw["device"] = "cuda"
-    task = ray.remote(_shard_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=int(max_retries),
-                                           retry_exceptions=False)
-    snap_ref = ray.put(snapshot)
-    tracker = _tracker(ray) if progress is not None else None
-    pending: dict[Any, tuple[PlannedRun, int, int]] = {}
-    committed: dict[Path, int] = {}
-    for run in plan:
-        bs, todo = _todo(snapshot, run, count, runs_dir, kw, result)
-        committed[run.path] = _committed_draws(run)
-        if progress is not None:
-            progress(run, committed[run.path], run.n)
-        for first, end in todo:
-            ref = task.remote(snap_ref, run.spec, run.n, run.seed, first, end, cpus, {**kw, "block_size": bs},
-                              tracker, f"{run.path.name}:{first}")
-            pending[ref] = (run, first, end)
-    failures = []
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
-            if not ready:
-                if tracker is not None:
-                    _live_progress(ray, tracker, pending, committed, progress)
-                continue
-            run, first, end = pending.pop(ready[0])
-            try:
-                data = ray.get(ready[0])
-            except Exception as e:  # noqa: BLE001 - a task that failed after its retries
-                failures.append(f"{run.spec} s{run.seed} draws [{first}, {end}): {str(e).splitlines()[0]}")
-                continue
-            write_atomic(sh.shard_path(run.path, first, end), data)
-            sh.merge_when_free(run.path)
-            result.computed.append((run.path, first, end))
-            committed[run.path] = _committed_draws(run)
+@dataclass(frozen=True)
+class Ray:
+    """One Ray task per (run, shard) on the cluster at ``address``.
+
+    Attributes:
+        shards: shards per run (None: enough to give every task slot of the cluster work).
+        address: the Ray cluster (``auto``: the one started on this machine by ``ray start``;
+            None: the one this process already joined, else a new local one).
+        cpus_per_task, gpus_per_task: the resources each task asks for; a task with GPUs samples
+            on ``cuda`` unless the options name a device.
+        max_retries: retries of a task whose worker died.
+    """
+
+    shards: int | None = None
+    address: str | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: float = 0
+    max_retries: int = 3
+
+    def check(self) -> None:
+        _check_shards(self.shards)
+        import_ray()  # fail before any work when Ray is missing
+
+    def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
+            calibration: Calibration) -> None:
+        ray = import_ray()
+        _connect(ray, self.address)
+        cpus, gpus = self.cpus_per_task, self.gpus_per_task
+        count = self.shards or max(1, math.ceil(_slots(ray, cpus, gpus) / len(plan)))
+        if gpus > 0 and options.device == "auto":
+            options = dataclasses.replace(options, device="cuda")
+        task = ray.remote(_shard_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=int(self.max_retries),
+                                               retry_exceptions=False)
+        snap_ref = ray.put(plan.snapshot)
+        tracker = _tracker(ray) if progress is not None else None
+        # the driver plans a run only for its block size (on the CPU: the tasks plan where they run)
+        here = dataclasses.replace(options, device="cpu")
+        plan_of = lambda run: plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed,  # noqa: E731
+                                       runs_dir=plan.runs_dir, options=here, sharded=True)
+        pending: dict[Any, tuple[PlannedRun, int, int]] = {}
+        done_by_run: dict[Path, int] = {}
+        for run in plan:
+            rplan, todo = _todo(run, count, plan_of, result)
+            done_by_run[run.path] = committed_draws(run)
             if progress is not None:
-                progress(run, committed[run.path], run.n)
-    finally:
-        for ref in pending:  # an interrupted driver: stop its tasks (their shards are redone next time)
-            ray.cancel(ref, force=True)
-    if failures:
-        raise BiasvarError(f"{len(failures)} shard(s) failed after {max_retries} retries (committed shards kept; "
-                           f"rerun to redo the rest); first: {failures[0]}")
+                progress(RunProgress(run, done_by_run[run.path], run.n))
+            for first, end in todo:
+                opts = dataclasses.replace(options, block_size=rplan.block_size)
+                ref = task.remote(snap_ref, run.spec, run.n, run.seed, first, end, cpus, opts, tracker,
+                                  f"{run.path.name}:{first}")
+                pending[ref] = (run, first, end)
+        failures = []
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+                if not ready:
+                    if tracker is not None:
+                        _live_progress(ray, tracker, pending, done_by_run, progress)
+                    continue
+                run, first, end = pending.pop(ready[0])
+                try:
+                    data = ray.get(ready[0])
+                except Exception as e:  # noqa: BLE001 - a task that failed after its retries
+                    failures.append(f"{run.spec} s{run.seed} draws [{first}, {end}): {str(e).splitlines()[0]}")
+                    continue
+                write_atomic(sh.shard_path(run.path, first, end), data)
+                sh.merge_when_free(run.path)
+                result.computed.append((run.path, first, end))
+                done_by_run[run.path] = committed_draws(run)
+                if progress is not None:
+                    progress(RunProgress(run, done_by_run[run.path], run.n))
+        finally:
+            for ref in pending:  # an interrupted driver: stop its tasks (their shards are redone next time)
+                ray.cancel(ref, force=True)
+        if failures:
+            raise BiasvarError(f"{len(failures)} shard(s) failed after {self.max_retries} retries (committed shards "
+                               f"kept; rerun to redo the rest); first: {failures[0]}")
 
 
-__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_INSTALL", "SweepProgress", "SweepResult", "import_ray", "plan_shards",
+__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_INSTALL", "Executor", "Local", "Ray", "import_ray", "make_executor",
            "run_sweep"]

@@ -15,13 +15,12 @@ from the run file's committed blocks).
 
 Why the bits agree with the same run done in one process: draw i's noise is a function of
 ``(seed, spec, i)`` only (:mod:`biasvar.rng`); the engine computes draw i in the same chunk of
-a fixed grid counted from draw 0 wherever it is computed (``aligned`` and ``run_end`` in
-:func:`~biasvar.engine.gradients.sample_gradients`: a shard computes the grid chunks at its ends
-whole and keeps its own draws), so a draw's gradient is the same bits in any process on the same
-device, dtype and chunk size; and a block's statistics are computed from that block's draws only,
-in fixed steps from the block's start (:class:`~biasvar.engine.blocks.BlockBuilder`), then
-stored as they are. The merged file's
-datasets are then the single-process run's, bit for bit; only the wall-clock bookkeeping
+a fixed grid counted from draw 0 wherever it is computed (:func:`~biasvar.engine.runs.fill` over
+the shard's range: a shard computes the grid chunks at its ends whole and keeps its own draws),
+so a draw's gradient is the same bits in any process on the same device, dtype and chunk size;
+and a block's statistics are computed from that block's draws only, in fixed steps from the
+block's start (:class:`~biasvar.engine.blocks.BlockBuilder`), then stored as they are. The merged
+file's datasets are then the single-process run's, bit for bit; only the wall-clock bookkeeping
 (``state`` wall time and update time, ``created``, host) differs. Shards take the vmap path
 when the method is ``auto`` (a per-process timing could send two shards down different paths);
 the single-process run to compare with is then ``sample_run(..., method="vmap")``, which is also
@@ -43,16 +42,11 @@ from typing import Any
 import numpy as np
 
 from biasvar import store
-from biasvar.device import resolve_device, resolve_dtype
-from biasvar.engine import runs
-from biasvar.engine.blocks import choose_block_size, keep_index
-from biasvar.engine.gradients import choose_method, engine_path
-from biasvar.engine.settings import prepare
+from biasvar.engine.plan import SHARD_METHOD, RunOptions, RunPlan, plan_run, run_holds
+from biasvar.engine.runs import ProgressFn, sample
 from biasvar.errors import SpecError, StoreError, WriterBusy
-from biasvar.spec import EstimatorSpec, parse_spec
+from biasvar.spec import EstimatorSpec
 
-#: The gradient path of shards when ``method="auto"``: one fixed path, not a per-process timing.
-SHARD_METHOD = "vmap"
 #: Header keys a shard file has and its merged run file has not.
 SHARD_KEYS = ("shard_first", "shard_end", "run_n")
 _NAME = re.compile(r"^(\d+)-(\d+)\.h5$")
@@ -153,63 +147,24 @@ def sharded_runs(runs_dir: str | Path, snapshot_id: str | None = None) -> dict[P
 # computing one shard
 
 
-@dataclass(frozen=True)
-class RunSetup:
-    """What a run (or shard) of ``(snapshot, spec, seed)`` is: the prepared problem, its
-    parameter selection, its header and its run file."""
+def plan_shard(plan: RunPlan, first: int, end: int, *, restart: bool = False) -> RunPlan:
+    """The plan of draws ``[first, end)`` of a run planned with ``sharded=True``
+    (:func:`~biasvar.engine.plan.plan_run`): the same problem, path and header, written into the
+    shard file (or complete, when the run file or the shard file already holds these draws).
 
-    problem: Any
-    selection: runs.Selection
-    header: dict[str, Any]
-    path: Path
-    device: Any
-    params: str | None
-
-    @property
-    def block_size(self) -> int:
-        return int(self.header["block_size"])
-
-
-def run_setup(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0, runs_dir: str | Path = "runs",
-              params: str | None = None, keep: int = 256, device: Any = "auto", dtype: Any = None,
-              block_size: int | None = None, method: str = "auto") -> RunSetup:
-    """The header :func:`~biasvar.engine.runs.sample_run` would write for this run. Without
-    ``block_size``, an existing run file's block size wins (an extended run keeps its blocks),
-    else :func:`~biasvar.engine.blocks.choose_block_size` of ``n``. ``method="auto"`` is the
-    vmap path here: ``auto`` times vmap against the loop in each process, and two shards must not
-    take different paths (their last bits would differ)."""
-    method = SHARD_METHOD if method == "auto" else method
-    if int(n) < 1:
-        raise SpecError(f"n must be at least 1 draw, got {n}")
-    spec = parse_spec(spec)
-    if params is None:
-        params = getattr(snapshot.problem, "measure_params", None)
-    dev = resolve_device(device)
-    problem = prepare(snapshot.problem, device=dev, dtype=resolve_dtype(dtype))
-    sel = runs.Selection.of(problem, params)
-    path = store.run_path(runs_dir, snapshot.id, str(spec), seed)
-    if block_size is None and path.is_file():
-        with contextlib.suppress(StoreError, KeyError, ValueError):
-            block_size = int(store.read_header(path)["block_size"])
-    block_size = int(block_size or choose_block_size(int(n), sel.dim))
-    header = runs.run_header(snapshot, spec, problem, sel, n=int(n), seed=int(seed), block_size=block_size,
-                             keep=keep, method=choose_method(dev, method), device=dev)
-    return RunSetup(problem, sel, header, path, dev, params)
-
-
-class _OffsetWriter:
-    """A shard's writer as the engine's block loop sees it: draw counts start at ``first``, and
-    the chunk grid ends at the run's end ``run_end`` (not the shard's)."""
-
-    def __init__(self, writer: store.RunWriter, first: int, run_end: int) -> None:
-        self._writer, self._first, self.run_end = writer, int(first), int(run_end)
-
-    @property
-    def n_done(self) -> int:
-        return self._first + self._writer.n_done
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._writer, name)
+    Raises:
+        SpecError: the range is not whole blocks inside ``[0, n)``.
+    """
+    bs, n, first, end = plan.block_size, plan.n, int(first), int(end)
+    if not (0 <= first < end <= n) or ((end - first) % bs and end != n):
+        raise SpecError(f"a shard is a range of whole blocks of {bs} draws inside [0, {n}); got [{first}, {end})")
+    header = {**plan.header, "shard_first": first, "shard_end": end, "run_n": n}
+    path = shard_path(plan.run_path, first, end)
+    if not restart and run_holds(plan.run_path, header, end):
+        path, complete = plan.run_path, True
+    else:
+        complete = not restart and store.is_complete(path, header, end - first)
+    return plan.with_target(path=path, first=first, end=end, header=header, complete=complete, restart=restart)
 
 
 def sample_shard(
@@ -221,69 +176,18 @@ def sample_shard(
     end: int,
     seed: int = 0,
     runs_dir: str | Path = "runs",
-    params: str | None = None,
-    keep: int = 256,
-    device: Any = "auto",
-    dtype: Any = None,
+    options: RunOptions = RunOptions(),
     restart: bool = False,
-    block_size: int | None = None,
-    max_memory: int | str | None = None,
-    chunk: int | None = None,
-    method: str = "auto",
-    progress: runs.ProgressFn | None = None,
-    setup: RunSetup | None = None,
+    progress: ProgressFn | None = None,
+    plan: RunPlan | None = None,
 ) -> Path:
     """Draw (or resume) draws ``[first, end)`` of the run ``(snapshot, spec, seed)`` of ``n`` draws
     into its shard file; returns the shard file (or the run file, when it already holds these draws).
-    Arguments as :func:`~biasvar.engine.runs.sample_run`;
-    ``progress(done, total, nonfinite, draws_per_s)`` counts the shard's draws. ``setup``
-    (:func:`run_setup`) replaces the arguments it was made from (n, seed, params, keep, device,
-    dtype, block_size, method)."""
-    method = SHARD_METHOD if method == "auto" else method
-    su = setup or run_setup(snapshot, spec, n=n, seed=seed, runs_dir=runs_dir, params=params, keep=keep,
-                            device=device, dtype=dtype, block_size=block_size, method=method)
-    bs, n, first, end = su.block_size, int(n), int(first), int(end)
-    if not (0 <= first < end <= n) or ((end - first) % bs and end != n):
-        raise SpecError(f"a shard is a range of whole blocks of {bs} draws inside [0, {n}); got [{first}, {end})")
-    header = {**su.header, "shard_first": first, "shard_end": end, "run_n": n}
-    if not restart and _run_holds(su.path, header, end):
-        return su.path
-    path = shard_path(su.path, first, end)
-    if not restart and store.is_complete(path, header, end - first):
-        return path
-    spec = parse_spec(spec)
-    # the engine's path, as a run file records it (method_requested: the shards' fixed path, not auto)
-    header.update(engine_path(su.problem, spec, params=su.params, chunk=chunk, max_memory=max_memory,
-                              method=method))
-    names = su.selection.names
-    exact = runs._exact_flat(su.problem, names) if restart or not path.exists() else None
-    writer = store.RunWriter.open(path, header, n_target=end - first,
-                                  group_sizes=np.array([b[1] for b in su.selection.bounds]),
-                                  sample_index=keep_index(su.selection.dim, int(header["keep"])), exact=exact,
-                                  restart=restart)
-
-    def report(done: int, _total: int, nonfinite: int, rate: float) -> None:
-        if progress is not None:
-            progress(done - first, end - first, nonfinite, rate)
-
-    with writer:
-        runs._fill(_OffsetWriter(writer, first, n), su.problem, spec, n=end, seed=int(header["seed"]),
-                   params=su.params, bounds=su.selection.bounds,
-                   dim=su.selection.dim, device=su.device, chunk=chunk, max_memory=max_memory, method=method,
-                   progress=report, save_every_s=runs.SAVE_EVERY_S)
-        writer.finish()
-    return path
-
-
-def _run_holds(run_path: Path, header: dict[str, Any], end: int) -> bool:
-    """Whether the run file (of this identity) already has draws ``[0, end)`` committed."""
-    if not run_path.is_file():
-        return False
-    try:
-        store.is_complete(run_path, header, 0)  # raises on another identity
-        return int(store.read_run(run_path, load_sums=False).attrs["n_done"]) >= end
-    except StoreError:
-        return False
+    ``progress(done, total, nonfinite, draws_per_s)`` counts the shard's draws. ``plan`` (of
+    :func:`~biasvar.engine.plan.plan_run` with ``sharded=True``) replaces the arguments it was made
+    from (snapshot, spec, n, seed, runs_dir, options)."""
+    plan = plan or plan_run(snapshot, spec, n=n, seed=seed, runs_dir=runs_dir, options=options, sharded=True)
+    return sample(plan_shard(plan, first, end, restart=restart), progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +287,7 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
                 _check_same_run({k: v for k, v in store.read_header(s.path).items() if k not in SHARD_KEYS},
                                 header, s.path)
                 wall, total = float(data.attrs["wall_s"]), max(1, s.draws)
-                whole = writer.n_done - int(getattr(writer, "pending_draws", 0))
+                whole = writer.n_done - writer.pending_draws
                 for block, draws in _blocks_of(data, whole - s.first):
                     writer.append(block, wall_s=wall * draws / total)
                 if writer.n_done < s.end:  # cannot happen for a complete shard; keep the shard
@@ -434,6 +338,6 @@ def merge_all(runs_dir: str | Path, snapshot_id: str | None = None,
     return out
 
 
-__all__ = ["MergeResult", "RunSetup", "SHARD_KEYS", "ShardInfo", "list_shards", "merge_all", "merge_run",
-           "merge_when_free", "parse_shard", "run_setup", "sample_shard", "shard_folder", "shard_path",
+__all__ = ["MergeResult", "SHARD_KEYS", "SHARD_METHOD", "ShardInfo", "list_shards", "merge_all", "merge_run",
+           "merge_when_free", "parse_shard", "plan_shard", "sample_shard", "shard_folder", "shard_path",
            "shard_ranges", "sharded_runs"]

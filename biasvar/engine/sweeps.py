@@ -1,17 +1,24 @@
-"""Sweeps: a reference run and a list of tested estimators at one snapshot, resumable."""
+"""Sweeps: what a sweep is (a reference run and many tested estimators at one snapshot) and what
+of it is done; :func:`~biasvar.engine.executors.run_sweep` computes it with an executor.
+
+:func:`plan_sweep` names the runs (:class:`SweepPlan`); :func:`committed` and :func:`plan_shards`
+say what a rerun can keep and what is left; :class:`RunProgress` is what the executors report, and
+:func:`overall_progress` turns it into one count over the whole sweep.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from biasvar import store
 from biasvar.atomic import write_atomic
-from biasvar.engine.runs import sample_run
+from biasvar.engine import shards as sh
 from biasvar.spec import EstimatorSpec, parse_spec
 
 
@@ -26,15 +33,39 @@ class PlannedRun:
     path: Path
 
 
-def plan_sweep(snapshot_id: str, specs: Sequence[str | EstimatorSpec], *, reference: str = "rf(M=4)",
-               n: int = 10_000, reference_n: int | None = None, seed: int = 0,
-               runs_dir: str | Path = "runs") -> list[PlannedRun]:
+@dataclass(frozen=True)
+class SweepPlan:
+    """The runs of a sweep at one snapshot (the reference first); iterates over them."""
+
+    snapshot: Any
+    runs: tuple[PlannedRun, ...]
+    runs_dir: Path
+    name: str | None = None
+
+    def __iter__(self) -> Iterator[PlannedRun]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __getitem__(self, i: int) -> PlannedRun:
+        return self.runs[i]
+
+    @property
+    def total(self) -> int:
+        return sum(r.n for r in self.runs)
+
+
+def plan_sweep(snapshot: Any, specs: Sequence[str | EstimatorSpec], *, reference: str = "rf(M=4)",
+               n: int = 10_000, reference_n: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",
+               name: str | None = None) -> SweepPlan:
     """The runs of a sweep: the reference ``(reference, seed)`` first, then every tested spec
     with ``seed``, except the reference spec itself, which is tested as ``(reference, seed + 1)``:
-    an independent second run, so Eq. 16 compares it with an independent reference."""
+    an independent second run, so Eq. 16 compares it with an independent reference. ``name``: the
+    sweep's manifest ``sweep-<name>.json`` is written when it runs."""
+    runs_dir = Path(runs_dir)
     ref = str(parse_spec(reference))
-    ref_path = store.run_path(runs_dir, snapshot_id, ref, seed)
-    runs = [PlannedRun(ref, seed, int(reference_n or n), "reference", ref_path)]
+    runs = [PlannedRun(ref, seed, int(reference_n or n), "reference", store.run_path(runs_dir, snapshot.id, ref, seed))]
     seen = set()
     for s in specs:
         canon = str(parse_spec(s))
@@ -42,81 +73,110 @@ def plan_sweep(snapshot_id: str, specs: Sequence[str | EstimatorSpec], *, refere
             continue
         seen.add(canon)
         sd = seed + 1 if canon == ref else seed
-        runs.append(PlannedRun(canon, sd, int(n), "tested", store.run_path(runs_dir, snapshot_id, canon, sd)))
-    return runs
+        runs.append(PlannedRun(canon, sd, int(n), "tested", store.run_path(runs_dir, snapshot.id, canon, sd)))
+    return SweepPlan(snapshot, tuple(runs), runs_dir, name)
 
 
-def _done_so_far(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    try:
-        return int(store.read_run(path, load_sums=False).attrs["n_done"])
-    except Exception:  # noqa: BLE001 - an unreadable file is redone or refused by sample_run
-        return 0
-
-
-def sweep_runs(
-    snapshot: Any,
-    specs: Sequence[str | EstimatorSpec],
-    *,
-    reference: str = "rf(M=4)",
-    n: int = 10_000,
-    reference_n: int | None = None,
-    seed: int = 0,
-    runs_dir: str | Path = "runs",
-    name: str | None = None,
-    progress: Callable[[int, int, int, float, str], None] | None = None,
-    **sample_kwargs: Any,
-) -> list[PlannedRun]:
-    """Run the reference and every tested spec (see :func:`plan_sweep`); complete runs are
-    skipped, partial ones resumed.
-
-    Writes ``<runs_dir>/<snapshot-id>/sweep-<name>.json`` (which file is the reference, which
-    are tested) when ``name`` is given.
-
-    Args:
-        progress: ``progress(done, total, nonfinite, draws_per_s, current_spec)`` over all runs.
-        sample_kwargs: passed to :func:`sample_run` (params, keep, device, dtype, max_memory, ...).
-    """
-    plan = plan_sweep(snapshot.id, specs, reference=reference, n=n, reference_n=reference_n, seed=seed,
-                      runs_dir=runs_dir)
-    if name:
-        _write_manifest(snapshot, plan, name, runs_dir)
-    total = sum(r.n for r in plan)
-    current = {r.path: min(r.n, _done_so_far(r.path)) for r in plan}  # draws done per run
-    nonfinite_done = [0]  # non-finite draws of the runs finished in this sweep
-    for run in plan:
-
-        def report(done: int, _total: int, nonfinite: int, rate: float, run: PlannedRun = run) -> None:
-            current[run.path] = min(done, run.n)
-            if progress is not None:
-                progress(sum(current.values()), total, nonfinite_done[0] + nonfinite, rate,
-                         f"{run.spec} s{run.seed}")
-
-        sample_run(snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=runs_dir, progress=report,
-                   **sample_kwargs)
-        attrs = store.read_run(run.path, load_sums=False).attrs
-        current[run.path] = run.n
-        nonfinite_done[0] += int(attrs["n_nonfinite"])
-        if progress is not None:
-            progress(sum(current.values()), total, nonfinite_done[0], float(attrs["draws_per_s"]),
-                     f"{run.spec} s{run.seed}")
-    return plan
-
-
-def _write_manifest(snapshot: Any, plan: Sequence[PlannedRun], name: str, runs_dir: str | Path) -> Path:
-    folder = Path(runs_dir) / snapshot.id
+def write_manifest(plan: SweepPlan) -> Path:
+    """``<runs_dir>/<snapshot-id>/sweep-<name>.json``: which file is the reference, which are tested."""
+    snapshot = plan.snapshot
+    folder = plan.runs_dir / snapshot.id
     folder.mkdir(parents=True, exist_ok=True)
     entry = lambda r: {"spec": r.spec, "seed": r.seed, "n": r.n, "file": r.path.name}  # noqa: E731
     manifest = {
-        "name": name,
+        "name": plan.name,
         "snapshot_hash": snapshot.hash,
         "snapshot_path": str(snapshot.path) if snapshot.path else None,
         "reference": entry(plan[0]),
-        "tested": [entry(r) for r in plan[1:]],
+        "tested": [entry(r) for r in plan.runs[1:]],
     }
-    path = folder / f"sweep-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.json"
+    path = folder / f"sweep-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(plan.name))}.json"
     return write_atomic(path, json.dumps(manifest, indent=1))
 
 
-__all__ = ["PlannedRun", "plan_sweep", "sweep_runs"]
+@dataclass(frozen=True)
+class RunProgress:
+    """A run's progress: draws committed or drawn, of ``total``; the non-finite draws and the draw
+    rate where the executor knows them (the local one does)."""
+
+    run: PlannedRun
+    done: int
+    total: int
+    nonfinite: int = 0
+    rate: float = 0.0
+
+
+SweepProgress = Callable[[RunProgress], None]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: the plan, and the shards computed in this call (run file path, first
+    draw, end) versus the draws found already committed."""
+
+    plan: SweepPlan
+    computed: list[tuple[Path, int, int]] = field(default_factory=list)
+    reused_draws: int = 0
+
+
+def committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:
+    """Draws committed in the run file, and its complete shard files not yet merged."""
+    done = 0
+    if run_path.is_file():
+        done = int(store.read_run(run_path, load_sums=False).attrs["n_done"])
+    return done, [s for s in sh.list_shards(run_path) if s.complete and s.end > done]
+
+
+def committed_draws(run: PlannedRun) -> int:
+    """Draws of ``run`` committed in its run file and complete shard files (at most ``run.n``)."""
+    done, present = committed(run.path)
+    return min(run.n, done + sum(s.draws for s in present))
+
+
+def finished(run: PlannedRun) -> RunProgress:
+    """The progress of a run after its executor is done with it (non-finite draws and the draw
+    rate from its run file, once the file exists)."""
+    bad, rate = 0, 0.0
+    if run.path.is_file():
+        a = store.read_run(run.path, load_sums=False).attrs
+        bad, rate = int(a["n_nonfinite"]), float(a["draws_per_s"])
+    return RunProgress(run, committed_draws(run), run.n, bad, rate)
+
+
+def plan_shards(start: int, n: int, block_size: int, count: int,
+                present: Sequence[sh.ShardInfo] = ()) -> list[tuple[int, int]]:
+    """The shards still to compute: draws ``[start, n)`` less the ranges of ``present`` shard files,
+    each gap cut into whole-block shards of about ``n / count`` draws (``count`` shards for a
+    whole run; a rerun after a failure cuts only what is missing)."""
+    gaps, pos = [], start
+    for s in sorted(present, key=lambda s: s.first):
+        if s.first > pos:
+            gaps.append((pos, min(s.first, n)))
+        pos = max(pos, s.end)
+    if pos < n:
+        gaps.append((pos, n))
+    total = max(1, n)
+    out = []
+    for a, b in gaps:
+        if a >= b:
+            continue
+        k = max(1, math.ceil(count * (b - a) / total))
+        out += sh.shard_ranges(b, block_size, k, start=a)
+    return out
+
+
+def overall_progress(plan: SweepPlan, fn: Callable[[int, int, int, float, str], None]) -> SweepProgress:
+    """Per-run :class:`RunProgress` -> ``fn(done, total, nonfinite, draws_per_s, current_run)`` over
+    the whole sweep (draws already committed count from the start)."""
+    done = {r.path: committed_draws(r) for r in plan}
+    bad: dict[Path, int] = {}
+
+    def update(p: RunProgress) -> None:
+        done[p.run.path], bad[p.run.path] = min(p.done, p.run.n), p.nonfinite
+        fn(sum(done.values()), plan.total, sum(bad.values()), p.rate, f"{p.run.spec} s{p.run.seed}")
+
+    return update
+
+
+__all__ = ["PlannedRun", "RunProgress", "SweepPlan", "SweepProgress", "SweepResult", "committed", "committed_draws",
+           "finished", "overall_progress", "plan_sweep", "plan_shards", "write_manifest"]

@@ -376,7 +376,7 @@ def bench(
     env["gemm_flops_per_s_measured"] = gemms  # at the start and after every round
     env["gemm_flops_per_cpu_s_measured"] = gemms_cpu
     env["compile"] = {"enabled": rng.compile_enabled(),
-                      "kernels": {k: v is not None for k, v in rng._compiled.items()}}  # fused kernels in use
+                      "kernels": rng.KERNELS.in_use()}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
                        dtype=str(work_dtype).replace("torch.", ""), method=method, environment=env, rows=rows,
                        command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size,

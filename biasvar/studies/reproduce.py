@@ -33,7 +33,7 @@ import biasvar
 from biasvar import plots
 from biasvar.atomic import write_atomic
 from biasvar.device import resolve_device
-from biasvar.engine import sweep_runs
+from biasvar.engine import Calibration, RunOptions, overall_progress, plan_sweep, run_sweep
 from biasvar.errors import SnapshotError
 from biasvar.formats import report_to_json, report_to_markdown
 from biasvar.presets import REFERENCE, is_slow, protocol_specs, resolve_sweep
@@ -157,10 +157,15 @@ def reproduce(
     slow = [s for s in specs if is_slow(s)]
     say(lap("snapshot") + f"sweeping {len(specs)} estimators + reference {REFERENCE} at snapshot {snap.id} (n = {n}"
         + (f", gr-mc(M>=100): n = {slow_n}" if slow and slow_n else "") + ")")
-    common = dict(reference=REFERENCE, seed=seed, runs_dir=runs_dir, device=dev, progress=sweep_progress)
-    sweep_runs(snap, fast.specs, n=fast.n, reference_n=fast.reference_n, name=fast.name, **common)
+    options, calibration = RunOptions(device=dev), Calibration()
+    sweeps = [plan_sweep(snap, fast.specs, reference=REFERENCE, n=fast.n, reference_n=fast.reference_n, seed=seed,
+                         runs_dir=runs_dir, name=fast.name)]
     if slow:
-        sweep_runs(snap, slow, n=slow_n or n, reference_n=n, **common)
+        sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=slow_n or n, reference_n=n, seed=seed,
+                                 runs_dir=runs_dir))
+    for sweep in sweeps:
+        run_sweep(sweep, options, calibration=calibration,
+                  progress=overall_progress(sweep, sweep_progress) if sweep_progress else None)
     say(lap("sweep") + "analysing (Eq. 16, bootstrap over blocks)")
     bseed = seed if bootstrap_seed is None else bootstrap_seed
     report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples, seed=bseed)
