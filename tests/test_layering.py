@@ -20,12 +20,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "biasvar"
 STUDIES = "biasvar.studies"
 
-#: A cycle another change is removing: ``biasvar.calibrate`` imports ``biasvar.engine`` and the engine imports
-#: ``biasvar.calibrate`` back. Once that change is merged, delete this pair (and the xfail marker of
-#: ``test_no_import_cycle_at_all``) so that the cycle test covers it too.
-KNOWN_CYCLE = ("biasvar.calibrate", "biasvar.engine")
-
-
 def _module_name(path: Path, root: Path = ROOT) -> str:
     parts = [root.name, *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -116,12 +110,6 @@ def _in(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
-def _without_known_cycle(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    a, b = KNOWN_CYCLE
-    return {m: {t for t in ts if not ((_in(m, a) and _in(t, b)) or (_in(m, b) and _in(t, a)))}
-            for m, ts in graph.items()}
-
-
 # -- the tests ---------------------------------------------------------------------------------------
 
 
@@ -138,13 +126,6 @@ def test_core_never_imports_the_studies():
 
 
 def test_no_import_cycle_between_biasvar_modules():
-    cycle = find_cycle(_without_known_cycle(import_graph()))
-    assert cycle is None, "modules that import each other in a cycle: " + " <- ".join(cycle)
-
-
-@pytest.mark.xfail(strict=True, reason="biasvar.calibrate <-> biasvar.engine: a known cycle another branch "
-                                       "removes; drop this marker and KNOWN_CYCLE once it is merged")
-def test_no_import_cycle_at_all():
     cycle = find_cycle(import_graph())
     assert cycle is None, "modules that import each other in a cycle: " + " <- ".join(cycle)
 
