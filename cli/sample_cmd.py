@@ -161,6 +161,8 @@ def sweep(
     gpus_per_task: shards_cmd.GpusPerTask = 0,
     cpus_per_task: shards_cmd.CpusPerTask = 1,
     max_retries: shards_cmd.MaxRetries = 3,
+    gram: Annotated[bool, Opt("--gram/--no-gram", help="Update the snapshot's statistics store at the end "
+                              "(`biasvar gram`).")] = True,
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list), here or on a
     Ray cluster (--executor ray)."""
@@ -184,9 +186,12 @@ def sweep(
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
-        executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart)
+        result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart, gram=gram)
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
+    if result.store is not None:
+        console.print(f"statistics store {result.store.path}: {result.store.runs} runs "
+                      f"({len(result.store.added) + len(result.store.recomputed)} new or changed)", highlight=False)
 
 
 _STATUS = {"complete": "green", "running": "yellow", "interrupted": "magenta"}

@@ -74,7 +74,7 @@ class Executor(Protocol):
 
 def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: Executor | None = None,
               progress: SweepProgress | None = None, restart: bool = False,
-              calibration: Calibration | None = None) -> SweepResult:
+              calibration: Calibration | None = None, gram: bool = True) -> SweepResult:
     """Run a sweep with an executor (default :class:`Local`); complete runs are skipped, partial
     runs and committed shards kept.
 
@@ -83,6 +83,8 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
         progress: called with a :class:`~biasvar.engine.sweeps.RunProgress` as runs advance.
         restart: delete the runs' files and shards first.
         calibration: where ``method="auto"`` keeps its measurements (default: one for this sweep).
+        gram: update the snapshot's statistics store (:mod:`biasvar.gramstore`) with the sweep's runs at the
+            end (only the new and changed runs are computed), so every analysis outlives the run files.
     """
     executor = executor or Local()
     executor.check()
@@ -95,6 +97,10 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
             run.path.unlink(missing_ok=True)
     result = SweepResult(plan)
     executor.run(plan, options, result, progress, calibration or Calibration())
+    if gram:
+        from biasvar import gramstore
+
+        result.store = gramstore.update_store(plan.runs_dir, plan.snapshot.id)
     return result
 
 

@@ -117,6 +117,7 @@ class SweepResult:
     plan: SweepPlan
     computed: list[tuple[Path, int, int]] = field(default_factory=list)
     reused_draws: int = 0
+    store: Any = None  # the statistics store updated at the end (biasvar.gramstore.UpdateResult), if any
 
 
 def committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:

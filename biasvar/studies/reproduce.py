@@ -163,8 +163,8 @@ def reproduce(
     if slow:
         sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=slow_n or n, reference_n=n, seed=seed,
                                  runs_dir=runs_dir))
-    for sweep in sweeps:
-        run_sweep(sweep, options, calibration=calibration,
+    for i, sweep in enumerate(sweeps):  # the statistics store is updated once, after the last
+        run_sweep(sweep, options, calibration=calibration, gram=i == len(sweeps) - 1,
                   progress=overall_progress(sweep, sweep_progress) if sweep_progress else None)
     say(lap("sweep") + "analysing (Eq. 16, bootstrap over blocks)")
     bseed = seed if bootstrap_seed is None else bootstrap_seed
