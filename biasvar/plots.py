@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
 from biasvar.errors import AnalysisError
 from biasvar.report import Report, RunResult, sort_key
@@ -55,18 +56,34 @@ class _Style:
     linestyle: str = "-"
 
 
+# GR-MC by M: the same marker, colour and line in every figure (Fig. 1 and Fig. 4).
+_GRMC = {10: ("^", OKABE_ITO["green"], "-."), 100: ("v", OKABE_ITO["blue"], ":")}
+_GRMC_OTHER = (("<", OKABE_ITO["green"], "--"), (">", OKABE_ITO["blue"], "--"))
+
+
+def _grmc_style(M: Any, i: int = 0) -> _Style:
+    """GR-MC(t, M)'s style: fixed for M = 10 and M = 100, else the ``i``-th spare one."""
+    mk, col, ls = _GRMC.get(M, _GRMC_OTHER[i % len(_GRMC_OTHER)])
+    return _Style(f"GR-MC(t, M={M})", col, mk, ls)
+
+
 # Fig. 1 curves (x = t) and reference lines (horizontal).
 _FIG1_CURVES = (
     ("gs", None, _Style("GS(t)", OKABE_ITO["orange"], "o")),
     ("gs-st", None, _Style("GS-ST(t)", OKABE_ITO["sky"], "s", "--")),
-    ("gr-mc", 10, _Style("GR-MC(t, M=10)", OKABE_ITO["green"], "^", "-.")),
-    ("gr-mc", 100, _Style("GR-MC(t, M=100)", OKABE_ITO["blue"], "v", ":")),
+    ("gr-mc", 10, _grmc_style(10)),
+    ("gr-mc", 100, _grmc_style(100)),
 )
 _FIG1_LINES = (
     ("zgr", _Style("ZGR", OKABE_ITO["vermillion"], "", "-")),
     ("st", _Style("ST", OKABE_ITO["purple"], "", "--")),
     ("rf(M=4)", _Style("RF(4)", OKABE_ITO["black"], "", ":")),
 )
+
+
+# Drawing order in Fig. 1: bands, then the horizontal levels (ZGR, ST, RF), then the curves with
+# their markers on top, so that no level line hides a marker that coincides with it.
+_Z_BAND, _Z_LEVEL, _Z_CURVE = 1.0, 1.5, 3.0
 
 
 def _save(fig: Figure, out: str | Path, formats: Sequence[str]) -> tuple[str, ...]:
@@ -144,13 +161,38 @@ def _linthresh(values: Sequence[float], intervals: Sequence[tuple[float, float]]
 
 
 def _symlog(ax: Any, values: Sequence[float], intervals: Sequence[tuple[float, float]] = ()) -> None:
-    """Symlog y with a linear zone from the data (:func:`_linthresh`); log when every value is positive."""
+    """Symlog y with a linear zone from the data (:func:`_linthresh`); log when every value is positive.
+
+    The y limits are the data's, padded by 4% of the axis in display space: matplotlib's symlog
+    autoscaling rounds out to whole decades and can leave a large part of the panel empty.
+    """
     vals = [v for v in values if v is not None and np.isfinite(v)]
     if vals and min(vals) > 0:
         ax.set_yscale("log")
         return
     ax.set_yscale("symlog", linthresh=_linthresh(vals, intervals), linscale=1.0)
     ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)
+    if vals:
+        tr = ax.yaxis.get_transform()
+        lo, hi = (float(x) for x in tr.transform(np.array([[min(vals)], [max(vals)]])).ravel())
+        pad = 0.04 * (hi - lo) if hi > lo else 0.5
+        y0, y1 = (float(x) for x in tr.inverted().transform(np.array([[lo - pad], [hi + pad]])).ravel())
+        ax.set_ylim(y0, y1)
+        ax.yaxis.set_major_locator(FixedLocator(_symlog_ticks(tr.linthresh, y0, y1)))
+
+
+def _symlog_ticks(linthresh: float, y0: float, y1: float, most: int = 7) -> list[float]:
+    """0 and the powers of 10 at or beyond the linear zone, within ``[y0, y1]``: no tick inside the
+    zone but 0, so no two labels are closer than the zone's half-height (one decade with
+    ``linscale=1``); at most ``most`` per side (every 2nd, 3rd, ... decade beyond)."""
+    out = [0.0] if y0 <= 0 <= y1 else []
+    for sign, edge in ((1, y1), (-1, -y0)):
+        if edge < linthresh:
+            continue
+        k0, k1 = math.ceil(math.log10(linthresh) - 1e-9), math.floor(math.log10(edge) + 1e-9)
+        step = max(1, math.ceil((k1 - k0 + 1) / most))
+        out += [sign * 10.0**k for k in range(k0, k1 + 1, step)]
+    return sorted(out)
 
 
 def _caption(report: Report) -> str:
@@ -182,6 +224,7 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
             allvals: list[float] = []
             intervals: list[tuple[float, float]] = []
             xs_all: list[float] = []
+            curves: list[tuple[_Style, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
             for family, M, style in _FIG1_CURVES:
                 pts = []
                 for r in rows.values():
@@ -198,11 +241,12 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
                 pts.sort()
                 t, val, lo, hi = (np.array(c) for c in zip(*pts, strict=True))
                 (line,) = ax.plot(t, val, color=style.color, marker=style.marker, linestyle=style.linestyle,
-                                  label=style.label)
-                ax.fill_between(t, lo, hi, color=style.color, alpha=0.2, linewidth=0)
+                                  label=style.label, zorder=_Z_CURVE)
+                ax.fill_between(t, lo, hi, color=style.color, alpha=0.2, linewidth=0, zorder=_Z_BAND)
                 if len(t) == 1:  # a band needs two temperatures: an error bar instead
                     ax.errorbar(t, val, yerr=[val - lo, hi - val], fmt="none", ecolor=style.color, capsize=2)
                 handles[style.label] = line
+                curves.append((style, t, val, lo, hi))
                 allvals += [*val, *lo, *hi]
                 intervals += list(zip(lo, hi, strict=True))
                 xs_all += list(t)
@@ -220,10 +264,13 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
                         missing.append(style.label + (" (b2 needs a tested run)" if r is not None else ""))
                     continue
                 val, lo, hi = v
-                line = ax.axhline(val, color=style.color, linestyle=style.linestyle, label=style.label)
+                # under the curves: ZGR's level is where the low-t GS-ST / GR-MC markers should sit
+                line = ax.axhline(val, color=style.color, linestyle=style.linestyle, label=style.label,
+                                  zorder=_Z_LEVEL)
                 for edge in (lo, hi):  # band edges as thin lines: overlapping filled bands turn muddy
-                    ax.axhline(edge, color=style.color, linestyle=style.linestyle, linewidth=0.6, alpha=0.7)
-                ax.axhspan(lo, hi, color=style.color, alpha=0.06, linewidth=0)
+                    ax.axhline(edge, color=style.color, linestyle=style.linestyle, linewidth=0.6, alpha=0.7,
+                               zorder=_Z_LEVEL)
+                ax.axhspan(lo, hi, color=style.color, alpha=0.06, linewidth=0, zorder=_Z_BAND)
                 handles.setdefault(style.label, line)
                 allvals += [val, lo, hi]
                 intervals.append((lo, hi))
@@ -236,6 +283,7 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
             ax.grid(True, which="major", color="0.9", linewidth=0.5)
             if xs_all:
                 ax.set_xlim(min(xs_all) / 1.3, max(xs_all) * 1.3)
+                _crowded_inset(ax, curves)
         axes[0].set_title("Squared bias")
         axes[1].set_title("Variance")
         if handles:
@@ -243,6 +291,70 @@ def figure_fig1(report: Report) -> tuple[Figure, list[str], list[str]]:
                        ncol=min(7, len(handles)), frameon=False)
         fig.suptitle(_caption(report), fontsize=7, color="0.3")
     return fig, drawn, missing
+
+
+# Temperatures closer than this (in decades) overprint their markers on Fig. 1's log t axis
+# (t = 1, 1.03, 1.1 are 0.013 and 0.029 decades apart): they are repeated in an inset on a linear t axis.
+_CROWDED_DECADES = 0.06
+_INSET_BOXES = ((0.15, 0.58), (0.61, 0.58), (0.15, 0.12), (0.61, 0.12))  # lower-left corners, axes fraction
+_INSET_SIZE = (0.36, 0.36)
+
+
+def _crowded_t(ts: Sequence[float]) -> tuple[float, float] | None:
+    """The widest run of temperatures each closer than :data:`_CROWDED_DECADES` to the next
+    (``(t_low, t_high)``), or None when no two overprint."""
+    u = sorted({float(t) for t in ts if t > 0})
+    best, start = None, 0
+    for i in range(1, len(u) + 1):
+        if i == len(u) or math.log10(u[i] / u[i - 1]) >= _CROWDED_DECADES:
+            if i - start >= 2 and (best is None or i - start > best[1] - best[0]):
+                best = (start, i)
+            start = i
+    return None if best is None else (u[best[0]], u[best[1] - 1])
+
+
+def _crowded_inset(ax: Any, curves: Sequence[tuple[_Style, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+                   ) -> Any:
+    """Repeat the crowded temperatures (:func:`_crowded_t`) on a linear t axis in an inset, in the
+    corner of the panel that holds the fewest points; returns the inset (None if none is needed)."""
+    span = _crowded_t([t for c in curves for t in c[1]])
+    if span is None:
+        return None
+    t0, t1 = span
+    pad_t = 0.12 * (t1 - t0)
+    sel = [(style, t[(t >= t0) & (t <= t1)], *(a[(t >= t0) & (t <= t1)] for a in (val, lo, hi)))
+           for style, t, val, lo, hi in curves]
+    sel = [c for c in sel if len(c[1])]
+    to_axes = ax.transData + ax.transAxes.inverted()  # data -> axes fraction (independent of the layout)
+    pts = np.concatenate([to_axes.transform(np.column_stack([t, v])) for _, t, *vs in curves for v in vs])
+    w, h = _INSET_SIZE
+    counts = [int(np.sum((pts[:, 0] >= x0) & (pts[:, 0] <= x0 + w) & (pts[:, 1] >= y0) & (pts[:, 1] <= y0 + h)))
+              for x0, y0 in _INSET_BOXES]
+    x0, y0 = _INSET_BOXES[int(np.argmin(counts))]
+    iax = ax.inset_axes([x0, y0, w, h])
+    iax.set_zorder(6)
+    iax.set_facecolor("white")
+    for style, t, val, lo, hi in sel:
+        iax.plot(t, val, color=style.color, marker=style.marker, linestyle=style.linestyle, zorder=_Z_CURVE,
+                 gid=f"inset:{style.label}")
+        iax.fill_between(t, lo, hi, color=style.color, alpha=0.2, linewidth=0, zorder=_Z_BAND)
+    ys = [y for c in sel for y in (*c[3], *c[4])]
+    if min(ys) > 0:
+        iax.set_yscale("log")
+        iax.set_ylim(min(ys) / 10 ** 0.12, max(ys) * 10 ** 0.12)
+        iax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 3 and 4 x 10^k would crowd
+        iax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        iax.set_yscale(ax.get_yscale(), **({"linthresh": ax.yaxis.get_transform().linthresh}
+                                          if ax.get_yscale() == "symlog" else {}))
+    iax.set_xlim(t0 - pad_t, t1 + pad_t)
+    iax.set_xticks(sorted({float(x) for c in sel for x in c[1]}))
+    iax.xaxis.set_major_formatter(lambda x, _pos: f"{x:g}")
+    iax.tick_params(labelsize=5, which="both", pad=1.5)
+    iax.set_title("t near 1, linear t", fontsize=5, pad=2)
+    iax.grid(True, which="major", color="0.92", linewidth=0.5)
+    ax.indicate_inset_zoom(iax, edgecolor="0.5", alpha=0.5)
+    return iax
 
 
 def plot_fig1(report: Report, out: str | Path, *, formats: Sequence[str] = FORMATS) -> PlotResult:
@@ -285,7 +397,6 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
         "indecater": _Style("IndeCateR", OKABE_ITO["black"], "^", ""),
         "disarm": _Style("DisARM", OKABE_ITO["black"], "<", ""),
     }
-    grmc = [("v", OKABE_ITO["green"], "-."), ("^", OKABE_ITO["blue"], ":"), ("<", OKABE_ITO["green"], "--")]
     stzgr = [(OKABE_ITO["vermillion"], "--"), (OKABE_ITO["yellow"], "-."), (OKABE_ITO["purple"], ":")]
     out = []
     order = sorted(groups, key=lambda k: sort_key(groups[k][0].spec))
@@ -294,9 +405,8 @@ def _pareto_series(rows: Sequence[RunResult]) -> list[tuple[str, _Style, list[Ru
         rs = sorted(groups[key], key=lambda r: sort_key(r.spec, r.seed))
         name = key[0]
         if name == "gr-mc":
-            mk, col, ls = grmc[i_mc % len(grmc)]
-            i_mc += 1
-            style = _Style(f"GR-MC(t, M={key[1]})", col, mk, ls)
+            style = _grmc_style(key[1], i_mc)
+            i_mc += key[1] not in _GRMC
         elif name in ("st-zgr", "st-zgr-author"):
             col, ls = stzgr[i_sz % len(stzgr)]
             i_sz += 1
@@ -445,11 +555,34 @@ def _draw_pareto(ax: Any, series: Sequence[tuple[str, _Style, list[RunResult]]],
     if front:
         fv, fb = [r.variance.value for r in front], [r.b2.value for r in front]
         ax.plot(fv, fb, linestyle="-", color="0.6", alpha=0.35, linewidth=2.5, zorder=0, drawstyle="steps-post")
-        ax.scatter(fv, fb, s=90 * ms**2, color="0.55", alpha=0.35, linewidths=0, zorder=1, gid="pareto-front")
+        ax.scatter(fv, fb, **{**_FRONT_KW, "s": 90 * ms**2}, zorder=1, gid="pareto-front")
     if ties:
-        ax.scatter([r.variance.value for r in ties], [r.b2.value for r in ties], s=90 * ms**2, facecolors="none",
-                   edgecolors="0.35", linewidths=0.9, linestyles=(0, (2, 1.5)), zorder=1, gid="pareto-tie")
+        ax.scatter([r.variance.value for r in ties], [r.b2.value for r in ties], **{**_TIE_KW, "s": 90 * ms**2},
+                   zorder=1, gid="pareto-tie")
     return labels, points, allb, intervals
+
+
+_FRONT_KW: dict[str, Any] = dict(s=90, color="0.55", alpha=0.35, linewidths=0)
+_TIE_KW: dict[str, Any] = dict(s=90, facecolors="none", edgecolors="0.35", linewidths=0.9, linestyles=(0, (2, 1.5)))
+
+
+def _draw_references(ax: Any, report: Report) -> tuple[float, float] | None:
+    """The reference run (an unbiased estimator, e.g. RF(4)) at squared bias 0: its b2 is 0 by
+    definition, so it is a point of the trade-off no tested run can dominate in bias. Returns the
+    point (None when the reference is the exact gradient, which has no variance)."""
+    refs = _one_per_spec([r for r in report.rows if r.role == "reference" and r.spec == report.reference])
+    r = refs.get(report.reference)
+    if r is None or r.variance is None:
+        return None
+    v = r.variance
+    lo = v.low if v.low is not None else v.value
+    hi = v.high if v.high is not None else v.value
+    ax.errorbar([v.value], [0.0], xerr=[[v.value - lo], [hi - v.value]], fmt="none", ecolor="0.1", alpha=0.35,
+                elinewidth=0.7, zorder=2)
+    ax.plot([v.value], [0.0], linestyle="", marker="P", markersize=7, color=OKABE_ITO["black"],
+            markeredgecolor="white", markeredgewidth=0.5, zorder=3, gid="reference",
+            label=f"{r.spec.upper().replace('M=', '')}: reference, b2 = 0 (unbiased)")
+    return v.value, 0.0
 
 
 def _cluster(points: Sequence[tuple[float, float]], *, dv: float = 0.45, db: float = 0.6,
@@ -490,6 +623,11 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
         ax = fig.subplots()
         labels, points, allb, intervals = _draw_pareto(ax, series, tested)
         drawn = [style.label for _, style, _ in series]
+        ref = _draw_references(ax, report)
+        if ref is not None:
+            points.append(ref)
+            allb.append(0.0)
+            drawn.append("RF(M) reference")
         ax.set_xscale("log")
         _symlog(ax, allb, intervals)
         ax.margins(x=0.08, y=0.08)
@@ -501,15 +639,18 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
         extra = [
             Line2D([], [], marker="o", label="t = 2", **ring_kw),
             Line2D([], [], marker="s", label="t = 1.1", **ring_kw),
-            Line2D([], [], marker="o", markersize=9, color="0.55", alpha=0.35, linestyle="", markeredgewidth=0,
-                   label="Pareto: not dominated"),
-            Line2D([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="0.35", linestyle="",
-                   label="Pareto: near-tie"),
+            # legend keys drawn like the marks themselves (the same scatter properties: a dashed ring)
+            ax.scatter([], [], **_FRONT_KW, label="Pareto: not dominated"),
+            ax.scatter([], [], **_TIE_KW, label="Pareto: near-tie"),
         ]
         h, lab = ax.get_legend_handles_labels()
-        fig.legend(h + extra, lab + [e.get_label() for e in extra], loc="outside right center", frameon=False)
+        keep = [(hh, ll) for hh, ll in zip(h, lab, strict=True) if hh not in extra]
+        fig.legend([k[0] for k in keep] + extra, [k[1] for k in keep] + [e.get_label() for e in extra],
+                   loc="outside right center", frameon=False)
         fig.suptitle(_caption(report), fontsize=7, color="0.3")
-        fig.supxlabel(_wrap(PARETO_FOOTER, 130), fontsize=6, color="0.3")
+        missing = [e for e in expected if not any(d.startswith(e.split("(")[0] + "(") for d in drawn)]
+        footer = PARETO_FOOTER + (f" Not in this report: {', '.join(missing)}." if missing else "")
+        fig.supxlabel(_wrap(footer, 130), fontsize=6, color="0.3")
         window = _cluster(points)
         if window is not None:
             v0, v1, b0, b1 = window
@@ -523,17 +664,38 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
             iax.set_yscale("log")
             iax.set_xlim(v0, v1)
             iax.set_ylim(b0, b1)
+            for axis in (iax.xaxis, iax.yaxis):  # labels at 1, 2, 5 x 10^k only: 3 and 4 x 10^k collide
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_minor_formatter(NullFormatter())
             iax.tick_params(labelsize=5, which="both")
             iax.set_facecolor("white")
             iax.set_zorder(6)
             ax.indicate_inset_zoom(iax, edgecolor="0.5", alpha=0.6)
+            _inset_labels_inside(fig, ax, iax, (0.03, 0.04, 0.47, 0.47))
             outside = [lb for lb in labels if not (v0 <= lb[1] <= v1 and b0 <= lb[2] <= b1)]  # the inset names those
             _place_labels(fig, ax, outside, points, extra=[iax])
             _place_labels(fig, iax, i_labels, i_points, drop=True, radius=5.0)
         else:
             _place_labels(fig, ax, labels, points)
-    missing = [e for e in expected if not any(d.startswith(e.split("(")[0] + "(") for d in drawn)]
     return fig, drawn, missing
+
+
+def _inset_labels_inside(fig: Figure, ax: Any, iax: Any, bounds: tuple[float, float, float, float]) -> None:
+    """Move the inset (``bounds`` in ``ax``'s axes fraction) right and up until its tick labels lie
+    inside ``ax``: left of or below ``ax`` they would collide with ``ax``'s own tick labels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    frame, tight = ax.get_window_extent(renderer), iax.get_tightbbox(renderer)
+    pad = 3 * fig.dpi / 72.0
+    dx = max(0.0, frame.x0 + pad - tight.x0) / frame.width
+    dy = max(0.0, frame.y0 + pad - tight.y0) / frame.height
+    if dx or dy:
+        box = Bbox.from_bounds(bounds[0] + dx, bounds[1] + dy, bounds[2] - dx, bounds[3] - dy)
+        iax.set_axes_locator(lambda _a, _r: TransformedBbox(box, ax.transAxes - fig.transSubfigure))
 
 
 def _wrap(text: str, width: int) -> str:
@@ -559,6 +721,25 @@ def plot_pareto(report: Report, out: str | Path, *, formats: Sequence[str] = FOR
 
 QuantUnitData = Mapping[tuple[str, str], Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float],
                                                               Sequence[float]]]]
+
+
+_NAMES = {"gs": "GS", "gs-st": "GS-ST", "gr-mc": "GR-MC", "st": "ST", "zgr": "ZGR", "darn": "DARN", "rf": "RF",
+          "reinmax": "ReinMax", "arsm": "ARSM", "indecater": "IndeCateR", "disarm": "DisARM",
+          "st-zgr": "ST-ZGR", "st-zgr-author": "ST-ZGR (author's code)"}
+
+
+def spec_words(spec: str) -> str:
+    """A panel title for an estimator spec, in words: ``gr-mc(t=0.1,M=100)`` -> ``GR-MC, t = 0.1, M = 100``
+    (the estimator's name as the paper writes it, then its parameters as equations)."""
+    s = parse_spec(spec)
+    order = ("t", "alpha", "M")
+    canon = str(s)  # the parameters the canonical spec names (a default, like ST's t = 1, is left out)
+    params = sorted(((k, v) for k, v in s.as_dict().items() if f"{k}=" in canon),
+                    key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    words = [_NAMES.get(s.name, s.name.upper())]
+    words += [f"{'α' if k == 'alpha' else k} = {v:g}" if isinstance(v, float | int) else f"{k} = {v}"
+              for k, v in params]
+    return ", ".join(words)
 
 
 def _curve(c: Any) -> tuple[np.ndarray, ...]:
@@ -595,7 +776,7 @@ def figure_quant_unit(data: QuantUnitData) -> tuple[Figure, list[str], list[str]
             for j, spec in enumerate(specs):
                 ax = axes[i, j]
                 if i == 0:
-                    ax.set_title(spec)
+                    ax.set_title(spec_words(spec))
                 if j == 0:
                     ax.set_ylabel(f"{key[0]}\n{key[1]}")
                 if i == nr - 1:
@@ -636,4 +817,4 @@ def plot_quant_unit(data: QuantUnitData, out: str | Path, *, formats: Sequence[s
 
 
 __all__ = ["FORMATS", "OKABE_ITO", "PlotResult", "figure_fig1", "figure_pareto", "figure_quant_unit",
-           "plot_fig1", "plot_pareto", "plot_quant_unit"]
+           "plot_fig1", "plot_pareto", "plot_quant_unit", "spec_words"]
