@@ -341,7 +341,7 @@ def _crowded_inset(ax: Any, curves: Sequence[tuple[_Style, np.ndarray, np.ndarra
     ys = [y for c in sel for y in (*c[3], *c[4])]
     if min(ys) > 0:
         iax.set_yscale("log")
-        iax.set_ylim(min(ys) / 10 ** 0.12, max(ys) * 10 ** 0.12)
+        iax.set_ylim(min(ys) / 10 ** 0.06, max(ys) * 10 ** 0.06)
         iax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 3 and 4 x 10^k would crowd
         iax.yaxis.set_minor_formatter(NullFormatter())
     else:
