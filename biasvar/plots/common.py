@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, LogLocator, NullFormatter
 
 from biasvar.errors import AnalysisError
 from biasvar.report import Report, RunResult
@@ -185,3 +185,11 @@ def _wrap(text: str, width: int) -> str:
 
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
+
+
+def _log_ticks_125(axis: Any) -> None:
+    """Label a small log axis (an inset) at 1, 2 and 5 x 10^k, every one of them (matplotlib's
+    default formatter leaves some blank on short axes), and no minor labels (3 and 4 x 10^k crowd)."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf)))
+    axis.set_minor_formatter(NullFormatter())

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter
 
 from biasvar.errors import AnalysisError
 from biasvar.plots.common import (
@@ -20,6 +19,7 @@ from biasvar.plots.common import (
     PlotResult,
     _caption,
     _grmc_style,
+    _log_ticks_125,
     _new_figure,
     _one_per_spec,
     _save,
@@ -186,8 +186,7 @@ def _crowded_inset(ax: Any, curves: Sequence[tuple[_Style, np.ndarray, np.ndarra
     if min(ys) > 0:
         iax.set_yscale("log")
         iax.set_ylim(min(ys) / 10 ** 0.06, max(ys) * 10 ** 0.06)
-        iax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 3 and 4 x 10^k would crowd
-        iax.yaxis.set_minor_formatter(NullFormatter())
+        _log_ticks_125(iax.yaxis)
     else:
         iax.set_yscale(ax.get_yscale(), **({"linthresh": ax.yaxis.get_transform().linthresh}
                                           if ax.get_yscale() == "symlog" else {}))

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, NullFormatter
 
 from biasvar.errors import AnalysisError
 from biasvar.plots.common import (
@@ -23,6 +22,7 @@ from biasvar.plots.common import (
     PlotResult,
     _caption,
     _grmc_style,
+    _log_ticks_125,
     _new_figure,
     _one_per_spec,
     _overlap,
@@ -317,8 +317,7 @@ def figure_pareto(report: Report) -> tuple[Figure, list[str], list[str]]:
             iax.set_xlim(v0, v1)
             iax.set_ylim(b0, b1)
             for axis in (iax.xaxis, iax.yaxis):  # labels at 1, 2, 5 x 10^k only: 3 and 4 x 10^k collide
-                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-                axis.set_minor_formatter(NullFormatter())
+                _log_ticks_125(axis)
             iax.tick_params(labelsize=5, which="both")
             iax.set_facecolor("white")
             iax.set_zorder(6)
