@@ -77,20 +77,20 @@ class RunData:
 
     @property
     def dim(self) -> int:
-        return int(self.attrs["dim"])
+        return self.header.dim
 
     @property
     def spec(self) -> str:
-        return str(self.attrs["spec"])
+        return self.header.spec
 
     @property
     def seed(self) -> int:
-        return int(self.attrs["seed"])
+        return self.header.seed
 
     @property
     def status(self) -> str:
         """``complete``, ``running`` (a live writer holds it) or ``interrupted``."""
-        return str(self.attrs["status"])
+        return str(self.attrs["status"])  # (not self.progress.status: runs made in memory may carry only this)
 
     def block(self, b: int) -> BlockStats:
         """The statistics of committed block ``b`` (what the writer appended; needs ``block_sum``)."""

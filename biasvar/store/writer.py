@@ -38,7 +38,7 @@ from biasvar.atomic import atomic_path
 from biasvar.errors import StoreError
 from biasvar.store import lock, maintenance
 from biasvar.store.datasets import BLOCK_SETS, create_datasets, filters_for
-from biasvar.store.layout import BlockStats, PendingStats, RunHeader, StateRow, py_value
+from biasvar.store.layout import BlockStats, PendingStats, RunHeader, StateRow, attrs_of
 from biasvar.store.opening import DamagedError, short
 from biasvar.store.reader import check_identity, state_of
 
@@ -81,8 +81,14 @@ class RunWriter:
         self._f = f
         self._lock_fd = lock_fd
         self._created = created
-        self.block_size = int(f.attrs["block_size"])
-        self.stats_step = int(py_value(f.attrs.get("stats_step", 0)) or 0) or None  # files before it: None
+        try:
+            header = RunHeader.from_attrs(attrs_of(f.attrs))
+        except ValueError as e:
+            raise DamagedError(path, str(e)) from None
+        if header.block_size is None:
+            raise DamagedError(path, "run header without 'block_size'")
+        self.block_size = header.block_size
+        self.stats_step = header.stats_step  # files made before it: None
         has = "sample_index" in f
         self.sample_index = np.asarray(f["sample_index"][()]) if has else np.zeros(0, np.int64)
         self._row = state_of(f, path)
@@ -132,7 +138,11 @@ class RunWriter:
                         n_target=n_target, compression=compression)
                 created = True
             f = _open_append(path)
-            writer = cls(path, f, lock_fd, created)
+            try:
+                writer = cls(path, f, lock_fd, created)
+            except BaseException:
+                f.close()
+                raise
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
