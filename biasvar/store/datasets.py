@@ -67,8 +67,6 @@ def compression_name(compression: str | None = None) -> str:
     return name
 
 
-
-
 def filters_for(compression: str | None, row_bytes: int | None = None) -> dict[str, Any]:
     """The ``create_dataset`` filter arguments of a new ``block_sum`` with rows of ``row_bytes``."""
     name = compression_name(compression)
@@ -103,7 +101,6 @@ def create_pending(f: h5py.File, dim: int, G: int) -> None:
     f.create_dataset("pending_sum", (2, dim), dtype="f8", chunks=(1, max(1, dim)), fillvalue=0.0, **CHECKED)
     for name in ("pending_m2", "pending_sumsq"):
         f.create_dataset(name, (2, G), dtype="f8", chunks=(1, max(1, G)), fillvalue=0.0, **CHECKED)
-
 
 
 def create_state(f: h5py.File, row: StateRow) -> None:

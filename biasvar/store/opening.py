@@ -59,6 +59,7 @@ def short(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return re.sub(r"^Unable to (synchronously )?", "", text)[:160]
 
+
 @dataclass(frozen=True)
 class _Superblock:
     version: int
@@ -149,7 +150,6 @@ def _h5_open_read(path: Path) -> h5py.File:
     return h5py.File(fid)
 
 
-
 @contextlib.contextmanager
 def open_read(path: Path, *, own_lock: bool = False) -> Iterator[h5py.File]:
     """Open for reading, in bounded time, also while a writer is active (SWMR).
@@ -189,7 +189,6 @@ def open_read(path: Path, *, own_lock: bool = False) -> Iterator[h5py.File]:
         yield f
     finally:
         f.close()
-
 
 
 __all__ = ["READ_ATTEMPTS", "DamagedError", "open_read", "short"]
