@@ -21,7 +21,6 @@ from biasvar.errors import StoreError
 from biasvar.store import lock
 from biasvar.store.datasets import (
     CHECKED,
-    COMPRESS_MIN_BYTES,
     PENDING_SETS,
     block_sum_chunks,
     create_pending,
@@ -105,7 +104,7 @@ def compact(path: str | Path, compression: str | None = None) -> tuple[int, int]
         StoreError: a writer holds the file, unknown ``compression``; DamagedError: not readable.
     """
     path = Path(path)
-    target = filters_for(compression)
+    filters_for(compression)  # an unknown name is refused before anything is touched
     if not path.is_file():
         raise StoreError(f"run file not found: {path} (list runs with `biasvar ls`)")
     before = path.stat().st_size
@@ -118,7 +117,7 @@ def compact(path: str | Path, compression: str | None = None) -> tuple[int, int]
                 current, row = filters_of(ds), 4 * int(ds.shape[1])
             except (KeyError, OSError, RuntimeError, ValueError, IndexError) as e:
                 raise DamagedError(path, short(e)) from None
-        wanted = {} if row < COMPRESS_MIN_BYTES else target
+        wanted = filters_for(compression, row)
         if current != wanted:
             copy_committed(path, block_sum_filters=wanted)
     return before, path.stat().st_size
