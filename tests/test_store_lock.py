@@ -82,3 +82,51 @@ def test_a_lock_file_removed_by_hand_is_not_removed_from_its_new_holder(tmp_path
     assert store.lock_path(path).exists() and store.writer_alive(path)
     store.lock.release(path, second)
     assert not store.lock_path(path).exists()
+
+
+WRITER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    from biasvar import store
+    from biasvar.errors import WriterBusy
+    path, log, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    header = {"schema_version": 1, "spec": "x", "seed": 0, "snapshot_hash": "h", "params_glob": "*", "dim": 3,
+              "dtype": "float64", "block_size": 1, "layout": [["w", [3], 0]]}
+    pid, done = os.getpid(), 0
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    while done < rounds:
+        try:
+            w = store.RunWriter.open(path, header, n_target=1000, group_sizes=np.array([3]),
+                                     sample_index=np.array([0]))
+        except WriterBusy:
+            continue
+        with w:
+            os.write(out, f"enter {pid} {w.n_blocks}\\n".encode())
+            w.append(store.BlockStats(1, 0, np.full(3, w.n_blocks, np.float32), np.zeros(1), np.ones(1),
+                                      np.ones((1, 1), np.float32)), wall_s=0.0)
+            os.write(out, f"exit {pid} {w.n_blocks}\\n".encode())
+        done += 1
+        time.sleep(0.01)
+""")
+
+
+def test_racing_run_writers_take_turns_and_lose_no_block(tmp_path):
+    """The same through :meth:`RunWriter.open`: each writer appends one block per turn to the file
+    the others left; every block is there once, in turn order."""
+    path, log = tmp_path / "snap" / "x-s0.h5", tmp_path / "log"
+    writers, rounds = 3, 6
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(log), str(rounds)], env=env,
+                              stderr=subprocess.PIPE) for _ in range(writers)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert len(lines) == 2 * writers * rounds
+    for turn in range(writers * rounds):
+        enter, exit_ = lines[2 * turn], lines[2 * turn + 1]
+        assert enter == ["enter", enter[1], str(turn)] and exit_ == ["exit", enter[1], str(turn + 1)], lines
+    run = store.read_run(path)
+    assert run.progress.blocks == writers * rounds and run.status == "interrupted"
+    np.testing.assert_array_equal(run.block_sum[:, 0], np.arange(writers * rounds))
+    assert not store.lock_path(path).exists()

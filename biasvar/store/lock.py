@@ -56,7 +56,7 @@ def acquire(path: str | Path) -> int | None:
     lp = lock_path(path)
     for attempt in range(LOCK_TRIES):
         try:
-            fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, like every file we make
         except OSError as e:
             raise StoreError(f"cannot write in {path.parent}: {e.strerror}") from None
         try:
