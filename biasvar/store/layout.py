@@ -87,6 +87,12 @@ def _opt(value: Any, kind: type) -> Any:
     return None if value is None or value == NONE else kind(value)
 
 
+# Header keys that may be missing (or stored as "none"), and their types.
+_OPTIONAL = {"snapshot_hash": str, "params_glob": str, "dtype": str, "block_size": int, "keep": int,
+             "snapshot_id": str, "snapshot_path": str, "cost": float, "method": str, "created": str,
+             "command_n": int, "shard_first": int, "shard_end": int, "run_n": int}
+
+
 @dataclass(frozen=True)
 class RunHeader:
     """The immutable attributes of a run file. ``schema_version``, ``spec``, ``seed`` and ``dim`` are
@@ -133,28 +139,10 @@ class RunHeader:
                          dim=int(a["dim"]))
         except KeyError as e:
             raise ValueError(f"run header without {e.args[0]!r}") from None
-        return cls(
-            **ident,
-            snapshot_hash=_opt(a.get("snapshot_hash"), str),
-            params_glob=_opt(a.get("params_glob"), str),
-            dtype=_opt(a.get("dtype"), str),
-            block_size=_opt(a.get("block_size"), int),
-            stats_step=_opt(a.get("stats_step"), int) or None,
-            keep=_opt(a.get("keep"), int),
-            snapshot_id=_opt(a.get("snapshot_id"), str),
-            snapshot_path=_opt(a.get("snapshot_path"), str),
-            problem=dict(a.get("problem") or {}),
-            dataset=dict(a.get("dataset") or {}),
-            layout=list(a.get("layout") or []),
-            cost=_opt(a.get("cost"), float),
-            method=_opt(a.get("method"), str),
-            created=_opt(a.get("created"), str),
-            command_n=_opt(a.get("command_n"), int),
-            shard_first=_opt(a.get("shard_first"), int),
-            shard_end=_opt(a.get("shard_end"), int),
-            run_n=_opt(a.get("run_n"), int),
-            extra={k: v for k, v in a.items() if k not in known},
-        )
+        optional = {k: _opt(a.get(k), kind) for k, kind in _OPTIONAL.items()}
+        return cls(**ident, **optional, stats_step=_opt(a.get("stats_step"), int) or None,  # 0: not recorded
+                   problem=dict(a.get("problem") or {}), dataset=dict(a.get("dataset") or {}),
+                   layout=list(a.get("layout") or []), extra={k: v for k, v in a.items() if k not in known})
 
     def to_attrs(self) -> dict[str, Any]:
         """The header as a mapping (``None`` entries other than the identity left out)."""
