@@ -37,22 +37,27 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_racing_writers_never_hold_the_lock_together(tmp_path):
-    path, log = tmp_path / "snap" / "zgr-s0.h5", tmp_path / "log"
-    path.parent.mkdir()
-    writers, rounds = 4, 25
+def _race(script: str, path, writers: int, rounds: int) -> list[list[str]]:
+    """Run ``writers`` processes of ``script`` at once on the run ``path``; the lines they logged."""
+    log = path.parent.parent / "log"
+    path.parent.mkdir(exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(log), str(rounds)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(log), str(rounds)], env=env,
                               stderr=subprocess.PIPE) for _ in range(writers)]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err.decode()
-    lines = log.read_text().splitlines()
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def test_racing_writers_never_hold_the_lock_together(tmp_path):
+    path, writers, rounds = tmp_path / "snap" / "zgr-s0.h5", 4, 25
+    lines = _race(WORKER, path, writers, rounds)
     assert len(lines) == 2 * writers * rounds
     for i in range(0, len(lines), 2):  # enter X, exit X, enter Y, exit Y, ...: never interleaved
-        enter, exit_ = lines[i].split(), lines[i + 1].split()
+        enter, exit_ = lines[i], lines[i + 1]
         assert enter[0] == "enter" and exit_ == ["exit", enter[1]], f"two holders at once: {lines[i:i + 4]}"
-    assert len({line.split()[1] for line in lines}) == writers
+    assert len({line[1] for line in lines}) == writers
     assert not store.lock_path(path).exists()  # the last holder removed it
 
 
@@ -113,15 +118,8 @@ WRITER = textwrap.dedent("""
 def test_racing_run_writers_take_turns_and_lose_no_block(tmp_path):
     """The same through :meth:`RunWriter.open`: each writer appends one block per turn to the file
     the others left; every block is there once, in turn order."""
-    path, log = tmp_path / "snap" / "x-s0.h5", tmp_path / "log"
-    writers, rounds = 3, 6
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(log), str(rounds)], env=env,
-                              stderr=subprocess.PIPE) for _ in range(writers)]
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err.decode()
-    lines = [line.split() for line in log.read_text().splitlines()]
+    path, writers, rounds = tmp_path / "snap" / "x-s0.h5", 3, 6
+    lines = _race(WRITER, path, writers, rounds)
     assert len(lines) == 2 * writers * rounds
     for turn in range(writers * rounds):
         enter, exit_ = lines[2 * turn], lines[2 * turn + 1]
