@@ -71,7 +71,7 @@ def _committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:
     """Draws committed in the run file, and its complete shard files not yet merged."""
     done = 0
     if run_path.is_file():
-        done = int(store.read_run(run_path, load_sums=False).attrs["n_done"])
+        done = store.read_run(run_path, load_sums=False).progress.n_done
     return done, [s for s in sh.list_shards(run_path) if s.complete and s.end > done]
 
 

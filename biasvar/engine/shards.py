@@ -127,8 +127,8 @@ def list_shards(run_path: str | Path) -> list[ShardInfo]:
             continue
         first, end = int(m.group(1)), int(m.group(2))
         try:
-            a = store.read_run(p, load_sums=False).attrs
-            done, complete = int(a["n_done"]), a["status"] == "complete" and int(a["n_done"]) >= end - first
+            prog = store.read_run(p, load_sums=False).progress
+            done, complete = prog.n_done, prog.status == "complete" and prog.n_done >= end - first
         except StoreError:
             done, complete = 0, False
         out.append(ShardInfo(p, first, end, done, complete))
@@ -281,7 +281,7 @@ def _run_holds(run_path: Path, header: dict[str, Any], end: int) -> bool:
         return False
     try:
         store.is_complete(run_path, header, 0)  # raises on another identity
-        return int(store.read_run(run_path, load_sums=False).attrs["n_done"]) >= end
+        return store.read_run(run_path, load_sums=False).progress.n_done >= end
     except StoreError:
         return False
 
@@ -345,9 +345,9 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
     done = target = merged = 0
     run_header: dict[str, Any] | None = None
     if run_path.is_file():
-        a = store.read_run(run_path, load_sums=False).attrs
-        done = int(a["n_done"]) - int(a.get("n_pending", 0))  # whole blocks (a block in progress is redone)
-        target = int(a["n_target"])
+        prog = store.read_run(run_path, load_sums=False).progress
+        done = prog.n_done - prog.n_pending  # whole blocks (a block in progress is redone)
+        target = prog.n_target
         run_header = store.read_header(run_path)
     ready = [s for s in shards if s.complete]
     for s in ready:  # shards the run file already covers
@@ -382,7 +382,7 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
                 data = shard0 if s is chain[0] else store.read_run(s.path, load_sums=True)
                 _check_same_run({k: v for k, v in store.read_header(s.path).items() if k not in SHARD_KEYS},
                                 header, s.path)
-                wall, total = float(data.attrs["wall_s"]), max(1, s.draws)
+                wall, total = data.progress.wall_s, max(1, s.draws)
                 whole = writer.n_done - int(getattr(writer, "pending_draws", 0))
                 for block, draws in _blocks_of(data, whole - s.first):
                     writer.append(block, wall_s=wall * draws / total)
@@ -403,8 +403,8 @@ def merge_run(run_path: str | Path, *, whole: bool = False) -> MergeResult:
     left = len(list_shards(run_path))
     complete = False
     if run_path.is_file():
-        a = store.read_run(run_path, load_sums=False).attrs
-        done, target, complete = int(a["n_done"]), int(a["n_target"]), a["status"] == "complete"
+        prog = store.read_run(run_path, load_sums=False).progress
+        done, target, complete = prog.n_done, prog.n_target, prog.status == "complete"
     return MergeResult(run_path, merged, done, target, complete, left)
 
 

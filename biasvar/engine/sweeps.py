@@ -50,7 +50,7 @@ def _done_so_far(path: Path) -> int:
     if not path.is_file():
         return 0
     try:
-        return int(store.read_run(path, load_sums=False).attrs["n_done"])
+        return store.read_run(path, load_sums=False).progress.n_done
     except Exception:  # noqa: BLE001 - an unreadable file is redone or refused by sample_run
         return 0
 
@@ -95,11 +95,11 @@ def sweep_runs(
 
         sample_run(snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=runs_dir, progress=report,
                    **sample_kwargs)
-        attrs = store.read_run(run.path, load_sums=False).attrs
+        done = store.read_run(run.path, load_sums=False).progress
         current[run.path] = run.n
-        nonfinite_done[0] += int(attrs["n_nonfinite"])
+        nonfinite_done[0] += done.n_nonfinite
         if progress is not None:
-            progress(sum(current.values()), total, nonfinite_done[0], float(attrs["draws_per_s"]),
+            progress(sum(current.values()), total, nonfinite_done[0], done.draws_per_s,
                      f"{run.spec} s{run.seed}")
     return plan
 
