@@ -115,8 +115,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, monke
     assert killed.attrs["n_done"] == bs * len(killed.block_count)
 
     recovered = []
-    copy = store._copy_committed
-    monkeypatch.setattr(store, "_copy_committed", lambda p: (recovered.append(p), copy(p)))
+    copy = store.maintenance.copy_committed
+    monkeypatch.setattr(store.maintenance, "copy_committed", lambda p: (recovered.append(p), copy(p)))
     engine.sample_run(snap, spec, n=n, seed=0, runs_dir=tmp_path / "killed", block_size=bs, keep=4,
                       chunk=5000)
     assert recovered == [path]  # HDF5 kept the killed writer's "open" flag: the file was rewritten
@@ -125,7 +125,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, monke
     resumed = store.read_run(path)
     assert resumed.status == "complete" and resumed.n == n
     assert_same_run(resumed, store.read_run(whole))
-    assert not store._lock_path(path).exists()
+    assert not store.lock_path(path).exists()
 
 
 def test_mismatched_file_is_refused_and_restart_overwrites(tmp_path):
@@ -250,7 +250,7 @@ def test_a_run_that_fails_before_its_first_draw_leaves_no_file(tmp_path):
                                                    sample_index=np.array([0])):
         assert path.exists()
         raise Stop
-    assert not path.exists() and not store._lock_path(path).exists()
+    assert not path.exists() and not store.lock_path(path).exists()
     assert store.list_run_files(tmp_path) == []
 
 
@@ -304,7 +304,7 @@ def test_the_block_in_progress_is_saved_and_resumed_exactly(tmp_path):
         assert run.n == 4 and run.samples.shape == (4, 2)
     run = store.read_run(path)
     assert run.status == "interrupted" and run.attrs["n_done"] == 7 and run.attrs["wall_s"] == 1.0
-    store._copy_committed(path)  # what a resume after SIGKILL does
+    store.maintenance.copy_committed(path)  # what a resume after SIGKILL does
     with store.RunWriter.open(path, header, **open_args) as w:
         assert w.n_done == 7 and w.n_blocks == 1
         p = w.pending()

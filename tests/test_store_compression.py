@@ -104,7 +104,7 @@ def test_a_file_keeps_its_filter_when_resumed_recovered_or_upgraded(tmp_path):
     for compression in ("none", "gzip"):
         path = tmp_path / compression / "x-s0.h5"
         _write(path, rows[:2], compression, finish=False)
-        store._copy_committed(path)  # what resuming does to a file a killed writer left flagged open
+        store.maintenance.copy_committed(path)  # what resuming does to a file a killed writer left flagged open
         assert store.storage_info(path)["filters"] == store.FILTERS[compression]
         with store.RunWriter.open(path, _header(rows.shape[1]), n_target=12, group_sizes=np.array([rows.shape[1]]),
                                   sample_index=np.array([1, rows.shape[1] - 1]),

@@ -63,7 +63,7 @@ try:
     ref = store.read_run(sys.argv[3])
     same = all(np.array_equal(getattr(r, k), getattr(ref, k)) for k in
                ("block_count", "block_nonfinite", "block_sum", "block_m2", "block_sumsq", "samples"))
-    print("intact" if same and r.attrs["n_done"] == ref.attrs["n_done"] else "misread")
+    print("intact" if same and r.progress.n_done == ref.progress.n_done else "misread")
 except store.StoreError as e:
     print("error" if "\n" not in str(e) else "multiline")
 runs, bad = store.scan_runs(root)
@@ -110,7 +110,7 @@ def identical(a: Path, b: Path) -> bool:
         if x is not None and (x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes()):
             return False
     keys = ("n_done", "n_finite", "n_nonfinite", "blocks", "status", "n_pending")
-    return all(ra.attrs[k] == rb.attrs[k] for k in keys)
+    return all(getattr(ra.progress, k) == getattr(rb.progress, k) for k in keys)
 
 
 def _reference(work: Path, snap: Path, sid: str) -> Path:
@@ -173,7 +173,7 @@ def kill9(work: Path, trials: int, rng: random.Random, max_kills: int = 3) -> di
                 run = store.read_run(path, load_sums=False)
                 out[f"after kill: {run.status}"] += 1
                 if run.status != "complete":
-                    lost.append(killed_at - run.attrs["updated"])
+                    lost.append(killed_at - run.progress.updated)
             else:
                 out["after kill: no file yet"] += 1
         res = _finish(snap, runs)
@@ -227,8 +227,8 @@ def interrupts(work: Path, trials: int, rng: random.Random,
             if "Traceback" in err:
                 out["tracebacks"] += 1
             if path.exists():
-                a = store.read_run(path, load_sums=False).attrs
-                out["interrupted status" if a["status"] == "interrupted" else f"status {a['status']}"] += 1
+                status = store.read_run(path, load_sums=False).progress.status
+                out["interrupted status" if status == "interrupted" else f"status {status}"] += 1
         res = _finish(snap, runs)
         ok = res.returncode == 0 and identical(path, ref)
         out["identical" if ok else "different"] += 1
@@ -247,7 +247,7 @@ def _damaged_files(work: Path) -> tuple[Path, Path, list[tuple[str, Path]]]:
     proc.stdout.readline()
     path = store.run_path(runs, sid, SPEC, 0)
     while proc.poll() is None:
-        if path.exists() and store.read_run(path, load_sums=False).attrs["n_done"] > BLOCK + 5000:
+        if path.exists() and store.read_run(path, load_sums=False).progress.n_done > BLOCK + 5000:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
