@@ -40,7 +40,7 @@ def test_every_writer_goes_through_it():
     import biasvar
 
     root = Path(biasvar.__file__).parent
-    for name in ("bench.py", "data.py", "snapshot.py", "reproduce.py", "engine/sweeps.py"):
+    for name in ("studies/bench.py", "data/download.py", "snapshot.py", "studies/reproduce.py", "engine/sweeps.py"):
         text = (root / name).read_text()
         assert "biasvar.atomic import" in text, name
         assert "os.replace" not in text and "mkstemp" not in text, name
