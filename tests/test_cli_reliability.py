@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from biasvar_cli.main import app
+from conftest import stop_after
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -94,10 +95,7 @@ def test_sample_interrupted_says_what_it_kept(world, tmp_path, monkeypatch):
     real = engine.sample_run
 
     def interrupted(*args, progress=None, **kw):
-        def stop(done, total, nonfinite, rate):
-            if done >= 300:
-                raise KeyboardInterrupt
-        return real(*args, progress=stop, **kw)
+        return real(*args, progress=stop_after(300), **kw)
 
     monkeypatch.setattr(engine, "sample_run", interrupted)
     monkeypatch.setattr(engine.blocks, "STEP_MAX", 50)
