@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import typer
 from biasvar_cli.main import app
+from conftest import heavy_imports
 from typer.testing import CliRunner
 
 from biasvar import names
@@ -98,10 +99,7 @@ def test_renamed_options_refuse_their_old_meaning_with_one_line(args, where):
 
 
 def test_names_module_is_light():
-    code = ("import sys, biasvar.names, biasvar.selection, biasvar.report_file\n"
-            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'h5py', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert heavy_imports("import biasvar.names, biasvar.selection, biasvar.report_file") == "[]"
 
 
 def test_the_library_defines_the_names_the_cli_shows():
