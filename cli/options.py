@@ -63,7 +63,7 @@ DataDir = Annotated[Path | None, Opt("--data-dir", help="Dataset folder (default
 # --- sampling ----------------------------------------------------------------------------------
 Estimator = Annotated[str, Opt("--estimator", "-e", help="Estimator name or spec: zgr, 'gr-mc(t=0.1,M=100)'.")]
 EstimatorList = Annotated[str | None, Opt("--estimators", help="Comma-separated specs, e.g. "
-                                          "zgr,st(t=2),rf(M=4).")]
+                                          "'zgr,gr-mc(t=0.1,M=100)'.")]
 TFlag = Annotated[float | None, Opt("--t", help="Temperature (flag form of the spec).")]
 MFlag = Annotated[int | None, Opt("--M", help="Samples M (flag form of the spec).")]
 AlphaFlag = Annotated[float | None, Opt("--alpha", help="st-zgr alpha (flag form of the spec).")]
