@@ -161,8 +161,8 @@ def sweep(
     gpus_per_task: shards_cmd.GpusPerTask = 0,
     cpus_per_task: shards_cmd.CpusPerTask = 1,
     max_retries: shards_cmd.MaxRetries = 3,
-    gram: Annotated[bool, Opt("--gram/--no-gram", help="Update the snapshot's statistics store at the end "
-                              "(`biasvar gram`).")] = True,
+    no_gram: Annotated[bool, Opt("--no-gram", help="Do not update the snapshot's statistics store at the "
+                                 "end (`biasvar gram` does it later).")] = False,
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list), here or on a
     Ray cluster (--executor ray)."""
@@ -186,7 +186,7 @@ def sweep(
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
-        result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart, gram=gram)
+        result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart, gram=not no_gram)
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
     if result.store is not None:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # One prepared GPU check: install, bench (with the issue's floors), then `biasvar reproduce fig1` at
-# the full protocol; what is worth keeping lands under $OUT in at most six files (the device tool
-# returns at most 8 files a call):
+# the full protocol; what is worth keeping lands under $OUT in at most eight files (the device tool
+# returns at most 8 files a call, 16 MiB each, 64 MiB in all):
 #
 #   gpu-check.log              everything the steps printed, with the seconds since the start
-#   machine.json               GPU, torch, CUDA, CPUs
 #   bench-vae-fig1-$DEVICE.json  the bench (draws/s, GEMM fraction, noise share, ...)
-#   floors.txt                 the issue's floors, PASS / FAIL each
 #   gpu-check.tgz              results/<tag>/{report.md,report.json,provenance.json},
-#                              figures/<tag>/*.{png,pdf}, runs.txt (`biasvar ls`)
+#                              figures/<tag>/*.{png,pdf}, runs.txt (`biasvar ls`), machine.json (GPU,
+#                              torch, CUDA, CPUs), floors.txt (the issue's floors, PASS / FAIL each)
+#   gram-store.hdf5.part-N     the statistics store of every run (`biasvar gram`), in parts of 15 MiB
+#                              (at most 4): every report, contrast and claim of the run, re-analysable
+#                              later without the run files
+#   gram-store.sha256          its checksum; join and check with
+#                              cat gram-store.hdf5.part-* > gram-store.hdf5 && sha256sum -c gram-store.sha256
 #
 #   scripts/gpu-check.sh [DATA_DIR]          # DATA_DIR: git-ignored folder with mnist/ (default .devdata)
 #
@@ -53,7 +57,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     say "install"
     python -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || { say "install failed"; exit 3; }
 fi
-python - >"$OUT/machine.json" 2>>"$LOG" <<'PY'
+python - >"$KEEP/machine.json" 2>>"$LOG" <<'PY'
 import json, os, platform, subprocess, torch
 info = {"torch": torch.__version__, "cuda": torch.version.cuda, "host": platform.node(),
         "cpus": os.cpu_count(), "cuda_available": torch.cuda.is_available()}
@@ -66,7 +70,7 @@ except Exception as e:  # noqa: BLE001
     info["nvidia_smi"] = repr(e)
 print(json.dumps(info, indent=1))
 PY
-say "machine: $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("gpu", "no GPU"), "torch", d["torch"])' "$OUT/machine.json")"
+say "machine: $(python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("gpu", "no GPU"), "torch", d["torch"])' "$KEEP/machine.json")"
 
 if [ "$TINY" = 1 ]; then
     BENCH=(--n 4 --n-loop 2 --repeats 1)
@@ -81,7 +85,7 @@ timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --bench vae-fig1 --device "$DEVICE" --
     "${BENCH[@]}" --out "$OUT/bench-vae-fig1-$DEVICE.json" >>"$LOG" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then say "bench failed (exit $rc): see $LOG"; status=1; fi
-python - "$OUT/bench-vae-fig1-$DEVICE.json" "$TINY" >"$OUT/floors.txt" 2>>"$LOG" <<'PY'
+python - "$OUT/bench-vae-fig1-$DEVICE.json" "$TINY" >"$KEEP/floors.txt" 2>>"$LOG" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 rows = {r["spec"]: r for r in d["rows"]}
@@ -104,7 +108,7 @@ print(f"  GEMM {d['gemm_flops_per_s'] / 1e12:.2f} TFLOP/s (size {d['gemm_size']}
 sys.exit(0 if ok or sys.argv[2] == "1" else 1)
 PY
 [ $? -ne 0 ] && status=1
-cat "$OUT/floors.txt" | tee -a "$LOG"
+cat "$KEEP/floors.txt" | tee -a "$LOG"
 
 SNAPDIR="$RUNS/snapshots"
 mkdir -p "$SNAPDIR"
@@ -116,6 +120,15 @@ timeout "$REPRO_TIMEOUT" "${BV[@]}" reproduce fig1 --device "$DEVICE" --data-dir
 rc=$?
 if [ $rc -ne 0 ]; then say "reproduce failed or timed out (exit $rc): see $LOG"; status=1; fi
 "${BV[@]}" ls --runs-dir "$RUNS/runs" >"$KEEP/runs.txt" 2>&1 || true
+# the statistics store (reproduce updates it at its end; this adds what a timed-out reproduce left), in parts
+say "statistics store"
+"${BV[@]}" gram --runs-dir "$RUNS/runs" >>"$LOG" 2>&1 || { say "gram failed: see $LOG"; status=1; }
+STORE=$(ls "$RUNS"/runs/*/gram-store.hdf5 2>/dev/null | head -1)
+if [ -n "$STORE" ]; then
+    (cd "$(dirname "$STORE")" && sha256sum gram-store.hdf5) >"$OUT/gram-store.sha256"
+    split -b 15M -d -a 1 "$STORE" "$OUT/gram-store.hdf5.part-"
+    say "store $(du -h "$STORE" | cut -f1) in $(ls "$OUT"/gram-store.hdf5.part-* | wc -l) part(s)"
+fi
 tar -czf "$OUT/gpu-check.tgz" -C "$KEEP" . 2>>"$LOG" || { say "bundling $KEEP failed"; status=1; }
 say "done (exit $status); files under $OUT (gpu-check.tgz holds:)"
 find "$OUT" -type f | sort | tee -a "$LOG"

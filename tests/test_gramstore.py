@@ -279,3 +279,18 @@ def test_reports_from_the_store_equal_reports_from_the_run_files(which, referenc
     np.testing.assert_allclose(np.array(_numbers(c)), np.array(_numbers(
         analyze_runs(rd, store=path, reference=reference, method="gauss-eb", n_resamples=200,
                      contrasts=contrasts))), rtol=0, atol=0)
+
+
+def test_a_sweep_updates_the_store_at_its_end(tmp_path):
+    from biasvar import engine
+    from biasvar.engine import executors
+
+    snap = snapshot_of(ToyCat(), provenance={"test": "sweep"})
+    plan = engine.plan_sweep(snap, ["zgr", "st"], reference="rf(M=4)", n=120, runs_dir=tmp_path)
+    result = executors.run_sweep(plan, engine.RunOptions(keep=0))
+    assert result.store is not None and result.store.runs == 3 and len(result.store.added) == 3
+    assert result.store.path == gs.store_path(tmp_path, snap.id)
+    again = executors.run_sweep(plan, engine.RunOptions(keep=0))  # complete runs: nothing new to compute
+    assert again.store.added == () and again.store.unchanged == 3
+    none = executors.run_sweep(plan, engine.RunOptions(keep=0), gram=False)
+    assert none.store is None

@@ -59,7 +59,9 @@ def test_missing_families_are_skipped_and_named(tmp_path):
     assert "RF(4)" in res.drawn and not any(m.startswith("RF(4)") for m in res.missing)
     res = P.plot_pareto(rep, tmp_path / "pareto.png")
     _check_png(res.paths[0])
-    assert "ST(t)" in res.missing and "RF(M)" in res.missing
+    assert "ST(t)" in res.missing
+    # no tested RF(M), but the reference RF(4) is drawn at b2 = 0 (unbiased by definition)
+    assert "RF(M) reference" in res.drawn and "RF(M)" not in res.missing
 
 
 def test_nothing_to_draw_is_an_error(tmp_path):
@@ -157,7 +159,7 @@ def test_quant_unit_figure_draws_mean_and_exact(tmp_path):
     np.testing.assert_allclose(lines["estimator mean ± 1 std"].get_ydata(), np.cos(eta))
     np.testing.assert_allclose(lines["exact gradient"].get_ydata(), np.sin(eta))
     assert lines["exact gradient"].get_linestyle() == "--"
-    assert ax.get_title() == "zgr" and ax.get_xlabel() == "η" and ax.get_ylabel() == "linear\nlogistic"
+    assert ax.get_title() == "ZGR" and ax.get_xlabel() == "η" and ax.get_ylabel() == "linear\nlogistic"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,3 +278,146 @@ def test_fig4_inset_draws_only_inside_its_window_and_points_sit_on_their_curves(
             continue
         lines = [ln for ln in inset.get_lines() if ln.get_color() == color and len(ln.get_xdata()) > 1]
         assert lines and max(len(ln.get_xdata()) for ln in lines) == len(rows), fam
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 22, item 5: figures a reader trusts (each test fails on the figures before the fix)
+
+REPORTS = {"reduced-cpu": COMMITTED, "fig1-full-gpu": GPU_REPORT}
+
+
+@pytest.fixture(scope="module", params=sorted(REPORTS))
+def saved(request) -> R.Report:
+    return R.remark_pareto(F.report_from_json(REPORTS[request.param].read_text()))
+
+
+def _one_per_spec(report):
+    return list(P._one_per_spec([r for r in report.rows if r.role == "test"]).values())
+
+
+def _visible_ticklabels(fig, ax, axis="y"):
+    """The window extents of the tick labels drawn (ticks inside the view limits, with text)."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    labels = ax.get_yticklabels() if axis == "y" else ax.get_xticklabels()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in labels
+            if t.get_visible() and t.get_text() and lo <= t.get_position()[1 if axis == "y" else 0] <= hi]
+
+
+def _no_overlap(boxes):
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert P._overlap(boxes[i][1], boxes[j][1]) == 0, (boxes[i][0], boxes[j][0])
+
+
+def test_symlog_zone_from_data_tick_labels_apart_and_no_empty_panel(saved):
+    """The GPU report's fig1 had 10^-7, 0 and -10^-7 overprinted and ~40% of the bias panel below any
+    data; now the zone is the noise level of the data, its labels are apart, the limits are the data's."""
+    in_fig1 = {"gs", "gs-st", "gr-mc", "zgr", "st"}
+    for fig, drawn in ((P.figure_fig1(saved)[0], lambda r: r.family in in_fig1 and r.hyper.get("M") in (None, 10, 100)
+                        and (r.family != "st" or r.spec == "st")),
+                       (P.figure_pareto(saved)[0], lambda r: True)):
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "symlog"
+        lt = ax.yaxis.get_transform().linthresh
+        b2 = [r.b2 for r in _one_per_spec(saved) if r.b2 is not None and drawn(r)]
+        noise = min(max(abs(e.low), abs(e.high)) for e in b2 if e.low <= 0 <= e.high)
+        assert noise / 10 < lt <= noise  # within the data's small values, not a fixed 1e-7
+        ticks = [y for y in ax.get_yticks() if min(ax.get_ylim()) <= y <= max(ax.get_ylim())]
+        assert 0.0 in ticks and not [y for y in ticks if 0 < abs(y) < lt]  # no tick inside the zone but 0
+        _no_overlap(_visible_ticklabels(fig, ax))
+        # the panel holds the data: at most 10% of its height below the lowest interval end
+        tr = ax.yaxis.get_transform()
+        lows = [e.low for e in b2]
+        (y0, y1), lowest = tr.transform(np.array([[v] for v in ax.get_ylim()])).ravel(), tr.transform([[min(lows)]])
+        assert (float(lowest.ravel()[0]) - y0) / (y1 - y0) < 0.1
+
+
+def test_fig1_level_lines_under_the_curves_markers(saved):
+    """ZGR's line and band are drawn below every curve, so the low-t GS-ST / GR-MC markers that
+    coincide with ZGR stay visible (both were at zorder 2, ZGR drawn last, on top)."""
+    fig, _, _ = P.figure_fig1(saved)
+    for ax in fig.axes[:2]:
+        lines = _lines(ax)
+        curves = [lines[k] for k in ("GS-ST(t)", "GR-MC(t, M=10)", "GR-MC(t, M=100)")]
+        levels = [ln for ln in ax.get_lines() if ln.get_color() == P.OKABE_ITO["vermillion"]]
+        spans = [p for p in ax.patches if np.allclose(p.get_facecolor()[:3], matplotlib_rgb(P.OKABE_ITO["vermillion"]))]
+        assert levels
+        assert max(a.get_zorder() for a in levels + spans) < min(c.get_zorder() for c in curves)
+
+
+def matplotlib_rgb(color):
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(color)
+
+
+def test_fig1_markers_at_t_near_1_are_not_overprinted():
+    """t = 1, 1.03, 1.1 lie 0.013 and 0.029 decades apart: on the log t axis their markers overprint;
+    each panel repeats them in an inset on a linear t axis where they are apart."""
+    rep = F.report_from_json(GPU_REPORT.read_text())
+    fig, _, _ = P.figure_fig1(rep)
+    FigureCanvasAgg(fig).draw()
+    for ax in fig.axes[:2]:
+        (inset,) = ax.child_axes
+        assert inset.get_xscale() == "linear"
+        for label in ("GS(t)", "GS-ST(t)", "GR-MC(t, M=10)", "GR-MC(t, M=100)"):
+            main = _lines(ax)[label]
+            (line,) = [ln for ln in inset.get_lines() if ln.get_gid() == f"inset:{label}"]
+            np.testing.assert_allclose(line.get_xdata(), [1, 1.03, 1.1])
+            size = line.get_markersize() * fig.dpi / 72
+            px = inset.transData.transform(np.column_stack(line.get_data()))[:, 0]
+            assert np.diff(px).min() > size  # apart in the inset
+            t = np.asarray(main.get_xdata())
+            near = np.isin(np.round(t, 6), [1, 1.03, 1.1])
+            mpx = ax.transData.transform(np.column_stack([t, main.get_ydata()]))[near, 0]
+            assert np.diff(mpx).min() < size  # and overprinted in the main panel (why the inset is there)
+
+
+def test_grmc_same_marker_in_every_figure(report):
+    fig1, _, _ = P.figure_fig1(report)
+    pareto, _, _ = P.figure_pareto(report)
+    for M in (10, 100):
+        a, b = _lines(fig1.axes[0])[f"GR-MC(t, M={M})"], _lines(pareto.axes[0])[f"GR-MC(t, M={M})"]
+        assert (a.get_marker(), a.get_color(), a.get_linestyle()) == (b.get_marker(), b.get_color(),
+                                                                       b.get_linestyle()), M
+    assert _lines(fig1.axes[0])["GR-MC(t, M=10)"].get_marker() != _lines(fig1.axes[0])["GR-MC(t, M=100)"].get_marker()
+
+
+def test_fig4_reference_point_legend_keys_and_inset_labels(saved):
+    fig, drawn, _ = P.figure_pareto(saved)
+    ax = fig.axes[0]
+    ref = next(r for r in saved.rows if r.role == "reference" and r.spec == saved.reference)
+    (pt,) = [ln for ln in ax.get_lines() if ln.get_gid() == "reference"]
+    assert (pt.get_xdata()[0], pt.get_ydata()[0]) == pytest.approx((ref.variance.value, 0.0))
+    assert "RF(M) reference" in drawn
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert any("reference" in t and "unbiased" in t for t in texts)
+    # the near-tie key is drawn like the near-tie marks: a dashed, unfilled ring
+    tie_key = legend.legend_handles[texts.index("Pareto: near-tie")]
+    (tie,) = [c for c in ax.collections if c.get_gid() == "pareto-tie"]
+    assert tie_key.get_linestyle()[0][1] is not None and tie_key.get_linestyle() == tie.get_linestyle()
+    assert len(tie_key.get_facecolor()) == 0
+    # the inset's tick labels lie inside the main axes and off its tick labels
+    (inset,) = ax.child_axes
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    frame = ax.get_window_extent(renderer)
+    inner = _visible_ticklabels(fig, inset, "y") + _visible_ticklabels(fig, inset, "x")
+    assert inner
+    for text, box in inner:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+    outer = _visible_ticklabels(fig, ax, "y") + _visible_ticklabels(fig, ax, "x")
+    for text, box in inner:
+        assert all(P._overlap(box, o) == 0 for _, o in outer), text
+    _no_overlap(_visible_ticklabels(fig, inset, "x"))
+
+
+def test_quant_unit_titles_in_words():
+    eta = np.linspace(-1, 4, 5)
+    curve = (eta, eta, 0 * eta, eta)
+    specs = ("st", "gs-st(t=0.1)", "gr-mc(t=0.1,M=100)", "rf(M=2)")
+    fig = P.figure_quant_unit({("linear", "logistic"): {s: curve for s in specs}})[0]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["ST", "GS-ST, t = 0.1", "GR-MC, t = 0.1, M = 100", "RF, M = 2"]
+    assert not any("(" in t or "=" in t.replace(" = ", "") for t in titles)

@@ -117,3 +117,121 @@ def test_every_number_of_the_gpu_section_is_in_the_gpu_report():
         if r.family in ("gs-st", "gr-mc"):
             assert r.b2.low > 0, r.spec
     assert "no paired contrast" in section
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 22, item 6: the verdicts about the full-scale run are the claims ledger's; quotes are the paper's
+
+import json  # noqa: E402
+
+CLAIMS = ROOT / "results" / "fig1-full-gpu" / "claims.json"
+PAPER = ROOT.parent / "shared" / "paper" / "zgr-cold-analysis.txt"
+TRIPLE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:e-?\d+)?) \[(-?\d+(?:\.\d+)?(?:e-?\d+)?), "
+                    r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)\]")
+VERDICTS = ("supported", "contradicted", "undecided", "not measured")
+# quoted words that are ours, not the paper's: schematic claims, a table name, and estimator specs / commands
+NOT_QUOTES = {"A equals / beats B", "A differs from B", "A equals B", "A beats B", "Paired contrasts"}
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(title)
+    return text[start:text.index("\n## ", start + 1)]
+
+
+@pytest.fixture(scope="module")
+def ledger() -> dict:
+    return {c["id"]: c for c in json.loads(CLAIMS.read_text())["claims"]}
+
+
+def _triples(ledger: dict, report: R.Report) -> list[tuple[float, float, float]]:
+    out = [(c_["value"], c_["low"], c_["high"]) for c in ledger.values() for c_ in c["checks"]]
+    out += [(e.value, e.low, e.high) for r in report.rows for e in (r.b2, r.variance) if e is not None]
+    return out
+
+
+def test_gpu_ledger_table_is_the_ledgers(ledger):
+    """Every claim of the ledger has one row, with the ledger's verdict, place and words; the
+    numbers of its 'decided by' cell are the ledger's checks."""
+    section = _section("## `fig1-full-gpu/`")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+    assert [r[0].strip("`") for r in rows] == list(ledger)
+    checks = [(k["value"], k["low"], k["high"]) for c in ledger.values() for k in c["checks"]]
+    for cid, where, words, verdict, decided in rows:
+        c = ledger[cid.strip("`")]
+        assert verdict == f"**{c['verdict']}**", cid
+        assert where == c["claim"]["where"] and words == f'"{c["claim"]["words"]}"', cid
+        for m in TRIPLE.finditer(decided):
+            assert any(all(_same(x, v) for x, v in zip(m.groups(), k, strict=True)) for k in checks), (cid, m[0])
+    counts = json.loads(CLAIMS.read_text())["counts"]
+    line = ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
+    assert f"**{len(ledger)} claims: {line}**" in section
+
+
+def test_gpu_section_names_the_ledgers_verdicts_and_numbers(ledger):
+    """Where the prose names a claim, the verdict next to it is the ledger's; every estimate with an
+    interval is one of the report's or the ledger's; the quoted V/b2 minima are the ledger's."""
+    rep = F.report_from_json(GPU_REPORT.read_text())
+    section = _section("## `fig1-full-gpu/`")
+    prose = "\n".join(line for line in section.splitlines() if not line.startswith("|"))
+    named = re.findall(r"`([a-z0-9-]+)`[:,]? \*?(supported|contradicted|undecided|not measured)", prose)
+    assert len(named) >= 4
+    for cid, verdict in named:
+        assert ledger[cid]["verdict"] == verdict, cid
+    for cid in ("variance-orders-above-bias-gsst", "variance-orders-above-bias-grmc10",
+                "variance-orders-above-bias-grmc100", "mse-is-variance-gs"):
+        assert ledger[cid]["verdict"] == "contradicted"
+    assert ledger["variance-orders-above-bias-zgr"]["verdict"] == "supported"
+    known = _triples(ledger, rep)
+    found = TRIPLE.findall(prose)
+    assert len(found) >= 20
+    for t in found:
+        assert any(all(_same(x, v) for x, v in zip(t, k, strict=True)) for k in known), t
+    # "the lowest lower end of V/b2 at t <= 0.141": the ledger's exact minima (not rounded up)
+    for cid, text in (("variance-orders-above-bias-gsst", "1126.51"), ("variance-orders-above-bias-grmc10", "315.865"),
+                      ("variance-orders-above-bias-grmc100", "245.795")):
+        lows = [k["low"] for k in ledger[cid]["checks"] if float(re.search(r"t=([\d.]+)", k["label"])[1]) <= 0.141]
+        assert _same(text, min(lows)) and text in prose, cid
+    # the two full-scale results that contradict the reduced run are stated
+    rows = {r.spec: r for r in rep.rows}
+    zgr, gs, grmc = rows["zgr"], rows["gs(t=0.01)"], rows["gr-mc(M=100,t=0.141)"]
+    assert gs.b2.high < zgr.b2.low and "GS at t = 0.01 is less biased than ZGR" in prose
+    assert grmc.b2.high < zgr.b2.low and grmc.variance.high < zgr.variance.low and "ZGR is dominated" in prose
+
+
+def test_fig4_extended_numbers_are_its_reports():
+    """Every number of the fig4-extended section is an estimate or interval end of its report.json,
+    or printed verbatim in its report.md (the paired contrasts are only there)."""
+    base = ROOT / "results" / "fig4-extended-cpu"
+    rep = F.report_from_json((base / "report.json").read_text())
+    md = set(NUM.findall((base / "report.md").read_text()))
+    known = [x for r in rep.rows for e in (r.b2, r.variance) if e is not None for x in (e.value, e.low, e.high)
+             if x is not None]
+    section = _section("## `fig4-extended-cpu/`")
+    quoted = SCI.findall(section) + [x for t in TRIPLE.findall(section) for x in t]
+    assert len(quoted) >= 30
+    missing = [q for q in quoted if q not in md and not any(_same(q, k) for k in known)]
+    assert not missing, missing
+    # ReinMax's variance falls from t = 1.1 to t = 2 (disjoint), so "both grow with t" is not said
+    rows = {r.spec: r for r in rep.rows}
+    assert rows["reinmax(t=2)"].variance.high < rows["reinmax(t=1.1)"].variance.low
+    assert "variance both grow" not in section and "unbiased as measured" not in section
+
+
+def test_quotes_are_the_papers():
+    """Every quoted phrase of results/README.md is the paper's, verbatim ('...' joins two pieces),
+    except our schematic claims and quoted estimator specs / commands."""
+    if not PAPER.exists():
+        pytest.skip(f"the paper's text is not at {PAPER}")
+    norm = lambda s: re.sub(r"\s+", " ", s)  # noqa: E731
+    paper = norm(PAPER.read_text())
+    quotes = re.findall(r'"([^"]{3,}?)"', norm(README.read_text()))
+    checked = 0
+    for q in quotes:
+        if q in NOT_QUOTES or " " not in q:  # a spec list or a command argument
+            continue
+        assert all(p.strip() in paper for p in q.split("...") if p.strip()), q
+        checked += 1
+    assert checked >= 30
+    assert "does not state the temperature" not in README.read_text()
