@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from biasvar.errors import SpecError, UnsupportedError
+from biasvar.names import DEVICES, DTYPES
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -14,7 +15,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UnsupportedError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from None
+        raise UnsupportedError(f"unknown device {device!r}; expected {', '.join(DEVICES)} or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UnsupportedError(f"device {device!r} requested but CUDA is not available here; "
                                "use --device cpu")
@@ -32,7 +33,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
-        raise SpecError(f"unknown dtype {dtype!r}; expected float32 or float64") from None
+        raise SpecError(f"unknown dtype {dtype!r}; expected {' or '.join(DTYPES)}") from None
 
 
 __all__ = ["resolve_device", "resolve_dtype"]

@@ -13,12 +13,13 @@ from dataclasses import asdict
 from typing import Any
 
 from biasvar.errors import AnalysisError
+from biasvar.names import REPORT_FORMATS
 from biasvar.report import REPORT_SCHEMA, Report, RunResult
 from biasvar.stats.compare import GroupResult
 from biasvar.stats.contrast import Contrast, verdict
 from biasvar.stats.intervals import Estimate
 
-FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
+FORMATS: tuple[str, ...] = REPORT_FORMATS
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:

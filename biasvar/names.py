@@ -2,8 +2,9 @@
 h5py): the CLI imports them for its help and option choices without loading the heavy modules, and
 the library modules that define the objects behind the names import them from here.
 
-Where a module that owns the objects cannot import from here yet (the engine, the store, the
-statistics), ``tests/test_cli_names.py`` checks that its names agree with these.
+A module that holds a table of the objects (problems, interval methods, bench problems) keys it by
+these names, which ``tests/test_cli_names.py`` checks; ``biasvar.store`` still keeps its own copies of
+the filter names, checked there too until it imports them from here.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from rich.table import Table
 from biasvar.errors import AnalysisError
 
 from . import options as o
-from .common import console, err_console, progress_bar
+from .common import console, err_console, progress_bar, step_task
 
 Opt = typer.Option
 
@@ -76,14 +76,9 @@ def analyze_for(claims, runs_dir: Path, snapshot_id: str | None, reference: str,
         single = any(c.kind in ("floor", "ratio") and not p.missing[c.id] for c in claims)
         n_resamples = auto_resamples(p.alpha_each) if single else RESAMPLES_MIN
     with progress_bar(eta=False, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("analysing", total=None)
-
-        def step(i: int, total: int, spec: str) -> None:
-            bar.update(task, completed=i, total=total, description=spec or "contrasts")
-
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                            confidence_level=p.level, seed=bootstrap_seed, progress=step, contrasts=p.pairs,
-                            store=store)
+                            confidence_level=p.level, seed=bootstrap_seed,
+                            progress=step_task(bar, "analysing", empty="contrasts"), contrasts=p.pairs, store=store)
 
 
 def ledger_table(ledger) -> Table:

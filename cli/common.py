@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -211,3 +212,14 @@ def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
     kwargs.setdefault("console", console)
     return Progress(*columns, TimeElapsedColumn(), **kwargs)
+
+
+def step_task(bar: Progress, description: str = "", *, empty: str = "") -> Callable[[int, int, str], None]:
+    """A new task of ``bar`` (its total unknown yet) and the ``progress(done, total, label)`` callback
+    that moves it: ``done`` of ``total`` steps, described by ``label`` (``empty`` where it is empty)."""
+    task = bar.add_task(description, total=None)
+
+    def step(done: int, total: int, label: str) -> None:
+        bar.update(task, completed=done, total=total, description=label or empty)
+
+    return step

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, progress_bar
+from .common import console, progress_bar, step_task
 from .report_cmd import report_table
 
 Opt = typer.Option
@@ -27,12 +27,8 @@ def demo(
     console.print(f"[bold]biasvar demo[/]: {len(DEMO_SPECS)} estimators x 2 problems (toy-cat, quant-unit), "
                   f"{n} draws each, exact reference", highlight=False)
     with progress_bar(eta=False, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def step(label: str, done: int, total: int) -> None:
-            bar.update(task, description=label, completed=done, total=total)
-
-        result = run_demo(out_dir, n=n, seed=seed, progress=step)
+        step = step_task(bar, "starting")
+        result = run_demo(out_dir, n=n, seed=seed, progress=lambda label, done, total: step(done, total, label))
     for name, rep in result.reports.items():
         console.print()
         console.print(f"[bold]{name}[/]", highlight=False)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from biasvar.report import Report
 
 from . import options as o
-from .common import console, err_console, first_fitting, lazy
+from .common import console, err_console, first_fitting, lazy, step_task
 from .shards_cmd import shard_notes
 
 formats = lazy("biasvar.formats")  # numpy, scipy: loaded when a report is made, not for --help
@@ -47,16 +47,11 @@ def analyze_with_progress(runs_dir: Path, *, snapshot_id: str | None, reference:
                           method: str, bootstrap_seed: int, contrasts: tuple[tuple[str, str], ...] = (),
                           store: Path | None = None) -> Report:
     """``analyze_runs`` with a progress bar (one step per run)."""
+    from biasvar.report import analyze_runs
+
     with _progress() as prog:
-        task = prog.add_task("", total=None)
-
-        def update(i: int, total: int, spec: str) -> None:
-            prog.update(task, completed=i, total=total, description=spec)
-
-        from biasvar.report import analyze_runs
-
         return analyze_runs(runs_dir, snapshot=snapshot_id, reference=reference, n_resamples=n_resamples,
-                            method=method, seed=bootstrap_seed, progress=update, contrasts=contrasts,
+                            method=method, seed=bootstrap_seed, progress=step_task(prog), contrasts=contrasts,
                             store=store)
 
 
@@ -267,12 +262,7 @@ def _plot_quant_unit(target: Path, *, n: int, points: int, seed: int) -> None:
     if n < 2 or points < 2:
         raise AnalysisError(f"quant-unit needs --quant-n >= 2 and --etas >= 2, got --quant-n {n} --etas {points}")
     with _progress() as bar:
-        task = bar.add_task("Fig. B.5 study", total=None)
-
-        def step(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
-
-        study = quant_unit_study(n=n, points=points, seed=seed, progress=step)
+        study = quant_unit_study(n=n, points=points, seed=seed, progress=step_task(bar, "Fig. B.5 study"))
     res = plots.plot_quant_unit(study, target)
     console.print(f"single quantizer, K = 4, {n} draws per eta at {points} inputs; estimators: "
                   f"{', '.join(DEFAULT_SPECS)}", highlight=False)

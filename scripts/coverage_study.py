@@ -1,4 +1,4 @@
-"""Run the real-gradient coverage study and write results/coverage/ (see biasvar/studies/coverage.py).
+"""Run the real-gradient coverage study and write results/coverage/ (see biasvar/studies/coverage/).
 
     OMP_NUM_THREADS=1 python scripts/coverage_study.py --data-dir ../shared/data --out results/coverage
 """

@@ -4,7 +4,8 @@ Synthetic runs (``run_from_draws``, ``gaussian_run``, ``fig_runs``) carry the bl
 engine stores, computed the slow, obviously correct way from Gaussian draws with a known mean;
 ``write_run`` writes one with the store API. ``draw_moments`` is the mean and standard error of a
 problem's gradient draws; ``one_line_error`` checks the CLI's one-line refusals; ``stop_after`` is
-a progress callback that interrupts a run. Test modules import them with ``from conftest import``.
+a progress callback that interrupts a run; ``heavy_imports`` lists the heavy libraries an import
+loads. Test modules import them with ``from conftest import``.
 """
 
 import math
@@ -255,3 +256,14 @@ def stop_after(draws: int, exc: type[BaseException] = KeyboardInterrupt, *, seen
             raise exc
 
     return progress
+
+
+def heavy_imports(statement: str, modules: tuple[str, ...] = ("torch", "matplotlib", "scipy", "h5py", "numpy")):
+    """Which of ``modules`` running ``statement`` imports, in a fresh interpreter (sorted)."""
+    import subprocess
+    import sys
+
+    code = f"import sys\n{statement}\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -47,6 +47,6 @@ def test_every_writer_goes_through_it():
     own = [str(m.relative_to(root)) for m in modules if m.name != "atomic.py"
            and any(word in m.read_text() for word in ("mkstemp", "NamedTemporaryFile", "mktemp("))]
     assert own == []
-    for name in ("studies/bench.py", "data.py", "snapshot.py", "studies/reproduce.py", "engine/sweeps.py",
+    for name in ("studies/bench.py", "data/download.py", "snapshot.py", "studies/reproduce.py", "engine/sweeps.py",
                  "store/writer.py", "store/maintenance.py"):
         assert "biasvar.atomic import" in (root / name).read_text(), name

@@ -4,12 +4,11 @@ argument lists, and a start without the heavy libraries."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from biasvar_cli.main import app
+from conftest import heavy_imports, stop_after
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -94,10 +93,7 @@ def test_sample_interrupted_says_what_it_kept(world, tmp_path, monkeypatch):
     real = engine.sample_run
 
     def interrupted(*args, progress=None, **kw):
-        def stop(done, total, nonfinite, rate):
-            if done >= 300:
-                raise KeyboardInterrupt
-        return real(*args, progress=stop, **kw)
+        return real(*args, progress=stop_after(300), **kw)
 
     monkeypatch.setattr(engine, "sample_run", interrupted)
     monkeypatch.setattr(engine.blocks, "STEP_MAX", 50)
@@ -116,10 +112,7 @@ def test_estimators_table_fits_80_columns_uncut():
 
 def test_the_cli_starts_without_the_heavy_libraries():
     """Issue 12, case 5: torch and matplotlib were imported for --version (timed in benchmarks/startup.py)."""
-    code = ("import sys, biasvar_cli.main\n"
-            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'h5py') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert heavy_imports("import biasvar_cli.main", ("torch", "matplotlib", "scipy", "h5py")) == "[]"
 
 
 FILES = ["toy.pt", "notes.txt", "empty.pt", "half.pt", "adir.pt", "f", "missing.pt", "runs"]

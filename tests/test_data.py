@@ -20,6 +20,7 @@ from biasvar_cli.main import app
 from typer.testing import CliRunner
 
 from biasvar import data
+from biasvar.data import catalog, download
 from biasvar.errors import DataError
 
 runner = CliRunner()
@@ -32,7 +33,7 @@ def _never_download(monkeypatch):
     """Any download a test did not fake explicitly fails the test."""
     def forbidden(url, dest, **kw):
         raise AssertionError(f"a test tried to download {url}")
-    monkeypatch.setattr(data, "_fetch", forbidden)
+    monkeypatch.setattr(download, "_fetch", forbidden)
     monkeypatch.delenv("BIASVAR_OFFLINE", raising=False)
 
 
@@ -81,7 +82,7 @@ def file_hash(path: Path, algo: str) -> str:
 def trust(monkeypatch, root: Path, *, keep_amat_checksums: bool = False) -> None:
     """Point the checksum table at the synthetic files under ``root`` (sizes and rows too)."""
     table = {}
-    for key, spec in data._FILES.items():
+    for key, spec in catalog.FILES.items():
         path = root / spec.relpath
         if path.is_file():
             algo = spec.checksums[0][0]
@@ -90,7 +91,7 @@ def trust(monkeypatch, root: Path, *, keep_amat_checksums: bool = False) -> None
             rows = N_ROWS.get(spec.split) if spec.fmt == "amat" else spec.rows
             spec = replace(spec, checksums=sums, size=path.stat().st_size, rows=rows)
         table[key] = spec
-    monkeypatch.setattr(data, "_FILES", MappingProxyType(table))
+    monkeypatch.setattr(catalog, "FILES", MappingProxyType(table))
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_real_binarized_mnist_matlab_copies(shared_data):
 
 def test_real_verify_and_missing_file_message(shared_data):
     rows = data.verify(shared_data)
-    assert len(rows) == len(data._FILES)
+    assert len(rows) == len(catalog.FILES)
     by = {(r.dataset, r.split, r.role): r for r in rows}
     assert by["mnist", "train", "images"].state == "present"
     assert by["binarized-mnist", "valid", "images"].state == "present"
@@ -174,7 +175,7 @@ def copy_mnist_test(shared_data: Path | None, root: Path, monkeypatch) -> str:
     write_idx_images(root / "mnist/t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28), np.uint8))
     write_idx_labels(root / "mnist/t10k-labels-idx1-ubyte.gz", np.arange(5))
     trust(monkeypatch, root)
-    return data._FILES["mnist/test-labels"].checksums[0][1]
+    return catalog.FILES["mnist/test-labels"].checksums[0][1]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
@@ -252,8 +253,8 @@ def test_binarized_mnist_ascii_and_matlab_forms_agree(tmp_path, monkeypatch):
     write_ascii_amat(crlf / "binarized_mnist_test.amat", x, eol="\r\n", trailing=" ")    # flat, CRLF
     write_matlab_amat(m / "binarized_mnist" / "binarized_mnist_test.amat", x)
     trust(monkeypatch, m, keep_amat_checksums=True)       # rows only: the ASCII files are not in the table
-    monkeypatch.setattr(data, "_FILES", MappingProxyType({
-        **data._FILES, "binarized-mnist/test": replace(data._FILES["binarized-mnist/test"], checksums=(
+    monkeypatch.setattr(catalog, "FILES", MappingProxyType({
+        **catalog.FILES, "binarized-mnist/test": replace(catalog.FILES["binarized-mnist/test"], checksums=(
             ("sha256", file_hash(m / "binarized_mnist" / "binarized_mnist_test.amat", "sha256")),))}))
     loaded = [data.load("binarized-mnist", "test", data_dir=d, download=False) for d in (a, m, crlf)]
     for ds in loaded:
@@ -289,7 +290,7 @@ def test_malformed_ascii_amat(tmp_path, monkeypatch, defect, match):
 def test_matlab_amat_with_unknown_checksum_is_corrupt(synthetic):
     root, _ = synthetic
     path = root / "binarized_mnist" / "binarized_mnist_valid.amat"
-    expected = data._FILES["binarized-mnist/valid"].checksums[0][1]
+    expected = catalog.FILES["binarized-mnist/valid"].checksums[0][1]
     write_matlab_amat(path, np.ones((N_ROWS["valid"], 784), np.uint8))      # a different MATLAB file
     with pytest.raises(DataError, match=f"binarized_mnist_valid.amat.*expected SHA256 {expected}"):
         data.load("binarized-mnist", "valid", data_dir=root, download=False)
@@ -319,8 +320,8 @@ def test_missing_file_says_where_to_put_it(tmp_path, monkeypatch):
         data.load("binarized-mnist", "valid", data_dir=tmp_path, download=False)
     msg = str(e.value)
     assert str(tmp_path / "binarized_mnist" / "binarized_mnist_valid.amat") in msg
-    assert data._BMNIST_URL + "binarized_mnist_valid.amat" in msg
-    assert data._BMNIST_URL == "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+    assert catalog._BMNIST_URL + "binarized_mnist_valid.amat" in msg
+    assert catalog._BMNIST_URL == "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
     monkeypatch.setenv("BIASVAR_OFFLINE", "1")
     with pytest.raises(DataError, match="BIASVAR_OFFLINE"):
         data.load("omniglot-d", data_dir=tmp_path)                    # download=None, offline: no fetch
@@ -341,10 +342,10 @@ def test_download_goes_through_temp_file_verify_rename(synthetic, monkeypatch):
         dest.write_bytes(good)
         progress(dest.name, len(good), len(good))
 
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    monkeypatch.setattr(download, "_fetch", fake_fetch)
     ds = data.load("mnist", "test", data_dir=root, download=True, progress=lambda *a: seen.append(a))
     assert ds.labels.tolist() == arrays["mnist", "test"][1].tolist()
-    assert calls == [u + "t10k-labels-idx1-ubyte.gz" for u in data._MNIST_URLS]
+    assert calls == [u + "t10k-labels-idx1-ubyte.gz" for u in catalog._MNIST_URLS]
     assert seen == [("t10k-labels-idx1-ubyte.gz", len(good), len(good))]
     assert path.read_bytes() == good and sorted(p.name for p in path.parent.iterdir()) == [
         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
@@ -358,7 +359,7 @@ def test_bad_download_is_not_left_behind(synthetic, monkeypatch):
     def fake_fetch(url, dest, **kw):
         dest.write_bytes(b"<html>rate limited</html>")
 
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    monkeypatch.setattr(download, "_fetch", fake_fetch)
     with pytest.raises(DataError) as e:
         data.load("omniglot-d", "train", data_dir=root)                # download=None: tries
     msg = str(e.value)

@@ -224,7 +224,6 @@ def test_the_cli_offers_the_methods_of_the_table():
     from biasvar import names
 
     assert [m.value for m in Method] == list(iv.METHODS) == list(names.METHODS)
-    assert names.DEFAULT_METHOD == iv.DEFAULT_METHOD
 
 
 def test_bootstrap_validates_against_the_table_and_carries_the_seed():

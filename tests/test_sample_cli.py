@@ -7,6 +7,7 @@ import re
 
 import pytest
 from biasvar_cli.main import app
+from conftest import stop_after
 from typer.testing import CliRunner
 
 from biasvar import engine, presets, store
@@ -47,13 +48,9 @@ def test_sample_flag_form_and_spec_form_name_the_same_run(tmp_path, snap):
 
 def test_ls_on_a_partial_run(tmp_path, snap):
     runs = tmp_path / "runs"
-
-    def stop(done, total, nonfinite, rate):
-        if done >= 100:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        engine.sample_run(snap, "zgr", n=1000, seed=2, runs_dir=runs, block_size=50, chunk=50, progress=stop)
+        engine.sample_run(snap, "zgr", n=1000, seed=2, runs_dir=runs, block_size=50, chunk=50,
+                          progress=stop_after(100))
     engine.sample_run(snap, "st", n=120, seed=0, runs_dir=runs)
     r = invoke("ls", "--runs-dir", runs)
     assert r.exit_code == 0, r.output

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from biasvar_cli.main import app
+from conftest import stop_after
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -157,16 +158,9 @@ def test_partly_merged_run_is_a_shorter_valid_run(toy, single, tmp_path):
 
 def test_shard_resumes_after_interruption(toy, single, tmp_path):
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
-    seen = []
-
-    def stop(done, total, bad, rate):
-        seen.append(done)
-        if done >= 60:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        shard(toy, "zgr", n=500, first=160, end=330, seed=1, runs_dir=tmp_path, chunk=CHUNK,
-                        block_size=BS, progress=stop)
+        shard(toy, "zgr", n=500, first=160, end=330, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS,
+              progress=stop_after(60))
     part = sh.list_shards(run)
     assert len(part) == 1 and not part[0].complete and 0 < part[0].n_done < 170
     for first, end in sh.shard_ranges(500, BS, 3):  # the interrupted shard resumes; the others are new
@@ -179,13 +173,9 @@ def test_shard_resumes_after_interruption(toy, single, tmp_path):
 def test_merge_continues_a_run_file_inside_a_shard(toy, single, tmp_path):
     """A run file that already holds part of a shard's blocks (a merge or a single-process run cut
     short) takes only the shard's blocks after its committed draws."""
-    def stop(done, total, bad, rate):
-        if done >= 80:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        engine.sample_run(toy, "zgr", n=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS, progress=stop,
-                          method="vmap")
+        engine.sample_run(toy, "zgr", n=500, seed=1, runs_dir=tmp_path, chunk=CHUNK, block_size=BS,
+                          progress=stop_after(80), method="vmap")
     run = store.run_path(tmp_path, toy.id, "zgr", 1)
     held = store.read_run(run, load_sums=False).attrs["n_done"]
     assert 0 < held < 250

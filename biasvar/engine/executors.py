@@ -53,8 +53,8 @@ from biasvar.engine.sweeps import (
     write_manifest,
 )
 from biasvar.errors import BiasvarError, SpecError, UnsupportedError
+from biasvar.names import EXECUTORS
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = 'pip install "biasvar[ray]"'
 #: Test hook: a file path; the first Ray task that finds this file deletes it and kills its own
 #: worker process half-way through its shard (``os._exit``), as a crashed machine would.

@@ -11,14 +11,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from biasvar.errors import AnalysisError
-from biasvar.names import METHODS
+from biasvar.names import DEFAULT_METHOD, METHODS
 
 if TYPE_CHECKING:
     from biasvar.stats.gram import PairGram
-
-#: the interval a report uses unless told otherwise (why: :mod:`biasvar.stats.intervals`)
-DEFAULT_METHOD = "gauss-eb"
-
 
 @dataclass(frozen=True)
 class Bootstrap:
