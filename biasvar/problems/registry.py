@@ -16,14 +16,9 @@ missing attribute, options the factory refuses, a return value that is not a
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import json
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +26,7 @@ import torch
 
 from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.problems.base import Problem
+from biasvar.userimport import import_user_module
 
 PROBLEMS = MappingProxyType(
     {
@@ -49,31 +45,7 @@ def is_import_path(kind: str) -> bool:
 
 
 def _import_module(module: str):
-    if module.endswith(".py") or os.sep in module or "/" in module:
-        path = Path(module)
-        if not path.is_file():
-            raise UnsupportedError(f"cannot import problem file {module}: no such file")
-        name = "biasvar_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception as e:  # the user's file: one line, whatever it raised
-            del sys.modules[name]
-            raise UnsupportedError(f"cannot import problem file {module}: {type(e).__name__}: {e}") from None
-        return mod
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)  # like `python -m`: a module beside you is importable
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise UnsupportedError(f"cannot import module {module!r} of a problem factory ({e})") from None
-    except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
-        raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
+    return import_user_module(module, "problem")
 
 
 def problem_factory(kind: str) -> Callable[..., Problem]:
