@@ -48,7 +48,7 @@ def import_user_module(module: str, what: str = "problem") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
-        raise UnsupportedError(f"cannot import module {module!r} of a {what} factory ({e})") from None
+        raise UnsupportedError(f"cannot import module {module!r} of {_a(what)} factory ({e})") from None
     except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
         raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
 
@@ -61,3 +61,7 @@ def file_sha256(path: Path | None) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def _a(what: str) -> str:
+    return f"an {what}" if what[:1] in "aeiou" else f"a {what}"
