@@ -30,6 +30,7 @@ categories) is ``n/a`` with the reason; any other exception fails the check.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from biasvar import rng
 from biasvar.engine.draws import sample_gradients
 from biasvar.errors import BiasvarError
 from biasvar.estimators import Estimator, PlugIn, UserPlugIn, build
-from biasvar.estimators.plugin import vmap_refusal
+from biasvar.estimators.plugin import vmap_error
 from biasvar.problems.base import Problem
 from biasvar.problems.enumeration import enumerate_expectation
 from biasvar.problems.toy import ToyCat
@@ -79,10 +80,12 @@ def toy(loss: str) -> ToyCat:
     return ToyCat(vars=2, categories=3, loss=loss, seed=3)
 
 
-def binary_site(V: int = 2, seed: int = 5) -> UserProblem:
+def binary_site(V: int = 2, seed: int = 5, logits: Tensor | None = None) -> UserProblem:
     """V binary (Bernoulli) sites whose logits are the parameters, quartic loss of the bits."""
     g = torch.Generator().manual_seed(seed)
-    logits, a, b = (torch.randn(V, generator=g, dtype=D) for _ in range(3))
+    drawn, a, b = (torch.randn(V, generator=g, dtype=D) for _ in range(3))
+    logits = drawn if logits is None else logits
+    a, b = a.to(logits.dtype), b.to(logits.dtype)
 
     def forward(params: dict, x: Tensor, sample: Callable) -> Tensor:
         bits = sample("b", params["l"].unsqueeze(0).expand(x.shape[0], V).unsqueeze(-1)).squeeze(-1)
@@ -152,7 +155,7 @@ def check_outcomes(est: Estimator, s: Settings) -> Check:
 def check_y_fn(est: Estimator, s: Settings) -> Check:
     name = "gradient = y_fn(x)"
     if not isinstance(est, PlugIn) or est.y_fn is None:
-        return Check(name, NA, "-", "no y_fn: E[J] from draws, not enumeration")
+        return Check(name, NA, "-", "no y_fn: E[J] from draws")
     base = toy("quadratic").params["logits"]
     N = 64
     lg = base.unsqueeze(0).expand(N, *base.shape).contiguous().requires_grad_(True)
@@ -191,7 +194,7 @@ def check_bias(label: str, problem: Problem, spec: EstimatorSpec, s: Settings) -
     rel = ((mean - g).norm() / g.norm()).item()
     if not math.isfinite(rel):
         return Check(name, FAIL, "nan/inf", f"E[J] is not finite ({how})")
-    err = "" if se is None else f" +- {_fmt((se.norm() / g.norm()).item())}"
+    err = "" if se is None else f" +- {(se.norm() / g.norm()).item():.2g}"
     return Check(name, INFO, f"{_fmt(rel)}{err}", f"||E[J]-g||/||g||, {how}")
 
 
@@ -248,9 +251,9 @@ def check_chunking(spec: EstimatorSpec, method: str, s: Settings) -> Check:
 def check_vmap(est: Estimator, spec: EstimatorSpec, s: Settings) -> Check:
     name = "vmap = loop"
     if isinstance(est, UserPlugIn):
-        refusal = vmap_refusal(est)
-        if refusal:
-            return Check(name, NA, "loop", refusal)
+        error = vmap_error(est)
+        if error:
+            return Check(name, NA, "loop only", f"not vmap-safe: {error}")
     worst = 0.0
     problems = _problems_for(spec)
     if not problems:
@@ -264,9 +267,14 @@ def check_vmap(est: Estimator, spec: EstimatorSpec, s: Settings) -> Check:
 
 
 def _finite_draws(spec: EstimatorSpec, logits: Tensor, method: str) -> bool:
+    """16 draws at ``logits`` [V, K] finite (on V binary sites of logits ``logits[:, 0]`` where the
+    estimator refuses K categories)."""
     problem = ToyCat(vars=logits.shape[0], categories=logits.shape[1], loss="quadratic", seed=3,
                      logits=logits, dtype=logits.dtype)
-    J = engine_draws(problem, spec, 16, seed=0, method=method)
+    try:
+        J = engine_draws(problem, spec, 16, seed=0, method=method)
+    except BiasvarError:
+        J = engine_draws(binary_site(logits.shape[0], logits=logits[:, 0].clone()), spec, 16, seed=0, method=method)
     return bool(torch.isfinite(J).all())
 
 
@@ -300,7 +308,7 @@ def check_estimator(spec: str | EstimatorSpec, settings: Settings | None = None)
     spec = parse_spec(spec)
     est = build(spec)
     claimed = bool(spec.family.unbiased)
-    method = "loop" if isinstance(est, UserPlugIn) and vmap_refusal(est) else "vmap"
+    method = "loop" if isinstance(est, UserPlugIn) and vmap_error(est) else "vmap"
     rows = [
         _guard("outcomes", lambda: check_outcomes(est, s)),
         _guard("gradient = y_fn(x)", lambda: check_y_fn(est, s)),
@@ -321,17 +329,22 @@ def passed(rows: Sequence[Check]) -> bool:
 
 
 def table(spec: str, rows: Sequence[Check], width: int = 80) -> str:
-    """The pass/fail table, ``width`` columns at most (details cut with '...')."""
-    lines = [f"check-estimator {spec}", f"{'check':<19} {'result':<6} {'value':<17} detail"]
+    """The pass/fail table, ``width`` columns at most; a detail too long for its cell is cut there and
+    given whole in the notes below the table."""
+    lines = [f"check-estimator {spec}", f"{'check':<18} {'result':<6} {'value':<19} detail"]
+    notes = []
     for r in rows:
-        head = f"{r.name:<19} {r.status:<6} {r.value:<17} "
+        head = f"{r.name:<18} {r.status:<6} {r.value:<19} "
         room = width - len(head)
-        detail = r.detail if len(r.detail) <= room else r.detail[:max(0, room - 3)] + "..."
-        lines.append(head + detail)
+        if len(r.detail) > room:
+            notes.append(textwrap.fill(f"{r.name}: {r.detail}", width, subsequent_indent="  "))
+        lines.append(head + (r.detail if len(r.detail) <= room else r.detail[:max(0, room - 3)] + "..."))
     fails = sum(r.status == FAIL for r in rows)
-    lines.append(f"{'FAIL' if fails else 'pass'}: {fails} of {len(rows)} checks failed" if fails
+    lines.append(f"FAIL: {fails} of {len(rows)} checks failed" if fails
                  else "pass: every check passed or does not apply")
-    return "\n".join(line[:width] for line in lines)
+    if notes:
+        lines += ["notes:", *notes]
+    return "\n".join(line[:width] for text in lines for line in text.splitlines())
 
 
 __all__ = ["Check", "Settings", "binary_site", "check_estimator", "passed", "table", "toy"]

@@ -60,6 +60,12 @@ def register_estimator(name: str, factory: Callable[..., Any], *, replace: bool 
 def vmap_refusal(est: PlugIn, dtype: torch.dtype = torch.float64) -> str | None:
     """None when ``est`` runs under ``vmap(grad(...))`` on a small batch, else one line naming what
     failed (the estimator and the error), for a fallback to the per-draw loop."""
+    error = vmap_error(est, dtype)
+    return None if error is None else f"estimator {est.spec} is not vmap-safe ({error}); using the loop"
+
+
+def vmap_error(est: PlugIn, dtype: torch.dtype = torch.float64) -> str | None:
+    """The error (``Type: first line``) of ``est`` under ``vmap(grad(...))`` on a small batch, or None."""
     shape = (2, 3)
     reqs = est.noise(shape)
     gen = torch.Generator().manual_seed(0)
@@ -74,7 +80,7 @@ def vmap_refusal(est: PlugIn, dtype: torch.dtype = torch.float64) -> str | None:
         torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(logits, batched)
     except Exception as e:  # noqa: BLE001 - the user's function: whatever vmap refused
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"estimator {est.spec} is not vmap-safe ({type(e).__name__}: {first[:160]}); using the loop"
+        return f"{type(e).__name__}: {first[:160]}"
     return None
 
 
