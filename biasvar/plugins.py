@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from biasvar.errors import BiasvarError, UnsupportedError
-from biasvar.userimport import file_sha256, import_user_module
+from biasvar.userimport import file_sha256, import_factory
 
 #: noise kinds a plug-in may ask for (drawn from the counter stream like the built-ins' noise)
 NOISE_KINDS = ("gumbel", "exponential", "uniform")
@@ -108,14 +108,7 @@ def factory_of(name: str) -> Callable[..., Any]:
         return _REGISTRY[name]
     if not is_import_path(name):
         raise UnsupportedError(f"unknown estimator {name!r}: not built in, not registered, not module:function")
-    module, _, attr = name.rpartition(":")
-    mod = import_user_module(module, "estimator")
-    factory = getattr(mod, attr, None)
-    if factory is None:
-        raise UnsupportedError(f"module {module!r} has no attribute {attr!r} (the estimator factory {name})")
-    if not callable(factory):
-        raise UnsupportedError(f"estimator factory {name} is a {type(factory).__name__}, not a callable")
-    return factory
+    return import_factory(name, "estimator")
 
 
 def make(name: str, params: Mapping[str, Any], shown: str | None = None) -> UserEstimator:

@@ -13,8 +13,10 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from biasvar.errors import UnsupportedError
 
@@ -51,6 +53,18 @@ def import_user_module(module: str, what: str = "problem") -> ModuleType:
         raise UnsupportedError(f"cannot import module {module!r} of {_a(what)} factory ({e})") from None
     except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
         raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
+
+
+def import_factory(target: str, what: str = "problem") -> Callable[..., Any]:
+    """The callable ``module:attribute`` names (``target``); one-line errors naming it."""
+    module, _, name = target.rpartition(":")
+    mod = import_user_module(module, what)
+    factory = getattr(mod, name, None)
+    if factory is None:
+        raise UnsupportedError(f"module {module!r} has no attribute {name!r} (the {what} factory {target})")
+    if not callable(factory):
+        raise UnsupportedError(f"{what} factory {target} is a {type(factory).__name__}, not a callable")
+    return factory
 
 
 def file_sha256(path: Path | None) -> str | None:

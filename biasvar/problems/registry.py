@@ -26,7 +26,7 @@ import torch
 
 from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.problems.base import Problem
-from biasvar.userimport import import_user_module
+from biasvar.userimport import import_factory
 
 PROBLEMS = MappingProxyType(
     {
@@ -42,10 +42,6 @@ PROBLEMS = MappingProxyType(
 def is_import_path(kind: str) -> bool:
     """True for ``module:attribute`` (or ``file.py:attribute``), False for a built-in name."""
     return kind not in PROBLEMS and ":" in kind
-
-
-def _import_module(module: str):
-    return import_user_module(module, "problem")
 
 
 def problem_factory(kind: str) -> Callable[..., Problem]:
@@ -64,13 +60,7 @@ def problem_factory(kind: str) -> Callable[..., Problem]:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:
             raise UnsupportedError(f"problem kind {kind!r} is not available in this version ({e})") from None
-    mod = _import_module(module)
-    factory = getattr(mod, name, None)
-    if factory is None:
-        raise UnsupportedError(f"module {module!r} has no attribute {name!r} (the problem factory {kind})")
-    if not callable(factory):
-        raise UnsupportedError(f"problem factory {kind} is a {type(factory).__name__}, not a callable")
-    return factory
+    return import_factory(kind, "problem")
 
 
 problem_class = problem_factory  # the name this function had when problems were classes only
