@@ -208,3 +208,20 @@ def test_missing_module_is_one_line_in_a_subprocess(tmp_path):
 def test_a_biasvar_error_in_the_factory_is_wrapped():
     with pytest.raises(BiasvarError, match="estimator factory"):
         plugins.make(f"{BROKEN}:raises", {"t": 2})
+
+
+def test_sweep_train_and_bench_take_a_plugin(tmp_path, monkeypatch):
+    """Wherever a spec goes: a tested spec and the reference of a sweep, train's estimator, bench."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "est.py").write_text(Path(BROKEN).read_text())
+    r = invoke("sweep", "--problem", "toy-cat", "--estimators", "est.py:bare(t=0.5),zgr",
+               "--reference", "est.py:zgr_copy", "--n", "100", "--runs-dir", "runs")
+    assert r.exit_code == 0, r.output
+    specs = sorted(store.read_header(p)["spec"] for p in store.list_run_files(tmp_path / "runs"))
+    assert specs == ["est.py:bare(t=0.5)", "est.py:zgr_copy", "zgr"]  # the reference first
+    r = invoke("train", "--model", "toy-cat", "--estimator", "est.py:bare", "--t", "0.5", "--epochs", "1",
+               "--out", "t.pt")
+    assert r.exit_code == 0 and "est.py:bare(t=0.5)" in r.output, r.output
+    r = invoke("bench", "--bench", "toy-cat", "--estimators", "est.py:bare(t=0.5)", "--n", "64", "--n-loop", "8",
+               "--repeats", "1")
+    assert r.exit_code == 0 and "est.py:bare(t=0.5)" in r.output, r.output

@@ -35,7 +35,9 @@ Cost is forward passes of the model per gradient sample. A *plug-in* estimator i
 (:class:`ScoreFunction`) that builds a surrogate loss from M draws' losses and log-probabilities;
 ``arsm``, ``indecater`` and ``disarm`` are *multi-pass* estimators (:class:`MultiPass`, in
 :mod:`biasvar.estimators.newer`) whose passes per draw depend on the problem's nodes (V variables
-of K categories per data point).
+of K categories per data point). The user's own estimators (a spec that is an import path or a
+registered name, :mod:`biasvar.plugins`) are :class:`UserPlugIn`, built by their factories
+(:mod:`biasvar.estimators.plugin`).
 """
 
 from __future__ import annotations
