@@ -29,6 +29,7 @@ categories) is ``n/a`` with the reason; any other exception fails the check.
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from biasvar import rng
+from biasvar import plugins, rng
 from biasvar.engine.draws import sample_gradients
 from biasvar.errors import BiasvarError
 from biasvar.estimators import Estimator, PlugIn, UserPlugIn, build
@@ -133,23 +134,24 @@ def check_outcomes(est: Estimator, s: Settings) -> Check:
     name = "outcomes"
     if not isinstance(est, PlugIn):
         return Check(name, NA, "-", "samples by the package's own sampler (score-function or multi-pass)")
-    base = toy("quadratic").params["logits"]  # [2, 3]
-    N = s.outcome_draws
-    logits = base.unsqueeze(0).expand(N, *base.shape).contiguous()
-    y = est(logits, _site_noise(est, tuple(logits.shape), s.seed)).detach()
-    if tuple(y.shape) != tuple(logits.shape):
-        return Check(name, FAIL, "shape", f"y has shape {list(y.shape)}, the logits {list(logits.shape)}")
-    if not torch.isfinite(y).all():
-        return Check(name, FAIL, "nan/inf", "non-finite values")
-    onehot = (y - y.round()).abs().max() <= 1e-9 and ((y.round() == 0) | (y.round() == 1)).all() and \
-        (y.sum(-1) - 1).abs().max() <= 1e-9
-    if not est.relaxed and not onehot:
-        return Check(name, FAIL, "not 1-hot", "the value of a non-relaxed estimator must be the one-hot sample")
-    p = base.softmax(-1)
-    freq = torch.nn.functional.one_hot(y.argmax(-1), p.shape[-1]).to(D).mean(0)
-    z = ((freq - p).abs() / (p * (1 - p) / N).sqrt()).max().item()
+    N, z = s.outcome_draws, 0.0
+    bits = binary_site().params["l"]
+    for base in (toy("quadratic").params["logits"], torch.stack([torch.zeros_like(bits), bits], -1)):
+        logits = base.unsqueeze(0).expand(N, *base.shape).contiguous()  # [N, V, K]: toy, then binary
+        y = est(logits, _site_noise(est, tuple(logits.shape), s.seed)).detach()
+        if tuple(y.shape) != tuple(logits.shape):
+            return Check(name, FAIL, "shape", f"y has shape {list(y.shape)}, the logits {list(logits.shape)}")
+        if not torch.isfinite(y).all():
+            return Check(name, FAIL, "nan/inf", "non-finite values")
+        onehot = (y - y.round()).abs().max() <= 1e-9 and ((y.round() == 0) | (y.round() == 1)).all() and \
+            (y.sum(-1) - 1).abs().max() <= 1e-9
+        if not est.relaxed and not onehot:
+            return Check(name, FAIL, "not 1-hot", "the value of a non-relaxed estimator must be the one-hot sample")
+        p = base.softmax(-1)
+        freq = torch.nn.functional.one_hot(y.argmax(-1), p.shape[-1]).to(D).mean(0)
+        z = max(z, ((freq - p).abs() / (p * (1 - p) / N).sqrt()).max().item())
     verdict = PASS if z <= Z_MAX else FAIL
-    return Check(name, verdict, f"z {_fmt(z)}", f"frequencies vs softmax, {N} draws")
+    return Check(name, verdict, f"z {_fmt(z)}", f"vs softmax, {N} draws, toy+binary")
 
 
 def check_y_fn(est: Estimator, s: Settings) -> Check:
@@ -289,9 +291,17 @@ def check_finite_logits(spec: EstimatorSpec, method: str) -> Check:
     return Check(name, verdict, "+-80", f"f32, f64; bad: {', '.join(bad) or 'none'}")
 
 
+def _takes_t(spec: EstimatorSpec) -> bool:
+    """Whether a plug-in's factory takes a keyword ``t`` (its default is then checked at the extremes)."""
+    try:
+        return "t" in inspect.signature(plugins.factory_of(spec.name)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def check_finite_t(spec: EstimatorSpec, method: str) -> Check:
     name = "finite t"
-    if spec.get("t") is None:
+    if spec.get("t") is None and not (spec.plugin and _takes_t(spec)):
         return Check(name, NA, "-", "no temperature t")
     bad = []
     for t in (0.01, 100):

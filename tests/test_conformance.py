@@ -39,6 +39,7 @@ def test_every_builtin_passes(spec):
     ("wrong_noise", "outcomes"),
     ("not_reproducible", "chunking"),
     ("naive_softmax(t=0.5)", "finite logits"),
+    ("naive_softmax", "finite t"),  # t a keyword of the factory: checked at its extremes, unnamed
 ])
 def test_a_broken_plugin_fails_the_check_it_breaks(factory, broken):
     rows = check_estimator(f"{BROKEN}:{factory}", FAST)
