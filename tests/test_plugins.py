@@ -222,6 +222,10 @@ def test_sweep_train_and_bench_take_a_plugin(tmp_path, monkeypatch):
     r = invoke("train", "--model", "toy-cat", "--estimator", "est.py:bare", "--t", "0.5", "--epochs", "1",
                "--out", "t.pt")
     assert r.exit_code == 0 and "est.py:bare(t=0.5)" in r.output, r.output
+    from biasvar.snapshot import load_snapshot
+
+    prov = load_snapshot(tmp_path / "t.pt").provenance
+    assert prov["estimator"] == "est.py:bare(t=0.5)" and prov["estimator_source"]["import"] == "est.py:bare"
     r = invoke("bench", "--bench", "toy-cat", "--estimators", "est.py:bare(t=0.5)", "--n", "64", "--n-loop", "8",
                "--repeats", "1")
     assert r.exit_code == 0 and "est.py:bare(t=0.5)" in r.output, r.output
