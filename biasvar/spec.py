@@ -239,7 +239,8 @@ _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _unknown_name(name: str) -> SpecError:
     return SpecError(f"unknown estimator {name!r}; expected one of: {', '.join(FAMILIES)}, "
-                     f"or your own as module:function or file.py:function")
+                     f"or your own as module:function or file.py:function (a name given by "
+                     f"biasvar.register_estimator is known only in the process that registered it)")
 
 
 def plugin_name(raw: str) -> str | None:
