@@ -10,6 +10,13 @@ The public API for measuring your own model (stable; imported lazily so ``import
 * :class:`Site` — a site's logits shape per data point, categorical ``[..., K]`` or binary ``[..., 1]``;
 * :func:`make_problem` — a problem from a built-in name or a factory ``"module:function"``;
 * :func:`save_snapshot`, :func:`load_snapshot`, :func:`snapshot_of` — snapshots the CLI measures.
+
+And for measuring your own *estimator* (see :mod:`biasvar.plugins`):
+
+* :class:`UserEstimator` — what a plug-in factory returns: ``fn(logits, noise) -> y``, the noise it
+  asks for, its cost in forward passes, whether it claims to be unbiased;
+* :func:`register_estimator` — name a factory in this process (or name it by its import path,
+  ``mypkg.est:make(t=0.5)`` / ``path/est.py:make(t=0.5)``, wherever a spec goes).
 """
 
 __version__ = "0.1.0"
@@ -26,6 +33,8 @@ _API = {
     "save_snapshot": "biasvar.snapshot",
     "load_snapshot": "biasvar.snapshot",
     "snapshot_of": "biasvar.snapshot",
+    "UserEstimator": "biasvar.plugins",
+    "register_estimator": "biasvar.estimators.plugin",
 }
 
 __all__ = ["__version__", *_API]

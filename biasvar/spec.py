@@ -9,17 +9,25 @@ where the parameter is always shown, left out where it is not), which round-trip
 'gr-mc(M=100,t=0.1)'
 >>> str(parse_spec("st(t=1)"))
 'st'
+
+A *plug-in* estimator (the user's own, :mod:`biasvar.plugins`) is named by an import path,
+``mypkg.est:make(t=0.5)`` or ``path/est.py:make(t=0.5)``, or by a name registered with
+``biasvar.register_estimator``. Its parameters are keyword numbers passed to the factory; the
+canonical form shows all of them, sorted (``est.py:make(M=4,t=0.5)``). Parsing imports nothing:
+only :attr:`EstimatorSpec.family` (and building the estimator) calls the factory.
 """
 
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from biasvar import plugins
 from biasvar.errors import SpecError
 
 Number = int | float
@@ -171,6 +179,9 @@ class EstimatorSpec:
     params: tuple[tuple[str, Number], ...] = ()
 
     def __str__(self) -> str:
+        if self.plugin:
+            inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params))
+            return f"{self.name}({inner})" if inner else self.name
         family = FAMILIES[self.name]
         shown = []
         for key, value in self.params:
@@ -193,8 +204,18 @@ class EstimatorSpec:
         return dict(self.params)
 
     @property
+    def plugin(self) -> bool:
+        """True for the user's own estimator (an import path or a registered name)."""
+        return self.name not in FAMILIES
+
+    @property
     def family(self) -> Family:
-        return FAMILIES[self.name]
+        """The family; a plug-in's is made from what its factory returns (which imports its module)."""
+        if not self.plugin:
+            return FAMILIES[self.name]
+        made = plugins.make(self.name, self.as_dict(), str(self))
+        return Family(self.name, (), "plug-in", made.summary or "user estimator", cost_rule=str(made.cost),
+                      unbiased=bool(made.unbiased))
 
     @property
     def cost(self) -> int:
@@ -203,8 +224,8 @@ class EstimatorSpec:
         rule = self.family.cost_rule
         if rule == "M":
             return int(self["M"])
-        if rule == "1":
-            return 1
+        if rule.isdigit():
+            return int(rule)
         raise SpecError(f"{self}: cost depends on the problem ({rule} forward passes per draw)")
 
     @property
@@ -212,15 +233,64 @@ class EstimatorSpec:
         return self.family.score_function
 
 
-_SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*(?:\((.*)\))?\s*$")
+_SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*|[^\s()]+:[A-Za-z_][A-Za-z0-9_.]*)\s*(?:\((.*)\))?\s*$")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _unknown_name(name: str) -> SpecError:
-    return SpecError(f"unknown estimator {name!r}; expected one of: {', '.join(FAMILIES)}")
+    return SpecError(f"unknown estimator {name!r}; expected one of: {', '.join(FAMILIES)}, "
+                     f"or your own as module:function or file.py:function (a name given by "
+                     f"biasvar.register_estimator is known only in the process that registered it)")
+
+
+def plugin_name(raw: str) -> str | None:
+    """The canonical plug-in name of ``raw`` (an import path, or a registered name), else None."""
+    raw = raw.strip()
+    if raw.lower() in FAMILIES:
+        return None
+    if plugins.is_import_path(raw):
+        module, _, attr = raw.rpartition(":")
+        if "/" in module or module.endswith(".py"):
+            module = posixpath.normpath(module)
+        return f"{module}:{attr}"
+    return raw.lower() if plugins.is_registered(raw.lower()) else None
+
+
+def _plugin_value(name: str, key: str, raw: Any) -> Number:
+    """A plug-in parameter: a finite number (an integral value is an int, so ``t=2.0`` is ``t=2``)."""
+    if not _KEY_RE.match(key):
+        raise SpecError(f"{name}: parameter {key!r} is not a name")
+    if isinstance(raw, bool):
+        raise SpecError(f"{name}: {key}={raw!r} is not a number (plug-in parameters are numbers)")
+    num = raw if isinstance(raw, int | float) else _number(str(raw).strip())
+    if num is None:
+        raise SpecError(f"{name}: {key}={raw!r} is not a number (plug-in parameters are numbers)")
+    if not math.isfinite(num):
+        raise SpecError(f"{name}: {key}={raw!r} must be finite")
+    if isinstance(num, float) and num == round(num) and abs(num) < 2**53:
+        num = int(num)
+    return num
+
+
+def _number(text: str) -> Number | None:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _plugin_spec(name: str, values: Mapping[str, Any]) -> EstimatorSpec:
+    checked = {key: _plugin_value(name, key, value) for key, value in values.items()}
+    return EstimatorSpec(name, tuple(sorted(checked.items())))
 
 
 def make_spec(name: str, values: Mapping[str, Any]) -> EstimatorSpec:
     """Build a checked spec from a family name and ``{key: value}``; fills in defaults."""
+    plugin = plugin_name(name)
+    if plugin is not None:
+        return _plugin_spec(plugin, values)
     name = name.strip().lower()
     family = FAMILIES.get(name)
     if family is None:
@@ -246,7 +316,10 @@ def _split(text: str) -> tuple[str, dict[str, str]]:
     m = _SPEC_RE.match(text or "")
     if not m:
         raise SpecError(f"cannot parse estimator spec {text!r}; expected e.g. 'zgr', 'gr-mc(t=0.1,M=100)'")
-    name, inner = m.group(1).lower(), m.group(2)
+    plugin, inner = plugin_name(m.group(1)), m.group(2)
+    if plugin is not None:
+        return plugin, _plugin_values(text, plugin, inner)
+    name = m.group(1).lower()
     family = FAMILIES.get(name)
     if family is None:
         raise _unknown_name(name)
@@ -273,6 +346,20 @@ def _split(text: str) -> tuple[str, dict[str, str]]:
     return name, values
 
 
+def _plugin_values(text: str, name: str, inner: str | None) -> dict[str, str]:
+    """``k=v`` items of a plug-in spec (keyword only: a plug-in has no positional order)."""
+    values: dict[str, str] = {}
+    for item in (inner or "").split(",") if inner and inner.strip() else ():
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise SpecError(f"{text!r}: plug-in parameters are keyword numbers, e.g. {name}(t=0.5)")
+        if key in values:
+            raise SpecError(f"{text!r}: parameter {key!r} given twice")
+        values[key] = val.strip()
+    return values
+
+
 def parse_spec(text: str | EstimatorSpec) -> EstimatorSpec:
     """Parse ``name``, ``name(k=v,...)`` or the positional ``name(v1, v2)`` into a spec."""
     if isinstance(text, EstimatorSpec):
@@ -287,8 +374,14 @@ def spec_from_flags(estimator: str, **flags: Any) -> EstimatorSpec:
     different number is an error.
     """
     name, values = _split(estimator)
-    family = FAMILIES[name]
     merged: dict[str, Any] = dict(values)
+    if name not in FAMILIES:  # a plug-in: a flag is one more keyword number
+        for key, value in flags.items():
+            if value is not None and key in merged and _plugin_value(name, key, merged[key]) != value:
+                raise SpecError(f"{name}: {key} given twice ({merged[key]} in the spec, {value} as a flag)")
+            merged.update({key: value} if value is not None else {})
+        return make_spec(name, merged)
+    family = FAMILIES[name]
     for key, value in flags.items():
         if value is None:
             continue

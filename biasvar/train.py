@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 import biasvar
+from biasvar import plugins
 from biasvar.device import resolve_device  # one device rule for train and sample
 from biasvar.errors import BiasvarError
 from biasvar.estimators import PlugIn, build
@@ -387,6 +388,7 @@ def _start_provenance(spec: EstimatorSpec, data: Any, *, lr: float, seed: int, b
         "loss_history": [],
         "eval_history": [],
         "epoch_times_s": [],
+        **({"estimator_source": plugins.source_record(spec.name)} if spec.plugin else {}),  # the user's code
     }
 
 

@@ -9,6 +9,7 @@ import typer
 import biasvar
 
 from . import (
+    check_cmd,
     claims_cmd,
     compact_cmd,
     data_cmd,
@@ -42,7 +43,7 @@ def root(
 
 
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
-                gram_cmd, report_cmd, reproduce_cmd, claims_cmd):
+                gram_cmd, report_cmd, reproduce_cmd, claims_cmd, check_cmd):
     _module.register(app)
 use_command_class(app)
 

@@ -11,6 +11,7 @@ want gradients without a run file.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,8 @@ from biasvar.engine.chunks import ChunkSizer, is_oom, make_sizer
 from biasvar.engine.gradients import GradChunk
 from biasvar.engine.settings import parse_memory, prepare, select_params
 from biasvar.errors import SpecError
-from biasvar.estimators import Estimator, build
+from biasvar.estimators import Estimator, UserPlugIn, build
+from biasvar.estimators.plugin import vmap_refusal
 from biasvar.problems.base import Problem, noise_requests
 from biasvar.spec import EstimatorSpec, parse_spec
 
@@ -56,14 +58,18 @@ class DrawPath:
     sizer: ChunkSizer  # the initial sizing; :meth:`draws` works on a copy
     method: str  # "vmap" or "loop": the path taken
     method_requested: str  # "auto", "vmap" or "loop"
+    refusal: str | None = None  # why a plug-in estimator runs on the loop (not vmap-safe)
 
     def record(self) -> dict[str, Any]:
         """What a run header records of the path: the path taken, the one asked for (``auto`` =
         calibrated) and the chunk (draws per call; ``adaptive`` where the size follows measured
         memory, on CUDA without a fixed chunk)."""
         s = self.sizer
-        return {"method": self.method, "chunk": int(s.size) if s.fixed or s.memory is None else "adaptive",
-                "method_requested": self.method_requested}
+        out = {"method": self.method, "chunk": int(s.size) if s.fixed or s.memory is None else "adaptive",
+               "method_requested": self.method_requested}
+        if self.refusal:
+            out["vmap_refused"] = self.refusal
+        return out
 
     def draws(self, seed: int, start: int, end: int, *, aligned: bool = False,
               run_end: int | None = None) -> Iterator[GradChunk]:
@@ -114,8 +120,17 @@ def plan_draws(problem: Problem, est: Estimator, names: Sequence[str], *, chunk:
         raise SpecError(f"parameter {names[0]!r} is {dtype}; only floating parameters have gradients")
     dev = next(iter(problem.params.values())).device
     sizer = make_sizer(dev, problem, est, names, chunk, max_memory)
+    refusal = vmap_refusal(est) if isinstance(est, UserPlugIn) and method != "loop" else None
+    if refusal:  # the user's function is not vmap-safe: one line, then the per-draw loop
+        if refusal not in _REFUSED:
+            _REFUSED.add(refusal)
+            print(refusal, file=sys.stderr)
+        return DrawPath(problem, est, tuple(names), dev, sizer, "loop", method, refusal)
     chosen = choose_method(dev, method, problem, est, names, sizer.size, calibration)
     return DrawPath(problem, est, tuple(names), dev, sizer, chosen, method)
+
+
+_REFUSED: set[str] = set()  # refusals printed in this process (once each)
 
 
 def _standalone(problem: Problem, spec: str | EstimatorSpec, device: str | torch.device | None,

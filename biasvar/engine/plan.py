@@ -31,7 +31,7 @@ from biasvar.engine.calibration import Calibration
 from biasvar.engine.draws import DrawPath, choose_method, plan_draws
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.errors import SpecError, StoreError
-from biasvar.estimators import Estimator, build
+from biasvar.estimators import Estimator, UserPlugIn, build
 from biasvar.problems.base import Problem, passes
 from biasvar.provenance import environment
 from biasvar.spec import EstimatorSpec, parse_spec
@@ -178,6 +178,7 @@ def run_header(snapshot: Any, spec: EstimatorSpec, est: Estimator, problem: Prob
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command_n": int(n),
         **environment(device),
+        **({"estimator_source": est.source()} if isinstance(est, UserPlugIn) else {}),  # the user's code
     }
 
 

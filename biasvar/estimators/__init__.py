@@ -35,18 +35,20 @@ Cost is forward passes of the model per gradient sample. A *plug-in* estimator i
 (:class:`ScoreFunction`) that builds a surrogate loss from M draws' losses and log-probabilities;
 ``arsm``, ``indecater`` and ``disarm`` are *multi-pass* estimators (:class:`MultiPass`, in
 :mod:`biasvar.estimators.newer`) whose passes per draw depend on the problem's nodes (V variables
-of K categories per data point).
+of K categories per data point). The user's own estimators (a spec that is an import path or a
+registered name, :mod:`biasvar.plugins`) are :class:`UserPlugIn`, built by their factories
+(:mod:`biasvar.estimators.plugin`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
 
 from torch import Tensor
 
+from biasvar.estimators.base import Noise, NoiseRequest, PlugIn, ScoreFunction
 from biasvar.estimators.categorical import (
     darn_y,
     gr_mc,
@@ -62,67 +64,8 @@ from biasvar.estimators.categorical import (
     zgr_y,
 )
 from biasvar.estimators.newer import MultiPass, reinmax_y
+from biasvar.estimators.plugin import UserPlugIn, build_plugin, register_estimator
 from biasvar.spec import FAMILIES, EstimatorSpec, parse_spec
-
-Noise = Mapping[str, Tensor]
-
-
-@dataclass(frozen=True)
-class NoiseRequest:
-    """Noise one estimator needs for one stochastic node: a shape and a kind."""
-
-    shape: tuple[int, ...]
-    kind: str  # "gumbel" | "exponential" | "uniform" | "counter" (the uniforms' address: biasvar.rng.COUNTER)
-
-
-@dataclass(frozen=True)
-class PlugIn:
-    """A plug-in estimator ``(logits, noise) -> y``; value = forward sample, gradient = estimator.
-
-    ``y_fn`` is the same estimator as a function of the one-hot sample (for estimators whose
-    gradient depends on x alone), which lets tests enumerate every x.
-    """
-
-    spec: EstimatorSpec
-    fn: Callable[[Tensor, Noise], Tensor]
-    y_fn: Callable[[Tensor, Tensor], Tensor] | None = None
-    mc: int = 0  # M of gr-mc: extra Exp(1) noise [..., M, K]
-    relaxed: bool = False  # gs: the value itself is relaxed
-    cost: int = 1
-
-    def __call__(self, logits: Tensor, noise: Noise) -> Tensor:
-        return self.fn(logits, noise)
-
-    def noise(self, logits_shape: tuple[int, ...]) -> dict[str, NoiseRequest]:
-        shape = tuple(logits_shape)
-        req = {"G": NoiseRequest(shape, "gumbel")}
-        if self.mc:
-            # the uniforms of E = -log U, handed over as their address: GR-MC's kernel generates them
-            req["E"] = NoiseRequest((*shape[:-1], self.mc, shape[-1]), "counter")
-        return req
-
-
-@dataclass(frozen=True)
-class ScoreFunction:
-    """rf(M): M independent forward passes per gradient sample, surrogate of Kool et al. (2019)."""
-
-    spec: EstimatorSpec
-    M: int
-    cost: int = field(default=0)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cost", self.M)
-
-    def noise(self, logits_shape: tuple[int, ...]) -> dict[str, NoiseRequest]:
-        return {"G": NoiseRequest((self.M, *logits_shape), "gumbel")}
-
-    def surrogate(self, f: Tensor, logq: Tensor) -> Tensor:
-        return rf_surrogate(f, logq)
-
-    @staticmethod
-    def sample(logits: Tensor, noise: Noise) -> Tensor:
-        return sample_onehot(logits, noise["G"])
-
 
 Estimator = PlugIn | ScoreFunction | MultiPass
 
@@ -217,6 +160,8 @@ assert set(FACTORIES) == set(FAMILIES)
 def build(spec: str | EstimatorSpec) -> Estimator:
     """The estimator a spec names: ``build("gr-mc(t=0.1,M=10)")``."""
     spec = parse_spec(spec)
+    if spec.plugin:
+        return build_plugin(spec)
     return FACTORIES[spec.name](spec)
 
 
@@ -226,7 +171,9 @@ __all__ = [
     "NoiseRequest",
     "PlugIn",
     "ScoreFunction",
+    "UserPlugIn",
     "build",
+    "register_estimator",
     "sample_onehot",
     "st_y",
     "darn_y",

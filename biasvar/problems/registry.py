@@ -16,14 +16,9 @@ missing attribute, options the factory refuses, a return value that is not a
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import json
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +26,7 @@ import torch
 
 from biasvar.errors import BiasvarError, UnsupportedError
 from biasvar.problems.base import Problem
+from biasvar.userimport import import_factory
 
 PROBLEMS = MappingProxyType(
     {
@@ -46,34 +42,6 @@ PROBLEMS = MappingProxyType(
 def is_import_path(kind: str) -> bool:
     """True for ``module:attribute`` (or ``file.py:attribute``), False for a built-in name."""
     return kind not in PROBLEMS and ":" in kind
-
-
-def _import_module(module: str):
-    if module.endswith(".py") or os.sep in module or "/" in module:
-        path = Path(module)
-        if not path.is_file():
-            raise UnsupportedError(f"cannot import problem file {module}: no such file")
-        name = "biasvar_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception as e:  # the user's file: one line, whatever it raised
-            del sys.modules[name]
-            raise UnsupportedError(f"cannot import problem file {module}: {type(e).__name__}: {e}") from None
-        return mod
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)  # like `python -m`: a module beside you is importable
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise UnsupportedError(f"cannot import module {module!r} of a problem factory ({e})") from None
-    except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
-        raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
 
 
 def problem_factory(kind: str) -> Callable[..., Problem]:
@@ -92,13 +60,7 @@ def problem_factory(kind: str) -> Callable[..., Problem]:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:
             raise UnsupportedError(f"problem kind {kind!r} is not available in this version ({e})") from None
-    mod = _import_module(module)
-    factory = getattr(mod, name, None)
-    if factory is None:
-        raise UnsupportedError(f"module {module!r} has no attribute {name!r} (the problem factory {kind})")
-    if not callable(factory):
-        raise UnsupportedError(f"problem factory {kind} is a {type(factory).__name__}, not a callable")
-    return factory
+    return import_factory(kind, "problem")
 
 
 problem_class = problem_factory  # the name this function had when problems were classes only

@@ -13,11 +13,14 @@ _GROUPING = {"gr-mc": ("M", "t"), "st-zgr": ("t", "alpha")}
 
 
 def sort_key(spec: str, seed: int = 0) -> tuple:
-    """Family (in the order of ``spec.FAMILIES``), then hyper-parameters (curve first), then seed."""
+    """Family (in the order of ``spec.FAMILIES``, plug-ins after them by name), then hyper-parameters
+    (curve first), then seed. A plug-in's module is not imported."""
     s = parse_spec(spec)
     order = list(FAMILIES)
+    if s.plugin:
+        return (len(order), s.name, tuple(float(v) for _, v in s.params), seed)
     keys = _GROUPING.get(s.name, tuple(p.key for p in s.family.params))
-    return (order.index(s.name), tuple(float(s.get(k, 0.0)) for k in keys), seed)
+    return (order.index(s.name), "", tuple(float(s.get(k, 0.0)) for k in keys), seed)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
