@@ -60,10 +60,11 @@ def unbiased(spec: str) -> bool:
     return bool(parse_spec(spec).family.unbiased)
 
 
-def _anchored(run: Any, c0: np.ndarray) -> np.ndarray:
-    """``S_b - n_b c0`` for every block, float64 [nb, dim] (converted a column chunk at a time)."""
+def _anchored(run: Any, c0: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``S_b - n_b c0`` for every block, float64 [nb, dim] (converted a column chunk at a time), into
+    ``out`` if given (a slice of a panel: no second copy)."""
     sums, count = run.block_sum, np.asarray(run.block_count, dtype=np.float64)
-    out = np.empty(sums.shape, dtype=np.float64)
+    out = np.empty(sums.shape, dtype=np.float64) if out is None else out
     for lo in range(0, sums.shape[1], CHUNK):
         hi = min(sums.shape[1], lo + CHUNK)
         out[:, lo:hi] = sums[:, lo:hi]
@@ -206,15 +207,15 @@ def compute(new: Sequence[tuple[Any, str, str]], *, load: Callable[[Any], Any], 
         while j < len(new) and (j == i or size + len(rows_new[j].rows) <= panel_rows):
             size += len(rows_new[j].rows)
             j += 1
-        panel = []
+        off = np.concatenate([[0], np.cumsum([len(r.rows) for r in rows_new[i:j]])])
+        x = np.empty((int(off[-1]), c0.size))  # the panel, filled in place run by run
         for k in range(i, j):
             say(f"reading {Path(new[k][1]).name} (new)")
-            panel.append(_anchored(first if (k == 0 and first is not None) else loaded(k), anchor))
-        x = np.concatenate(panel)
-        del panel
+            run = first if (k == 0 and first is not None) else loaded(k)
+            _anchored(run, anchor, out=x[off[k - i]:off[k - i + 1]])
+            del run
         x_rows = np.concatenate([r.rows for r in rows_new[i:j]])
         _put(q, x_rows, sp_rows, _products(x, special, bounds), True)
-        off = np.concatenate([[0], np.cumsum([len(r.rows) for r in rows_new[i:j]])])
         members = rows_new[i:j]
         pp = _products(x, x, bounds)
         for b in range(i, j):
