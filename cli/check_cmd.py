@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
 import typer
-
-from biasvar.conformance import Settings, check_estimator, passed, table
-from biasvar.spec import parse_spec
 
 from .options import Opt
 
@@ -25,6 +21,11 @@ def check_estimator_cmd(
     loss is quadratic and where it is not, unbiasedness where it claims it, identical draws across
     chunkings, vmap against the loop, finite values at extreme logits and temperatures.
     """
+    import torch  # the check imports torch when it runs, not when the CLI starts
+
+    from biasvar.conformance import Settings, check_estimator, passed, table
+    from biasvar.spec import parse_spec
+
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     s = Settings(outcome_draws=draws, unbiased_draws=draws, bias_draws=max(100, draws // 2), seed=seed)
     rows = check_estimator(spec, s)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,13 +30,11 @@ FIG1_BLOCKS = 34
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    import torch
+
+    from biasvar.provenance import device_name
+
+    return device_name(torch.device("cpu"))
 
 
 def _child(args: argparse.Namespace) -> None:
