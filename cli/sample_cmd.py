@@ -251,7 +251,7 @@ def ls(
     if runs_dir.exists() and not runs_dir.is_dir():
         raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
     prefix = snapshot_prefix(snapshot_id)
-    runs, bad = store.scan_runs(runs_dir)
+    runs, bad = store.scan_runs(runs_dir, verify=True)
     runs = select_snapshot(runs, prefix, lambda r: r.path)
     bad = select_snapshot(bad, prefix, lambda b: b.path)
     if not runs and not bad:

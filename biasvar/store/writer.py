@@ -17,7 +17,8 @@ blocks, each visible to readers whole or not at all.
   before it is appended to (:func:`biasvar.store.maintenance.copy_committed`).
 * Two writers of the same run are kept apart by the writer lock (:mod:`biasvar.store.lock`).
 * A file whose identity (:data:`IDENTITY`) differs from the command is refused with a
-  :class:`StoreError`, never appended to; ``restart=True`` deletes it first. A file the writer
+  :class:`StoreError`, never appended to; ``restart=True`` deletes it first. A file whose saved
+  rows fail their checksums is refused (:class:`DamagedError`) before the first write. A file the writer
   created and never saved a draw to is removed on close, so a run that fails before its first
   draw leaves nothing behind.
 """
@@ -39,8 +40,8 @@ from biasvar.errors import StoreError
 from biasvar.store import lock, maintenance
 from biasvar.store.datasets import BLOCK_SETS, create_datasets, filters_for
 from biasvar.store.layout import BlockStats, PendingStats, RunHeader, StateRow, attrs_of
-from biasvar.store.opening import DamagedError, short
-from biasvar.store.reader import check_identity, state_of
+from biasvar.store.opening import DamagedError, damage_as_error, short
+from biasvar.store.reader import check_identity, state_of, verify_file
 
 
 def _create(path: Path, header: Mapping[str, Any], *, group_sizes: np.ndarray, sample_index: np.ndarray,
@@ -133,16 +134,18 @@ class RunWriter:
                 path.unlink()
             if path.exists():
                 check_identity(path, header, own_lock=True)
+                verify_file(path, own_lock=True)  # before the first write: a damaged file is never extended
             else:
                 _create(path, header, group_sizes=group_sizes, sample_index=sample_index, exact=exact,
                         n_target=n_target, compression=compression)
                 created = True
-            f = _open_append(path)
-            try:
-                writer = cls(path, f, lock_fd, created)
-            except BaseException:
-                f.close()
-                raise
+            with damage_as_error(path):
+                f = _open_append(path)
+                try:
+                    writer = cls(path, f, lock_fd, created)
+                except BaseException:
+                    f.close()
+                    raise
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):

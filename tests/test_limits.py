@@ -1,0 +1,100 @@
+"""Issue 26: at the machine's limits. A damaged file is never written to (and ``ls``, ``compact``,
+``report`` say it is damaged), absurd or impossible requests are refused in one line before any draw,
+and no input reaches "internal error"."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import pytest
+from biasvar_cli.main import app
+from typer.testing import CliRunner
+
+from biasvar import engine, store
+from biasvar.problems.toy import ToyCat
+from biasvar.snapshot import save_snapshot
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=100)
+
+
+def one_error_line(r) -> str:
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in r.output and len(lines) == 1 and lines[0].startswith("error:"), r.output
+    assert "internal error" not in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory):
+    return save_snapshot(tmp_path_factory.mktemp("snap") / "toy.pt", ToyCat(vars=2, categories=3))
+
+
+def _run(snap, runs: Path, n: int = 200) -> Path:
+    return engine.sample_run(snap, "zgr", n=n, seed=0, runs_dir=runs, block_size=20)
+
+
+def _flip_block_sum(path: Path, row: int = 3) -> None:
+    """Flip two bytes inside one stored chunk of ``block_sum`` (its checksum then fails)."""
+    with h5py.File(path, "r") as f:
+        ds = f["block_sum"]
+        info = ds.id.get_chunk_info(row // ds.chunks[0]) if ds.chunks else None
+        offset = info.byte_offset if info is not None else ds.id.get_offset()
+    data = bytearray(path.read_bytes())
+    for k in (5, 9):
+        data[offset + k] ^= 0x41
+    path.write_bytes(bytes(data))
+
+
+def _flip_metadata(path: Path) -> None:
+    """Flip one bit of the root group's object header (metadata checksum fails), as found by a bit sweep."""
+    data = bytearray(path.read_bytes())
+    data[128] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_more_draws_on_a_run_with_damaged_block_sums_is_refused_before_any_write(snap, tmp_path):
+    path = _run(snap, tmp_path / "runs")
+    _flip_block_sum(path)
+    before = digest(path)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--runs-dir", tmp_path / "runs")
+    assert r.exit_code == 1 and "is damaged" in one_error_line(r)
+    assert digest(path) == before  # not a byte written
+    with pytest.raises(store.DamagedError):
+        engine.sample_run(snap, "zgr", n=400, seed=0, runs_dir=tmp_path / "runs", block_size=20)
+    assert digest(path) == before
+
+
+def test_resuming_a_run_with_a_flipped_metadata_bit_is_one_line(snap, tmp_path):
+    path = _run(snap, tmp_path / "runs")
+    _flip_metadata(path)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--runs-dir", tmp_path / "runs")
+    assert r.exit_code == 1 and "is damaged" in one_error_line(r)
+
+
+def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap, tmp_path):
+    runs = tmp_path / "runs"
+    good = _run(snap, runs)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    _flip_block_sum(bad)
+    before = digest(bad)
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+    r = invoke("compact", "--runs-dir", runs, "--compression", "none")
+    assert r.exit_code != 0 or "damaged" in r.output, r.output
+    assert "damaged" in r.output and digest(bad) == before, r.output
+    r = invoke("report", "--runs-dir", runs, "--reference", "exact", "--n-resamples", "0")
+    assert r.exit_code == 0, r.output
+    assert "left out" in r.output and "damaged" in r.output, r.output
+    assert good.exists() and digest(bad) == before
