@@ -98,3 +98,47 @@ def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap,
     assert r.exit_code == 0, r.output
     assert "left out" in r.output and "damaged" in r.output, r.output
     assert good.exists() and digest(bad) == before
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["-e", "gr-mc(t=0.5,M=99999999999999999999)"], "M=99999999999999999999 is beyond the limit 2147483647"),
+    (["-e", "gr-mc", "--t", "0.5", "--M", "99999999999999999999"], "beyond the limit 2147483647"),
+    (["-e", "rf(M=3000000000)"], "beyond the limit 2147483647"),
+    (["-e", "zgr", "--n", "1000000000000000000000000000000"], "n must be between 1 and 9223372036854775807"),
+    (["-e", "zgr", "--keep", "100000000000000000000"], "keep must be between 0 and 9223372036854775807"),
+    (["-e", "zgr", "--chunk", "100000000000000000000"], "chunk must be between 1 and 9223372036854775807"),
+])
+def test_absurd_hyper_parameters_are_refused_at_parse_time_with_the_limit(snap, tmp_path, args, words):
+    r = invoke("sample", "--snapshot", snap.path, *args, "--runs-dir", tmp_path / "runs")
+    assert r.exit_code in (1, 2) and words in one_error_line(r)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_factory_that_calls_sys_exit_is_reported_as_such(snap, tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\n\ndef make():\n    sys.exit(3)\n\n\ndef est():\n    sys.exit(4)\n")
+    r = invoke("sample", "--problem", f"{tmp_path / 'quits.py'}:make", "-e", "zgr", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "called sys.exit(3)" in one_error_line(r)
+    r = invoke("sample", "--snapshot", snap.path, "-e", f"{tmp_path / 'quits.py'}:est", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "called sys.exit(4)" in one_error_line(r)
+    (tmp_path / "quits_at_import.py").write_text("import sys\nsys.exit(5)\n")
+    r = invoke("sample", "--problem", f"{tmp_path / 'quits_at_import.py'}:make", "-e", "zgr",
+               "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "SystemExit: 5" in one_error_line(r)
+
+
+def test_a_gram_matrix_that_cannot_be_decomposed_is_an_analysis_error_not_linalg():
+    """``report --reference exact`` on a run with 181 of 200 draws non-finite reached "internal error
+    (LinAlgError)": the eigen-decomposition of the deviations' Gram matrix is now an AnalysisError."""
+    import numpy as np
+
+    from biasvar.errors import AnalysisError
+    from biasvar.stats.intervals import gauss_model, pivot_parts
+    from biasvar.studies.coverage import gram_of
+    from biasvar.studies.coverage import memory_run as run_of
+
+    x = np.random.default_rng(2).standard_normal((64, 40))
+    pg = gram_of(None, run_of(x, 16), np.zeros(40))
+    parts = pivot_parts(pg)
+    parts.d_tt[0][1, 2] = np.nan
+    with pytest.raises(AnalysisError, match="no usable Gram matrix"):
+        gauss_model(pg, parts, 0)

@@ -37,6 +37,7 @@ from biasvar.provenance import environment
 from biasvar.spec import EstimatorSpec, parse_spec
 
 SEED_MAX = 2**63 - 1  # seeds are stored as int64
+COUNT_MAX = 2**63 - 1  # draws, block sizes, kept coordinates: counts a run file stores as int64
 #: The gradient path of sharded runs when ``method="auto"``: one fixed path, not a per-process
 #: timing (two shards timed apart could take different paths, and their last bits would differ).
 SHARD_METHOD = "vmap"
@@ -47,10 +48,12 @@ def check_run_args(*, n: int, seed: int, keep: int = 0, block_size: int | None =
     """Refuse out-of-range run arguments with one line (before anything is drawn or written).
 
     Raises:
-        SpecError: n < 1, a seed outside [0, 2^63), keep < 0, block_size or chunk < 1.
+        SpecError: n < 1, a seed outside [0, 2^63), keep < 0, block_size or chunk < 1, or a count
+            past :data:`COUNT_MAX` (what a run file can hold).
     """
-    checks = (("n", n, 1, None, "draws"), ("seed", seed, 0, SEED_MAX, ""), ("keep", keep, 0, None, "coordinates"),
-              ("block size", block_size, 1, None, "draws"), ("chunk", chunk, 1, None, "draws"))
+    checks = (("n", n, 1, COUNT_MAX, "draws"), ("seed", seed, 0, SEED_MAX, ""),
+              ("keep", keep, 0, COUNT_MAX, "coordinates"), ("block size", block_size, 1, COUNT_MAX, "draws"),
+              ("chunk", chunk, 1, COUNT_MAX, "draws"))
     for name, value, lo, hi, unit in checks:
         if value is None:
             continue
