@@ -142,3 +142,31 @@ def test_a_gram_matrix_that_cannot_be_decomposed_is_an_analysis_error_not_linalg
     parts.d_tt[0][1, 2] = np.nan
     with pytest.raises(AnalysisError, match="no usable Gram matrix"):
         gauss_model(pg, parts, 0)
+
+
+def test_noise_that_cannot_fit_the_memory_budget_is_refused_before_any_draw_naming_the_largest_m(tmp_path):
+    r = invoke("sample", "--problem", "toy-cat", "-e", "gr-mc(t=0.5,M=100000000)", "--n", "100",
+               "--runs-dir", tmp_path / "runs")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and "over the memory budget 512 MiB" in line and "the largest M that fits is" in line
+    largest = int(line.split("the largest M that fits is ")[1].split()[0])
+    assert not (tmp_path / "runs").exists()  # refused before any draw: nothing written
+    r = invoke("sample", "--problem", "toy-cat", "-e", "gr-mc(t=0.5,M=100000000)", "--n", "100",
+               "--max-memory", "1GB", "--runs-dir", tmp_path / "runs")
+    assert "budget 1.00 GiB (--max-memory)" in one_error_line(r)
+    assert int(one_error_line(r).split("the largest M that fits is ")[1].split()[0]) > largest
+    # the largest M is what the check lets through, and one more is refused
+    from biasvar import engine
+    from biasvar.engine.chunks import check_noise_fits
+    from biasvar.errors import UnsupportedError
+    from biasvar.estimators import build
+    from biasvar.spec import parse_spec
+
+    problem = ToyCat()
+    for m, ok in ((largest, True), (largest + 1, False)):
+        spec = parse_spec(f"gr-mc(t=0.5,M={m})")
+        if ok:
+            check_noise_fits(problem, spec, build(spec), engine.resolve_device("cpu"), None)
+        else:
+            with pytest.raises(UnsupportedError, match="largest M"):
+                check_noise_fits(problem, spec, build(spec), engine.resolve_device("cpu"), None)

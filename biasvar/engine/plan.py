@@ -28,6 +28,7 @@ from biasvar import store
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine.blocks import choose_block_size, choose_step
 from biasvar.engine.calibration import Calibration
+from biasvar.engine.chunks import check_noise_fits
 from biasvar.engine.draws import DrawPath, choose_method, plan_draws
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.errors import SpecError, StoreError
@@ -60,7 +61,8 @@ def check_run_args(*, n: int, seed: int, keep: int = 0, block_size: int | None =
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise SpecError(f"{name} must be an integer, got {value!r}")
         if value < lo or (hi is not None and value > hi):
-            span = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            # a count's upper limit (what a run file holds) is named only to a value past it
+            span = f"between {lo} and {hi}" if hi is not None and (value > hi or hi != COUNT_MAX) else f"at least {lo}"
             raise SpecError(f"{name} must be {span}{' ' + unit if unit else ''}, got {value}")
 
 
@@ -236,6 +238,7 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
         complete = not restart and store.is_complete(path, header, int(n))
     draws = None
     if sharded or not complete:  # the path the engine takes ("auto" is kept as method_requested)
+        check_noise_fits(problem, spec, est, dev, max_memory)  # before any draw (a calibration draws)
         draws = plan_draws(problem, est, sel.names, chunk=o.chunk, max_memory=max_memory, method=method,
                            calibration=calibration)
         header.update(draws.record())
