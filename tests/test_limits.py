@@ -170,3 +170,31 @@ def test_noise_that_cannot_fit_the_memory_budget_is_refused_before_any_draw_nami
         else:
             with pytest.raises(UnsupportedError, match="largest M"):
                 check_noise_fits(problem, spec, build(spec), engine.resolve_device("cpu"), None)
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_in_seconds(snap, tmp_path):
+    import time
+
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--reference", "rf", "--n", "40",
+               "--executor", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "2", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "no Ray cluster at 127.0.0.1:1" in one_error_line(r)
+    assert time.monotonic() - start < 20 and not (tmp_path / "r").exists()
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--executor", "ray", "--address",
+               "127.0.0.1:1", "--connect-timeout", "0", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "--connect-timeout must be a positive number" in one_error_line(r)
+
+
+def test_an_address_that_does_not_answer_in_time_is_refused_naming_the_timeout(monkeypatch):
+    from biasvar.engine import executors
+    from biasvar.errors import BiasvarError
+
+    def never(target, timeout):
+        assert target == ("127.0.0.1", 6379) and timeout == 1.5
+        raise TimeoutError()
+
+    monkeypatch.setattr(executors.socket, "create_connection", never)
+    with pytest.raises(BiasvarError, match=r"no Ray cluster answers at ray://127.0.0.1:6379 within 1.5 s"):
+        executors.probe("ray://127.0.0.1:6379", 1.5)
+    executors.probe("auto", 1.5)  # left to Ray (it answers in seconds)
