@@ -198,3 +198,47 @@ def test_an_address_that_does_not_answer_in_time_is_refused_naming_the_timeout(m
     with pytest.raises(BiasvarError, match=r"no Ray cluster answers at ray://127.0.0.1:6379 within 1.5 s"):
         executors.probe("ray://127.0.0.1:6379", 1.5)
     executors.probe("auto", 1.5)  # left to Ray (it answers in seconds)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (root only); skipped where mounting is not allowed."""
+    import subprocess
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode().strip() or r.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(small_disk, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    args = ["sample", "--problem", "toy-cat", "-e", "zgr", "--n", "60000", "--block-size", "20"]
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+                       capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout, (r.returncode, r.stderr[-2000:])
+    assert len(errors) == 1 and "no space left on the device of" in errors[0] and str(small_disk) in errors[0]
+    path = next((small_disk / "runs").rglob("*.h5"))
+    saved = store.read_run(path)
+    assert saved.attrs["status"] == "interrupted" and saved.attrs["n_done"] > 0
+    subprocess.run(["mount", "-o", "remount,size=64m", "tmpfs", str(small_disk)], check=True)
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed = store.read_run(path)
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(tmp_path / "whole")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whole = store.read_run(next((tmp_path / "whole").rglob("*.h5")))
+    assert resumed.attrs["status"] == "complete" and resumed.attrs["n_done"] == whole.attrs["n_done"] == 60000
+    np.testing.assert_array_equal(resumed.block_sum, whole.block_sum)

@@ -62,7 +62,7 @@ def check_run_args(*, n: int, seed: int, keep: int = 0, block_size: int | None =
             raise SpecError(f"{name} must be an integer, got {value!r}")
         if value < lo or (hi is not None and value > hi):
             # a count's upper limit (what a run file holds) is named only to a value past it
-            span = f"between {lo} and {hi}" if hi is not None and (value > hi or hi != COUNT_MAX) else f"at least {lo}"
+            span = f"between {lo} and {hi}" if hi is not None and (value > hi or name == "seed") else f"at least {lo}"
             raise SpecError(f"{name} must be {span}{' ' + unit if unit else ''}, got {value}")
 
 
