@@ -119,6 +119,9 @@ def make(name: str, params: Mapping[str, Any], shown: str | None = None) -> User
         made = factory(**dict(params))
     except BiasvarError as e:
         raise UnsupportedError(f"estimator factory {shown}: {e}") from None
+    except SystemExit as e:  # the user's factory ended the process: said, not obeyed silently
+        raise UnsupportedError(f"estimator factory {shown} called sys.exit({e.code!r}); a factory must return "
+                               "an estimator or raise") from None
     except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
         raise UnsupportedError(f"estimator factory {shown} failed: {type(e).__name__}: {e}") from None
     if not isinstance(made, UserEstimator):

@@ -45,6 +45,8 @@ class Param:
     default: Number | None = None  # None: required
     always: bool = False  # printed in the canonical form even when equal to the default
     doc: str = ""
+    #: a hard limit past ``high`` (not shown in the summary): what a run can hold at all, see :data:`M_LIMIT`
+    limit: float = math.inf
 
     def check(self, name: str, value: Any) -> Number:
         try:
@@ -57,6 +59,9 @@ class Param:
             if num != round(num):
                 raise SpecError(f"{name}: {self.key}={value!r} must be an integer; {self.describe()}")
             num = int(round(num))
+        if num > self.limit:
+            raise SpecError(f"{name}: {self.key}={value} is beyond the limit {_fmt(self.limit)} (the noise of one "
+                            f"draw is addressed by 31 bits); {self.describe()}")
         too_low = num <= self.low if self.low_open else num < self.low
         if too_low or num > self.high:
             raise SpecError(f"{name}: {self.key}={_fmt(num)} is out of range; {self.describe()}")
@@ -101,6 +106,10 @@ class Family:
         return None
 
 
+#: The largest M of any family: the noise elements of one draw are addressed by 31 bits
+#: (:mod:`biasvar.rng`), so a larger M cannot be drawn at all (memory limits it far earlier).
+M_LIMIT = 2**31 - 1
+
 _T_REQ = Param("t", float, 0.0, low_open=True, doc="temperature")
 _T_OPT = Param("t", float, 0.0, low_open=True, default=1.0, doc="temperature (1 = plain ST)")
 
@@ -125,13 +134,13 @@ FAMILIES: Mapping[str, Family] = MappingProxyType(
         "gs-st": Family("gs-st", (_T_REQ,), "Eq. 8", "straight-through Gumbel-Softmax"),
         "gr-mc": Family(
             "gr-mc",
-            (_T_REQ, Param("M", int, 1, default=100, always=True, doc="MC samples of G|x")),
+            (_T_REQ, Param("M", int, 1, default=100, always=True, doc="MC samples of G|x", limit=M_LIMIT)),
             "Eq. 9",
             "Gumbel-Rao, M Monte Carlo samples of G | x",
         ),
         "rf": Family(
             "rf",
-            (Param("M", int, 2, default=4, always=True, doc="samples per data point"),),
+            (Param("M", int, 2, default=4, always=True, doc="samples per data point", limit=M_LIMIT),),
             "Kool et al. 2019, Eq. 8",
             "REINFORCE with leave-one-out baseline (unbiased)",
             score_function=True,

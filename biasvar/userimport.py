@@ -40,7 +40,7 @@ def import_user_module(module: str, what: str = "problem") -> ModuleType:
         sys.modules[name] = mod
         try:
             spec.loader.exec_module(mod)
-        except Exception as e:  # the user's file: one line, whatever it raised
+        except (Exception, SystemExit) as e:  # the user's file: one line, whatever it raised
             del sys.modules[name]
             raise UnsupportedError(f"cannot import {what} file {module}: {type(e).__name__}: {e}") from None
         return mod
@@ -51,7 +51,7 @@ def import_user_module(module: str, what: str = "problem") -> ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
         raise UnsupportedError(f"cannot import module {module!r} of {_a(what)} factory ({e})") from None
-    except Exception as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module: one line, whatever it raised
         raise UnsupportedError(f"importing module {module!r} failed: {type(e).__name__}: {e}") from None
 
 

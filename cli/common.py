@@ -203,15 +203,28 @@ def use_command_class(app: typer.Typer) -> None:
         use_command_class(group.typer_instance)
 
 
+class LazyProgress(Progress):
+    """A progress display that shows itself at its first update, not when entered: a command that
+    fails before it starts (a bad file, a refused request) prints its one error line, no ``0/N`` line."""
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def update(self, *args, **kwargs) -> None:  # noqa: D102
+        super().update(*args, **kwargs)
+        if not self.live.is_started:
+            self.start()
+
+
 def progress_bar(*fields: str, eta: bool = True, **kwargs) -> Progress:
-    """The CLI's one progress display: description, bar, done/total, ``fields`` (format strings
-    over ``task``), then ETA and elapsed time. ``kwargs`` go to :class:`rich.progress.Progress`."""
+    """The CLI's one progress display (a :class:`LazyProgress`): description, bar, done/total, ``fields``
+    (format strings over ``task``), then ETA and elapsed time. ``kwargs`` go to :class:`rich.progress.Progress`."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                *(TextColumn(f) for f in fields)]
     if eta:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
     kwargs.setdefault("console", console)
-    return Progress(*columns, TimeElapsedColumn(), **kwargs)
+    return LazyProgress(*columns, TimeElapsedColumn(), **kwargs)
 
 
 def step_task(bar: Progress, description: str = "", *, empty: str = "") -> Callable[[int, int, str], None]:

@@ -161,6 +161,7 @@ def sweep(
     gpus_per_task: shards_cmd.GpusPerTask = 0,
     cpus_per_task: shards_cmd.CpusPerTask = 1,
     max_retries: shards_cmd.MaxRetries = 3,
+    connect_timeout: shards_cmd.ConnectTimeout = 30.0,
     no_gram: Annotated[bool, Opt("--no-gram", help="Do not update the snapshot's statistics store at the "
                                  "end (`biasvar gram` does it later).")] = False,
 ) -> None:
@@ -178,7 +179,9 @@ def sweep(
     engine.check_run_args(n=sw.n, seed=seed, keep=keep, block_size=block_size, chunk=chunk)
     snap = resolve_snapshot(snapshot, problem, option, weights)
     run_with = executors.make_executor(executor, shards=shards, address=address, cpus_per_task=cpus_per_task,
-                                       gpus_per_task=gpus_per_task, max_retries=max_retries)
+                                       gpus_per_task=gpus_per_task, max_retries=max_retries,
+                                       connect_timeout=connect_timeout)
+    run_with.check()  # a Ray address where nothing listens: one line before any planning or writing
     plan = engine.plan_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
                              seed=seed, runs_dir=runs_dir, name=sw.name)
     options = engine.RunOptions(params=params, keep=keep, device=device, dtype=dtype, block_size=block_size,
@@ -186,7 +189,8 @@ def sweep(
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
-        result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart, gram=not no_gram)
+        result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart,
+                                     gram=not no_gram)
     roles = {r.path.name: r.role for r in plan}
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
     if result.store is not None:
@@ -251,7 +255,7 @@ def ls(
     if runs_dir.exists() and not runs_dir.is_dir():
         raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
     prefix = snapshot_prefix(snapshot_id)
-    runs, bad = store.scan_runs(runs_dir)
+    runs, bad = store.scan_runs(runs_dir, verify=True)
     runs = select_snapshot(runs, prefix, lambda r: r.path)
     bad = select_snapshot(bad, prefix, lambda b: b.path)
     if not runs and not bad:

@@ -41,6 +41,8 @@ GpusPerTask = Annotated[float, Opt("--gpus-per-task", help="GPUs each Ray task a
                                    "task with GPUs samples on cuda).")]
 CpusPerTask = Annotated[int, Opt("--cpus-per-task", help="CPUs each Ray task asks for (and its torch "
                                  "threads).")]
+ConnectTimeout = Annotated[float, Opt("--connect-timeout", help="Seconds a Ray address (host:port) is given "
+                                      "to answer before the sweep is refused.")]
 MaxRetries = Annotated[int, Opt("--max-retries", help="Retries of a Ray task whose worker died.")]
 
 

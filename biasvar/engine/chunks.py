@@ -58,6 +58,69 @@ def estimate_bytes_per_draw(problem: Problem, est: Estimator, names: Sequence[st
     return int(noise * (4 * 8 + 6 * item) + moments + dim * (4 * item + 16) + acts + (1 << 16))
 
 
+def noise_bytes_per_draw(problem: Problem, est: Estimator) -> int:
+    """The memory the noise of ONE draw takes at least, whatever the chunk: the noise it holds, and
+    the largest block of counter noise its consumer generates at once (GR-MC: one row of M x K numbers
+    at least, :data:`biasvar.estimators.grmc.BLOCK_ELEMENTS` at most otherwise), each number with its
+    int64 hash intermediates and a few float copies (as in :func:`estimate_bytes_per_draw`)."""
+    from biasvar.estimators.grmc import BLOCK_ELEMENTS
+
+    item = next(iter(problem.params.values())).element_size()
+    requests = noise_requests(problem, est)
+    block = max((min(math.prod(shape), max(BLOCK_ELEMENTS, math.prod(shape[-2:])))
+                 for node in requests.values() for shape, kind in node.values() if kind == COUNTER and len(shape) >= 2),
+                default=0)
+    return (_noise_numel(requests) + block) * (4 * 8 + 6 * item)
+
+
+def memory_budget(device: torch.device, max_memory: int | None) -> int:
+    """The chunks' memory budget: ``max_memory``, else 70 % of CUDA's free memory (plus what is allocated)
+    or :data:`CPU_DEFAULT_MEMORY` on the CPU."""
+    if max_memory:
+        return int(max_memory)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(torch.cuda.memory_allocated(device) + CUDA_FREE_FRACTION * free)
+    return CPU_DEFAULT_MEMORY
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def check_noise_fits(problem: Problem, spec: Any, est: Estimator, device: torch.device, max_memory: int | None) -> None:
+    """Refuse, before any draw, a run whose noise for one draw cannot fit the memory budget, naming the
+    largest M that fits (for a family with M) or the budget to give.
+
+    Raises:
+        UnsupportedError: one draw's noise exceeds the budget.
+    """
+    budget = memory_budget(device, max_memory)
+    need = noise_bytes_per_draw(problem, est)
+    if need <= budget:
+        return
+    what = "--max-memory" if max_memory else ("70% of the free CUDA memory" if device.type == "cuda" else
+                                              "the CPU default; raise it with --max-memory")
+    head = f"{spec}: the noise of one draw needs ~{_gib(need)}, over the memory budget {_gib(budget)} ({what})"
+    M = spec.get("M") if hasattr(spec, "get") and not getattr(spec, "plugin", True) else None
+    if not M:
+        raise UnsupportedError(f"{head}; give --max-memory {_gib(need).replace(' ', '')} or more")
+    from biasvar.estimators import build
+    from biasvar.spec import make_spec
+
+    def fits(m: int) -> bool:
+        other = build(make_spec(spec.name, {**spec.as_dict(), "M": m}))
+        return noise_bytes_per_draw(problem, other) <= budget
+
+    lo, hi = 0, int(M)  # fits(lo) (or lo == 0: none does), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    if lo == 0:
+        raise UnsupportedError(f"{head}; even M=1 does not fit: raise --max-memory")
+    raise UnsupportedError(f"{head}; the largest M that fits is {lo} (or raise --max-memory)")
+
+
 @dataclass(frozen=True)
 class CudaMemory:
     """What the chunk sizer measures on CUDA (tests substitute a fake)."""
@@ -120,11 +183,10 @@ class ChunkSizer:
 def make_sizer(device: torch.device, problem: Problem, est: Estimator, names: Sequence[str],
            chunk: int | None, max_memory: int | None) -> ChunkSizer:
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        budget = max_memory or int(torch.cuda.memory_allocated(device) + CUDA_FREE_FRACTION * free)
+        budget = memory_budget(device, max_memory)
         ceiling = chunk or CUDA_MAX_CHUNK
         return ChunkSizer(chunk or 1, budget, chunk is not None, ceiling, CudaMemory(device), str(device))
-    budget = max_memory or CPU_DEFAULT_MEMORY
+    budget = memory_budget(device, max_memory)
     guess = max(1, budget // estimate_bytes_per_draw(problem, est, names))
     size = chunk or int(min(CPU_MAX_CHUNK, guess))
     return ChunkSizer(size, budget, True, size, None, str(device))
@@ -137,4 +199,5 @@ def is_oom(err: BaseException) -> bool:
 
 
 __all__ = ["CPU_DEFAULT_MEMORY", "CPU_MAX_CHUNK", "CUDA_FREE_FRACTION", "CUDA_MAX_CHUNK", "ChunkSizer", "CudaMemory",
-           "estimate_bytes_per_draw", "is_oom", "make_sizer"]
+           "check_noise_fits", "estimate_bytes_per_draw", "is_oom", "make_sizer", "memory_budget",
+           "noise_bytes_per_draw"]

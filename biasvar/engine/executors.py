@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ from biasvar.errors import BiasvarError, SpecError, UnsupportedError
 from biasvar.names import EXECUTORS
 
 RAY_INSTALL = 'pip install "biasvar[ray]"'
+CONNECT_TIMEOUT_S = 30.0  # seconds a Ray address is given to answer (``--connect-timeout``)
 #: Test hook: a file path; the first Ray task that finds this file deletes it and kills its own
 #: worker process half-way through its shard (``os._exit``), as a crashed machine would.
 FAULT_ENV = "BIASVAR_FAULT_ONCE"
@@ -105,12 +107,15 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
 
 
 def make_executor(name: str, *, shards: int | None = None, address: str | None = None, cpus_per_task: int = 1,
-                  gpus_per_task: float = 0, max_retries: int = 3) -> Executor:
+                  gpus_per_task: float = 0, max_retries: int = 3,
+                  connect_timeout: float = CONNECT_TIMEOUT_S) -> Executor:
     """The executor the CLI names (``local`` or ``ray``) with its settings."""
     if name == "local":
         return Local(shards or 1)
     if name == "ray":
-        return Ray(shards, address, cpus_per_task, gpus_per_task, max_retries)
+        if not (connect_timeout > 0 and math.isfinite(connect_timeout)):
+            raise SpecError(f"--connect-timeout must be a positive number of seconds, got {connect_timeout}")
+        return Ray(shards, address, cpus_per_task, gpus_per_task, max_retries, connect_timeout)
     raise SpecError(f"unknown executor {name!r}; expected one of: {', '.join(EXECUTORS)}")
 
 
@@ -210,9 +215,43 @@ def _shard_task(snapshot: Any, spec: str, n: int, seed: int, first: int, end: in
         return Path(path).read_bytes()
 
 
-def _connect(ray: Any, address: str | None) -> None:
+def _host_port(address: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of an explicit cluster address (``host:port`` or ``ray://host:port``); None for
+    ``auto``, none, or anything else (left to Ray)."""
+    if not address or address == "auto":
+        return None
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def probe(address: str | None, timeout: float) -> None:
+    """Refuse in one line, within ``timeout`` seconds, an explicit address where nothing listens
+    (Ray itself retries such an address for minutes, deaf to Ctrl-C).
+
+    Raises:
+        BiasvarError: the connection is refused, unroutable or not answered in time.
+    """
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            pass
+    except TimeoutError:
+        raise BiasvarError(f"no Ray cluster answers at {address} within {timeout:g} s (--connect-timeout); "
+                           "check the address (`ray status` on the head node)") from None
+    except OSError as e:
+        raise BiasvarError(f"no Ray cluster at {address}: {e.strerror or e}; check the address "
+                           "(`ray status` on the head node), or start one with `ray start --head`") from None
+
+
+def _connect(ray: Any, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
     if ray.is_initialized():
         return
+    probe(address, timeout)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -270,6 +309,7 @@ class Ray:
         cpus_per_task, gpus_per_task: the resources each task asks for; a task with GPUs samples
             on ``cuda`` unless the options name a device.
         max_retries: retries of a task whose worker died.
+        connect_timeout: seconds an explicit ``host:port`` address is given to answer.
     """
 
     shards: int | None = None
@@ -277,15 +317,17 @@ class Ray:
     cpus_per_task: int = 1
     gpus_per_task: float = 0
     max_retries: int = 3
+    connect_timeout: float = CONNECT_TIMEOUT_S
 
     def check(self) -> None:
         _check_shards(self.shards)
         import_ray()  # fail before any work when Ray is missing
+        probe(self.address, self.connect_timeout)  # and when nothing listens at the address
 
     def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
             calibration: Calibration) -> None:
         ray = import_ray()
-        _connect(ray, self.address)
+        _connect(ray, self.address, self.connect_timeout)
         cpus, gpus = self.cpus_per_task, self.gpus_per_task
         count = self.shards or max(1, math.ceil(_slots(ray, cpus, gpus) / len(plan)))
         if gpus > 0 and options.device == "auto":

@@ -28,6 +28,7 @@ from biasvar import store
 from biasvar.device import resolve_device, resolve_dtype
 from biasvar.engine.blocks import choose_block_size, choose_step
 from biasvar.engine.calibration import Calibration
+from biasvar.engine.chunks import check_noise_fits
 from biasvar.engine.draws import DrawPath, choose_method, plan_draws
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.errors import SpecError, StoreError
@@ -37,6 +38,7 @@ from biasvar.provenance import environment
 from biasvar.spec import EstimatorSpec, parse_spec
 
 SEED_MAX = 2**63 - 1  # seeds are stored as int64
+COUNT_MAX = 2**63 - 1  # draws, block sizes, kept coordinates: counts a run file stores as int64
 #: The gradient path of sharded runs when ``method="auto"``: one fixed path, not a per-process
 #: timing (two shards timed apart could take different paths, and their last bits would differ).
 SHARD_METHOD = "vmap"
@@ -47,17 +49,20 @@ def check_run_args(*, n: int, seed: int, keep: int = 0, block_size: int | None =
     """Refuse out-of-range run arguments with one line (before anything is drawn or written).
 
     Raises:
-        SpecError: n < 1, a seed outside [0, 2^63), keep < 0, block_size or chunk < 1.
+        SpecError: n < 1, a seed outside [0, 2^63), keep < 0, block_size or chunk < 1, or a count
+            past :data:`COUNT_MAX` (what a run file can hold).
     """
-    checks = (("n", n, 1, None, "draws"), ("seed", seed, 0, SEED_MAX, ""), ("keep", keep, 0, None, "coordinates"),
-              ("block size", block_size, 1, None, "draws"), ("chunk", chunk, 1, None, "draws"))
+    checks = (("n", n, 1, COUNT_MAX, "draws"), ("seed", seed, 0, SEED_MAX, ""),
+              ("keep", keep, 0, COUNT_MAX, "coordinates"), ("block size", block_size, 1, COUNT_MAX, "draws"),
+              ("chunk", chunk, 1, COUNT_MAX, "draws"))
     for name, value, lo, hi, unit in checks:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise SpecError(f"{name} must be an integer, got {value!r}")
         if value < lo or (hi is not None and value > hi):
-            span = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            # a count's upper limit (what a run file holds) is named only to a value past it
+            span = f"between {lo} and {hi}" if hi is not None and (value > hi or name == "seed") else f"at least {lo}"
             raise SpecError(f"{name} must be {span}{' ' + unit if unit else ''}, got {value}")
 
 
@@ -233,6 +238,7 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
         complete = not restart and store.is_complete(path, header, int(n))
     draws = None
     if sharded or not complete:  # the path the engine takes ("auto" is kept as method_requested)
+        check_noise_fits(problem, spec, est, dev, max_memory)  # before any draw (a calibration draws)
         draws = plan_draws(problem, est, sel.names, chunk=o.chunk, max_memory=max_memory, method=method,
                            calibration=calibration)
         header.update(draws.record())

@@ -84,6 +84,9 @@ def make_problem(kind: str, config: dict[str, Any] | None = None) -> Problem:
             problem = factory(**config)
     except BiasvarError as e:
         raise UnsupportedError(f"problem factory {kind}: {e}") from None
+    except SystemExit as e:  # the user's factory ended the process: said, not obeyed silently
+        raise UnsupportedError(f"problem factory {kind}({_options(config)}) called sys.exit({e.code!r}); "
+                               "a factory must return a Problem or raise") from None
     except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
         raise UnsupportedError(f"problem factory {kind}({_options(config)}) failed: {type(e).__name__}: {e}") from None
     if not isinstance(problem, Problem):

@@ -72,7 +72,7 @@ def runs_of(runs_dir: str | Path = "runs", snapshot: str | None = None, store: s
             raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
                                 f"(where `biasvar sample` wrote its run files)")
         try:
-            runs, bad = run_store.scan_runs(runs_dir)
+            runs, bad = run_store.scan_runs(runs_dir, verify=True)
         except StoreError as e:
             raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
         left_out = tuple(f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad)

@@ -29,13 +29,13 @@ from biasvar.store.datasets import (
     filters_of,
 )
 from biasvar.store.layout import STATE
-from biasvar.store.opening import DamagedError, open_read, short
-from biasvar.store.reader import state_of
+from biasvar.store.opening import DamagedError, damage_as_error, open_read
+from biasvar.store.reader import state_of, verify_checksums
 
 
 def needs_upgrade(path: Path) -> bool:
     """A file of the first layout (no slots for a block in progress, a short state row)."""
-    with open_read(path, own_lock=True) as f:
+    with open_read(path, own_lock=True) as f, damage_as_error(path):
         return "pending_sum" not in f or f["state"].shape[0] < len(STATE)
 
 
@@ -79,12 +79,8 @@ def copy_committed(path: Path, block_sum_filters: dict[str, Any] | None = None) 
     """
     with atomic_path(path) as tmp, open_read(path, own_lock=True) as src, \
             h5py.File(tmp, "w", libver="latest") as dst:
-        try:
+        with damage_as_error(path):
             _copy_into(src, dst, path, block_sum_filters)
-        except StoreError:
-            raise
-        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as e:
-            raise DamagedError(path, short(e)) from None
 
 
 def compact(path: str | Path, compression: str | None = None) -> tuple[int, int]:
@@ -112,11 +108,10 @@ def compact(path: str | Path, compression: str | None = None) -> tuple[int, int]
         with open_read(path, own_lock=True) as f:
             if "schema_version" not in f.attrs or "block_sum" not in f:
                 raise DamagedError(path, "not a biasvar run file: no schema")
-            try:
+            with damage_as_error(path):
                 ds = f["block_sum"]
                 current, row = filters_of(ds), 4 * int(ds.shape[1])
-            except (KeyError, OSError, RuntimeError, ValueError, IndexError) as e:
-                raise DamagedError(path, short(e)) from None
+            verify_checksums(f, path)  # a damaged file is reported, never called unchanged nor rewritten
         wanted = filters_for(compression, row)
         if current != wanted:
             copy_committed(path, block_sum_filters=wanted)

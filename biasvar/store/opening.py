@@ -60,6 +60,22 @@ def short(err: BaseException) -> str:
     return re.sub(r"^Unable to (synchronously )?", "", text)[:160]
 
 
+#: What h5py raises on a file whose bytes are wrong (a failed checksum, a broken link, a bad filter).
+READ_ERRORS = (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
+
+
+@contextlib.contextmanager
+def damage_as_error(path: str | Path) -> Iterator[None]:
+    """Turn h5py's error on damaged bytes inside the block into :class:`DamagedError` (one line);
+    a :class:`StoreError` passes unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except READ_ERRORS as e:
+        raise DamagedError(path, short(e)) from None
+
+
 @dataclass(frozen=True)
 class _Superblock:
     version: int
@@ -191,4 +207,4 @@ def open_read(path: Path, *, own_lock: bool = False) -> Iterator[h5py.File]:
         f.close()
 
 
-__all__ = ["READ_ATTEMPTS", "DamagedError", "open_read", "short"]
+__all__ = ["READ_ATTEMPTS", "READ_ERRORS", "DamagedError", "damage_as_error", "open_read", "short"]

@@ -30,7 +30,7 @@ from biasvar.store.layout import (
     identity_mismatch,
 )
 from biasvar.store.lock import writer_alive
-from biasvar.store.opening import DamagedError, open_read, short
+from biasvar.store.opening import DamagedError, damage_as_error, open_read, short
 from biasvar.store.paths import list_run_files, run_path
 
 _READ_ERRORS = (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError)
@@ -125,6 +125,46 @@ def state_of(f: h5py.File, path: Path) -> StateRow:
         raise DamagedError(path, str(e)) from None
 
 
+_VERIFY_BYTES = 64 << 20  # rows read at once when checking a file's checksums
+
+
+def verify_checksums(f: h5py.File, path: Path) -> None:
+    """Read every committed row of every dataset (HDF5 checks each chunk's fletcher32 sum as it reads),
+    a bounded slice at a time: what a writer is about to extend, and what ``ls`` and ``compact`` vouch for.
+
+    Raises:
+        DamagedError: a checksum (or any other read) fails, or a dataset is shorter than the state says.
+    """
+    with damage_as_error(path):
+        row = state_of(f, path)
+        kept = int(np.asarray(f["block_count"][:row.blocks]).sum()) + row.pending_count
+        for name, ds in f.items():
+            if not isinstance(ds, h5py.Dataset):
+                raise DamagedError(path, f"{name} is not a dataset")
+            if ds.shape == () or not ds.shape:
+                ds[()]
+                continue
+            rows = ds.shape[0]
+            if ds.maxshape and ds.maxshape[0] is None:
+                rows = kept if name == "samples" else row.blocks
+                if ds.shape[0] < rows:
+                    raise DamagedError(path, f"{name} has {ds.shape[0]} rows, the state says {rows}")
+            step = max(1, _VERIFY_BYTES // max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:]))))
+            for start in range(0, rows, step):
+                ds[start:min(rows, start + step)]
+
+
+def verify_file(path: str | Path, *, own_lock: bool = False) -> None:
+    """:func:`verify_checksums` of the run file ``path``, opened read-only.
+
+    Raises:
+        DamagedError: unreadable, or a checksum fails.
+    """
+    path = Path(path)
+    with open_read(path, own_lock=own_lock) as f:
+        verify_checksums(f, path)
+
+
 def _read(f: h5py.File, path: Path, load_sums: bool, live: bool) -> RunData:
     if "state" not in f or "schema_version" not in f.attrs:
         raise DamagedError(path, "not a biasvar run file: no state or schema")
@@ -212,13 +252,10 @@ def check_identity(path: Path, header: Mapping[str, Any], own_lock: bool = False
     Raises:
         StoreError: an identity key differs; DamagedError: not a run file.
     """
-    with open_read(path, own_lock=own_lock) as f:
+    with open_read(path, own_lock=own_lock) as f, damage_as_error(path):
         if "schema_version" not in f.attrs:
             raise DamagedError(path, "not a biasvar run file: no schema")
-        try:
-            have = attrs_of(f.attrs)
-        except (KeyError, OSError, RuntimeError, ValueError) as e:
-            raise DamagedError(path, short(e)) from None
+        have = attrs_of(f.attrs)
     differs = identity_mismatch(have, header)
     if differs:
         key, got, want = differs
@@ -276,13 +313,17 @@ def _misplaced(run: RunData, path: Path) -> str | None:
     return None
 
 
-def scan_runs(runs_dir: str | Path, snapshot_id: str | None = None) -> tuple[list[RunData], list[BadRun]]:
+def scan_runs(runs_dir: str | Path, snapshot_id: str | None = None, *,
+              verify: bool = False) -> tuple[list[RunData], list[BadRun]]:
     """Every run file under ``runs_dir`` (cheap: ``load_sums=False``): the readable runs where they
-    belong, and the files that are damaged or misplaced (with the reason), both sorted by path."""
+    belong, and the files that are damaged or misplaced (with the reason), both sorted by path.
+    ``verify``: read every saved row too (:func:`verify_file`), so a file whose checksums fail is damaged."""
     runs, bad = [], []
     for path in list_run_files(runs_dir, snapshot_id):
         try:
             run = read_run(path, load_sums=False)
+            if verify:
+                verify_file(path)
         except DamagedError as e:
             bad.append(BadRun(str(path), "damaged", e.reason))
             continue
@@ -303,4 +344,5 @@ def list_runs(runs_dir: str | Path, snapshot_id: str | None = None) -> list[RunD
 
 
 __all__ = ["PROGRESS_KEYS", "BadRun", "RunData", "check_identity", "is_complete", "list_runs", "read_header",
-           "read_run", "scan_runs", "state_of", "storage_info"]
+           "read_run", "scan_runs", "state_of", "storage_info", "verify_checksums",
+           "verify_file"]

@@ -17,7 +17,8 @@ blocks, each visible to readers whole or not at all.
   before it is appended to (:func:`biasvar.store.maintenance.copy_committed`).
 * Two writers of the same run are kept apart by the writer lock (:mod:`biasvar.store.lock`).
 * A file whose identity (:data:`IDENTITY`) differs from the command is refused with a
-  :class:`StoreError`, never appended to; ``restart=True`` deletes it first. A file the writer
+  :class:`StoreError`, never appended to; ``restart=True`` deletes it first. A file whose saved
+  rows fail their checksums is refused (:class:`DamagedError`) before the first write. A file the writer
   created and never saved a draw to is removed on close, so a run that fails before its first
   draw leaves nothing behind.
 """
@@ -25,6 +26,9 @@ blocks, each visible to readers whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import errno
+import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -39,8 +43,8 @@ from biasvar.errors import StoreError
 from biasvar.store import lock, maintenance
 from biasvar.store.datasets import BLOCK_SETS, create_datasets, filters_for
 from biasvar.store.layout import BlockStats, PendingStats, RunHeader, StateRow, attrs_of
-from biasvar.store.opening import DamagedError, short
-from biasvar.store.reader import check_identity, state_of
+from biasvar.store.opening import DamagedError, damage_as_error, short
+from biasvar.store.reader import check_identity, state_of, verify_file
 
 
 def _create(path: Path, header: Mapping[str, Any], *, group_sizes: np.ndarray, sample_index: np.ndarray,
@@ -73,8 +77,48 @@ def _open_append(path: Path) -> h5py.File:
         raise DamagedError(path, f"cannot reopen after recovery: {short(e)}") from None
 
 
+SPACE_MARGIN = 1 << 20  # bytes kept free besides a block's own: HDF5's metadata flushes and the close
+
+
+def _nbytes(*arrays: Any) -> int:
+    return sum(8 * int(np.size(a)) for a in arrays if a is not None)
+
+
+def _disk_full(e: BaseException) -> bool:
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+
+
 class RunWriter:
     """Appends whole blocks to one run file; use :meth:`open` and close it (context manager)."""
+
+    _broken = False  # a write failed (a full disk): close without flushing more
+
+    def _check_space(self, nbytes: int) -> None:
+        """Refuse a write the disk has no room for, before it starts: HDF5 crashes (a segmentation fault
+        inside its flush) when the disk fills under it, so the room is checked with a margin
+        (:data:`SPACE_MARGIN`, for HDF5's metadata and the close) before every block and save."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        if free < 2 * nbytes + SPACE_MARGIN:
+            raise StoreError(f"no space left on the device of {self.path.parent}: {free / 2**20:.1f} MiB free, a "
+                             f"block needs ~{(2 * nbytes + SPACE_MARGIN) / 2**20:.1f} MiB with the margin; "
+                             f"{self.n_done} draws are saved in {self.path.name}: free some space and rerun the same "
+                             "command to resume")
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """A full disk is one :class:`StoreError` naming the folder; the file keeps its committed blocks."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            if not _disk_full(e):
+                raise
+            self._broken = True
+            raise StoreError(f"no space left on the device of {self.path.parent} (run file {self.path.name}); "
+                             f"{self.n_done} draws are saved in it: free some space and rerun the same command "
+                             "to resume") from None
 
     def __init__(self, path: Path, f: h5py.File, lock_fd: int | None, created: bool) -> None:
         self.path = path
@@ -133,16 +177,18 @@ class RunWriter:
                 path.unlink()
             if path.exists():
                 check_identity(path, header, own_lock=True)
+                verify_file(path, own_lock=True)  # before the first write: a damaged file is never extended
             else:
                 _create(path, header, group_sizes=group_sizes, sample_index=sample_index, exact=exact,
                         n_target=n_target, compression=compression)
                 created = True
-            f = _open_append(path)
-            try:
-                writer = cls(path, f, lock_fd, created)
-            except BaseException:
-                f.close()
-                raise
+            with damage_as_error(path):
+                f = _open_append(path)
+                try:
+                    writer = cls(path, f, lock_fd, created)
+                except BaseException:
+                    f.close()
+                    raise
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
@@ -212,10 +258,11 @@ class RunWriter:
     # -- writing ------------------------------------------------------------------------------
     def _write_state(self, row: StateRow) -> None:
         """The commit: the new state row, stamped and flushed."""
+        with self._guard():
+            ds = self._f["state"]
+            ds[...] = replace(row, updated=time.time()).to_row()
+            ds.flush()
         self._row = replace(row, updated=time.time())
-        ds = self._f["state"]
-        ds[...] = self._row.to_row()
-        ds.flush()
 
     def _write_samples(self, samples: np.ndarray) -> None:
         """Append the kept draws of the block in progress that the file does not hold yet."""
@@ -238,6 +285,7 @@ class RunWriter:
             wall_s: sampling seconds spent since the last commit (added to the run's wall time).
         """
         f, i = self._f, self.n_blocks
+        self._check_space(_nbytes(block.sum, block.m2, block.sumsq, block.samples))
         rows = {
             "block_sum": np.asarray(block.sum, dtype=np.float32),
             "block_m2": np.asarray(block.m2, dtype=np.float64),
@@ -245,12 +293,13 @@ class RunWriter:
             "block_count": np.int64(block.count),
             "block_nonfinite": np.int64(block.nonfinite),
         }
-        for name, value in rows.items():
-            ds = f[name]
-            ds.resize(i + 1, axis=0)
-            ds[i] = value
-        self._write_samples(block.samples)
-        f.flush()  # the block's rows are on disk before the commit below
+        with self._guard():
+            for name, value in rows.items():
+                ds = f[name]
+                ds.resize(i + 1, axis=0)
+                ds[i] = value
+            self._write_samples(block.samples)
+            f.flush()  # the block's rows are on disk before the commit below
         self._kept += block.count
         self._write_state(self._row.committed(block, wall_s))
 
@@ -266,11 +315,13 @@ class RunWriter:
         if part.draws < row.pending_draws:
             raise ValueError("a saved block in progress cannot shrink")
         slot = 1 - row.pending_slot
-        f["pending_sum"][slot] = np.asarray(part.sum, dtype=np.float64)
-        f["pending_m2"][slot] = np.asarray(part.m2, dtype=np.float64)
-        f["pending_sumsq"][slot] = np.asarray(part.sumsq, dtype=np.float64)
-        self._write_samples(part.samples)
-        f.flush()
+        self._check_space(_nbytes(part.sum, part.m2, part.sumsq, part.samples))
+        with self._guard():
+            f["pending_sum"][slot] = np.asarray(part.sum, dtype=np.float64)
+            f["pending_m2"][slot] = np.asarray(part.m2, dtype=np.float64)
+            f["pending_sumsq"][slot] = np.asarray(part.sumsq, dtype=np.float64)
+            self._write_samples(part.samples)
+            f.flush()
         self._write_state(replace(row, pending_slot=slot, pending_draws=part.draws, pending_count=part.count,
                                   pending_nonfinite=part.nonfinite, wall_s=row.wall_s + wall_s))
 
@@ -284,7 +335,10 @@ class RunWriter:
         if self._f is not None:
             empty = self._created and self.n_done == 0 and not self._row.complete
             try:
-                self._f.close()
+                if self._broken:  # a full disk: HDF5 cannot flush its caches; the committed state is on disk
+                    _close_quietly(self._f)
+                else:
+                    self._f.close()
             finally:
                 self._f = None  # type: ignore[assignment]
                 if empty:
@@ -297,6 +351,18 @@ class RunWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_quietly(f: h5py.File) -> None:
+    """Close a file whose last writes failed: HDF5's errors on the way (it retries the flush) are not
+    the user's news, the full disk was already said."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda _u: None  # h5py's deallocators report the failed flush this way
+    try:
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            f.close()
+    finally:
+        sys.unraisablehook = previous
 
 
 __all__ = ["RunWriter"]

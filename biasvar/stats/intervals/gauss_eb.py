@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from biasvar.errors import AnalysisError
 from biasvar.stats.gram import PairGram
 from biasvar.stats.intervals.base import Bootstrap, LayerEstimates, PairIntervals
 from biasvar.stats.intervals.pivot import pivot_bootstrap
@@ -100,7 +101,13 @@ def gauss_model(pg: PairGram, parts: PivotParts, k: int) -> GaussModel:
         gram = np.block([[c_tt, -c_rt.T], [-c_rt, c_rr]])
         b = np.concatenate([a_t * parts.p_t[k], -a_r * parts.p_r[k]])
         tr2 = _unbiased_tr2(c_tt, nbt) + _unbiased_tr2(c_rr, nbr) + 2.0 * float(np.sum(c_rt * c_rt))
-    lam, vec = np.linalg.eigh(gram)
+    try:
+        if not np.isfinite(gram).all():
+            raise np.linalg.LinAlgError("non-finite entries")
+        lam, vec = np.linalg.eigh(gram)
+    except np.linalg.LinAlgError as e:
+        raise AnalysisError(f"the block deviations of layer {k} give no usable Gram matrix ({e}): too few finite "
+                            "draws per block? sample more draws") from None
     keep = lam > max(float(lam.max(initial=0.0)), 0.0) * 1e-10
     lam, vec = lam[keep], vec[:, keep]
     dim = float(pg.dims[k])

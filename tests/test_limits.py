@@ -1,0 +1,244 @@
+"""Issue 26: at the machine's limits. A damaged file is never written to (and ``ls``, ``compact``,
+``report`` say it is damaged), absurd or impossible requests are refused in one line before any draw,
+and no input reaches "internal error"."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import pytest
+from biasvar_cli.main import app
+from typer.testing import CliRunner
+
+from biasvar import engine, store
+from biasvar.problems.toy import ToyCat
+from biasvar.snapshot import save_snapshot
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=100)
+
+
+def one_error_line(r) -> str:
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in r.output and len(lines) == 1 and lines[0].startswith("error:"), r.output
+    assert "internal error" not in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory):
+    return save_snapshot(tmp_path_factory.mktemp("snap") / "toy.pt", ToyCat(vars=2, categories=3))
+
+
+def _run(snap, runs: Path, n: int = 200) -> Path:
+    return engine.sample_run(snap, "zgr", n=n, seed=0, runs_dir=runs, block_size=20)
+
+
+def _flip_block_sum(path: Path, row: int = 3) -> None:
+    """Flip two bytes inside one stored chunk of ``block_sum`` (its checksum then fails)."""
+    with h5py.File(path, "r") as f:
+        ds = f["block_sum"]
+        info = ds.id.get_chunk_info(row // ds.chunks[0]) if ds.chunks else None
+        offset = info.byte_offset if info is not None else ds.id.get_offset()
+    data = bytearray(path.read_bytes())
+    for k in (5, 9):
+        data[offset + k] ^= 0x41
+    path.write_bytes(bytes(data))
+
+
+def _flip_metadata(path: Path) -> None:
+    """Flip one bit of the root group's object header (metadata checksum fails), as found by a bit sweep."""
+    data = bytearray(path.read_bytes())
+    data[128] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_more_draws_on_a_run_with_damaged_block_sums_is_refused_before_any_write(snap, tmp_path):
+    path = _run(snap, tmp_path / "runs")
+    _flip_block_sum(path)
+    before = digest(path)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--runs-dir", tmp_path / "runs")
+    assert r.exit_code == 1 and "is damaged" in one_error_line(r)
+    assert digest(path) == before  # not a byte written
+    with pytest.raises(store.DamagedError):
+        engine.sample_run(snap, "zgr", n=400, seed=0, runs_dir=tmp_path / "runs", block_size=20)
+    assert digest(path) == before
+
+
+def test_resuming_a_run_with_a_flipped_metadata_bit_is_one_line(snap, tmp_path):
+    path = _run(snap, tmp_path / "runs")
+    _flip_metadata(path)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--runs-dir", tmp_path / "runs")
+    assert r.exit_code == 1 and "is damaged" in one_error_line(r)
+
+
+def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap, tmp_path):
+    runs = tmp_path / "runs"
+    good = _run(snap, runs)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    _flip_block_sum(bad)
+    before = digest(bad)
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+    r = invoke("compact", "--runs-dir", runs, "--compression", "none")
+    assert r.exit_code != 0 or "damaged" in r.output, r.output
+    assert "damaged" in r.output and digest(bad) == before, r.output
+    r = invoke("report", "--runs-dir", runs, "--reference", "exact", "--n-resamples", "0")
+    assert r.exit_code == 0, r.output
+    assert "left out" in r.output and "damaged" in r.output, r.output
+    assert good.exists() and digest(bad) == before
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["-e", "gr-mc(t=0.5,M=99999999999999999999)"], "M=99999999999999999999 is beyond the limit 2147483647"),
+    (["-e", "gr-mc", "--t", "0.5", "--M", "99999999999999999999"], "beyond the limit 2147483647"),
+    (["-e", "rf(M=3000000000)"], "beyond the limit 2147483647"),
+    (["-e", "zgr", "--n", "1000000000000000000000000000000"], "n must be between 1 and 9223372036854775807"),
+    (["-e", "zgr", "--keep", "100000000000000000000"], "keep must be between 0 and 9223372036854775807"),
+    (["-e", "zgr", "--chunk", "100000000000000000000"], "chunk must be between 1 and 9223372036854775807"),
+])
+def test_absurd_hyper_parameters_are_refused_at_parse_time_with_the_limit(snap, tmp_path, args, words):
+    r = invoke("sample", "--snapshot", snap.path, *args, "--runs-dir", tmp_path / "runs")
+    assert r.exit_code in (1, 2) and words in one_error_line(r)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_factory_that_calls_sys_exit_is_reported_as_such(snap, tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\n\ndef make():\n    sys.exit(3)\n\n\ndef est():\n    sys.exit(4)\n")
+    r = invoke("sample", "--problem", f"{tmp_path / 'quits.py'}:make", "-e", "zgr", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "called sys.exit(3)" in one_error_line(r)
+    r = invoke("sample", "--snapshot", snap.path, "-e", f"{tmp_path / 'quits.py'}:est", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "called sys.exit(4)" in one_error_line(r)
+    (tmp_path / "quits_at_import.py").write_text("import sys\nsys.exit(5)\n")
+    r = invoke("sample", "--problem", f"{tmp_path / 'quits_at_import.py'}:make", "-e", "zgr",
+               "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "SystemExit: 5" in one_error_line(r)
+
+
+def test_a_gram_matrix_that_cannot_be_decomposed_is_an_analysis_error_not_linalg():
+    """``report --reference exact`` on a run with 181 of 200 draws non-finite reached "internal error
+    (LinAlgError)": the eigen-decomposition of the deviations' Gram matrix is now an AnalysisError."""
+    import numpy as np
+
+    from biasvar.errors import AnalysisError
+    from biasvar.stats.intervals import gauss_model, pivot_parts
+    from biasvar.studies.coverage import gram_of
+    from biasvar.studies.coverage import memory_run as run_of
+
+    x = np.random.default_rng(2).standard_normal((64, 40))
+    pg = gram_of(None, run_of(x, 16), np.zeros(40))
+    parts = pivot_parts(pg)
+    parts.d_tt[0][1, 2] = np.nan
+    with pytest.raises(AnalysisError, match="no usable Gram matrix"):
+        gauss_model(pg, parts, 0)
+
+
+def test_noise_that_cannot_fit_the_memory_budget_is_refused_before_any_draw_naming_the_largest_m(tmp_path):
+    r = invoke("sample", "--problem", "toy-cat", "-e", "gr-mc(t=0.5,M=100000000)", "--n", "100",
+               "--runs-dir", tmp_path / "runs")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and "over the memory budget 512 MiB" in line and "the largest M that fits is" in line
+    largest = int(line.split("the largest M that fits is ")[1].split()[0])
+    assert not (tmp_path / "runs").exists()  # refused before any draw: nothing written
+    r = invoke("sample", "--problem", "toy-cat", "-e", "gr-mc(t=0.5,M=100000000)", "--n", "100",
+               "--max-memory", "1GB", "--runs-dir", tmp_path / "runs")
+    assert "budget 1.00 GiB (--max-memory)" in one_error_line(r)
+    assert int(one_error_line(r).split("the largest M that fits is ")[1].split()[0]) > largest
+    # the largest M is what the check lets through, and one more is refused
+    from biasvar import engine
+    from biasvar.engine.chunks import check_noise_fits
+    from biasvar.errors import UnsupportedError
+    from biasvar.estimators import build
+    from biasvar.spec import parse_spec
+
+    problem = ToyCat()
+    for m, ok in ((largest, True), (largest + 1, False)):
+        spec = parse_spec(f"gr-mc(t=0.5,M={m})")
+        if ok:
+            check_noise_fits(problem, spec, build(spec), engine.resolve_device("cpu"), None)
+        else:
+            with pytest.raises(UnsupportedError, match="largest M"):
+                check_noise_fits(problem, spec, build(spec), engine.resolve_device("cpu"), None)
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_in_seconds(snap, tmp_path):
+    import time
+
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--reference", "rf", "--n", "40",
+               "--executor", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "2", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "no Ray cluster at 127.0.0.1:1" in one_error_line(r)
+    assert time.monotonic() - start < 20 and not (tmp_path / "r").exists()
+    r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--executor", "ray", "--address",
+               "127.0.0.1:1", "--connect-timeout", "0", "--runs-dir", tmp_path / "r")
+    assert r.exit_code == 1 and "--connect-timeout must be a positive number" in one_error_line(r)
+
+
+def test_an_address_that_does_not_answer_in_time_is_refused_naming_the_timeout(monkeypatch):
+    from biasvar.engine import executors
+    from biasvar.errors import BiasvarError
+
+    def never(target, timeout):
+        assert target == ("127.0.0.1", 6379) and timeout == 1.5
+        raise TimeoutError()
+
+    monkeypatch.setattr(executors.socket, "create_connection", never)
+    with pytest.raises(BiasvarError, match=r"no Ray cluster answers at ray://127.0.0.1:6379 within 1.5 s"):
+        executors.probe("ray://127.0.0.1:6379", 1.5)
+    executors.probe("auto", 1.5)  # left to Ray (it answers in seconds)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (root only); skipped where mounting is not allowed."""
+    import subprocess
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode().strip() or r.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(small_disk, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    args = ["sample", "--problem", "toy-cat", "-e", "zgr", "--n", "60000", "--block-size", "20"]
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+                       capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout, (r.returncode, r.stderr[-2000:])
+    assert len(errors) == 1 and "no space left on the device of" in errors[0] and str(small_disk) in errors[0]
+    path = next((small_disk / "runs").rglob("*.h5"))
+    saved = store.read_run(path)
+    assert saved.attrs["status"] == "interrupted" and saved.attrs["n_done"] > 0
+    subprocess.run(["mount", "-o", "remount,size=64m", "tmpfs", str(small_disk)], check=True)
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed = store.read_run(path)
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(tmp_path / "whole")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whole = store.read_run(next((tmp_path / "whole").rglob("*.h5")))
+    assert resumed.attrs["status"] == "complete" and resumed.attrs["n_done"] == whole.attrs["n_done"] == 60000
+    np.testing.assert_array_equal(resumed.block_sum, whole.block_sum)
