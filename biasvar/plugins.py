@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biasvar.errors import BiasvarError, UnsupportedError
-from biasvar.userimport import file_sha256, import_factory
+from biasvar.errors import UnsupportedError
+from biasvar.userimport import call_factory, file_sha256, import_factory
 
 #: noise kinds a plug-in may ask for (drawn from the counter stream like the built-ins' noise)
 NOISE_KINDS = ("gumbel", "exponential", "uniform")
@@ -115,15 +115,8 @@ def make(name: str, params: Mapping[str, Any], shown: str | None = None) -> User
     """Call the factory with ``params`` and check what it returns (``shown``: the spec, for errors)."""
     shown = shown or name
     factory = factory_of(name)
-    try:
-        made = factory(**dict(params))
-    except BiasvarError as e:
-        raise UnsupportedError(f"estimator factory {shown}: {e}") from None
-    except SystemExit as e:  # the user's factory ended the process: said, not obeyed silently
-        raise UnsupportedError(f"estimator factory {shown} called sys.exit({e.code!r}); a factory must return "
-                               "an estimator or raise") from None
-    except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
-        raise UnsupportedError(f"estimator factory {shown} failed: {type(e).__name__}: {e}") from None
+    label = f"estimator factory {shown}"
+    made = call_factory(factory, dict(params), name=label, called=label, returns="an estimator")
     if not isinstance(made, UserEstimator):
         if not callable(made):
             raise UnsupportedError(f"estimator factory {shown} returned {type(made).__name__}, not a "

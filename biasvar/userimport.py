@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from biasvar.errors import UnsupportedError
+from biasvar.errors import BiasvarError, UnsupportedError
 
 
 def is_file_module(module: str) -> bool:
@@ -65,6 +65,21 @@ def import_factory(target: str, what: str = "problem") -> Callable[..., Any]:
     if not callable(factory):
         raise UnsupportedError(f"{what} factory {target} is a {type(factory).__name__}, not a callable")
     return factory
+
+
+def call_factory(factory: Callable[..., Any], kwargs: dict[str, Any], *, name: str, called: str,
+                 returns: str) -> Any:
+    """``factory(**kwargs)`` with whatever it raises as one line: ``name`` labels a library error,
+    ``called`` (the factory with its options) the others; a ``sys.exit`` is said, not obeyed."""
+    try:
+        return factory(**kwargs)
+    except BiasvarError as e:
+        raise UnsupportedError(f"{name}: {e}") from None
+    except SystemExit as e:  # the user's factory ended the process: said, not obeyed silently
+        raise UnsupportedError(f"{called} called sys.exit({e.code!r}); a factory must return {returns} "
+                               "or raise") from None
+    except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
+        raise UnsupportedError(f"{called} failed: {type(e).__name__}: {e}") from None
 
 
 def file_sha256(path: Path | None) -> str | None:

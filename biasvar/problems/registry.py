@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from biasvar.errors import BiasvarError, UnsupportedError
+from biasvar.errors import UnsupportedError
 from biasvar.problems.base import Problem
-from biasvar.userimport import import_factory
+from biasvar.userimport import call_factory, import_factory
 
 PROBLEMS = MappingProxyType(
     {
@@ -78,17 +78,10 @@ def make_problem(kind: str, config: dict[str, Any] | None = None) -> Problem:
         raise UnsupportedError(f"problem factory {kind}: options must be JSON values (numbers, strings, "
                                f"lists), got {config!r}") from None
     seed = config.get("seed", 0)
-    try:
-        with torch.random.fork_rng(devices=[]):  # torch's default inits (nn.Linear) reproducible per seed
-            torch.manual_seed(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
-            problem = factory(**config)
-    except BiasvarError as e:
-        raise UnsupportedError(f"problem factory {kind}: {e}") from None
-    except SystemExit as e:  # the user's factory ended the process: said, not obeyed silently
-        raise UnsupportedError(f"problem factory {kind}({_options(config)}) called sys.exit({e.code!r}); "
-                               "a factory must return a Problem or raise") from None
-    except Exception as e:  # noqa: BLE001 - the user's factory: one line, whatever it raised
-        raise UnsupportedError(f"problem factory {kind}({_options(config)}) failed: {type(e).__name__}: {e}") from None
+    with torch.random.fork_rng(devices=[]):  # torch's default inits (nn.Linear) reproducible per seed
+        torch.manual_seed(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
+        problem = call_factory(factory, config, name=f"problem factory {kind}",
+                               called=f"problem factory {kind}({_options(config)})", returns="a Problem")
     if not isinstance(problem, Problem):
         raise UnsupportedError(f"problem factory {kind} returned {type(problem).__name__}, not a biasvar Problem "
                                f"(wrap a model with biasvar.problem_from_module or biasvar.UserProblem)")
