@@ -164,6 +164,10 @@ def sweep(
     connect_timeout: shards_cmd.ConnectTimeout = 30.0,
     no_gram: Annotated[bool, Opt("--no-gram", help="Do not update the snapshot's statistics store at the "
                                  "end (`biasvar gram` does it later).")] = False,
+    store_only: Annotated[bool, Opt("--store-only", help="Write no run files: keep each run's block sums in "
+                                    "memory and add it to the statistics store when it completes (for device "
+                                    "calls and disposable runs; resumable per completed run; README, \"Run "
+                                    "files and the store\").")] = False,
 ) -> None:
     """Run a reference and a grid of estimators (a preset of the paper's figures, or a list), here or on a
     Ray cluster (--executor ray)."""
@@ -182,6 +186,8 @@ def sweep(
                                        gpus_per_task=gpus_per_task, max_retries=max_retries,
                                        connect_timeout=connect_timeout)
     run_with.check()  # a Ray address where nothing listens: one line before any planning or writing
+    if store_only:
+        executors.check_store_only(run_with, not no_gram)
     plan = engine.plan_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,
                              seed=seed, runs_dir=runs_dir, name=sw.name)
     options = engine.RunOptions(params=params, keep=keep, device=device, dtype=dtype, block_size=block_size,
@@ -190,12 +196,37 @@ def sweep(
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
         result = executors.run_sweep(plan, options, executor=run_with, progress=report, restart=restart,
-                                     gram=not no_gram)
+                                     gram=not no_gram, store_only=store_only)
     roles = {r.path.name: r.role for r in plan}
+    if store_only:
+        _print_stored(result.store, plan)
+        return
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
     if result.store is not None:
         console.print(f"statistics store {result.store.path}: {result.store.runs} runs "
                       f"({len(result.store.added) + len(result.store.recomputed)} new or changed)", highlight=False)
+
+
+def _print_stored(res, plan) -> None:
+    """After a store-only sweep: its runs as the store holds them (no run files)."""
+    from biasvar import gramstore
+
+    state = gramstore.read_store(res.path)
+    keys = {(r.spec, r.seed): r.role for r in plan}
+    table = Table(title=f"statistics store {res.path}: {res.runs} runs (no run files)", title_justify="left")
+    for col in ("spec", "seed", "n", "non-finite", "draws/s", "role"):
+        table.add_column(col, style="bold" if col == "spec" else None, no_wrap=True,
+                         justify="left" if col in ("spec", "role") else "right")
+    for r in state.gram.runs:
+        if r.key in keys:
+            a = r.attrs
+            table.add_row(r.key[0], str(r.key[1]), str(a.get("n_done")), str(a.get("n_nonfinite")),
+                          f"{float(a.get('draws_per_s', 0.0)):.1f}", keys[r.key])
+    console.print(table)
+    console.print(f"statistics store {res.path}: {res.runs} runs ({len(res.added)} new), no run files "
+                  "written", highlight=False)
+    for note in res.notes:
+        err_console.print(f"note: {note}", highlight=False)
 
 
 _STATUS = {"complete": "green", "running": "yellow", "interrupted": "magenta"}

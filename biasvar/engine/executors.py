@@ -76,7 +76,7 @@ class Executor(Protocol):
 
 def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: Executor | None = None,
               progress: SweepProgress | None = None, restart: bool = False,
-              calibration: Calibration | None = None, gram: bool = True) -> SweepResult:
+              calibration: Calibration | None = None, gram: bool = True, store_only: bool = False) -> SweepResult:
     """Run a sweep with an executor (default :class:`Local`); complete runs are skipped, partial
     runs and committed shards kept.
 
@@ -87,9 +87,18 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
         calibration: where ``method="auto"`` keeps its measurements (default: one for this sweep).
         gram: update the snapshot's statistics store (:mod:`biasvar.gramstore`) with the sweep's runs at the
             end (only the new and changed runs are computed), so every analysis outlives the run files.
+        store_only: write no run files: keep each run's block sums in memory and add it to the store
+            when it completes (:mod:`biasvar.engine.storeonly`; the local executor, one shard per run).
     """
     executor = executor or Local()
     executor.check()
+    if store_only:
+        check_store_only(executor, gram)
+        from biasvar.engine.storeonly import run_store_only
+
+        if plan.name:
+            write_manifest(plan)
+        return run_store_only(plan, options, progress=progress, calibration=calibration, restart=restart)
     if plan.name:
         write_manifest(plan)
     if restart:
@@ -104,6 +113,14 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
 
         result.store = gramstore.update_store(plan.runs_dir, plan.snapshot.id)
     return result
+
+
+def check_store_only(executor: Executor, gram: bool = True) -> None:
+    """Refuse (one line) what a store-only sweep cannot do."""
+    if not isinstance(executor, Local) or executor.shards != 1:
+        raise SpecError("--store-only runs each run whole in this process: use the local executor without --shards")
+    if not gram:
+        raise SpecError("--store-only writes only the statistics store: it cannot go with --no-gram")
 
 
 def make_executor(name: str, *, shards: int | None = None, address: str | None = None, cpus_per_task: int = 1,
@@ -380,5 +397,6 @@ class Ray:
                                f"kept; rerun to redo the rest); first: {failures[0]}")
 
 
-__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_INSTALL", "Executor", "Local", "Ray", "import_ray", "make_executor",
+__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_INSTALL", "Executor", "Local", "Ray", "check_store_only", "import_ray",
+           "make_executor",
            "run_sweep"]

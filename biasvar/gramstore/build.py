@@ -60,10 +60,26 @@ def unbiased(spec: str) -> bool:
     return bool(parse_spec(spec).family.unbiased)
 
 
-def _anchored(run: Any, c0: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _anchored(run: Any, c0: np.ndarray, out: Any = None) -> Any:
     """``S_b - n_b c0`` for every block, float64 [nb, dim] (converted a column chunk at a time), into
-    ``out`` if given (a slice of a panel: no second copy)."""
+    ``out`` if given (a slice of a panel: no second copy). Block sums held as a torch tensor (a
+    store-only sweep on a device) stay on their device: the result is a float64 tensor there."""
     sums, count = run.block_sum, np.asarray(run.block_count, dtype=np.float64)
+    if _is_tensor(sums):
+        import torch
+
+        c = torch.as_tensor(count, device=sums.device)[:, None]
+        a = torch.as_tensor(c0, device=sums.device).to(torch.float64)[None, :]
+        out = torch.empty(sums.shape, dtype=torch.float64, device=sums.device) if out is None else out
+        for lo in range(0, sums.shape[1], CHUNK):
+            hi = min(sums.shape[1], lo + CHUNK)
+            out[:, lo:hi] = sums[:, lo:hi]
+            out[:, lo:hi] -= c * a[:, lo:hi]
+        return out
     out = np.empty(sums.shape, dtype=np.float64) if out is None else out
     for lo in range(0, sums.shape[1], CHUNK):
         hi = min(sums.shape[1], lo + CHUNK)
@@ -72,9 +88,28 @@ def _anchored(run: Any, c0: np.ndarray, out: np.ndarray | None = None) -> np.nda
     return out
 
 
-def _products(x: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Per group ``x_g y_g'`` and (last) their sum: [G + 1, len(x), len(y)]."""
+def _panel(rows: int, dim: int, like: Any) -> Any:
+    """An empty float64 panel [rows, dim] where the block sums of ``like`` are (numpy, or its device)."""
+    if _is_tensor(like):
+        import torch
+
+        return torch.empty((rows, dim), dtype=torch.float64, device=like.device)
+    return np.empty((rows, dim))
+
+
+def _products(x: Any, y: Any, bounds: np.ndarray) -> np.ndarray:
+    """Per group ``x_g y_g'`` and (last) their sum: [G + 1, len(x), len(y)] (numpy float64). Where
+    either is a torch tensor the products are computed on its device (the other is moved there)."""
     G = len(bounds) - 1
+    if _is_tensor(x) or _is_tensor(y):
+        import torch
+
+        dev = x.device if _is_tensor(x) else y.device
+        x, y = (torch.as_tensor(v, dtype=torch.float64, device=dev) for v in (x, y))
+        parts = [x[:, int(bounds[g]):int(bounds[g + 1])] @ y[:, int(bounds[g]):int(bounds[g + 1])].T
+                 for g in range(G)]
+        out = torch.stack(parts).cpu().numpy() if parts else np.zeros((0, len(x), len(y)))
+        return np.concatenate([out, out.sum(0, keepdims=True)])
     out = np.empty((G + 1, len(x), len(y)))
     for g in range(G):
         a, b = int(bounds[g]), int(bounds[g + 1])
@@ -117,7 +152,9 @@ def _choose_anchor(first: Any) -> np.ndarray:
     n = float(np.sum(first.block_count))
     mean = np.zeros(first.block_sum.shape[1])
     for lo in range(0, mean.size, CHUNK):
-        mean[lo:lo + CHUNK] = first.block_sum[:, lo:lo + CHUNK].astype(np.float64).sum(0) / max(n, 1.0)
+        part = first.block_sum[:, lo:lo + CHUNK]
+        part = part.cpu().numpy() if _is_tensor(part) else part
+        mean[lo:lo + CHUNK] = part.astype(np.float64).sum(0) / max(n, 1.0)
     return mean.astype(np.float32)
 
 
@@ -208,10 +245,11 @@ def compute(new: Sequence[tuple[Any, str, str]], *, load: Callable[[Any], Any], 
             size += len(rows_new[j].rows)
             j += 1
         off = np.concatenate([[0], np.cumsum([len(r.rows) for r in rows_new[i:j]])])
-        x = np.empty((int(off[-1]), c0.size))  # the panel, filled in place run by run
+        x = None  # the panel, filled in place run by run (numpy, or on the device of the runs' block sums)
         for k in range(i, j):
             say(f"reading {Path(new[k][1]).name} (new)")
             run = first if (k == 0 and first is not None) else loaded(k)
+            x = _panel(int(off[-1]), c0.size, run.block_sum) if x is None else x
             _anchored(run, anchor, out=x[off[k - i]:off[k - i + 1]])
             del run
         x_rows = np.concatenate([r.rows for r in rows_new[i:j]])
@@ -256,6 +294,13 @@ def _star(q: np.ndarray, new: Sequence[tuple[Any, str, str]], rows_new: Sequence
         del y
 
 
+def self_products(run: Any, anchor: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
+    """A run's products with itself, anchored at ``anchor``: [G + 1, nb, nb] (what a store holds of
+    it; used to check that a run drawn again is the stored one)."""
+    x = _anchored(run, anchor)
+    return _products(x, x, offsets(np.asarray(group_sizes, dtype=np.int64)))
+
+
 def drop_runs(state: GramState, keys: Sequence[tuple[str, int]]) -> GramState:
     """The store without the given runs (their rows and columns removed)."""
     drop = [r for r in state.gram.runs if r.key in set(keys)]
@@ -270,4 +315,5 @@ def drop_runs(state: GramState, keys: Sequence[tuple[str, int]]) -> GramState:
     return replace(state, gram=replace(state.gram, q=q, runs=runs))
 
 
-__all__ = ["MEMORY_BYTES", "GramState", "array_sha256", "compute", "drop_runs", "file_sha256", "unbiased"]
+__all__ = ["MEMORY_BYTES", "GramState", "array_sha256", "compute", "drop_runs", "file_sha256", "self_products",
+           "unbiased"]

@@ -34,7 +34,8 @@ One module per job, each with the details in its docstring:
 * :mod:`~biasvar.store.datasets`: chunks, checksums and filters of each dataset (sizes);
 * :mod:`~biasvar.store.reader`: :func:`read_run`, :func:`scan_runs` and the rest of the readers;
 * :mod:`~biasvar.store.writer`: :class:`RunWriter` (atomic creation, SWMR appends, resume);
-* :mod:`~biasvar.store.maintenance`: recovery after a killed writer, upgrade, :func:`compact`.
+* :mod:`~biasvar.store.maintenance`: recovery after a killed writer, upgrade, :func:`compact`;
+* :mod:`~biasvar.store.memory`: :class:`MemoryWriter`, a run kept in memory (``sweep --store-only``).
 
 Only this package imports h5py. Readers return numpy arrays in frozen dataclasses, never open
 HDF5 objects. Every file it creates goes through :mod:`biasvar.atomic`.
@@ -74,6 +75,7 @@ from biasvar.store.reader import (
     scan_runs,
     storage_info,
 )
+from biasvar.store.memory import MemoryWriter
 from biasvar.store.writer import RunWriter
 
 __all__ = [
@@ -89,6 +91,7 @@ __all__ = [
     "BadRun",
     "BlockStats",
     "DamagedError",
+    "MemoryWriter",
     "PendingStats",
     "RunData",
     "RunHeader",
