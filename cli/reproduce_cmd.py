@@ -48,6 +48,8 @@ def reproduce(
     quant_n: o.QuantDraws = 10_000,
     threads: o.Threads = None,
     old_bootstrap: o.OldBootstrap = None,
+    store_only: Annotated[bool, Opt("--store-only", help="Write no run files, only the snapshot's statistics "
+                                    "store (as `sweep --store-only`): for device calls.")] = False,
 ) -> None:
     """Reproduce Fig. 1, Fig. 4 and Fig. B.5 from the raw MNIST files, with provenance."""
     o.set_threads(threads)
@@ -77,7 +79,7 @@ def reproduce(
             data_dir=data_dir, runs_dir=runs_dir, snapshot_dir=snapshot_dir, results_dir=results_dir,
             figures_dir=figures_dir, tag=tag, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, quant_n=quant_n,
             command=shlex.join(["biasvar", *sys.argv[1:]]), say=lambda m: progress.console.print(m),
-            sweep_progress=on_sweep, train_progress=on_train,
+            sweep_progress=on_sweep, train_progress=on_train, store_only=store_only,
         )
     console.print(f"done in {result.provenance['wall_s']:.0f} s ({result.tag}); wrote:", highlight=False)
     for f in result.files:

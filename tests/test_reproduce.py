@@ -70,3 +70,34 @@ def test_tiny_reproduce_end_to_end(tmp_path, mnist_b):
     snap = fig1_snapshot(epochs=1, seed=0, data_dir=None, device="cpu", snapshot_dir=tmp_path / "snapshot_dir",
                          say=said.append, vae=TINY["vae"], steps_per_epoch=2)
     assert snap.hash == res.snapshot.hash and said[-1].startswith("reusing snapshot")
+
+
+def test_tiny_reproduce_store_only_equals_the_run_files(tmp_path, mnist_b):
+    """``reproduce --store-only`` (what a device call runs): no run file, the same report."""
+    import dataclasses
+
+    import numpy as np
+
+    snaps = tmp_path / "snaps"
+    out = {}
+    for mode in ("files", "only"):
+        res = reproduce("fig1", **TINY, runs_dir=tmp_path / mode, snapshot_dir=snaps, results_dir=tmp_path / "res",
+                        figures_dir=tmp_path / "fig", tag=mode, command="test", store_only=mode == "only")
+        out[mode] = res
+    assert not list((tmp_path / "only").rglob("*.h5")) and (tmp_path / "only" / out["only"].snapshot.id /
+                                                             "gram-store.hdf5").is_file()
+    assert json.loads((tmp_path / "res" / "only" / "provenance.json").read_text())["store_only"] is True
+
+    def numbers(report):
+        vals = []
+        for r in sorted(report.rows, key=lambda r: (r.spec, r.seed)):
+            d = dataclasses.asdict(r)
+            for k in ("b2", "variance", "mse"):
+                if d[k] is not None:
+                    vals += [d[k]["value"], d[k]["low"], d[k]["high"]]
+            vals += [d["n"], d["cosine"] or 0.0]
+        return vals
+
+    a, b = numbers(out["files"].report), numbers(out["only"].report)
+    assert len(a) == len(b) > 20
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-300)

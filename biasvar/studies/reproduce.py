@@ -34,6 +34,7 @@ from biasvar import plots
 from biasvar.atomic import write_atomic
 from biasvar.device import resolve_device
 from biasvar.engine import Calibration, RunOptions, overall_progress, plan_sweep, run_sweep
+from biasvar.engine.sweeps import SweepPlan
 from biasvar.errors import SnapshotError
 from biasvar.formats import report_to_json, report_to_markdown
 from biasvar.presets import REFERENCE, is_slow, protocol_specs, resolve_sweep
@@ -132,11 +133,13 @@ def reproduce(
     say: Say = lambda msg: None,
     sweep_progress: Callable | None = None,
     train_progress: Callable | None = None,
+    store_only: bool = False,
 ) -> ReproduceResult:
     """Run the protocol (see the module docstring); returns the report and the files written.
 
     ``bootstrap_seed`` defaults to ``seed``; ``vae`` and ``steps_per_epoch`` shrink the snapshot
-    (see :func:`fig1_snapshot`; such a run is tagged reduced).
+    (see :func:`fig1_snapshot`; such a run is tagged reduced). ``store_only``: write no run files,
+    only the snapshot's statistics store (one store-only sweep of every run: ``sweep --store-only``).
     """
     t0 = time.perf_counter()
     specs = protocol_specs(what, points)
@@ -163,8 +166,11 @@ def reproduce(
     if slow:
         sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=slow_n or n, reference_n=n, seed=seed,
                                  runs_dir=runs_dir))
+    if store_only:  # one sweep of every run: the runs held in memory pair with each other
+        sweeps = [SweepPlan(snap, sweeps[0].runs + tuple(r for sw in sweeps[1:] for r in sw.runs[1:]),
+                            sweeps[0].runs_dir, sweeps[0].name)]
     for i, sweep in enumerate(sweeps):  # the statistics store is updated once, after the last
-        run_sweep(sweep, options, calibration=calibration, gram=i == len(sweeps) - 1,
+        run_sweep(sweep, options, calibration=calibration, gram=i == len(sweeps) - 1, store_only=store_only,
                   progress=overall_progress(sweep, sweep_progress) if sweep_progress else None)
     say(lap("sweep") + "analysing (Eq. 16, bootstrap over blocks)")
     bseed = seed if bootstrap_seed is None else bootstrap_seed
@@ -179,7 +185,8 @@ def reproduce(
     files += list(plots.plot_quant_unit(study, fig_dir / "figB5-quant-unit.png").paths)
     lap("quant_study")
     settings = {"command": command, "what": what, "tag": tag, "reduced": not full, "n": n, "slow_n": slow_n or n,
-                "points": points, "epochs": epochs, "seed": seed, "n_resamples": n_resamples, "quant_n": quant_n}
+                "points": points, "epochs": epochs, "seed": seed, "n_resamples": n_resamples, "quant_n": quant_n,
+                "store_only": store_only}
     if bootstrap_seed is not None and bootstrap_seed != seed:
         settings["bootstrap_seed"] = bootstrap_seed
     if vae is not None or steps_per_epoch is not None:
