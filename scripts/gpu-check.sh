@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# One prepared GPU check: install, bench (with the issue's floors), then `biasvar reproduce fig1` at
-# the full protocol; what is worth keeping lands under $OUT in at most eight files (the device tool
+# One prepared GPU check: install, bench (with the issue's floors), then `biasvar reproduce all
+# --store-only` at the full protocol (Fig. 1, Fig. 4 with every family, Fig. B.5) and `biasvar claims`
+# on its store; what is worth keeping lands under $OUT in at most eight files (the device tool
 # returns at most 8 files a call, 16 MiB each, 64 MiB in all):
 #
 #   gpu-check.log              everything the steps printed, with the seconds since the start
 #   bench-vae-fig1-$DEVICE.json  the bench (draws/s, GEMM fraction, noise share, ...)
-#   gpu-check.tgz              results/<tag>/{report.md,report.json,provenance.json},
-#                              figures/<tag>/*.{png,pdf}, runs.txt (`biasvar ls`), machine.json (GPU,
-#                              torch, CUDA, CPUs), floors.txt (the issue's floors, PASS / FAIL each)
-#   gram-store.hdf5.part-N     the statistics store of every run (`biasvar gram`), in parts of 15 MiB
-#                              (at most 4): every report, contrast and claim of the run, re-analysable
-#                              later without the run files
+#   gpu-check.tgz              results/<tag>/{report.md,report.json,provenance.json}, results/claims/
+#                              {claims.md,claims.json}, figures/<tag>/*.{png,pdf}, runs.txt (`biasvar ls`),
+#                              machine.json (GPU, torch, CUDA, CPUs), floors.txt (the issue's floors)
+#   gram-store.hdf5.part-N     the statistics store of every run, in parts of 15 MiB (at most 4): every
+#                              report, contrast and claim of the run, re-analysable later without run files
 #   gram-store.sha256          its checksum; join and check with
 #                              cat gram-store.hdf5.part-* > gram-store.hdf5 && sha256sum -c gram-store.sha256
 #
@@ -18,16 +18,21 @@
 #
 # DATA_DIR must hold the MNIST IDX files as mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (the
 # layout of ../shared/data); if it also holds snapshots/vae-c16v16-mnist-b-rf4-e10-s0.pt, that Fig. 1
-# snapshot is reused instead of training one (the protocol's 10 epochs of rf(M=4)).
-# Run files (about 160 MB each) go to $RUNS (default /tmp/biasvar-gpu-runs), never under $OUT.
+# snapshot is reused instead of training one (the protocol's 10 epochs of rf(M=4); on this project's
+# CPU, one thread, `scripts/claims-cpu.sh` trains the same bits, id 2ec687c9344d, in about 6.5 minutes).
+# With STORE_ONLY=1 (the default) no run file is written: each run's block sums stay in GPU memory
+# (about 7.5 GB for the 80 runs) and the store is rewritten after every run, so a timed-out call still
+# returns every completed run. STORE_ONLY=0 writes run files (about 160 MB each) to $RUNS (default
+# /tmp/biasvar-gpu-runs), never under $OUT, and builds the store from them at the end.
 #
-# Environment: OUT (default ./gpu-out), DEVICE (default cuda), TINY=1 (tiny settings: tests the
-# script's path on a CPU in a few minutes; its numbers mean nothing), BIASVAR_COMPILE=0 (no fused
-# kernels), SKIP_INSTALL=1, BENCH_TIMEOUT / REPRO_TIMEOUT (seconds, default 100 / 420: at most
-# ~9 minutes in all, under the device tool's 10-minute call; measured on an H200: install 10 s,
-# bench 48 s, and the reproduce is expected in ~6 minutes, see results/bench/README.md). An
-# interrupted reproduce resumes from its run files if rerun with the same RUNS; the bundle is
-# written whether or not a step failed.
+# Environment: OUT (default ./gpu-out), DEVICE (default cuda), WHAT (fig1 | fig4 | all, default all),
+# STORE_ONLY (default 1), TINY=1 (tiny settings: tests the script's path on a CPU; its numbers mean
+# nothing), BIASVAR_COMPILE=0 (no fused kernels), SKIP_INSTALL=1, BENCH_TIMEOUT / REPRO_TIMEOUT
+# (seconds, default 100 / 420: at most ~9 minutes in all, under the device tool's 10-minute call;
+# measured on an H200: install 10 s, bench 48 s; the Fig. 1 reproduce took 340 s + 156 s in two calls
+# with run files, before the recompilation fix). A timed-out reproduce resumes if rerun with the same
+# RUNS on the same machine (store-only: per completed run); the bundle is written whether or not a
+# step failed.
 set -uo pipefail
 DATA=${1:-.devdata}
 OUT=${OUT:-$PWD/gpu-out}
@@ -37,6 +42,9 @@ RUNS=${RUNS:-/tmp/biasvar-gpu-runs}
 # drawing the block on a GPU (README, "Run-file size")
 export BIASVAR_RUN_COMPRESSION=${BIASVAR_RUN_COMPRESSION:-none}
 TINY=${TINY:-0}
+WHAT=${WHAT:-all}            # reproduce fig1 | fig4 | all (fig4's families include fig1's; all adds Fig. B.5)
+STORE_ONLY=${STORE_ONLY:-1}  # 1: no run files, the block sums held on the GPU and only the store written
+if [ "$STORE_ONLY" = 1 ]; then STORE_FLAG=(--store-only); else STORE_FLAG=(); fi
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}   # seconds; with the install and REPRO_TIMEOUT under a 10-minute call
 REPRO_TIMEOUT=${REPRO_TIMEOUT:-420}
 mkdir -p "$OUT" "$RUNS"
@@ -113,16 +121,22 @@ cat "$KEEP/floors.txt" | tee -a "$LOG"
 SNAPDIR="$RUNS/snapshots"
 mkdir -p "$SNAPDIR"
 cp -n "$DATA"/snapshots/*.pt "$SNAPDIR"/ 2>/dev/null && say "reusing the snapshot(s) carried in $DATA/snapshots"
-say "reproduce fig1 ${REPRO[*]:-(full protocol: n = 10000, 10 epochs, the paper grids)}"
-timeout "$REPRO_TIMEOUT" "${BV[@]}" reproduce fig1 --device "$DEVICE" --data-dir "$DATA" --runs-dir "$RUNS/runs" \
-    --snapshot-dir "$SNAPDIR" --results-dir "$KEEP/results" --figures-dir "$KEEP/figures" "${REPRO[@]}" \
-    >>"$LOG" 2>&1
+say "reproduce $WHAT ${STORE_FLAG[*]} ${REPRO[*]:-(full protocol: n = 10000, 10 epochs, the paper grids)}"
+timeout "$REPRO_TIMEOUT" "${BV[@]}" reproduce "$WHAT" --device "$DEVICE" --data-dir "$DATA" --runs-dir "$RUNS/runs" \
+    --snapshot-dir "$SNAPDIR" --results-dir "$KEEP/results" --figures-dir "$KEEP/figures" "${STORE_FLAG[@]}" \
+    "${REPRO[@]}" >>"$LOG" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then say "reproduce failed or timed out (exit $rc): see $LOG"; status=1; fi
 "${BV[@]}" ls --runs-dir "$RUNS/runs" >"$KEEP/runs.txt" 2>&1 || true
-# the statistics store (reproduce updates it at its end; this adds what a timed-out reproduce left), in parts
-say "statistics store"
-"${BV[@]}" gram --runs-dir "$RUNS/runs" >>"$LOG" 2>&1 || { say "gram failed: see $LOG"; status=1; }
+if [ "$STORE_ONLY" != 1 ]; then
+    # the statistics store (reproduce updates it at its end; this adds what a timed-out reproduce left)
+    say "statistics store"
+    "${BV[@]}" gram --runs-dir "$RUNS/runs" >>"$LOG" 2>&1 || { say "gram failed: see $LOG"; status=1; }
+fi
+# the paper's claims, decided from the store (paired contrasts), whatever the reproduce finished
+say "claims"
+timeout 120 "${BV[@]}" claims --runs-dir "$RUNS/runs" --out "$KEEP/results/claims" >>"$LOG" 2>&1 \
+    || { say "claims failed: see $LOG"; status=1; }
 STORE=$(ls "$RUNS"/runs/*/gram-store.hdf5 2>/dev/null | head -1)
 if [ -n "$STORE" ]; then
     (cd "$(dirname "$STORE")" && sha256sum gram-store.hdf5) >"$OUT/gram-store.sha256"
