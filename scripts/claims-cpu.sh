@@ -2,7 +2,7 @@
 # The claim-deciding subset of the Fig. 1 / Fig. 4 protocol at n = 10^4, on the CPU, resumable
 # (issue 22, item 3: the paper's claims decided without a GPU). What it runs, in the order that
 # decides the most claims first:
-#   reference rf(M=4); zgr; gs-st(t=0.01); gs(t=0.01); st; gr-mc(M=100,t=0.01); st(t=2); gs-st(t=1);
+#   reference rf(M=4); zgr; gs-st(t=0.01); gs(t=0.01); st; st(t=2); gs-st(t=1); gr-mc(M=100,t=0.01);
 #   gr-mc(M=10,t=0.01); gr-mc(M=100,t=0.0194); then t = 0.141 and t = 1 of gs-st, gr-mc(M=10),
 #   gr-mc(M=100), gs; then the Fig. 4 endpoints st-zgr(alpha=0.5,t=1), st-zgr(alpha=0.5,t=2), st(t=1.5).
 # The snapshot is the Fig. 1 VAE (10 epochs of rf(M=4), batch 50, Adam 1e-4, MNIST-B, seed SEED),
@@ -23,7 +23,7 @@ NOISE_SEED=${4:-0}
 SNAPS=${SNAPS:-$(dirname "$RUNS")/snapshots}
 mkdir -p "$RUNS" "$SNAPS"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-SPECS="zgr,gs-st(t=0.01),gs(t=0.01),st,gr-mc(M=100,t=0.01),st(t=2),gs-st(t=1),gr-mc(M=10,t=0.01)"
+SPECS="zgr,gs-st(t=0.01),gs(t=0.01),st,st(t=2),gs-st(t=1),gr-mc(M=100,t=0.01),gr-mc(M=10,t=0.01)"
 SPECS="$SPECS,gr-mc(M=100,t=0.0194),gs-st(t=0.141),gr-mc(M=10,t=0.141),gr-mc(M=100,t=0.141),gs(t=0.141)"
 SPECS="$SPECS,gr-mc(M=10,t=1),gr-mc(M=100,t=1),gs(t=1),st-zgr(alpha=0.5,t=1),st-zgr(alpha=0.5,t=2),st(t=1.5)"
 SNAP=$(python - "$SEED" "$DATA" "$SNAPS" <<'PY'
