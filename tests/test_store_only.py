@@ -180,6 +180,9 @@ def test_cli_store_only_then_report_from_the_store(tmp_path):
     res = runner.invoke(app, ["report", "--runs-dir", str(rd), "--n-resamples", "20"])
     assert res.exit_code == 0, res.output
     assert "from the store" in res.output and "zgr" in res.output
+    res = runner.invoke(app, ["claims", "--runs-dir", str(rd), "--format", "md", "--n-resamples", "20"])
+    assert res.exit_code == 0, res.output
+    assert "numbers: the statistics store `" in res.output and "gram-store.hdf5" in res.output
     res = runner.invoke(app, ["sweep", "--problem", "toy-cat", "--estimators", "zgr", "--n", "100",
                               "--runs-dir", str(rd), "--store-only", "--no-gram"])
     assert res.exit_code != 0 and len(res.output.strip().splitlines()) == 1, res.output

@@ -60,7 +60,7 @@ def _reason(verdict: str, checks: Sequence[Check]) -> str:
 
 def evaluate(claims: Sequence[Claim], rows: Sequence[Any], contrasts: Sequence[Any] = (), *, alpha: float = 0.05,
              correction: str = "bonferroni", row_level: float = 0.95, reference: str | None = None,
-             source: str = "", runs_dir: str | None = None, snapshot: str = "") -> Ledger:
+             source: str = "", runs_dir: str | None = None, snapshot: str = "", store: str | None = None) -> Ledger:
     """Verdicts of ``claims`` from analysed rows and paired contrasts (rules: :mod:`biasvar.claims.kinds`).
 
     Args:
@@ -70,7 +70,8 @@ def evaluate(claims: Sequence[Claim], rows: Sequence[Any], contrasts: Sequence[A
         alpha, correction: the family-wise level and its correction (``bonferroni`` or ``none``).
         row_level: the confidence level of the rows' own intervals.
         reference: the reference's spec (or ``exact``); names it among the missing runs.
-        source, runs_dir, snapshot: recorded in the ledger.
+        source, runs_dir, snapshot, store: recorded in the ledger (``store``: the statistics store the
+            numbers came from, None when from run files).
     """
     ref = canon_reference(reference)
     data = Data(rows, contrasts, row_level)
@@ -94,7 +95,7 @@ def evaluate(claims: Sequence[Claim], rows: Sequence[Any], contrasts: Sequence[A
                      f"floor and ratio verdicts are not family-wise corrected (analyse at the corrected level)")
     return Ledger(tuple(results), alpha=alpha, correction=correction, n_comparisons=n, alpha_each=each,
                   row_level=row_level, reference=reference or "", source=source,
-                  runs_dir=runs_dir, snapshot=snapshot, notes=tuple(notes))
+                  runs_dir=runs_dir, snapshot=snapshot, notes=tuple(notes), store=store)
 
 
 def evaluate_report(claims: Sequence[Claim], report: Any, *, alpha: float = 0.05, correction: str = "bonferroni",
@@ -102,7 +103,7 @@ def evaluate_report(claims: Sequence[Claim], report: Any, *, alpha: float = 0.05
     """:func:`evaluate` on a :class:`biasvar.report.Report` (its rows, contrasts and level)."""
     return evaluate(claims, report.rows, report.contrasts, alpha=alpha, correction=correction,
                     row_level=report.confidence_level, reference=report.reference, source=source,
-                    runs_dir=report.runs_dir, snapshot=report.snapshot_hash)
+                    runs_dir=report.runs_dir, snapshot=report.snapshot_hash, store=getattr(report, "store", None))
 
 
 def family_statement(ledger: Ledger) -> str:

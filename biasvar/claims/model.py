@@ -168,7 +168,8 @@ class Ledger:
         n_comparisons: the comparisons of the measured claims (the Bonferroni count).
         alpha_each: the level each comparison is tested at.
         row_level: the confidence level of the single-run intervals that were read (floor, ratio).
-        reference, source, runs_dir, snapshot: where the numbers came from.
+        reference, source, runs_dir, snapshot, store: where the numbers came from (``store``: a
+            statistics store, None when from run files).
         notes: anything a reader must know (e.g. single-run intervals at another level).
     """
 
@@ -183,6 +184,7 @@ class Ledger:
     runs_dir: str | None = None
     snapshot: str = ""
     notes: tuple[str, ...] = field(default=())
+    store: str | None = None
 
     def counts(self) -> dict[str, int]:
         """How many claims got each verdict."""

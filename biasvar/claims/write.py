@@ -69,7 +69,8 @@ def ledger_to_json(ledger: Ledger) -> str:
     """``claims.json``: the settings, the family-wise statement, counts, and every claim's checks."""
     out = {
         "schema": LEDGER_SCHEMA, "biasvar_version": biasvar.__version__, "source": ledger.source,
-        "runs_dir": ledger.runs_dir, "snapshot": ledger.snapshot, "reference": ledger.reference,
+        "runs_dir": ledger.runs_dir, "store": ledger.store, "snapshot": ledger.snapshot,
+        "reference": ledger.reference,
         "alpha": ledger.alpha, "correction": ledger.correction, "n_comparisons": ledger.n_comparisons,
         "alpha_each": ledger.alpha_each, "row_level": ledger.row_level, "family": family_statement(ledger),
         "counts": ledger.counts(), "notes": list(ledger.notes), "claims": [_result_dict(r) for r in ledger.results],
@@ -98,7 +99,8 @@ def summary_line(ledger: Ledger) -> str:
 def ledger_to_markdown(ledger: Ledger) -> str:
     """``claims.md``: summary, family-wise statement, one table row per claim, then the checks."""
     lines = ["# Claims ledger", ""]
-    where = f"runs `{ledger.runs_dir}`" if ledger.runs_dir else "the analysis given"
+    where = (f"the statistics store `{ledger.store}`" if ledger.store else f"runs `{ledger.runs_dir}`"
+             if ledger.runs_dir else "the analysis given")
     snap = f", snapshot `{ledger.snapshot[:12]}`" if ledger.snapshot else ""
     lines += [f"Claims: `{ledger.source or 'paper.json'}`; numbers: {where}{snap}; reference "
               f"`{ledger.reference or '?'}`.", "", f"**{summary_line(ledger)}.**", "",
