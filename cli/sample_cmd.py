@@ -200,11 +200,14 @@ def sweep(
     roles = {r.path.name: r.role for r in plan}
     if store_only:
         _print_stored(result.store, plan)
+        console.print(result.overheads(), highlight=False)
         return
     _print_runs([store.read_run(r.path, load_sums=False) for r in plan], roles=roles)
     if result.store is not None:
         console.print(f"statistics store {result.store.path}: {result.store.runs} runs "
                       f"({len(result.store.added) + len(result.store.recomputed)} new or changed)", highlight=False)
+    if executor == "local":
+        console.print(result.overheads(), highlight=False)
 
 
 def _print_stored(res, plan) -> None:

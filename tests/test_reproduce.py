@@ -57,6 +57,8 @@ def test_tiny_reproduce_end_to_end(tmp_path, mnist_b):
     # each step's wall seconds, in order, adding up to (at most) the whole
     steps = prov["steps_s"]
     assert list(steps) == ["snapshot", "sweep", "analysis_and_figures", "quant_study"]
+    sweep_t = prov["sweep_timing_s"]
+    assert sweep_t["draw_s"] > 0 and sweep_t["write_s"] > 0 and sweep_t["total_s"] <= steps["sweep"] + 0.5
     assert all(v >= 0 for v in steps.values()) and sum(steps.values()) <= prov["wall_s"] + 0.5
     assert any(m.startswith("[") and "s] analysing" in m for m in said)
     assert res.snapshot.provenance["estimator"] == "rf(M=4)" and res.snapshot.provenance["epochs"] == 1

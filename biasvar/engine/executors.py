@@ -98,7 +98,10 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
 
         if plan.name:
             write_manifest(plan)
-        return run_store_only(plan, options, progress=progress, calibration=calibration, restart=restart)
+        t = time.perf_counter()
+        result = run_store_only(plan, options, progress=progress, calibration=calibration, restart=restart)
+        result.timing["total_s"] = time.perf_counter() - t
+        return result
     if plan.name:
         write_manifest(plan)
     if restart:
@@ -107,11 +110,15 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
                 s.path.unlink(missing_ok=True)
             run.path.unlink(missing_ok=True)
     result = SweepResult(plan)
+    t = time.perf_counter()
     executor.run(plan, options, result, progress, calibration or Calibration())
     if gram:
         from biasvar import gramstore
 
+        s = time.perf_counter()
         result.store = gramstore.update_store(plan.runs_dir, plan.snapshot.id)
+        result.timing["store_s"] = time.perf_counter() - s
+    result.timing["total_s"] = time.perf_counter() - t
     return result
 
 
@@ -165,9 +172,15 @@ class Local:
 
     def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
             calibration: Calibration) -> None:
+        timing = result.timing
+
         def planned(run: PlannedRun, sharded: bool) -> RunPlan:
-            return plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir,
-                            options=options, sharded=sharded, calibration=calibration)
+            t = time.perf_counter()
+            try:
+                return plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir,
+                                options=options, sharded=sharded, calibration=calibration)
+            finally:
+                timing["setup_s"] = timing.get("setup_s", 0.0) + time.perf_counter() - t
 
         for run in plan:
             def report(done: int, _total: int, bad: int, rate: float, run: PlannedRun = run, base: int = 0) -> None:
@@ -175,14 +188,17 @@ class Local:
                     progress(RunProgress(run, min(run.n, base + done), run.n, bad, rate))
 
             if self.shards == 1 and not sh.list_shards(run.path):  # the run file directly
-                sample(planned(run, False), progress=report)
+                sample(planned(run, False), progress=report, timing=timing)
                 result.computed.append((run.path, 0, run.n))
             else:
                 rplan, todo = _todo(run, self.shards, lambda r: planned(r, True), result)
                 for first, end in todo:
                     sample(sh.plan_shard(rplan, first, end),
-                           progress=lambda d, t, b, r, run=run, first=first: report(d, t, b, r, run, first))
+                           progress=lambda d, t, b, r, run=run, first=first: report(d, t, b, r, run, first),
+                           timing=timing)
+                    t = time.perf_counter()
                     sh.merge_when_free(run.path)
+                    timing["write_s"] = timing.get("write_s", 0.0) + time.perf_counter() - t
                     result.computed.append((run.path, first, end))
             if progress is not None:
                 progress(finished(run))

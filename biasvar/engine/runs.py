@@ -44,7 +44,13 @@ def exact_flat(problem: Problem, names: Sequence[str]) -> np.ndarray | None:
                       for k in names]).numpy()
 
 
-def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: float = SAVE_EVERY_S) -> Path:
+def add_time(timing: dict[str, float] | None, key: str, seconds: float) -> None:
+    if timing is not None:
+        timing[key] = timing.get(key, 0.0) + seconds
+
+
+def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: float = SAVE_EVERY_S,
+           timing: dict[str, float] | None = None) -> Path:
     """Draw (or resume) the plan's draws ``[plan.first, plan.end)`` into ``plan.path``; returns the
     file that holds them (at once when the plan is complete: the file is not even opened for writing).
 
@@ -53,23 +59,30 @@ def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: f
     exception while drawing), the file keeps the whole steps drawn so far and the exception is
     re-raised; the same plan resumes it, and the file is then bit for bit the file of a run that was
     never interrupted, whatever the chunk sizes of either.
+
+    ``timing`` (a dict) gets the seconds spent drawing (``draw_s``) and writing the file
+    (``write_s``: opening, appending, saving, closing) added to it.
     """
     if plan.complete:
         return plan.path
     sel = plan.selection
+    t = time.perf_counter()
     exact = exact_flat(plan.problem, sel.names) if plan.restart or not plan.path.exists() else None
     writer = store.RunWriter.open(plan.path, dict(plan.header), n_target=plan.end - plan.first,
                                   group_sizes=np.array([b[1] for b in sel.bounds]),
                                   sample_index=keep_index(sel.dim, int(plan.header["keep"])), exact=exact,
                                   restart=plan.restart)
+    add_time(timing, "write_s", time.perf_counter() - t)
     with writer:
-        fill(plan, writer, plan.first, plan.end, progress=progress, save_every_s=save_every_s)
+        fill(plan, writer, plan.first, plan.end, progress=progress, save_every_s=save_every_s, timing=timing)
+        t = time.perf_counter()
         writer.finish()
+    add_time(timing, "write_s", time.perf_counter() - t)  # finish and close
     return plan.path
 
 
 def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progress: ProgressFn | None = None,
-         save_every_s: float = SAVE_EVERY_S) -> None:
+         save_every_s: float = SAVE_EVERY_S, timing: dict[str, float] | None = None) -> None:
     """Draw the run's draws ``[first + writer.n_done, end)`` into ``writer``, whose draw 0 is the
     run's draw ``first`` (0 for a run file, the shard's first draw for a shard file), committing
     whole blocks of ``writer.block_size``. The chunk grid is the run's (counted from draw 0, up to
@@ -78,6 +91,9 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
     The block in progress is saved (whole steps of it) at least every ``save_every_s`` seconds,
     and when drawing stops with an exception (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the
     CLI, a progress callback that raises, out of memory): the resumed run is then the same bits.
+
+    ``timing`` (a dict) gets ``write_s`` (the writer's appends and saves) and ``draw_s`` (the rest of
+    this call: drawing and the block statistics) added to it.
     """
     first, end = int(first), int(end)
     done, bs = first + writer.n_done, writer.block_size
@@ -86,6 +102,7 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
     bounds, dim, device = plan.selection.bounds, plan.selection.dim, plan.device
     step = writer.stats_step or choose_step(bs, [size for _, size in bounds], draw_work(plan.spec))
     t0 = t_saved = time.perf_counter()
+    written = 0.0  # seconds inside the writer
     block_start = done - writer.pending_draws
     block = BlockBuilder(bounds, writer.sample_index, device, step).resume(writer.pending())
     block_end = min(block_start + bs, end)
@@ -99,17 +116,22 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
                 x, i = x[take:], i + take
                 if i == block_end:
                     block.flush()
+                    stats = block.stats(dim)
                     now = time.perf_counter()
-                    writer.append(block.stats(dim), wall_s=now - t_saved)
-                    t_saved = now
+                    writer.append(stats, wall_s=now - t_saved)
+                    t_saved = time.perf_counter()
+                    written += t_saved - now
                     block = BlockBuilder(bounds, writer.sample_index, device, step)
                     block_end = min(i + bs, end)
             pos = ch.start + ch.grads.shape[0]
             del ch, x  # let the engine reuse this chunk's memory for the next one
             now = time.perf_counter()
             if now - t_saved >= save_every_s and block.draws > writer.pending_draws:
-                writer.save_pending(block.pending(dim), wall_s=now - t_saved)
-                t_saved = now
+                part = block.pending(dim)
+                now = time.perf_counter()
+                writer.save_pending(part, wall_s=now - t_saved)
+                t_saved = time.perf_counter()
+                written += t_saved - now
             if progress is not None:
                 elapsed = now - t0
                 rate = (pos - done) / elapsed if elapsed > 0 else 0.0
@@ -121,6 +143,9 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
             except Exception:  # noqa: BLE001 - the file keeps its last save; report the first error
                 pass
         raise
+    finally:
+        add_time(timing, "write_s", written)
+        add_time(timing, "draw_s", time.perf_counter() - t0 - written)
 
 
 def sample_run(

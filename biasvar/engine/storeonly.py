@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from biasvar import store
 from biasvar.engine.blocks import keep_index
 from biasvar.engine.calibration import Calibration
 from biasvar.engine.plan import RunOptions, RunPlan, plan_run
-from biasvar.engine.runs import exact_flat, fill
+from biasvar.engine.runs import add_time, exact_flat, fill
 from biasvar.engine.sweeps import PlannedRun, RunProgress, SweepPlan, SweepProgress, SweepResult
 from biasvar.errors import AnalysisError, BiasvarError
 
@@ -154,8 +155,10 @@ def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgr
             if progress is not None:
                 progress(RunProgress(run, run.n, run.n))
             continue
+        t = time.perf_counter()
         rplan = plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir, options=options,
                          calibration=calibration)
+        add_time(result.timing, "setup_s", time.perf_counter() - t)
         if not checked:
             check_memory(rplan, todo + ([ref] if redraw else []), _free_bytes(rplan.device))
             checked = True
@@ -169,12 +172,16 @@ def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgr
                                         sample_index=keep_index(sel.dim, int(rplan.header["keep"])),
                                         exact=exact_flat(rplan.problem, sel.names), device=device,
                                         label=_label(run, folder))
-            fill(rplan, writer, 0, run.n, progress=report(run))
+            spent: dict[str, float] = {}
+            fill(rplan, writer, 0, run.n, progress=report(run), timing=spent)
+            add_time(result.timing, "draw_s", spent.get("draw_s", 0.0))
+            add_time(result.timing, "store_s", spent.get("write_s", 0.0))  # holding the blocks for the store
             writer.finish()
             mem, sha = writer.run(), ""
             result.computed.append((run.path, 0, run.n))
         key = (run.spec, run.seed)
         held[key] = mem
+        t = time.perf_counter()
         if redraw and run is ref:  # already stored: check the redraw, then only hold it
             _check_redraw(state, key, mem)
         else:
@@ -184,6 +191,7 @@ def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgr
                             old_present=lambda s: held.get(s.key))
             write_store(target, state)
             added.append(f"{run.spec} seed {run.seed}")
+        add_time(result.timing, "store_s", time.perf_counter() - t)
         if progress is not None:
             progress(RunProgress(run, run.n, run.n, int(mem.attrs["n_nonfinite"]), float(mem.attrs["draws_per_s"])))
     notes = _missing_pairs(state, plan)

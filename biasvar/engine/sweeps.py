@@ -118,6 +118,22 @@ class SweepResult:
     computed: list[tuple[Path, int, int]] = field(default_factory=list)
     reused_draws: int = 0
     store: Any = None  # the statistics store updated at the end (biasvar.gramstore.UpdateResult), if any
+    #: seconds by step, this call only: ``setup_s`` (planning each run: the problem, the estimator, the
+    #: calibration of the engine path), ``draw_s`` (drawing and the block statistics; compilation
+    #: included), ``write_s`` (run files: open, append, save, close, merge), ``store_s`` (the statistics
+    #: store), ``total_s`` (the whole call). The local executors fill it; Ray's only ``store_s``/``total_s``.
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def overheads(self) -> str:
+        """One line: the time of each step and the overheads' share of the drawing time."""
+        t = self.timing
+        draw = t.get("draw_s", 0.0)
+        over = sum(t.get(k, 0.0) for k in ("setup_s", "write_s", "store_s"))
+        other = max(0.0, t.get("total_s", 0.0) - draw - over)
+        share = f" ({over / draw:.0%} of drawing)" if draw > 0 else ""
+        return (f"time {t.get('total_s', 0.0):.1f} s: drawing {draw:.1f}, set-up {t.get('setup_s', 0.0):.1f}, "
+                f"run-file writes {t.get('write_s', 0.0):.1f}, store {t.get('store_s', 0.0):.1f}, other {other:.1f}"
+                f"{share.replace(' (', '; overheads ').rstrip(')')}")
 
 
 def committed(run_path: Path) -> tuple[int, list[sh.ShardInfo]]:

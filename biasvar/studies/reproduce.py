@@ -169,9 +169,12 @@ def reproduce(
     if store_only:  # one sweep of every run: the runs held in memory pair with each other
         sweeps = [SweepPlan(snap, sweeps[0].runs + tuple(r for sw in sweeps[1:] for r in sw.runs[1:]),
                             sweeps[0].runs_dir, sweeps[0].name)]
+    timing: dict[str, float] = {}
     for i, sweep in enumerate(sweeps):  # the statistics store is updated once, after the last
-        run_sweep(sweep, options, calibration=calibration, gram=i == len(sweeps) - 1, store_only=store_only,
-                  progress=overall_progress(sweep, sweep_progress) if sweep_progress else None)
+        done = run_sweep(sweep, options, calibration=calibration, gram=i == len(sweeps) - 1, store_only=store_only,
+                         progress=overall_progress(sweep, sweep_progress) if sweep_progress else None)
+        for k, v in done.timing.items():
+            timing[k] = round(timing.get(k, 0.0) + v, 3)
     say(lap("sweep") + "analysing (Eq. 16, bootstrap over blocks)")
     bseed = seed if bootstrap_seed is None else bootstrap_seed
     report = analyze_runs(runs_dir, snapshot=snap.id, reference=REFERENCE, n_resamples=n_resamples, seed=bseed)
@@ -193,6 +196,7 @@ def reproduce(
         settings.update(vae=dict(FIG1_VAE if vae is None else vae), steps_per_epoch=steps_per_epoch)
     provenance = _provenance(settings, snap, dev, report, t0)
     provenance["steps_s"] = steps
+    provenance["sweep_timing_s"] = timing  # drawing, set-up, run-file writes, store (SweepResult.timing)
     files.append(write_atomic(res_dir / "provenance.json", json.dumps(provenance, indent=1)))
     return ReproduceResult(tag, snap, report, files, provenance)
 
