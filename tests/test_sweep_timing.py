@@ -58,9 +58,8 @@ def test_store_only_has_no_writes(tmp_path):
 
 @pytest.mark.parametrize("store_only", [False, True])
 def test_cli_prints_the_time_line(tmp_path, store_only):
-    from typer.testing import CliRunner
-
     from biasvar_cli.main import app
+    from typer.testing import CliRunner
 
     res = CliRunner().invoke(app, ["sweep", "--problem", "toy-cat", "--estimators", "zgr", "--n", "100",
                                    "--runs-dir", str(tmp_path), "--device", "cpu", "--keep", "0"]

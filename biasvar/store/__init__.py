@@ -63,6 +63,7 @@ from biasvar.store.layout import (
 )
 from biasvar.store.lock import LOCK_TRIES, writer_alive
 from biasvar.store.maintenance import compact
+from biasvar.store.memory import MemoryWriter
 from biasvar.store.opening import READ_ATTEMPTS, DamagedError
 from biasvar.store.paths import file_size, list_run_files, lock_path, run_path
 from biasvar.store.reader import (
@@ -75,7 +76,6 @@ from biasvar.store.reader import (
     scan_runs,
     storage_info,
 )
-from biasvar.store.memory import MemoryWriter
 from biasvar.store.writer import RunWriter
 
 __all__ = [
