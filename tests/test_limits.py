@@ -89,8 +89,9 @@ def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap,
     bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
     _flip_block_sum(bad)
     before = digest(bad)
-    r = invoke("ls", "--runs-dir", runs)
+    r = invoke("ls", "--runs-dir", runs, "--verify")
     assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+    assert "not verified" not in r.output
     r = invoke("compact", "--runs-dir", runs, "--compression", "none")
     assert r.exit_code != 0 or "damaged" in r.output, r.output
     assert "damaged" in r.output and digest(bad) == before, r.output
@@ -98,6 +99,60 @@ def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap,
     assert r.exit_code == 0, r.output
     assert "left out" in r.output and "damaged" in r.output, r.output
     assert good.exists() and digest(bad) == before
+
+
+def test_ls_reads_only_what_it_shows_and_says_the_block_data_were_not_verified(snap, tmp_path, monkeypatch):
+    """``ls`` without --verify reads the small datasets it shows (a file whose block sums are damaged is
+    listed, with a line saying the block data were not verified); it never reads a file in full."""
+    from biasvar.store import reader
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    _flip_block_sum(bad)
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("ls read a file in full")
+
+    monkeypatch.setattr(reader, "verify_file", no_full_read)
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "block data not verified: `biasvar ls --verify` checks" in flat and "damaged" not in flat, r.output
+    _flip_metadata(bad)  # what ls reads is still checked
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+
+
+def test_report_reads_each_run_file_once_and_leaves_a_file_damaged_there_out(snap, tmp_path, monkeypatch):
+    """``report`` checks the checksums at its analysis read (no separate verifying read): a file whose
+    block sums fail there is left out with a note, and the others analysed as they would be without it."""
+    from biasvar.report import analyze_runs
+    from biasvar.store import reader
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    engine.sample_run(snap, "rf(M=4)", n=200, seed=0, runs_dir=runs, block_size=20)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    reads: list[str] = []
+    real = store.read_run
+
+    def counted(path, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(reader, "verify_file", lambda *a, **k: pytest.fail("a separate verifying read"))
+    monkeypatch.setattr(store, "read_run", counted)
+    clean = analyze_runs(runs, reference="rf(M=4)", n_resamples=0)
+    assert sorted(reads) == sorted(p.name for p in runs.rglob("*.h5")), reads  # one full read per file
+    _flip_block_sum(bad)
+    report = analyze_runs(runs, reference="rf(M=4)", n_resamples=0)
+    assert any(bad.name in note and "damaged" in note and "left out" in note for note in report.notes)
+    assert {r.spec for r in report.rows} == {r.spec for r in clean.rows} - {"st"}
+    zgr = next(r for r in report.rows if r.spec == "zgr")
+    assert zgr.b2 == next(r for r in clean.rows if r.spec == "zgr").b2
+    r = invoke("report", "--runs-dir", runs, "--reference", "rf(M=4)", "--n-resamples", "0")
+    assert r.exit_code == 0 and "left out" in r.output and "damaged" in r.output, r.output
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -242,3 +297,4 @@ def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(smal
     whole = store.read_run(next((tmp_path / "whole").rglob("*.h5")))
     assert resumed.attrs["status"] == "complete" and resumed.attrs["n_done"] == whole.attrs["n_done"] == 60000
     np.testing.assert_array_equal(resumed.block_sum, whole.block_sum)
+
