@@ -298,3 +298,19 @@ def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(smal
     assert resumed.attrs["status"] == "complete" and resumed.attrs["n_done"] == whole.attrs["n_done"] == 60000
     np.testing.assert_array_equal(resumed.block_sum, whole.block_sum)
 
+
+def test_ls_counts_the_shards_of_a_run_including_those_never_started(snap, tmp_path):
+    """Issue 26: a run cut into 4 shards of which one never started was listed as "shards done 3/3"."""
+    runs = tmp_path / "runs"
+    common = ["--snapshot", snap.path, "-e", "zgr", "--n", "400", "--block-size", "20", "--runs-dir", runs]
+    for i in (0, 2, 3):
+        r = invoke("sample", *common, "--shard", f"{i}/4")
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ls", "--runs-dir", str(runs)], terminal_width=200)
+    flat = "".join(r.output.split())  # the ranges cell wraps
+    assert r.exit_code == 0 and "│3/4│" in flat and "100-200(not" in flat and "started)" in flat, r.output
+    r = invoke("merge", "--runs-dir", runs)  # shard 0 merges; the rest wait for the missing one
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ls", "--runs-dir", str(runs)], terminal_width=200)
+    flat = "".join(r.output.split())  # the ranges cell wraps
+    assert "│2/3│" in flat and "100-200(not" in flat and "started)" in flat, r.output
