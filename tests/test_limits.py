@@ -314,3 +314,79 @@ def test_ls_counts_the_shards_of_a_run_including_those_never_started(snap, tmp_p
     r = runner.invoke(app, ["ls", "--runs-dir", str(runs)], terminal_width=200)
     flat = "".join(r.output.split())  # the ranges cell wraps
     assert "│2/3│" in flat and "100-200(not" in flat and "started)" in flat, r.output
+
+
+CATNET = ("from biasvar.problems.toy import ToyCat\n\n\n"
+          "def make(seed=0):\n    return ToyCat(vars=2, categories=3, seed=seed)\n")
+
+
+@pytest.fixture
+def catnet(tmp_path, monkeypatch):
+    """A user module ``catnet.py`` in ``tmp_path/model`` (the working directory), forgotten afterwards."""
+    import sys
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "catnet.py").write_text(CATNET)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI adds the working directory
+    monkeypatch.delitem(sys.modules, "catnet", raising=False)
+    yield folder
+    sys.modules.pop("catnet", None)
+
+
+def test_one_snapshot_id_per_model_however_its_factory_is_named(catnet, tmp_path):
+    """Issue 26: ``--problem catnet:make`` and ``--problem path/catnet.py:make`` gave two snapshot ids."""
+    from biasvar.snapshot import identity_kind, load_snapshot
+
+    ids = set()
+    for i, name in enumerate(("catnet:make", "catnet.py:make", "./catnet.py:make", f"{catnet / 'catnet.py'}:make")):
+        r = invoke("snapshot", "--problem", name, "--out", tmp_path / f"s{i}.pt")
+        assert r.exit_code == 0, r.output
+        ids.add(load_snapshot(tmp_path / f"s{i}.pt").id)
+    assert len(ids) == 1, ids
+    assert identity_kind(f"{catnet / 'catnet.py'}:make") == "catnet:make"
+    # a factory named by its module keeps the hash it had (so do built-ins: tests/test_user_problem.py)
+    assert identity_kind("catnet:make") == "catnet:make"
+    assert identity_kind("examples.my_model:make") == "examples.my_model:make"
+    sub = catnet / "nets"
+    sub.mkdir()
+    assert identity_kind("nets/catnet.py:make") == "nets.catnet:make"
+
+
+def test_a_snapshot_saved_with_the_hash_of_its_file_name_still_loads_with_its_id(catnet, tmp_path):
+    """Snapshots saved before identity_kind hashed the kind as written: they load, keeping their id."""
+    import torch
+
+    from biasvar.problems.registry import make_problem
+    from biasvar.snapshot import content_hash, load_snapshot
+
+    kind = f"{catnet / 'catnet.py'}:make"
+    p = make_problem(kind)
+    old_hash = content_hash(p, kind=kind)
+    assert old_hash != content_hash(p)
+    payload = {"magic": "biasvar-snapshot", "format_version": 1, "problem": {"kind": kind, "config": p.config},
+               "params": dict(p.params), "batch": p.batch, "dataset": None, "provenance": {}, "hash": old_hash}
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_snapshot(tmp_path / "old.pt").hash == old_hash
+    payload["params"] = {k: v + 1 for k, v in p.params.items()}
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="content hash mismatch"):
+        load_snapshot(tmp_path / "bad.pt")
+
+
+def test_a_snapshot_whose_factory_cannot_be_imported_says_where_it_was_imported_from(catnet, tmp_path, monkeypatch):
+    import sys
+
+    r = invoke("snapshot", "--problem", "catnet:make", "--out", tmp_path / "snap.pt")
+    assert r.exit_code == 0, r.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    sys.modules.pop("catnet", None)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(catnet))])
+    r = invoke("sample", "--snapshot", tmp_path / "snap.pt", "-e", "zgr", "--n", "20", "--runs-dir", tmp_path / "r")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and "cannot import module 'catnet'" in line, line
+    flat = line.replace(" ", "")
+    assert "PYTHONPATH" in line and str(catnet / "catnet.py").replace(" ", "") in flat, line
