@@ -13,20 +13,28 @@ A snapshot is a plain dict saved with ``torch.save`` and read with
     provenance       {"estimator", "epochs", "lr", "seed", "loss_history", "biasvar_version", ...}
     hash             sha256 of problem + params + batch (hex)
 
-``hash[:12]`` is the snapshot id: the folder its run files go to.
+``hash[:12]`` is the snapshot id: the folder its run files go to. One model has one id however its
+factory is named: the hash sees a factory named by its file (``path/catnet.py:make``) under the module
+name that file has from the working directory or ``sys.path`` (``catnet:make``, the name a module import
+uses; :func:`identity_kind`), while ``kind`` keeps the name as given, to rebuild it. Snapshots saved
+before this rule keep their stored id (the loader also accepts the hash of the kind as written).
 
 ``kind`` is a built-in name (``vae``) or the import path of the factory that made the problem
 (``mypkg.models:make``; :mod:`biasvar.problems.registry`), so a snapshot of your own model loads
 wherever that factory is importable. Loading one whose factory cannot be imported, or whose
 parameters no longer match what the factory builds, is one :class:`SnapshotError` line naming what
-is missing. Snapshots written before user problems existed load unchanged (same format, same hash).
+is missing, with a hint where the factory was imported from when it was saved (``provenance
+["factory_file"]``). Snapshots written before user problems existed load unchanged (same format, same hash).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import os
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +46,9 @@ import biasvar
 from biasvar.atomic import atomic_path
 from biasvar.errors import BiasvarError, ShapeError, SnapshotError
 from biasvar.problems.base import Problem
-from biasvar.problems.registry import PROBLEMS, is_import_path, make_problem
+from biasvar.problems.registry import PROBLEMS, is_import_path, make_problem, problem_factory
 from biasvar.problems.user import load_state
+from biasvar.userimport import is_file_module
 
 MAGIC = "biasvar-snapshot"
 FORMAT_VERSION = 1
@@ -60,10 +69,56 @@ class Snapshot:
         return self.hash[:12]
 
 
-def content_hash(problem: Problem) -> str:
-    """sha256 over the problem kind and config, every parameter (name, dtype, shape, bytes) and the batch."""
+def _module_names(path: Path) -> list[str]:
+    """The dotted module names the file ``path`` has (``a/b/c.py``: ``a.b.c``, ``b.c``, ``c``), longest first."""
+    parts = path.with_suffix("").parts
+    names = []
+    for i in range(len(parts)):
+        tail = parts[i:]
+        if all(p.isidentifier() for p in tail):
+            names.append(".".join(tail))
+    return names or [path.stem]
+
+
+def identity_kind(kind: str) -> str:
+    """The name of the problem's factory as the snapshot hash sees it: a built-in name or a module name
+    as given; a factory named by its file, as the module name that file has from the working directory
+    (then the first ``sys.path`` folder holding it; else its file name's stem), so ``catnet:make``,
+    ``./catnet.py:make`` and ``/abs/catnet.py:make`` are one model."""
+    if not is_import_path(kind):
+        return kind
+    module, _, attr = kind.rpartition(":")
+    if not is_file_module(module):
+        return kind
+    path = Path(os.path.abspath(module))
+    for entry in (os.getcwd(), *sys.path):
+        root = Path(os.path.abspath(entry or os.getcwd()))
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        parts = rel.with_suffix("").parts
+        if parts and all(p.isidentifier() for p in parts):
+            return ".".join(parts) + ":" + attr
+    return path.stem + ":" + attr
+
+
+def _identity_kinds(kind: str) -> list[str]:
+    """Every name a snapshot of a factory ``kind`` may have been hashed under: the kind as written (before
+    :func:`identity_kind`), its identity now, and the module names its file has from another folder."""
+    out = [kind, identity_kind(kind)]
+    module, _, attr = kind.rpartition(":")
+    if is_import_path(kind) and is_file_module(module):
+        out += [f"{name}:{attr}" for name in _module_names(Path(os.path.abspath(module)))[-8:]]
+    return list(dict.fromkeys(out))
+
+
+def content_hash(problem: Problem, *, kind: str | None = None) -> str:
+    """sha256 over the problem kind (its :func:`identity_kind`; ``kind``: this name instead) and config,
+    every parameter (name, dtype, shape, bytes) and the batch."""
     h = hashlib.sha256()
-    h.update(json.dumps({"kind": problem.kind, "config": problem.config}, sort_keys=True).encode())
+    kind = identity_kind(problem.kind) if kind is None else kind
+    h.update(json.dumps({"kind": kind, "config": problem.config}, sort_keys=True).encode())
     buffers = [(f"__buffer__{k}", v) for k, v in (getattr(problem, "buffers", None) or {}).items()]
     for name, t in list(problem.params.items()) + [("__batch__", problem.batch)] + buffers:
         t = t.detach().cpu().contiguous()
@@ -86,6 +141,10 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
                             f"the problem with a factory, make_problem('mypkg.models:make', options)")
     snap = snapshot_of(problem, dataset=dataset, provenance=_plain(provenance or {}))
     snap.provenance.setdefault("biasvar_version", biasvar.__version__)
+    if is_import_path(problem.kind):
+        where = _factory_file(problem.kind)
+        if where:
+            snap.provenance.setdefault("factory_file", where)
     payload = {
         "magic": MAGIC,
         "format_version": FORMAT_VERSION,
@@ -102,6 +161,27 @@ def save_snapshot(path: str | Path, problem: Problem, *, dataset: dict | None = 
         torch.save(payload, tmp)
     snap.path = str(path)
     return snap
+
+
+def _factory_file(kind: str) -> str | None:
+    """The file the factory ``kind`` is defined in (where it was imported from), if it can be told."""
+    try:
+        return str(Path(inspect.getsourcefile(problem_factory(kind)) or "").resolve()) or None
+    except (BiasvarError, TypeError, OSError):
+        return None
+
+
+def _unimportable_hint(kind: str, provenance: dict[str, Any]) -> str:
+    """What to do when a snapshot's factory cannot be imported here."""
+    module = kind.rpartition(":")[0]
+    made = provenance.get("factory_file")
+    where = f" (it was imported from {made} when the snapshot was saved)" if made else ""
+    if is_file_module(module):
+        return (f"; the factory is named by the file {module}{where}: run from the folder that path is relative "
+                "to, or remake the snapshot with an absolute path")
+    folder = f" ({Path(str(made)).parent})" if made else ""
+    return (f"; the module {module} is looked up from the current folder and PYTHONPATH{where}: run from the "
+            f"folder the snapshot was made in{folder}, or add that folder to PYTHONPATH")
 
 
 def _plain(value: Any) -> Any:
@@ -139,6 +219,13 @@ def load_snapshot(path: str | Path) -> Snapshot:
         stored, batch = payload["params"], payload["batch"]
     except (KeyError, TypeError) as e:
         raise SnapshotError(f"{path}: snapshot lacks {e}; file damaged or written by another tool") from None
+    provenance = payload.get("provenance") if isinstance(payload.get("provenance"), dict) else {}
+    if isinstance(kind, str) and is_import_path(kind):
+        try:
+            problem_factory(kind)
+        except BiasvarError as e:
+            raise SnapshotError(f"{path}: cannot rebuild its problem {kind}: {e}"
+                                f"{_unimportable_hint(kind, provenance)}") from None
     try:
         problem = make_problem(kind, config)
     except BiasvarError as e:
@@ -149,6 +236,9 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise SnapshotError(f"{path}: the problem {kind} no longer matches the snapshot: {e}") from None
     problem.batch = batch
     digest = content_hash(problem)
+    if digest != payload.get("hash"):  # hashed under another name of the same factory (or before identity_kind)
+        digest = next((d for d in (content_hash(problem, kind=k) for k in _identity_kinds(problem.kind))
+                       if d == payload.get("hash")), digest)
     if digest != payload.get("hash"):
         raise SnapshotError(f"{path}: content hash mismatch (stored {str(payload.get('hash'))[:12]}, "
                             f"computed {digest[:12]}): the file was modified")

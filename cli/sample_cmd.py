@@ -281,15 +281,19 @@ def _print_runs(runs: list[store.RunData], roles: dict[str, str] | None = None) 
 def ls(
     runs_dir: o.RunsDir = Path("runs"),
     snapshot_id: o.SnapshotId = None,
+    verify: Annotated[bool, Opt("--verify", help="Read every saved row of every file too, so a file whose "
+                                "data fail their checksums is listed as damaged (reads each file in full).")]
+    = False,
 ) -> None:
     """List run files: spec, seed, draws done / target, status (running, interrupted, complete),
-    draws/s, size; then the files that are damaged or misplaced, with the reason (works during a sweep)."""
+    draws/s, size; then the files that are damaged or misplaced, with the reason (works during a sweep).
+    Without --verify only the small datasets it shows are read (and checked): the block data are not."""
     from biasvar.errors import StoreError
 
     if runs_dir.exists() and not runs_dir.is_dir():
         raise StoreError(f"--runs-dir {runs_dir} is a file, not a folder of run files")
     prefix = snapshot_prefix(snapshot_id)
-    runs, bad = store.scan_runs(runs_dir, verify=True)
+    runs, bad = store.scan_runs(runs_dir, verify=verify)
     runs = select_snapshot(runs, prefix, lambda r: r.path)
     bad = select_snapshot(bad, prefix, lambda b: b.path)
     if not runs and not bad:
@@ -300,6 +304,9 @@ def ls(
     shards_cmd.print_shards(runs_dir, prefix)
     for b in bad:
         console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
+    if runs and not verify:
+        console.print("[dim]block data not verified: `biasvar ls --verify` checks every file's checksums "
+                      "(report, compact and sample check them as they read)[/]", highlight=False)
 
 
 def bench(

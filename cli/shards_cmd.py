@@ -101,11 +101,27 @@ def print_shards(runs_dir: Path, snapshot_id: str | None = None) -> int:
         table.add_column(col, justify=just, no_wrap=col != "ranges")
     for run, infos in found.items():
         complete = sum(s.complete for s in infos)
-        ranges = ", ".join(f"{s.first}-{s.end}" + ("" if s.complete else f" ({s.n_done})") for s in infos[:6])
-        table.add_row(f"{run.parent.name}/{run.name}", f"{complete}/{len(infos)}",
-                      str(sum(s.n_done for s in infos)), ranges + (" ..." if len(infos) > 6 else ""))
+        missing = sh.unstarted_shards(infos, _merged_draws(run))
+        parts = [(s.first, f"{s.first}-{s.end}" + ("" if s.complete else f" ({s.n_done})")) for s in infos]
+        parts += [(a, f"{a}-{b} (not started)") for a, b, _ in missing]
+        ranges = ", ".join(text for _, text in sorted(parts)[:6])
+        table.add_row(f"{run.parent.name}/{run.name}", f"{complete}/{len(infos) + sum(k for *_, k in missing)}",
+                      str(sum(s.n_done for s in infos)), ranges + (" ..." if len(parts) > 6 else ""))
     console.print(table)
     return len(found)
+
+
+def _merged_draws(run: Path) -> int:
+    """The draws the run file already holds (0 without a readable one): shards merged into it."""
+    from biasvar import store
+    from biasvar.errors import StoreError
+
+    if not run.is_file():
+        return 0
+    try:
+        return int(store.read_run(run, load_sums=False).attrs["n_done"])
+    except StoreError:
+        return 0
 
 
 def shard_notes(runs_dir: Path, snapshot_id: str | None = None) -> list[str]:

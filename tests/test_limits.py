@@ -89,8 +89,9 @@ def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap,
     bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
     _flip_block_sum(bad)
     before = digest(bad)
-    r = invoke("ls", "--runs-dir", runs)
+    r = invoke("ls", "--runs-dir", runs, "--verify")
     assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+    assert "not verified" not in r.output
     r = invoke("compact", "--runs-dir", runs, "--compression", "none")
     assert r.exit_code != 0 or "damaged" in r.output, r.output
     assert "damaged" in r.output and digest(bad) == before, r.output
@@ -98,6 +99,60 @@ def test_ls_compact_and_report_call_a_file_with_damaged_block_sums_damaged(snap,
     assert r.exit_code == 0, r.output
     assert "left out" in r.output and "damaged" in r.output, r.output
     assert good.exists() and digest(bad) == before
+
+
+def test_ls_reads_only_what_it_shows_and_says_the_block_data_were_not_verified(snap, tmp_path, monkeypatch):
+    """``ls`` without --verify reads the small datasets it shows (a file whose block sums are damaged is
+    listed, with a line saying the block data were not verified); it never reads a file in full."""
+    from biasvar.store import reader
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    _flip_block_sum(bad)
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("ls read a file in full")
+
+    monkeypatch.setattr(reader, "verify_file", no_full_read)
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "block data not verified: `biasvar ls --verify` checks" in flat and "damaged" not in flat, r.output
+    _flip_metadata(bad)  # what ls reads is still checked
+    r = invoke("ls", "--runs-dir", runs)
+    assert r.exit_code == 0 and "damaged" in r.output and bad.name in r.output.replace("\n", ""), r.output
+
+
+def test_report_reads_each_run_file_once_and_leaves_a_file_damaged_there_out(snap, tmp_path, monkeypatch):
+    """``report`` checks the checksums at its analysis read (no separate verifying read): a file whose
+    block sums fail there is left out with a note, and the others analysed as they would be without it."""
+    from biasvar.report import analyze_runs
+    from biasvar.store import reader
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    engine.sample_run(snap, "rf(M=4)", n=200, seed=0, runs_dir=runs, block_size=20)
+    bad = engine.sample_run(snap, "st", n=200, seed=0, runs_dir=runs, block_size=20)
+    reads: list[str] = []
+    real = store.read_run
+
+    def counted(path, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(reader, "verify_file", lambda *a, **k: pytest.fail("a separate verifying read"))
+    monkeypatch.setattr(store, "read_run", counted)
+    clean = analyze_runs(runs, reference="rf(M=4)", n_resamples=0)
+    assert sorted(reads) == sorted(p.name for p in runs.rglob("*.h5")), reads  # one full read per file
+    _flip_block_sum(bad)
+    report = analyze_runs(runs, reference="rf(M=4)", n_resamples=0)
+    assert any(bad.name in note and "damaged" in note and "left out" in note for note in report.notes)
+    assert {r.spec for r in report.rows} == {r.spec for r in clean.rows} - {"st"}
+    zgr = next(r for r in report.rows if r.spec == "zgr")
+    assert zgr.b2 == next(r for r in clean.rows if r.spec == "zgr").b2
+    r = invoke("report", "--runs-dir", runs, "--reference", "rf(M=4)", "--n-resamples", "0")
+    assert r.exit_code == 0 and "left out" in r.output and "damaged" in r.output, r.output
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -242,3 +297,96 @@ def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(smal
     whole = store.read_run(next((tmp_path / "whole").rglob("*.h5")))
     assert resumed.attrs["status"] == "complete" and resumed.attrs["n_done"] == whole.attrs["n_done"] == 60000
     np.testing.assert_array_equal(resumed.block_sum, whole.block_sum)
+
+
+def test_ls_counts_the_shards_of_a_run_including_those_never_started(snap, tmp_path):
+    """Issue 26: a run cut into 4 shards of which one never started was listed as "shards done 3/3"."""
+    runs = tmp_path / "runs"
+    common = ["--snapshot", snap.path, "-e", "zgr", "--n", "400", "--block-size", "20", "--runs-dir", runs]
+    for i in (0, 2, 3):
+        r = invoke("sample", *common, "--shard", f"{i}/4")
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ls", "--runs-dir", str(runs)], terminal_width=200)
+    flat = "".join(r.output.split())  # the ranges cell wraps
+    assert r.exit_code == 0 and "│3/4│" in flat and "100-200(not" in flat and "started)" in flat, r.output
+    r = invoke("merge", "--runs-dir", runs)  # shard 0 merges; the rest wait for the missing one
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ls", "--runs-dir", str(runs)], terminal_width=200)
+    flat = "".join(r.output.split())  # the ranges cell wraps
+    assert "│2/3│" in flat and "100-200(not" in flat and "started)" in flat, r.output
+
+
+CATNET = ("from biasvar.problems.toy import ToyCat\n\n\n"
+          "def make(seed=0):\n    return ToyCat(vars=2, categories=3, seed=seed)\n")
+
+
+@pytest.fixture
+def catnet(tmp_path, monkeypatch):
+    """A user module ``catnet.py`` in ``tmp_path/model`` (the working directory), forgotten afterwards."""
+    import sys
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "catnet.py").write_text(CATNET)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI adds the working directory
+    monkeypatch.delitem(sys.modules, "catnet", raising=False)
+    yield folder
+    sys.modules.pop("catnet", None)
+
+
+def test_one_snapshot_id_per_model_however_its_factory_is_named(catnet, tmp_path):
+    """Issue 26: ``--problem catnet:make`` and ``--problem path/catnet.py:make`` gave two snapshot ids."""
+    from biasvar.snapshot import identity_kind, load_snapshot
+
+    ids = set()
+    for i, name in enumerate(("catnet:make", "catnet.py:make", "./catnet.py:make", f"{catnet / 'catnet.py'}:make")):
+        r = invoke("snapshot", "--problem", name, "--out", tmp_path / f"s{i}.pt")
+        assert r.exit_code == 0, r.output
+        ids.add(load_snapshot(tmp_path / f"s{i}.pt").id)
+    assert len(ids) == 1, ids
+    assert identity_kind(f"{catnet / 'catnet.py'}:make") == "catnet:make"
+    # a factory named by its module keeps the hash it had (so do built-ins: tests/test_user_problem.py)
+    assert identity_kind("catnet:make") == "catnet:make"
+    assert identity_kind("examples.my_model:make") == "examples.my_model:make"
+    sub = catnet / "nets"
+    sub.mkdir()
+    assert identity_kind("nets/catnet.py:make") == "nets.catnet:make"
+
+
+def test_a_snapshot_saved_with_the_hash_of_its_file_name_still_loads_with_its_id(catnet, tmp_path):
+    """Snapshots saved before identity_kind hashed the kind as written: they load, keeping their id."""
+    import torch
+
+    from biasvar.problems.registry import make_problem
+    from biasvar.snapshot import content_hash, load_snapshot
+
+    kind = f"{catnet / 'catnet.py'}:make"
+    p = make_problem(kind)
+    old_hash = content_hash(p, kind=kind)
+    assert old_hash != content_hash(p)
+    payload = {"magic": "biasvar-snapshot", "format_version": 1, "problem": {"kind": kind, "config": p.config},
+               "params": dict(p.params), "batch": p.batch, "dataset": None, "provenance": {}, "hash": old_hash}
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_snapshot(tmp_path / "old.pt").hash == old_hash
+    payload["params"] = {k: v + 1 for k, v in p.params.items()}
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="content hash mismatch"):
+        load_snapshot(tmp_path / "bad.pt")
+
+
+def test_a_snapshot_whose_factory_cannot_be_imported_says_where_it_was_imported_from(catnet, tmp_path, monkeypatch):
+    import sys
+
+    r = invoke("snapshot", "--problem", "catnet:make", "--out", tmp_path / "snap.pt")
+    assert r.exit_code == 0, r.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    sys.modules.pop("catnet", None)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(catnet))])
+    r = invoke("sample", "--snapshot", tmp_path / "snap.pt", "-e", "zgr", "--n", "20", "--runs-dir", tmp_path / "r")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and "cannot import module 'catnet'" in line, line
+    flat = line.replace(" ", "")
+    assert "PYTHONPATH" in line and str(catnet / "catnet.py").replace(" ", "") in flat, line

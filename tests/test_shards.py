@@ -241,7 +241,8 @@ def test_cli_shards_ls_report_merge(tmp_path, single):
     r = invoke("merge", "--runs-dir", runs)  # as far as the shards reach: [0, 160)
     assert r.exit_code == 0 and "merged 1 shard(s); run file 160/500 draws, 1 shard(s) left" in r.output, r.output
     r = invoke("ls", "--runs-dir", runs)
-    assert "160/500" in r.output and ("running" in r.output or "interrupted" in r.output) and "1/1" in r.output
+    assert "160/500" in r.output and ("running" in r.output or "interrupted" in r.output) and "1/2" in r.output
+    assert "160-330(not" in "".join(r.output.split())  # shard 1/3: never started, counted
     r = invoke("report", "--runs-dir", runs, "--reference", "exact", "--bootstrap", "20")
     assert r.exit_code == 0 and "not merged" in r.output, r.output
     r = invoke("sample", *common, "--shard", "1/3")

@@ -103,6 +103,7 @@ class ShardInfo:
     end: int
     n_done: int
     complete: bool
+    run_n: int = 0  # draws of the whole run (0: unknown, the file unreadable)
 
     @property
     def draws(self) -> int:
@@ -123,9 +124,29 @@ def list_shards(run_path: str | Path) -> list[ShardInfo]:
         try:
             a = store.read_run(p, load_sums=False).attrs
             done, complete = int(a["n_done"]), a["status"] == "complete" and int(a["n_done"]) >= end - first
-        except StoreError:
-            done, complete = 0, False
-        out.append(ShardInfo(p, first, end, done, complete))
+            run_n = int(a.get("run_n", 0) or 0)
+        except (StoreError, ValueError, TypeError):
+            done, complete, run_n = 0, False, 0
+        out.append(ShardInfo(p, first, end, done, complete, run_n))
+    return out
+
+
+def unstarted_shards(infos: list[ShardInfo], merged: int = 0) -> list[tuple[int, int, int]]:
+    """The draw ranges of a run that neither its run file (``merged``: the draws it holds) nor a shard file
+    covers, as ``(first, end, shards)``: the shards that were never started (a shard whose process never
+    ran leaves no file), ``shards`` of them in each gap, counted at the size of the shards that exist."""
+    n = max((s.run_n for s in infos), default=0)
+    if n <= 0:
+        return []
+    sizes = sorted(s.draws for s in infos if s.end < n) or sorted(s.draws for s in infos)
+    typical = max(1, sizes[len(sizes) // 2])
+    out, pos = [], int(merged)
+    for s in sorted(infos, key=lambda s: s.first):
+        if s.first > pos:
+            out.append((pos, s.first, max(1, round((s.first - pos) / typical))))
+        pos = max(pos, s.end)
+    if pos < n:
+        out.append((pos, n, max(1, round((n - pos) / typical))))
     return out
 
 

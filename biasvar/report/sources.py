@@ -72,7 +72,7 @@ def runs_of(runs_dir: str | Path = "runs", snapshot: str | None = None, store: s
             raise AnalysisError(f"runs folder {str(runs_dir)!r} does not exist; pass --runs-dir DIR "
                                 f"(where `biasvar sample` wrote its run files)")
         try:
-            runs, bad = run_store.scan_runs(runs_dir, verify=True)
+            runs, bad = run_store.scan_runs(runs_dir)  # checksums: at the analysis read (analyze_runs)
         except StoreError as e:
             raise AnalysisError(f"cannot list runs in {runs_dir}: {e}") from e
         left_out = tuple(f"{b.path}: {b.problem} ({b.reason}); left out" for b in bad)
@@ -112,8 +112,24 @@ def analyze_runs(runs_dir: str | Path = "runs", *, snapshot: str | None = None,
     from biasvar import store as run_store
 
     found = runs_of(runs_dir, snapshot, store)
-    report = analyze(found.runs, reference=reference, n_resamples=n_resamples, method=method,
-                     confidence_level=confidence_level, seed=seed, progress=progress, contrasts=contrasts,
-                     gram=found.gram, store=found.store, runs_dir=str(runs_dir),
-                     load=lambda r: run_store.read_run(r.path))
-    return replace(report, notes=report.notes + found.left_out) if found.left_out else report
+    runs, left_out = list(found.runs), list(found.left_out)
+    while True:
+        try:
+            report = analyze(runs, reference=reference, n_resamples=n_resamples, method=method,
+                             confidence_level=confidence_level, seed=seed, progress=progress, contrasts=contrasts,
+                             gram=found.gram, store=found.store, runs_dir=str(runs_dir),
+                             load=lambda r: run_store.read_run(r.path))
+            break
+        except run_store.DamagedError as e:
+            # The analysis read is the one full read of each file, its checksums checked as it reads (``ls``
+            # and the listing above read only the small datasets): a file found damaged there is left out
+            # with a note, as one found damaged when listed, and the analysis redone without it.
+            kept = [r for r in runs if str(r.path) != e.path]
+            if found.gram is not None or len(kept) == len(runs):
+                raise
+            runs = kept
+            left_out.append(f"{e.path}: damaged ({e.reason}); left out")
+            if not runs:
+                raise AnalysisError(f"no readable runs in {runs_dir}: every run file is damaged (first: "
+                                    f"{left_out[0]}); see `biasvar ls --verify --runs-dir {runs_dir}`") from None
+    return replace(report, notes=report.notes + tuple(left_out)) if left_out else report
