@@ -243,8 +243,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
         present: dict[tuple[str, int], Any] = {}
         if entry.reference != "exact":
             ref_n = next(r["n"] for r in b["rows"] if r["role"] == "reference")
-            say(f"{entry.name}: the reference {REFERENCE} seed {seed} ({ref_n} draws; made again, checked "
-                f"against the board's)")
+            say(f"{entry.name}: reference {REFERENCE} seed {seed} again ({ref_n} draws; must match the board)")
             ref_path = sample(plan_run(snap, REFERENCE, n=int(ref_n), seed=seed, runs_dir=runs_dir,
                                        options=run_options(entry, int(ref_n))))
             ref_run = run_store.read_run(ref_path, load_sums=False)
