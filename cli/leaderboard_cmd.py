@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -123,6 +124,11 @@ def board_cmd(
     estimators: Annotated[str | None, o.Opt("--estimators", metavar="LIST", help="Comma-separated specs "
                                             "(default: the suite's).")] = None,
     only: Only = None,
+    n: Annotated[int | None, o.Opt("--n", min=2, help="Draws per run (default: the suite's n).")] = None,
+    slow_n: Annotated[int | None, o.Opt("--slow-n", min=2, help="Draws per run of the estimators of more than "
+                                        "16 passes per draw (default: the suite's slow_n).")] = None,
+    device: Annotated[str, o.Opt("--device", help="Where the runs are computed: cpu (the committed board), "
+                                 "or cuda for the full-size board; a new row uses the board's.")] = "cpu",
 ) -> None:
     """Measure every estimator of the suite on every snapshot; write the board (JSON, Markdown, stores)."""
     import json
@@ -131,11 +137,13 @@ def board_cmd(
     from biasvar.presets import split_specs
 
     s = suite_mod.load_suite(suite, size.value)
+    s = replace(s, n=n or s.n, slow_n=slow_n or s.slow_n)
     specs = split_specs(estimators) if estimators else None
     target = Path(out or board_mod.BOARD_FILE)
     _threads()
     b = board_mod.measure_board(s, snapshots=snapshots, runs_dir=runs_dir, out_dir=target.parent / "leaderboard",
-                                specs=specs, only=tuple(only or ()), command=_command(), say=_say)
+                                specs=specs, only=tuple(only or ()), command=_command(), device=device,
+                                say=_say)
     write_atomic(target, json.dumps(b, indent=1) + "\n")
     write_atomic(target.with_suffix(".md"), render.markdown(b))
     typer.echo(render.text_table(b))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from biasvar_cli.main import app
 from conftest import one_line_error
 from typer.testing import CliRunner
 
@@ -18,7 +19,6 @@ from biasvar import leaderboard as lb
 from biasvar.leaderboard import render
 from biasvar.report import analyze_runs
 from biasvar.spec import parse_spec
-from biasvar_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = f"{ROOT / 'examples' / 'noisy_st.py'}:make(t=0.5)"

@@ -16,8 +16,9 @@ statistics are checked against the stored ones), adds the new run to a copy of t
 the board was analysed, so its row and its contrasts against ZGR and RF(4) equal those of
 ``biasvar report --store <copy> --contrast SPEC,zgr`` (the copy is left in the runs folder).
 
-Every run is computed on the CPU (``device="cpu"``, vmap path, no kept raw draws): a reference run
-made again elsewhere must give the board's bits.
+Every run is computed on the board's device (``"cpu"`` by default; the full-size board on a GPU:
+``device="cuda"``), on the vmap path, without kept raw draws: a reference run made again for a new
+row (on the board's device) must give the board's bits.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ SLOW_COST = 16  # estimators of more forward passes per draw than this get the s
 Say = Callable[[str], None]
 
 
-def run_options(entry: Entry, n: int):
-    """The settings of every leaderboard run of ``n`` draws: CPU, vmap, no kept raw draws, the entry's
+def run_options(entry: Entry, n: int, device: str = "cpu"):
+    """The settings of every leaderboard run of ``n`` draws: vmap, no kept raw draws, the entry's
     parameters, :data:`BLOCKS` blocks (whatever the problem's size: small stores)."""
     from biasvar.engine import RunOptions
 
-    return RunOptions(params=entry.params, keep=0, device="cpu", method="vmap", block_size=math.ceil(n / BLOCKS))
+    return RunOptions(params=entry.params, keep=0, device=device, method="vmap", block_size=math.ceil(n / BLOCKS))
 
 
 def plan_specs(suite: Suite, snap: Any, specs: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
@@ -131,7 +132,7 @@ def _git_commit() -> str:
 
 def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str | Path, out_dir: str | Path,
                   specs: Sequence[str] | None = None, only: Sequence[str] = (), command: str = "",
-                  say: Say = lambda m: None) -> dict[str, Any]:
+                  device: str = "cpu", say: Say = lambda m: None) -> dict[str, Any]:
     """Measure ``specs`` (default the suite's estimators) on the suite; returns the board (a dict).
 
     Each snapshot's store is copied to ``<out_dir>/<name>-<size>.gram-store.hdf5`` (the board names
@@ -151,7 +152,8 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
         "schema": BOARD_SCHEMA, "suite": suite.name, "suite_file": os.path.relpath(suite.path, out_dir.parent),
         "size": suite.size, "n": suite.n, "slow_n": suite.slow_n, "max_cost": suite.max_cost, "seed": suite.seed,
         "n_resamples": suite.n_resamples, "reference_spec": REFERENCE, "baselines": list(BASELINES),
-        "estimators": specs, "command": command, "commit": _git_commit(), "device": device_name(torch.device("cpu")),
+        "estimators": specs, "command": command, "commit": _git_commit(), "run_device": device,
+        "device": device_name(torch.device(device)),
         "torch_threads": torch.get_num_threads(), "torch_version": str(torch.__version__), "snapshots": [],
     }
     for entry in suite.entries:
@@ -170,7 +172,7 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
         for run in [sweeps[0].runs[0]] + [r for sw in sweeps for r in sw.runs[1:]]:  # each with its block size
             say(f"  {run.spec} seed {run.seed}: {run.n} draws")
             sample(plan_run(snap, run.spec, n=run.n, seed=run.seed, runs_dir=runs_dir,
-                            options=run_options(entry, run.n), calibration=calibration))
+                            options=run_options(entry, run.n, device), calibration=calibration))
         update_store(runs_dir, snap.id)
         store = out_dir / f"{entry.name}-{entry.size}.gram-store.hdf5"
         shutil.copyfile(store_path(runs_dir, snap.id), store)
@@ -219,7 +221,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
     from biasvar.spec import parse_spec
 
     canon = str(parse_spec(spec))
-    seed = int(board["seed"])
+    seed, device = int(board["seed"]), str(board.get("run_device", "cpu"))
     runs_dir, board_dir = Path(runs_dir), Path(board_dir)
     out: dict[str, Any] = {}
     done = {s["name"]: s for s in board["snapshots"]}
@@ -245,7 +247,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
             ref_n = next(r["n"] for r in b["rows"] if r["role"] == "reference")
             say(f"{entry.name}: reference {REFERENCE} seed {seed} again ({ref_n} draws; must match the board)")
             ref_path = sample(plan_run(snap, REFERENCE, n=int(ref_n), seed=seed, runs_dir=runs_dir,
-                                       options=run_options(entry, int(ref_n))))
+                                       options=run_options(entry, int(ref_n), device)))
             ref_run = run_store.read_run(ref_path, load_sums=False)
             stored_ref = state.gram.run(REFERENCE, seed)
             if not _same_blocks(stored_ref, ref_run):
@@ -254,7 +256,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
             present[stored_ref.key] = ref_run
         m = int(n or board["n"])
         say(f"{entry.name}: {canon}, {m} draws")
-        path = sample(plan_run(snap, canon, n=m, seed=seed, runs_dir=runs_dir, options=run_options(entry, m)))
+        path = sample(plan_run(snap, canon, n=m, seed=seed, runs_dir=runs_dir, options=run_options(entry, m, device)))
         folder = path.parent
         target = folder / "gram-store.hdf5"
         new = [(run_store.read_run(path, load_sums=False), os.path.relpath(path, folder), file_sha256(path))]
