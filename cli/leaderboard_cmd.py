@@ -127,6 +127,8 @@ def board_cmd(
     n: Annotated[int | None, o.Opt("--n", min=2, help="Draws per run (default: the suite's n).")] = None,
     slow_n: Annotated[int | None, o.Opt("--slow-n", min=2, help="Draws per run of the estimators of more than "
                                         "16 passes per draw (default: the suite's slow_n).")] = None,
+    max_cost: Annotated[int | None, o.Opt("--max-cost", min=1, help="Leave out estimators of more forward passes "
+                                          "per draw (default: the suite's max_cost).")] = None,
     device: Annotated[str, o.Opt("--device", help="Where the runs are computed: cpu (the committed board), "
                                  "or cuda for the full-size board; a new row uses the board's.")] = "cpu",
 ) -> None:
@@ -137,7 +139,7 @@ def board_cmd(
     from biasvar.presets import split_specs
 
     s = suite_mod.load_suite(suite, size.value)
-    s = replace(s, n=n or s.n, slow_n=slow_n or s.slow_n)
+    s = replace(s, n=n or s.n, slow_n=slow_n or s.slow_n, max_cost=max_cost or s.max_cost)
     specs = split_specs(estimators) if estimators else None
     target = Path(out or board_mod.BOARD_FILE)
     _threads()

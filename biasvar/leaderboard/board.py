@@ -24,7 +24,6 @@ row (on the board's device) must give the board's bits.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from biasvar.errors import BiasvarError
-from biasvar.leaderboard.suite import Entry, Suite, SuiteError, load_entry
+from biasvar.leaderboard.suite import Entry, Suite, SuiteError, load_entry, read_json
 
 REFERENCE = "rf(M=4)"  # the reference run, and the RF(4) contrasted against (its tested run is seed + 1)
 BASELINES = ("zgr", REFERENCE)  # every row is contrasted against these
@@ -194,14 +193,7 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
 
 def load_board(path: str | Path) -> dict[str, Any]:
     """Read a board JSON (one-line :class:`SuiteError` otherwise)."""
-    path = Path(path)
-    try:
-        board = json.loads(path.read_text())
-    except (OSError, UnicodeError, json.JSONDecodeError) as e:
-        raise SuiteError(f"cannot read the board {path}: {type(e).__name__}") from None
-    if not isinstance(board, dict) or board.get("schema") != BOARD_SCHEMA:
-        raise SuiteError(f"{path} is not a leaderboard JSON of schema {BOARD_SCHEMA}")
-    return board
+    return read_json(Path(path), "leaderboard JSON", BOARD_SCHEMA)
 
 
 def _same_blocks(stored: Any, run: Any) -> bool:

@@ -92,19 +92,25 @@ def _need(d: Mapping[str, Any], key: str, where: str) -> Any:
     return d[key]
 
 
+def read_json(path: Path, what: str, schema: int) -> dict[str, Any]:
+    """A JSON object of ``schema`` (its ``schema`` key); one-line :class:`SuiteError` otherwise."""
+    if not path.is_file():
+        raise SuiteError(f"{what} not found: {path}")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeError, json.JSONDecodeError) as e:
+        raise SuiteError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(raw, dict) or raw.get("schema") != schema:
+        raise SuiteError(f"{path} is not a {what} of schema {schema}")
+    return raw
+
+
 def load_suite(path: str | Path | None = None, size: str = "cpu") -> Suite:
     """Read a suite file (default :data:`SUITE_FILE`) at ``size``; one-line :class:`SuiteError` otherwise."""
     path = Path(path) if path is not None else SUITE_FILE
     if size not in SIZES:
         raise SuiteError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
-    if not path.is_file():
-        raise SuiteError(f"suite file not found: {path}")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeError, json.JSONDecodeError) as e:
-        raise SuiteError(f"cannot read suite {path}: {type(e).__name__}: {e}") from None
-    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
-        raise SuiteError(f"{path} is not a suite file of schema {SCHEMA}")
+    raw = read_json(path, "suite file", SCHEMA)
     entries = []
     for i, s in enumerate(_need(raw, "snapshots", str(path))):
         where = f"{path}: snapshot {i}"
@@ -239,4 +245,4 @@ def record_hashes(suite: Suite, hashes: Mapping[str, str]) -> Path:
 
 
 __all__ = ["SIZES", "SUITE_FILE", "Entry", "Suite", "SuiteError", "load_entry", "load_suite", "make_snapshots",
-           "record_hashes", "snapshot_file", "train_entry"]
+           "read_json", "record_hashes", "snapshot_file", "train_entry"]
