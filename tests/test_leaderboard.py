@@ -141,6 +141,13 @@ def test_a_plugin_row_with_contrasts_equal_to_report(tiny, tmp_path):
             for x, y in ((a.b2, b.b2), (a.variance, b.variance)):
                 for u, v in ((x.value, y.value), (x.low, y.low), (x.high, y.high)):
                     assert v == pytest.approx(u, rel=1e-8, abs=1e-15)
+        # `biasvar report --store <the copy> --contrast A,zgr`: the same numbers
+        r = runner.invoke(app, ["report", "--store", str(store), "--runs-dir", str(tmp_path / "runs"),
+                                "--reference", s["reference"], "--n-resamples", "200", "--contrast", f"{canon},zgr",
+                                "--format", "json"])
+        cli = json.loads(_ok(r))["contrasts"][0]
+        assert cli["b2"]["value"] == pytest.approx(rep.contrasts[0].b2.value, rel=1e-8, abs=1e-15)
+        assert cli["variance"]["high"] == pytest.approx(rep.contrasts[0].variance.high, rel=1e-8, abs=1e-15)
         # and the printed verdicts are those contrasts'
         zgr = next(c for c in rep.contrasts if c.b == "zgr")
         line = f"ZGR: b2 {render.est([zgr.b2.value, zgr.b2.low, zgr.b2.high])}"
