@@ -17,22 +17,22 @@ NAME_W = 22
 BASE_LABEL = {"zgr": "ZGR", "rf(M=4)": "RF(4)"}
 
 
-def num(x: float | None) -> str:
-    """Two significant digits, a short exponent: ``1.2e-5``, ``-3.0e-2``; ``nan`` / ``—`` where missing."""
+def num(x: float | None, digits: int = 2) -> str:
+    """``digits`` significant digits, a short exponent: ``1.2e-5``, ``-3.0e-2``; ``nan`` / ``—`` where missing."""
     if x is None:
         return "—"
     if x != x:  # NaN
         return "nan"
-    mant, _, exp = f"{x:.1e}".partition("e")
+    mant, _, exp = f"{x:.{digits - 1}e}".partition("e")
     return f"{mant}e{int(exp)}"
 
 
-def est(e: Sequence[float | None] | None) -> str:
+def est(e: Sequence[float | None] | None, digits: int = 2) -> str:
     """``value [low, high]``, or the value alone without an interval, ``—`` without a value."""
     if e is None:
         return "—"
-    v, lo, hi = e
-    return num(v) if lo is None or hi is None else f"{num(v)} [{num(lo)}, {num(hi)}]"
+    v, lo, hi = (num(x, digits) for x in e)
+    return v if e[1] is None or e[2] is None else f"{v} [{lo}, {hi}]"
 
 
 def verdict(e: Sequence[float | None] | None) -> str:
@@ -105,7 +105,18 @@ def _fit(line: str) -> str:
 
 
 def _md_est(e: Sequence[float | None] | None) -> str:
-    return est(e)
+    return est(e, 3)
+
+
+def _training(s: Mapping[str, Any]) -> str:
+    t = s["train"]
+    steps = f"{t['steps_per_epoch']} steps" if t.get("steps_per_epoch") else "full passes"
+    return (f"{s['model']} {_opts(s['options'])}, trained {t['epochs']} epoch(s) ({steps}) of {t['estimator']} on "
+            f"{t['data'] or 'its own batch'}, batch {t['batch_size']}, lr {t['lr']}, seed {t['seed']}")
+
+
+def _opts(options: Mapping[str, Any]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
 
 
 def markdown(board: Mapping[str, Any]) -> str:
@@ -117,7 +128,8 @@ def markdown(board: Mapping[str, Any]) -> str:
         "Generated from `leaderboard.json` by `biasvar leaderboard board` (do not edit: "
         "`tests/test_leaderboard.py` checks that this file is the rendering of the JSON).",
         "",
-        f"- suite: `{board['suite']}` ({board['suite_file']}), size **{board['size']}**",
+        f"- suite: `{board['suite']}` ({board['suite_file']}), size **{board['size']}** (the training of each "
+        "snapshot below; the suite file holds the full-size definitions too)",
         f"- draws per run: n = {board['n']}; estimators of more than 16 forward passes per draw: "
         f"{board['slow_n']}; left out above {board['max_cost']} passes",
         f"- noise seed {board['seed']} (reference {board['reference_spec']} at seed {board['seed']}, the tested "
@@ -129,11 +141,13 @@ def markdown(board: Mapping[str, Any]) -> str:
         "b2: Eq. 16's squared bias per parameter against the reference; V: variance per parameter; "
         "MSE = b2 + V; cost: forward passes per draw; intervals 95%. vs ZGR / vs RF(4): the paired "
         "contrast A - B (shared reference accounted for, jackknife-t): `<` its interval lies below 0, "
-        "`>` above, `~` it holds 0; `-` the baseline itself.",
+        "`>` above, `~` it holds 0; `-` none (the baseline itself, or its second run). Numbers to 3 "
+        "significant digits (all digits in the JSON).",
     ]
     for s in board["snapshots"]:
         lines += ["", f"## {s['name']}: {s['title']}", "",
-                  f"Snapshot `{s['snapshot_id']}` (hash `{s['snapshot_hash']}`), size {s['size']}, "
+                  f"Snapshot `{s['snapshot_id']}` (hash `{s['snapshot_hash']}`), size {s['size']}: "
+                  f"{_training(s)}; "
                   f"reference {s['reference']}, {s['dim']} parameters measured"
                   + (f" (`{s['params']}`)" if s.get("params") else "") + f", intervals {s['method']}; "
                   f"store `{s['store']}`; wall time {s['wall_s']} s.", ""]
