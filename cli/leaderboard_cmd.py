@@ -90,6 +90,9 @@ def run_cmd(
     n: Annotated[int | None, o.Opt("--n", min=2, help="Draws of SPEC per snapshot (default: the board's n).")
                  ] = None,
     only: Only = None,
+    rerun_baselines: Annotated[bool, o.Opt("--rerun-baselines", help="Where the reference made here differs "
+                                           "from the board's (another CPU or torch), sample ZGR and RF(4) here "
+                                           "for the contrasts instead of failing.")] = False,
 ) -> None:
     """Measure SPEC on every snapshot of the suite and print its row beside the board's, with its paired
     contrasts against ZGR and RF(4) (the board's runs are not rerun: their statistics are committed)."""
@@ -101,7 +104,7 @@ def run_cmd(
     board_dir = Path(board or board_mod.BOARD_FILE).parent
     _threads()
     rows = board_mod.measure_row(canon, s, b, board_dir, snapshots=snapshots, runs_dir=runs_dir, n=n,
-                                 only=tuple(only or ()), say=_say)
+                                 only=tuple(only or ()), rerun_baselines=rerun_baselines, say=_say)
     if only:
         b = {**b, "snapshots": [x for x in b["snapshots"] if x["name"] in only]}
     typer.echo(render.text_table(b, rows, canon))

@@ -175,9 +175,18 @@ def test_the_reference_made_again_must_be_the_boards(tiny, tmp_path):
     bad = tmp_path / "leaderboard.json"
     bad.write_text(json.dumps(board))
     shutil.copytree(d / "res" / "leaderboard", tmp_path / "leaderboard")
-    r = runner.invoke(app, ["leaderboard", "run", "st(t=2)", "--suite", str(suite), "--board", str(bad),
-                            "--snapshots", str(d / "snaps"), "--runs-dir", str(tmp_path / "runs")])
-    assert "differs from the board's" in one_line_error(r)
+    args = ["leaderboard", "run", "st(t=2)", "--suite", str(suite), "--board", str(bad), "--snapshots",
+            str(d / "snaps"), "--runs-dir", str(tmp_path / "runs")]
+    assert "differs from the board's" in one_line_error(runner.invoke(app, args))
+    # --rerun-baselines: ZGR and RF(4) sampled here; the row's contrasts are those of report on these runs
+    out = _ok(runner.invoke(app, [*args, "--rerun-baselines"]))
+    assert "> st(t=2)" in out and "sampled here, not the rows above" in out
+    rep = analyze_runs(tmp_path / "runs", snapshot=vae["snapshot_id"], n_resamples=200, seed=0,
+                       contrasts=[("st(t=2)", "zgr")])
+    assert {(r.spec, r.seed, r.n) for r in rep.rows} == {("rf(M=4)", 0, 96), ("st(t=2)", 0, 64), ("zgr", 0, 64),
+                                                          ("rf(M=4)", 1, 64)}
+    c = rep.contrasts[0]
+    assert f"ZGR: b2 {render.est([c.b2.value, c.b2.low, c.b2.high])}" in out
 
 
 @pytest.mark.parametrize("spec", ["zgr(", "no_such_family", "no_such_file_xyz.py:make(t=1)"])

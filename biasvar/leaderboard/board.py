@@ -203,9 +203,13 @@ def _same_blocks(stored: Any, run: Any) -> bool:
 
 def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str | Path, *,
                 snapshots: str | Path | None, runs_dir: str | Path, n: int | None = None,
-                only: Sequence[str] = (), say: Say = lambda m: None) -> dict[str, Any]:
+                only: Sequence[str] = (), rerun_baselines: bool = False, say: Say = lambda m: None) -> dict[str, Any]:
     """The row of ``spec`` on every snapshot of the board: ``{name: {"row": row, "store": path}}`` or
-    ``{name: {"skipped": reason}}``; ``n`` draws (default the board's), the board's seed."""
+    ``{name: {"skipped": reason}}``; ``n`` draws (default the board's), the board's seed.
+
+    A reference run made here that differs from the board's (another CPU or torch) is an error, unless
+    ``rerun_baselines``: then ZGR and RF(4) are sampled here too (the board's n and seeds) and the row
+    is contrasted against those (``"local": True`` in its entry)."""
     from biasvar import store as run_store
     from biasvar.engine import plan_run, sample
     from biasvar.gramstore import read_store, stored_runs, write_store
@@ -243,8 +247,14 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
             ref_run = run_store.read_run(ref_path, load_sums=False)
             stored_ref = state.gram.run(REFERENCE, seed)
             if not _same_blocks(stored_ref, ref_run):
-                raise SuiteError(f"{entry.name}: the reference run made here ({ref_path}) differs from the "
-                                 f"board's (another CPU, torch or biasvar?); contrasts need the board's reference")
+                if not rerun_baselines:
+                    raise SuiteError(f"{entry.name}: the reference run made here ({ref_path}) differs from the "
+                                     f"board's (another CPU, torch or biasvar?); contrasts need the board's "
+                                     f"reference: pass --rerun-baselines to sample ZGR and RF(4) here")
+                say(f"{entry.name}: the reference differs from the board's: ZGR and RF(4) sampled here")
+                out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, int(n or board["n"]), seed,
+                                             device)
+                continue
             present[stored_ref.key] = ref_run
         m = int(n or board["n"])
         say(f"{entry.name}: {canon}, {m} draws")
@@ -259,6 +269,26 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
         row = next(r for r in rows_of(report) if r["spec"] == canon and r["seed"] == seed and r["role"] == "test")
         out[entry.name] = {"row": row, "store": str(target)}
     return out
+
+
+def _local_row(canon: str, entry: Entry, suite: Suite, snap: Any, b: dict[str, Any], runs_dir: Path, m: int,
+               seed: int, device: str) -> dict[str, Any]:
+    """The row of ``canon`` against ZGR and RF(4) sampled here (the board's n and seeds) beside the
+    reference already made in ``runs_dir``: a store of these runs, analysed as the board is."""
+    from biasvar.engine import plan_run, sample
+    from biasvar.gramstore import read_store, stored_runs, update_store
+
+    todo = [(canon, seed, m)]
+    for base in BASELINES:  # the board's row of each baseline: its seed and n
+        row = min((r for r in b["rows"] if r["spec"] == base and r["role"] == "test"), key=lambda r: r["seed"])
+        todo.append((base, int(row["seed"]), int(row["n"])))
+    for spec, sd, k in todo:
+        sample(plan_run(snap, spec, n=k, seed=sd, runs_dir=runs_dir, options=run_options(entry, k, device)))
+    path = update_store(runs_dir, snap.id).path
+    state = read_store(path)
+    report = _analyse(stored_runs(state, path.parent), state.gram, entry, suite, [canon], path)
+    row = next(r for r in rows_of(report) if r["spec"] == canon and r["seed"] == seed and r["role"] == "test")
+    return {"row": row, "store": str(path), "local": True}
 
 
 __all__ = ["BASELINES", "BOARD_FILE", "BOARD_SCHEMA", "REFERENCE", "contrast_pairs", "load_board", "measure_board",

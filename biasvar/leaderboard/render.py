@@ -92,6 +92,8 @@ def text_table(board: Mapping[str, Any], new: Mapping[str, Mapping[str, Any]] | 
             continue
         row = got["row"]
         out += _row_lines(row, "> ", baselines)
+        if got.get("local"):
+            out.append("    (its contrasts: against ZGR and RF(4) sampled here, not the rows above)")
         for b in baselines:
             c = row["vs"].get(b)
             if c is not None:
