@@ -16,6 +16,7 @@ from . import (
     demo_cmd,
     estimators_cmd,
     gram_cmd,
+    leaderboard_cmd,
     report_cmd,
     reproduce_cmd,
     sample_cmd,
@@ -43,7 +44,7 @@ def root(
 
 
 for _module in (demo_cmd, estimators_cmd, data_cmd, train_cmd, snapshot_cmd, sample_cmd, shards_cmd, compact_cmd,
-                gram_cmd, report_cmd, reproduce_cmd, claims_cmd, check_cmd):
+                gram_cmd, report_cmd, reproduce_cmd, claims_cmd, check_cmd, leaderboard_cmd):
     _module.register(app)
 use_command_class(app)
 
