@@ -299,14 +299,34 @@ def ls(
     if not runs and not bad:
         if not shards_cmd.print_shards(runs_dir, prefix):
             console.print(f"no run files under {runs_dir}", highlight=False)
+        _print_stores(runs_dir, prefix)
         return
     _print_runs(runs)
+    _print_stores(runs_dir, prefix)
     shards_cmd.print_shards(runs_dir, prefix)
     for b in bad:
         console.print(f"[red]{b.problem}[/] {b.path}: {b.reason}", highlight=False, soft_wrap=False)
     if runs and not verify:
         console.print("[dim]block data not verified: `biasvar ls --verify` checks every file's checksums "
                       "(report, compact and sample check them as they read)[/]", highlight=False)
+
+
+def _print_stores(runs_dir: Path, prefix: str | None) -> None:
+    """A line per statistics store in the runs folder: its runs, and how many have no run file here."""
+    from biasvar.errors import AnalysisError
+    from biasvar.gramstore.file import FILE_NAME, store_runs
+
+    for path in sorted(runs_dir.glob(f"*/{FILE_NAME}")) if runs_dir.is_dir() else []:
+        if prefix and not path.parent.name.lower().startswith(prefix.lower()):
+            continue
+        try:
+            held = store_runs(path)
+        except AnalysisError as e:
+            console.print(f"[red]damaged[/] {e}", highlight=False)
+            continue
+        gone = sum(not (path.parent / r["path"]).is_file() for r in held)
+        console.print(f"statistics store {path}: {len(held)} runs"
+                      + (f", {gone} without a run file (analysed from the store)" if gone else ""), highlight=False)
 
 
 def bench(

@@ -177,6 +177,8 @@ def test_cli_store_only_then_report_from_the_store(tmp_path):
     assert res.exit_code == 0, res.output
     assert "statistics store" in res.output and "no run files" in res.output
     assert not list(rd.rglob("*.h5"))
+    res = runner.invoke(app, ["ls", "--runs-dir", str(rd)])
+    assert res.exit_code == 0 and "3 runs, 3 without a run file" in " ".join(res.output.split()), res.output
     res = runner.invoke(app, ["report", "--runs-dir", str(rd), "--n-resamples", "20"])
     assert res.exit_code == 0, res.output
     assert "from the store" in res.output and "zgr" in res.output

@@ -141,4 +141,23 @@ def read_store(path: str | Path) -> GramState:
     return GramState(gram, anchor, str(a["snapshot_hash"]), str(a["params_glob"]), int(a["dim"]))
 
 
-__all__ = ["FILE_NAME", "FORMAT", "FORMAT_VERSION", "read_store", "store_path", "write_store"]
+def store_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs a store holds (spec, seed, attrs, path, ...), read without its Gram matrix (for listings).
+
+    Raises:
+        AnalysisError: missing, damaged or not a store.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise AnalysisError(f"{path} is not a biasvar statistics store")
+            return list(json.loads(bytes(f["runs"][()]).decode()))
+    except AnalysisError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise AnalysisError(f"store {path} is damaged ({str(e).splitlines()[0][:120]})") from None
+
+
+__all__ = ["FILE_NAME", "FORMAT", "FORMAT_VERSION", "read_store", "store_path", "store_runs", "write_store"]
