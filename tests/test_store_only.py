@@ -213,3 +213,35 @@ def test_products_on_a_torch_device_equal_numpy(pair):
         state = compute([(r, Path(r.path).name, "")], load=lambda r: r, old=state,
                         old_present=lambda s: next(h for h in held if (str(parse_spec(h.spec)), h.seed) == s.key))
     assert _rel(state.gram.q, as_np.gram.q) < 1e-13
+
+
+def test_store_written_at_most_once_a_while_and_when_stopped(tmp_path, monkeypatch):
+    """The store is rewritten at most every ``save_every_s`` and at the end; a sweep stopped
+    (Ctrl-C) mid-run still saves every run completed before it, and the same command resumes."""
+    import biasvar.gramstore.file as gf
+    from biasvar.engine.storeonly import run_store_only
+
+    real, calls = gf.write_store, []
+    monkeypatch.setattr(gf, "write_store", lambda path, state: calls.append(len(state.gram.runs)) or real(path, state))
+    snap = snapshot_of(ToyCat(), provenance={"test": "store-only-throttle"})
+    plan = plan_sweep(snap, list(SPECS), reference="rf(M=4)", n=120, seed=0, runs_dir=tmp_path / "a")
+    run_store_only(plan, OPTS, save_every_s=1e9)
+    assert calls == [len(SPECS) + 1], "the store was written more than once"
+    calls.clear()
+    run_store_only(plan_sweep(snap, list(SPECS), reference="rf(M=4)", n=120, seed=0, runs_dir=tmp_path / "b"),
+                   OPTS, save_every_s=0.0)
+    assert calls == list(range(1, len(SPECS) + 2)), "save_every_s=0 writes after every run"
+
+    calls.clear()
+    plan = plan_sweep(snap, list(SPECS), reference="rf(M=4)", n=120, seed=0, runs_dir=tmp_path / "c")
+
+    def stop(p):
+        if p.run == plan[3]:  # its first progress call comes from drawing it: stopped mid-run
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_store_only(plan, OPTS, save_every_s=1e9, progress=stop)
+    assert calls == [3], "the runs completed before the stop were not saved"
+    again = run_store_only(plan, OPTS)
+    assert again.store.runs == len(SPECS) + 1 and {Path(p).name for p, _, _ in again.computed} >= {
+        plan[3].path.name, plan[4].path.name}

@@ -38,6 +38,7 @@ from biasvar.errors import AnalysisError, BiasvarError
 
 MEMORY_FRACTION = 0.8  # of the device's free memory the held block sums may take
 REDRAW_RTOL = 1e-9  # a redrawn reference's own products against the stored ones
+SAVE_EVERY_S = 60.0  # the store is rewritten at most this often (and at the end)
 
 
 def _free_bytes(device: Any) -> int | None:
@@ -106,7 +107,7 @@ def _self_products(state: Any, key: tuple[str, int]) -> np.ndarray:
 
 def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgress | None = None,
                    calibration: Calibration | None = None, restart: bool = False,
-                   path: str | Path | None = None) -> SweepResult:
+                   path: str | Path | None = None, save_every_s: float = SAVE_EVERY_S) -> SweepResult:
     """Run ``plan`` into the snapshot's store only (see the module docstring).
 
     Args:
@@ -116,6 +117,8 @@ def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgr
         calibration: where ``method="auto"`` keeps its measurements.
         restart: draw every run again (the store's rows of the plan's runs are replaced).
         path: the store file (default ``<runs>/<snapshot>/gram-store.hdf5``).
+        save_every_s: the store is rewritten after a completed run at most this often (a big store takes
+            seconds to write), and always at the end, also when the sweep is stopped.
 
     Returns:
         a :class:`SweepResult` whose ``store`` says what was added.
@@ -149,51 +152,62 @@ def run_store_only(plan: SweepPlan, options: RunOptions, *, progress: SweepProgr
                 progress(RunProgress(run, min(run.n, base + done), run.n, bad, rate))
         return cb
 
-    for run in plan:
-        if run not in todo and not (redraw and run is ref):
-            result.reused_draws += run.n
+    last_write, unsaved = time.perf_counter(), False
+    try:
+        for run in plan:
+            if run not in todo and not (redraw and run is ref):
+                result.reused_draws += run.n
+                if progress is not None:
+                    progress(RunProgress(run, run.n, run.n))
+                continue
+            t = time.perf_counter()
+            rplan = plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir, options=options,
+                             calibration=calibration)
+            add_time(result.timing, "setup_s", time.perf_counter() - t)
+            if not checked:
+                check_memory(rplan, todo + ([ref] if redraw else []), _free_bytes(rplan.device))
+                checked = True
+            device = rplan.device if rplan.device.type != "cpu" else None
+            if rplan.complete:  # its run file is there, complete: read it
+                mem = _on_device(store.read_run(rplan.run_path), device)
+                sha = _sha(rplan.run_path)
+            else:
+                sel = rplan.selection
+                sizes = np.array([b[1] for b in sel.bounds])
+                writer = store.MemoryWriter(rplan.header, n_target=run.n, group_sizes=sizes,
+                                            sample_index=keep_index(sel.dim, int(rplan.header["keep"])),
+                                            exact=exact_flat(rplan.problem, sel.names), device=device,
+                                            label=_label(run, folder))
+                spent: dict[str, float] = {}
+                fill(rplan, writer, 0, run.n, progress=report(run), timing=spent)
+                add_time(result.timing, "draw_s", spent.get("draw_s", 0.0))
+                add_time(result.timing, "store_s", spent.get("write_s", 0.0))  # holding the blocks for the store
+                writer.finish()
+                mem, sha = writer.run(), ""
+                result.computed.append((run.path, 0, run.n))
+            key = (run.spec, run.seed)
+            held[key] = mem
+            t = time.perf_counter()
+            if redraw and run is ref:  # already stored: check the redraw, then only hold it
+                _check_redraw(state, key, mem)
+            else:
+                if state is not None and any(r.key == key for r in state.gram.runs):
+                    state = drop_runs(state, [key])
+                state = compute([(mem, _label(run, folder), sha)], load=lambda r: r, old=state,
+                                old_present=lambda s: held.get(s.key))
+                added.append(f"{run.spec} seed {run.seed}")
+                unsaved = True
+                if time.perf_counter() - last_write >= save_every_s:
+                    write_store(target, state)
+                    last_write, unsaved = time.perf_counter(), False
+            add_time(result.timing, "store_s", time.perf_counter() - t)
             if progress is not None:
-                progress(RunProgress(run, run.n, run.n))
-            continue
-        t = time.perf_counter()
-        rplan = plan_run(plan.snapshot, run.spec, n=run.n, seed=run.seed, runs_dir=plan.runs_dir, options=options,
-                         calibration=calibration)
-        add_time(result.timing, "setup_s", time.perf_counter() - t)
-        if not checked:
-            check_memory(rplan, todo + ([ref] if redraw else []), _free_bytes(rplan.device))
-            checked = True
-        device = rplan.device if rplan.device.type != "cpu" else None
-        if rplan.complete:  # its run file is there, complete: read it
-            mem = _on_device(store.read_run(rplan.run_path), device)
-            sha = _sha(rplan.run_path)
-        else:
-            sel = rplan.selection
-            writer = store.MemoryWriter(rplan.header, n_target=run.n, group_sizes=np.array([b[1] for b in sel.bounds]),
-                                        sample_index=keep_index(sel.dim, int(rplan.header["keep"])),
-                                        exact=exact_flat(rplan.problem, sel.names), device=device,
-                                        label=_label(run, folder))
-            spent: dict[str, float] = {}
-            fill(rplan, writer, 0, run.n, progress=report(run), timing=spent)
-            add_time(result.timing, "draw_s", spent.get("draw_s", 0.0))
-            add_time(result.timing, "store_s", spent.get("write_s", 0.0))  # holding the blocks for the store
-            writer.finish()
-            mem, sha = writer.run(), ""
-            result.computed.append((run.path, 0, run.n))
-        key = (run.spec, run.seed)
-        held[key] = mem
-        t = time.perf_counter()
-        if redraw and run is ref:  # already stored: check the redraw, then only hold it
-            _check_redraw(state, key, mem)
-        else:
-            if state is not None and any(r.key == key for r in state.gram.runs):
-                state = drop_runs(state, [key])
-            state = compute([(mem, _label(run, folder), sha)], load=lambda r: r, old=state,
-                            old_present=lambda s: held.get(s.key))
+                progress(RunProgress(run, run.n, run.n, int(mem.attrs["n_nonfinite"]), float(mem.attrs["draws_per_s"])))
+    finally:  # what is held is saved, even when the sweep is stopped (Ctrl-C, SIGTERM, an error)
+        if unsaved and state is not None:
+            t = time.perf_counter()
             write_store(target, state)
-            added.append(f"{run.spec} seed {run.seed}")
-        add_time(result.timing, "store_s", time.perf_counter() - t)
-        if progress is not None:
-            progress(RunProgress(run, run.n, run.n, int(mem.attrs["n_nonfinite"]), float(mem.attrs["draws_per_s"])))
+            add_time(result.timing, "store_s", time.perf_counter() - t)
     notes = _missing_pairs(state, plan)
     result.store = UpdateResult(path=target, added=tuple(added), recomputed=(), kept_without_file=(),
                                 unchanged=len(state.gram.runs) - len(added) if state is not None else 0,
