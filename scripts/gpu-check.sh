@@ -94,7 +94,10 @@ timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --bench vae-fig1 --device "$DEVICE" --
 rc=$?
 if [ $rc -ne 0 ]; then say "bench failed (exit $rc): see $LOG"; status=1; fi
 python - "$OUT/bench-vae-fig1-$DEVICE.json" "$TINY" >"$KEEP/floors.txt" 2>>"$LOG" <<'PY'
-import json, sys
+import json, os, sys
+if not os.path.exists(sys.argv[1]):
+    print(f"FAIL no bench file {sys.argv[1]} (the bench failed or timed out)")
+    sys.exit(1)
 d = json.load(open(sys.argv[1]))
 rows = {r["spec"]: r for r in d["rows"]}
 floors = [("zgr", "engine_draws_per_s", 15_000), ("zgr", "speedup", 40), ("rf(M=4)", "engine_draws_per_s", 4_500)]
