@@ -117,15 +117,22 @@ def pair_seed(model: Model, k: int, i: int) -> tuple[int, ...]:
     return (model.seed, k, i + (HOLDOUT_SEED if model.role == "holdout" else 0))
 
 
-def setting_grams(tables: Any, model: Model, k: int, st: MSetting, pairs: int) -> list[Any]:
-    """Every pair's Gram matrices of setting ``k`` (drawn from the tables; deterministic)."""
+def setting_grams(tables: Any, model: Model, k: int, st: MSetting, pairs: int, first: int = 0) -> list[Any]:
+    """The Gram matrices of pairs ``first .. pairs - 1`` of setting ``k`` (drawn from the tables; deterministic)."""
     out = []
-    for i in range(pairs):
+    for i in range(first, pairs):
         rng = np.random.default_rng(pair_seed(model, k, i))
         test = tables.run(st.spec, st.n, st.blocks, rng)
         ref = None if st.reference == "exact" else tables.run(st.reference, st.n, st.blocks, rng)
         out.append(tables.pair(test, ref))
     return out
+
+
+def eq16_of(pg: Any) -> tuple[np.ndarray, ...]:
+    """Eq. 16 of a pair with every block once: ``(b2, V_T, V_R)``, each [K]."""
+    from biasvar.stats.gram import eq16
+
+    return eq16(pg, np.ones(len(pg.ref_count)), np.ones(len(pg.test_count)))
 
 
 def _interval(pg: Any, method: str, rng: np.random.Generator, n_resamples: int) -> tuple[float, float]:
@@ -138,23 +145,26 @@ def _interval(pg: Any, method: str, rng: np.random.Generator, n_resamples: int) 
 def run_setting(path: Path, tables: Any, model: Model, k: int, st: MSetting, methods: Sequence[str], pairs: int,
                 n_resamples: int) -> dict[str, np.ndarray]:
     """Each method's per-pair ends of one setting, read from ``path`` where already computed, saved after."""
-    from biasvar.stats.gram import eq16
-
     have = dict(np.load(path)) if path.exists() else {}
-    if have and len(have["b2"]) != pairs:
-        have = {}
+    if have and len(have["b2"]) > pairs:
+        have = {k_: v[:pairs] for k_, v in have.items()}
+    done = len(have.get("b2", ()))
     todo = [m for m in methods if f"{m}:low" not in have]
-    if not todo:
+    if done == pairs and not todo:
         return have
     grams = setting_grams(tables, model, k, st, pairs)
-    if "b2" not in have:
-        est = [eq16(pg, np.ones(len(pg.ref_count)), np.ones(len(pg.test_count))) for pg in grams]
-        have["b2"] = np.array([float(e[0][-1]) for e in est])
-        have["v"] = np.array([float(e[1][-1] + e[2][-1]) for e in est])
-    for m in todo:
-        rng = np.random.default_rng((model.seed, k, 99))
-        ends = np.array([_interval(pg, m, rng, n_resamples) for pg in grams])
-        have[f"{m}:low"], have[f"{m}:high"] = ends[:, 0], ends[:, 1]
+    if done < pairs:  # more pairs than were kept: the first ones are the same draws
+        est = [eq16_of(pg) for pg in grams[done:]]
+        have["b2"] = np.concatenate([have.get("b2", np.zeros(0)), [float(e[0][-1]) for e in est]])
+        have["v"] = np.concatenate([have.get("v", np.zeros(0)), [float(e[1][-1] + e[2][-1]) for e in est]])
+    for m in methods:
+        first = len(have[f"{m}:low"]) if f"{m}:low" in have else 0
+        if first == pairs:
+            continue
+        rng = np.random.default_rng((model.seed, k, 99) if first == 0 else (model.seed, k, 99, first))
+        ends = np.array([_interval(pg, m, rng, n_resamples) for pg in grams[first:]]).reshape(-1, 2)
+        for j, side in enumerate(("low", "high")):
+            have[f"{m}:{side}"] = np.concatenate([have.get(f"{m}:{side}", np.zeros(0))[:first], ends[:, j]])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **have)
@@ -270,10 +280,82 @@ def verdict(rows: Sequence[dict], methods: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def gate_failures(rows: Sequence[dict], method: str) -> list[str]:
+    """Why ``method`` fails the CI gate at one setting (empty: it passes), from :func:`summarize_setting`'s
+    rows: the Wilson 95% interval of its coverage must meet :data:`BAND`, and its mean width must be at most
+    :data:`WIDTH_LIMIT` times that of the narrowest method covering at least :data:`COVERS` there."""
+    r = next(x for x in rows if x["method"] == method)
+    out = []
+    lo, hi = r["wilson"]
+    if hi < BAND[0] or lo > BAND[1]:
+        out.append(f"coverage {r['coverage']:.3f} (Wilson [{lo:.3f}, {hi:.3f}]) outside {list(BAND)}")
+    if r["width_vs_narrowest"] is not None and r["width_vs_narrowest"] > WIDTH_LIMIT:
+        out.append(f"width {r['width_vs_narrowest']:.2f} x the narrowest covering method's, above {WIDTH_LIMIT}")
+    return out
+
+
+def to_markdown(doc: dict[str, Any]) -> str:
+    """A short page of the study's JSON: how it was run, then its numbers (nothing the JSON does not hold)."""
+    prov = doc.get("provenance", {})
+    methods = doc["methods"]
+    lines = [
+        "# Multi-model coverage of the b2 intervals and paired contrasts (exact truth)",
+        "",
+        f"Produced by `{prov.get('command', '?')}` (commit {prov.get('git_commit', '?')}, "
+        f"{prov.get('device', 'CPU')}, one thread, {doc['seconds'] / 60:.1f} min for the part computed in that "
+        f"call; {prov.get('note', '')}). Numbers in `multi-all.json`, per-pair ends in `raw/`. "
+        f"{doc['pairs']} independent pairs per setting, {doc['contrast_pairs']} triples per contrast; "
+        f"pair i of setting k of a model with seed s is seeded (s, k, i) (tuning models) or "
+        f"(s, k, {HOLDOUT_SEED} + i) (holdout). Models (`role`: tune = may be used to choose; holdout = never "
+        "looked at while choosing):",
+        "",
+        "| model | kind | role | arguments | batch | d | rank | true b2 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in doc["models"]:
+        tb = ", ".join(f"{k} {v:.3g}" for k, v in m["true_b2"].items())
+        lines.append(f"| {m['name']} | {m['kind']} | {m['role']} | {m['args']} | {m['batch']} | {m['dim']} | "
+                     f"{m['rank']} | {tb} |")
+    lines += ["", "Per setting: coverage of the 95% interval (misses below/above) and mean width over that of the "
+              f"narrowest method covering >= {doc['covers']} there (`-`: none does). `b2/(V/n)`: true b2 over "
+              "V_T/n + V_R/n.", "",
+              "| model | tested | reference | n | blocks | b2/(V/n) | " + " | ".join(methods) + " |",
+              "|---|---|---|---|---|---|" + "---|" * len(methods)]
+    by: dict[tuple, dict[str, dict]] = {}
+    for r in doc["rows"]:
+        by.setdefault((r["model"], r["spec"], r["reference"], r["n"], r["blocks"], r["ratio"]), {})[r["method"]] = r
+    for (model, spec, ref, n, nb, ratio), rs in by.items():
+        cells = []
+        for m in methods:
+            r = rs[m]
+            w = "-" if r["width_vs_narrowest"] is None else f"{r['width_vs_narrowest']:.2f}"
+            cells.append(f"{r['coverage']:.3f} ({r['miss_below']}/{r['miss_above']}) w {w}")
+        lines.append(f"| {model} | `{spec}` | {ref} | {n} | {nb} | {ratio:.3g} | " + " | ".join(cells) + " |")
+    lines += ["", f"Per method and role: settings with coverage in {doc['band']}, with width <= {doc['width_limit']} x "
+              "the narrowest covering method, and both:", "",
+              "| role | method | coverage range | in band | width ok | both | of |", "|---|---|---|---|---|---|---|"]
+    for role, v in doc["verdict"].items():
+        for m, x in v.items():
+            lines.append(f"| {role} | {m} | {x['coverage_range'][0]:.3f}-{x['coverage_range'][1]:.3f} | "
+                         f"{x['settings'] - x['outside_band']} | {x['settings'] - x['wider_than_limit']} | "
+                         f"{x['both']} | {x['settings']} |")
+    lines += ["", "Paired contrasts `b2_A - b2_B` (jackknife-t, shared reference): coverage of the 95% interval, and "
+              "how often a TOST at 5% (the 90% interval inside [-margin, margin]) declares equivalence with the margin "
+              "at the true difference (should be <= 0.05):", "",
+              "| model | role | A - B | reference | n | blocks | true diff | coverage | Wilson 95% "
+              "| equivalent at margin |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in doc["contrasts"]:
+        lines.append(f"| {c['model']} | {c['role']} | `{c['a']}` - `{c['b']}` | {c['reference']} | {c['n']} | "
+                     f"{c['blocks']} | {c['true_diff']:.3g} | {c['coverage']:.3f} | "
+                     f"[{c['wilson'][0]:.3f}, {c['wilson'][1]:.3f}] | {c['equivalent_at_margin']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(doc: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
 
 
 __all__ = ["BAND", "CONTRASTS", "COVERS", "HOLDOUT_SEED", "MODELS", "MSetting", "Model", "SETTINGS", "SPECS",
-           "WIDTH_LIMIT", "pair_seed", "run_contrast", "run_setting", "run_study", "setting_grams",
-           "summarize_setting", "verdict", "write_json"]
+           "WIDTH_LIMIT", "eq16_of", "gate_failures", "pair_seed", "run_contrast", "run_setting", "run_study",
+           "setting_grams", "summarize_setting", "to_markdown", "verdict", "write_json"]
