@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="gauss-eb,pivot,jackknife-t")
     ap.add_argument("--n-resamples", type=int, default=1000)
     ap.add_argument("--role", choices=("tune", "holdout", "all"), default="all")
+    ap.add_argument("--note", default="", help="a sentence recorded with the provenance (how the raw ends were made)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     models = [m for m in multi.MODELS if args.role in ("all", m.role)]
@@ -34,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     doc["provenance"] = {"command": "python scripts/coverage_multi.py " + " ".join(sys.argv[1:] if argv is None
                                                                                   else argv),
                          "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
-                         "wall_seconds": time.time() - t0}
+                         "wall_seconds": time.time() - t0, "device": "CPU, one thread", "note": args.note}
     out.mkdir(parents=True, exist_ok=True)
     multi.write_json(doc, out / f"multi-{args.role}.json")
+    (out / f"multi-{args.role}.md").write_text(multi.to_markdown(doc))
     for role, v in doc["verdict"].items():
         for m, s in v.items():
             print(role, m, s)

@@ -23,6 +23,8 @@ on real gradients ``results/coverage/README.md``):
 
 * ``gauss-eb`` (:mod:`~biasvar.stats.intervals.gauss_eb`): a Gaussian model of the error, inverted
   over b2, with the bias direction averaged by empirical Bayes.
+* ``gauss-fit`` (:mod:`~biasvar.stats.intervals.gauss_fit`): gauss-eb with the power of its prior
+  mixed over 0-2, weighed by the pair's own offset (profile likelihood), most prior weight on 1.5.
 * ``pivot`` (:mod:`~biasvar.stats.intervals.pivot`): an inverted bootstrap test with a plug-in
   nuisance direction (this package's own construction).
 * ``jackknife-t`` (:mod:`~biasvar.stats.intervals.jackknife`): the two-sample delete-one-block
