@@ -32,10 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     doc = multi.run_study(out, args.methods.split(","), pairs=args.pairs, contrast_pairs=args.contrast_pairs,
                           n_resamples=args.n_resamples, models=models, progress=lambda s: print(s, flush=True))
-    doc["provenance"] = {"command": "python scripts/coverage_multi.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                  else argv),
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in words:  # the note is recorded on its own
+        i = words.index("--note")
+        del words[i:i + 2]
+    doc["provenance"] = {"command": "python scripts/coverage_multi.py " + " ".join(words),
                          "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
-                         "wall_seconds": time.time() - t0, "device": "CPU, one thread", "note": args.note}
+                         "wall_seconds": time.time() - t0, "device": "CPU", "note": args.note}
     out.mkdir(parents=True, exist_ok=True)
     multi.write_json(doc, out / f"multi-{args.role}.json")
     (out / f"multi-{args.role}.md").write_text(multi.to_markdown(doc))
