@@ -306,8 +306,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"{prov.get('note', '')}. Numbers in `multi-all.json`, per-pair ends in `raw/`. "
         f"{doc['pairs']} independent pairs per setting, {doc['contrast_pairs']} triples per contrast; "
         f"pair i of setting k of a model with seed s is seeded (s, k, i) (tuning models) or "
-        f"(s, k, {HOLDOUT_SEED} + i) (holdout). Models (`role`: tune = may be used to choose; holdout = never "
-        "looked at while choosing):",
+        f"(s, k, {HOLDOUT_SEED} + i) (holdout). Models (`role`: tune = may be used to choose; holdout = not "
+        "used to choose any method's constants):",
         "",
         "| model | kind | role | arguments | batch | d | rank | true b2 |",
         "|---|---|---|---|---|---|---|---|",
