@@ -21,10 +21,10 @@ covered 0.905 there, these weights 0.945; gauss-eb 0.95).
 b2 ~ 0.55 and 2.65 V/n) it covers 0.86-0.87 (gauss-eb 0.945-0.95): the offset there favours the low powers
 (prior weights 0.6 and 0.8 on 1.5 give the same), yet part of the bias sits on the strong directions and
 is cancelled. Without the powers 0 and 0.5 it covers 0.935 there but keeps most of gauss-eb's excess width
-on the tuning VAE of the multi-model study (measured on 100 pairs; not committed). On that study (``results/coverage/multi/``) it is within 1.15x of the narrowest
-covering width at 21 + 18 of 24 + 24 settings (tuning + holdout; gauss-eb 11 + 9) with coverage
-0.905-0.985. The quadratic term, the skewed simulation,
-Student's t and the inversion over ``theta`` are gauss-eb's (:func:`~.gauss_eb.gauss_eb_inversion`); with
+on the tuning VAE of the multi-model study (measured on 100 pairs; not committed). On that study
+(``results/coverage/multi/``) it is within 1.15x of the narrowest covering width at 21 + 18 of 24 + 24
+settings (tuning + holdout; gauss-eb 11 + 9) with coverage 0.905-0.985. The quadratic term, the skewed
+simulation, Student's t and the inversion over ``theta`` are gauss-eb's (:func:`~.gauss_eb.gauss_eb_inversion`); with
 the single power 1.5 this is gauss-eb, draw for draw.
 """
 
