@@ -142,18 +142,24 @@ def prior_shape(lam: np.ndarray, power: float) -> np.ndarray:
     return prior * (float(lam.sum()) / float(prior.sum()))
 
 
+def simulate(m: GaussModel, rng: np.random.Generator, draws: int) -> tuple[np.ndarray, ...]:
+    """gauss-eb's simulated draws: the noise ``z`` and the prior's ``xi`` [draws, r], the isotropic
+    remainder's ``z0`` [draws], the quadratic term and the observed direction's part of ``mu . e``."""
+    z = rng.standard_normal((draws, len(m.lam)))
+    xi = rng.standard_normal((draws, len(m.lam)))
+    z0 = rng.standard_normal(draws)
+    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
+    a1 = z @ (m.y * np.sqrt(m.lam))  # the observed direction's part of mu . e
+    return z, xi, z0, quad, a1
+
+
 def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
                       draws: int) -> tuple[float, float]:
     """The ``gauss-eb`` interval of one layer's squared bias (:func:`gauss_eb_intervals`)."""
-    lam, y = m.lam, m.y
-    if not len(lam) or not np.isfinite(est):
+    if not len(m.lam) or not np.isfinite(est):
         return est, est
-    z = rng.standard_normal((draws, len(lam)))
-    xi = rng.standard_normal((draws, len(lam)))
-    z0 = rng.standard_normal(draws)
-    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
-    a1 = z @ (y * np.sqrt(lam))  # the observed direction's part of mu . e
-    a2 = (xi * z) @ np.sqrt(prior_shape(lam, GAUSS_PRIOR_POWER) * lam)  # the random direction's part
+    z, xi, z0, quad, a1 = simulate(m, rng, draws)
+    a2 = (xi * z) @ np.sqrt(prior_shape(m.lam, GAUSS_PRIOR_POWER) * m.lam)  # the random direction's part
     return gauss_eb_inversion(m, est, alpha, t_fac, quad, a1, a2, z0)
 
 
@@ -219,5 +225,4 @@ def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Boot
 
 
 __all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "gauss_eb_intervals", "gauss_eb_inversion", "gauss_model",
-           "invert_model",
-           "model_intervals", "prior_shape", "quad_eigenvalues"]
+           "invert_model", "model_intervals", "prior_shape", "quad_eigenvalues", "simulate"]

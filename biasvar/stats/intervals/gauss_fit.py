@@ -39,7 +39,7 @@ from biasvar.stats.intervals.gauss_eb import (
     gauss_eb_inversion,
     model_intervals,
     prior_shape,
-    quad_eigenvalues,
+    simulate,
 )
 
 #: the prior powers mixed, and their prior weights: most on gauss-eb's 1.5, which the pair's own offset must
@@ -68,12 +68,8 @@ def fit_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.
     lam, y = m.lam, m.y
     if not len(lam) or not np.isfinite(est):
         return est, est
-    z = rng.standard_normal((draws, len(lam)))
-    xi = rng.standard_normal((draws, len(lam)))
-    z0 = rng.standard_normal(draws)
+    z, xi, z0, quad, a1 = simulate(m, rng, draws)
     u = np.sort(rng.random(draws))  # sorted: each power's draws are one slice
-    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
-    a1 = z @ (y * np.sqrt(lam))  # the observed direction's part of mu . e
     cuts = np.r_[0, np.searchsorted(u, np.cumsum(power_weights(lam, y))[:-1], side="left"), draws]
     a2 = np.empty(draws)  # the random direction's part, each draw with its power's prior
     for j, p in enumerate(POWERS):
