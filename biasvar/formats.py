@@ -174,6 +174,8 @@ def report_header(report: Report) -> str:
     pct = f"{report.confidence_level * 100:g}%"
     how = {"gauss-eb": f"gauss-eb (Gaussian model of Eq. 16 over blocks; V, MSE: pivot, {report.n_resamples} "
                        "resamples)",
+           "gauss-fit": f"gauss-fit (gauss-eb, its prior's power fitted to the pair; V, MSE: pivot, "
+                        f"{report.n_resamples} resamples)",
            "jackknife-t": "jackknife-t (delete one block per run)"}.get(
         report.method, f"{report.method} bootstrap over blocks, {report.n_resamples} resamples")
     source = f" · from the store {report.store}" if report.store else ""

@@ -29,7 +29,7 @@ DEFAULT_FILTER = "gzip"
 FILTER_ENV = "BIASVAR_RUN_COMPRESSION"
 
 #: Interval methods (:data:`biasvar.stats.intervals.METHODS`) and the default.
-METHODS: tuple[str, ...] = ("gauss-eb", "pivot", "jackknife-t", "percentile", "basic", "bca")
+METHODS: tuple[str, ...] = ("gauss-eb", "gauss-fit", "pivot", "jackknife-t", "percentile", "basic", "bca")
 DEFAULT_METHOD = "gauss-eb"
 
 #: Report formats (:mod:`biasvar.formats`; ``table`` is the CLI's rich table).

@@ -30,10 +30,11 @@ Format = o.choices("Format", names.REPORT_FORMATS)
 Method = o.choices("Method", names.METHODS)
 Figure = o.choices("Figure", names.PLOT_FIGURES)
 
-_METHOD = Annotated[Method, Opt("--method", metavar="NAME", help="Interval method: gauss-eb (a Gaussian "
-                                "test inverted, bias direction by empirical Bayes), pivot (an inverted "
+_METHOD = Annotated[Method, Opt("--method", metavar="NAME", help="Interval method: gauss-eb (default; a "
+                                "Gaussian test inverted, bias direction by empirical Bayes), gauss-fit (gauss-eb "
+                                "with its prior's power fitted to the pair), pivot (an inverted "
                                 "bootstrap test), jackknife-t (delete one block per run, Welch t), or scipy's "
-                                "percentile, basic, bca of the plain Eq. 16; coverage: results/coverage.")]
+                                "percentile, basic, bca of the plain Eq. 16; coverage: results/coverage/.")]
 
 
 def _progress() -> Progress:

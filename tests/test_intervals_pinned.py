@@ -47,6 +47,33 @@ PINNED = {
     ("gauss-eb", "alone", "variance.high"): (0.509423694656159, 2.484196031145793, 1.627837791245675),
     ("gauss-eb", "alone", "mse.low"): None,
     ("gauss-eb", "alone", "mse.high"): None,
+    ("gauss-fit", "ref", "b2.low"): (0.07555858654946064, -0.037397901158136015, 0.018083008358971298),
+    ("gauss-fit", "ref", "b2.high"): (0.18831170860961727, 0.20795712913704328, 0.1926155523770416),
+    ("gauss-fit", "ref", "b2.se"): (0.026532274893442766, 0.05035499200649303, 0.036551593171554375),
+    ("gauss-fit", "ref", "variance.low"): (0.3745346894655125, 1.9401915416274187, 1.3064414492985443),
+    ("gauss-fit", "ref", "variance.high"): (0.5052998219378103, 2.4605577540335557, 1.622993660559866),
+    ("gauss-fit", "ref", "variance.se"): (0.03424149016189506, 0.13250002640925362, 0.08002828449073934),
+    ("gauss-fit", "ref", "mse.low"): (0.5005487984634002, 1.9809213835620532, 1.3788528724384759),
+    ("gauss-fit", "ref", "mse.high"): (0.6589839111444773, 2.534838863943775, 1.741339733625305),
+    ("gauss-fit", "ref", "mse.se"): (0.0399629150370893, 0.14001097883644117, 0.08907658780283993),
+    ("gauss-fit", "exact", "b2.low"): (0.037071645024685504, -0.0012405216112230588, 0.01242812164675243),
+    ("gauss-fit", "exact", "b2.high"): (0.11954456691711886, 0.14021548321346528, 0.12247991140255524),
+    ("gauss-fit", "exact", "b2.se"): (0.018228636971399936, 0.023771072857414605, 0.0169912057142163),
+    ("gauss-fit", "exact", "variance.low"): (0.38060175858832157, 1.8657083952398228, 1.2850777380881306),
+    ("gauss-fit", "exact", "variance.high"): (0.5090727028588294, 2.500919733209143, 1.6545950012529487),
+    ("gauss-fit", "exact", "variance.se"): (0.035371327168910185, 0.15107925316803725, 0.09009740188620675),
+    ("gauss-fit", "exact", "mse.low"): (0.4496538232407783, 1.893300336861817, 1.3266335314773174),
+    ("gauss-fit", "exact", "mse.high"): (0.583685346436353, 2.573646230789608, 1.715350631760576),
+    ("gauss-fit", "exact", "mse.se"): (0.03700719464566644, 0.15144961230458748, 0.0943936857343534),
+    ("gauss-fit", "alone", "b2.low"): None,
+    ("gauss-fit", "alone", "b2.high"): None,
+    ("gauss-fit", "alone", "b2.se"): (0.0037769361378501027, 0.016047620114427563, 0.009582849199188377),
+    ("gauss-fit", "alone", "variance.low"): (0.37282871067957635, 1.8890433283021117, 1.2904228228036243),
+    ("gauss-fit", "alone", "variance.high"): (0.509423694656159, 2.484196031145793, 1.627837791245675),
+    ("gauss-fit", "alone", "variance.se"): (0.03444731725829136, 0.15134251196307164, 0.089239290099595),
+    ("gauss-fit", "alone", "mse.low"): None,
+    ("gauss-fit", "alone", "mse.high"): None,
+    ("gauss-fit", "alone", "mse.se"): (0.032070052613803836, 0.15070300231069778, 0.08877538016783329),
     ("pivot", "ref", "b2.low"): (0.08568006665682733, -0.03157697977766008, 0.014656380131003403),
     ("pivot", "ref", "b2.high"): (0.1820083904842879, 0.16311007763124274, 0.14743444139361334),
     ("pivot", "ref", "b2.se"): (0.026532274893442766, 0.05035499200649303, 0.036551593171554375),
@@ -156,6 +183,7 @@ PINNED = {
 #: method -> (ref_share, ref_only_width) against the reference run
 PINNED_SHARE = {
     "gauss-eb": (0.3486930271470451, 0.08385962514555907),
+    "gauss-fit": (0.47321637791359833, 0.10176199358886473),
     "pivot": (0.4593617288825652, 0.10954938638882387),
     "jackknife-t": (0.6651375342101495, 0.13374381402115645),
     "percentile": (0.4031762544065175, 0.09914235443092986),
@@ -227,7 +255,7 @@ def test_the_cli_offers_the_methods_of_the_table():
 
 
 def test_bootstrap_validates_against_the_table_and_carries_the_seed():
-    with pytest.raises(AnalysisError, match="unknown bootstrap method 'studentized'.*gauss-eb, pivot"):
+    with pytest.raises(AnalysisError, match="unknown bootstrap method 'studentized'.*gauss-eb, gauss-fit, pivot"):
         iv.Bootstrap(10, "studentized")
     with pytest.raises(AnalysisError, match="seed must be a non-negative integer"):
         iv.Bootstrap(10, "pivot", 0.95, -1)

@@ -95,7 +95,7 @@ def test_csv_and_markdown(runs_dir, tmp_path):
     assert r.exit_code == 0 and md.read_text().count("\n| ") == len(SPECS) + 1
 
 
-@pytest.mark.parametrize("method", ["jackknife-t", "gauss-eb"])
+@pytest.mark.parametrize("method", ["jackknife-t", "gauss-eb", "gauss-fit"])
 def test_other_methods(runs_dir, method):
     r = invoke("report", "--runs-dir", runs_dir, "--method", method, "--n-resamples", "50", "--format", "csv")
     assert r.exit_code == 0, r.output

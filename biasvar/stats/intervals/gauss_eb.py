@@ -32,6 +32,7 @@ pivot's. Where the bias lies off the noise's strong directions it is conservativ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -135,21 +136,39 @@ def quad_eigenvalues(m: GaussModel) -> np.ndarray:
     return mean + (lam - mean) * math.sqrt((target - floor) / spread)
 
 
+def prior_shape(lam: np.ndarray, power: float) -> np.ndarray:
+    """The prior's variances on the eigen-directions: ``lam ** power`` scaled to the trace of ``lam``."""
+    prior = lam**power
+    return prior * (float(lam.sum()) / float(prior.sum()))
+
+
+def simulate(m: GaussModel, rng: np.random.Generator, draws: int) -> tuple[np.ndarray, ...]:
+    """gauss-eb's simulated draws: the noise ``z`` and the prior's ``xi`` [draws, r], the isotropic
+    remainder's ``z0`` [draws], the quadratic term and the observed direction's part of ``mu . e``."""
+    z = rng.standard_normal((draws, len(m.lam)))
+    xi = rng.standard_normal((draws, len(m.lam)))
+    z0 = rng.standard_normal(draws)
+    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
+    a1 = z @ (m.y * np.sqrt(m.lam))  # the observed direction's part of mu . e
+    return z, xi, z0, quad, a1
+
+
 def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
                       draws: int) -> tuple[float, float]:
     """The ``gauss-eb`` interval of one layer's squared bias (:func:`gauss_eb_intervals`)."""
-    lam, y = m.lam, m.y
-    if not len(lam) or not np.isfinite(est):
+    if not len(m.lam) or not np.isfinite(est):
         return est, est
-    z = rng.standard_normal((draws, len(lam)))
-    xi = rng.standard_normal((draws, len(lam)))
-    z0 = rng.standard_normal(draws)
-    quad = ((z * z - 1.0) @ quad_eigenvalues(m)) / m.dim
-    a1 = z @ (y * np.sqrt(lam))  # the observed direction's part of mu . e
-    prior = lam**GAUSS_PRIOR_POWER
-    prior = prior * (float(lam.sum()) / float(prior.sum()))  # the prior's shape, with the trace of C
-    a2 = (xi * z) @ np.sqrt(prior * lam)  # the random direction's part
-    yy, tr = float(y @ y) + m.r2, float(lam.sum()) + m.iso * m.n_iso
+    z, xi, z0, quad, a1 = simulate(m, rng, draws)
+    a2 = (xi * z) @ np.sqrt(prior_shape(m.lam, GAUSS_PRIOR_POWER) * m.lam)  # the random direction's part
+    return gauss_eb_inversion(m, est, alpha, t_fac, quad, a1, a2, z0)
+
+
+def gauss_eb_inversion(m: GaussModel, est: float, alpha: float, t_fac: float, quad: np.ndarray, a1: np.ndarray,
+                       a2: np.ndarray, z0: np.ndarray) -> tuple[float, float]:
+    """gauss-eb's interval from its simulated parts: the quadratic term ``quad``, the observed direction's
+    ``a1``, the random direction's ``a2`` and the isotropic remainder's ``z0`` (one entry per draw)."""
+    y = m.y
+    yy, tr = float(y @ y) + m.r2, float(m.lam.sum()) + m.iso * m.n_iso
     scale = 2.0 * t_fac / m.dim
 
     def dev_quantile(theta: float, level: float) -> float:
@@ -159,8 +178,13 @@ def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng
         dev = quad + scale * (rho * a1 + math.sqrt(rho) * a2 + iso * z0)
         return float(np.quantile(dev, level))
 
-    span = 10.0 * float(np.std(quad)) + abs(est) + 1e-300
+    return invert_model(dev_quantile, est, alpha, 10.0 * float(np.std(quad)) + abs(est) + 1e-300)
 
+
+def invert_model(dev_quantile: Callable[[float, float], float], est: float, alpha: float,
+                 span: float) -> tuple[float, float]:
+    """The interval of every ``theta`` for which ``est - theta`` lies within the central ``1 - 2 alpha``
+    of the simulated errors, ``dev_quantile(theta, level)`` their quantiles; ``span`` a first bracket."""
     def above(level: float, strict: bool):  # theta [1, J] -> where theta + the quantile passes est
         def f(theta: np.ndarray) -> np.ndarray:
             end = np.array([[th + dev_quantile(float(th), level) for th in row] for row in theta])
@@ -172,10 +196,10 @@ def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng
     return float(lower[0]), float(upper[0])
 
 
-def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap, rng: np.random.Generator,
-                       *, with_b2: bool = True, share: bool = True) -> PairIntervals:
-    """The ``gauss-eb`` method (:class:`~biasvar.stats.intervals.base.IntervalMethod`): b2's interval
-    from the model (module docstring); V and MSE as the pivot gives them."""
+def model_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap, rng: np.random.Generator,
+                     interval: Callable[..., tuple[float, float]], *, with_b2: bool, share: bool) -> PairIntervals:
+    """b2's interval of every layer by ``interval(model, est, alpha, t_fac, rng, draws)`` (gauss-eb's
+    :func:`gauss_eb_interval` or a variant on the same :class:`GaussModel`); V and MSE as the pivot gives them."""
     pb = pivot_bootstrap(pg, b2, v_t, boot, rng, with_b2=with_b2)
     out = pb.intervals
     if with_b2:
@@ -186,11 +210,19 @@ def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Boot
         # the linear term 2 mu . e rests on nb - 1 block deviations per run: Student's t
         t_fac = t_over_z([(var_t, nbt), (var_r, nbr)], boot.alpha)
         draws = max(int(boot.n_resamples), GAUSS_DRAWS)
-        ends = [gauss_eb_interval(gauss_model(pg, parts, k), float(b2[k]), boot.alpha, float(t_fac[k]), rng, draws)
+        ends = [interval(gauss_model(pg, parts, k), float(b2[k]), boot.alpha, float(t_fac[k]), rng, draws)
                 for k in range(len(pg.dims))]
         lo, hi = np.array([e[0] for e in ends]), np.array([e[1] for e in ends])
         out = replace(out, b2=LayerEstimates(b2, lo, hi, out.b2.se))
     return with_bootstrap_share(out, pg, pb.dev_b, boot, rng, pb.parts, pb.lam, with_b2=with_b2, share=share)
 
 
-__all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "gauss_eb_intervals", "gauss_model", "quad_eigenvalues"]
+def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Bootstrap, rng: np.random.Generator,
+                       *, with_b2: bool = True, share: bool = True) -> PairIntervals:
+    """The ``gauss-eb`` method (:class:`~biasvar.stats.intervals.base.IntervalMethod`): b2's interval
+    from the model (module docstring); V and MSE as the pivot gives them."""
+    return model_intervals(pg, b2, v_t, boot, rng, gauss_eb_interval, with_b2=with_b2, share=share)
+
+
+__all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "gauss_eb_intervals", "gauss_eb_inversion", "gauss_model",
+           "invert_model", "model_intervals", "prior_shape", "quad_eigenvalues", "simulate"]

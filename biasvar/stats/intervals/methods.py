@@ -14,6 +14,7 @@ import numpy as np
 from biasvar.stats.gram import PairGram, eq16
 from biasvar.stats.intervals.base import Bootstrap, IntervalMethod, LayerEstimates, PairIntervals
 from biasvar.stats.intervals.gauss_eb import gauss_eb_intervals
+from biasvar.stats.intervals.gauss_fit import gauss_fit_intervals
 from biasvar.stats.intervals.jackknife import jackknife_intervals
 from biasvar.stats.intervals.pivot import pivot_intervals
 from biasvar.stats.intervals.scipy_methods import SCIPY_METHODS, scipy_intervals
@@ -21,6 +22,7 @@ from biasvar.stats.intervals.scipy_methods import SCIPY_METHODS, scipy_intervals
 #: name -> method, in the order the CLI and the docs list them (the default first)
 METHODS: MappingProxyType[str, IntervalMethod] = MappingProxyType({
     "gauss-eb": gauss_eb_intervals,
+    "gauss-fit": gauss_fit_intervals,
     "pivot": pivot_intervals,
     "jackknife-t": jackknife_intervals,
     **dict.fromkeys(SCIPY_METHODS, scipy_intervals),
