@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from biasvar import store
-from biasvar.engine.blocks import BlockBuilder, choose_step, keep_index
+from biasvar.engine.blocks import BlockBuilder, choose_block_size, choose_step, keep_index
 from biasvar.engine.calibration import Calibration
 from biasvar.engine.plan import (
     SEED_MAX,
@@ -44,6 +44,46 @@ def exact_flat(problem: Problem, names: Sequence[str]) -> np.ndarray | None:
                       for k in names]).numpy()
 
 
+def check_run_room(plan: RunPlan) -> None:
+    """Refuse, before any draw, a run whose file the disk has no room for: its size estimated from the
+    plan (:func:`biasvar.store.run_file_bytes`), less what a file resumed already holds.
+
+    Raises:
+        StoreError: one line naming the folder and the space needed.
+    """
+    n, bs, dim = plan.end - plan.first, plan.block_size, plan.selection.dim
+    need = store.run_file_bytes(dim=dim, groups=len(plan.selection.bounds), block_size=bs, n=n,
+                                keep=int(plan.header["keep"]))
+    if plan.path.is_file() and not plan.restart:
+        need -= plan.path.stat().st_size
+    blocks = -(-n // bs)
+    store.check_room(plan.path, need, f"the run file {plan.path.name} ({n:,} draws: {blocks:,} blocks of {dim:,} "
+                                      f"sums, {int(plan.header['keep'])} kept coordinates a draw)")
+
+
+def check_sweep_room(snapshot: Any, runs: Sequence[Any], options: RunOptions, *, restart: bool = False) -> None:
+    """Refuse, before any draw, a sweep whose run files (``runs``: each with ``n``, ``path``) the disk has
+    no room for together; each run is checked again before its own draws (:func:`check_run_room`).
+
+    Raises:
+        StoreError: one line naming the folder and the space needed.
+    """
+    if not runs:
+        return
+    params = options.params if options.params is not None else getattr(snapshot.problem, "measure_params", None)
+    sel = Selection.of(snapshot.problem, params)
+    need = 0
+    for run in runs:
+        bs = options.block_size or choose_block_size(int(run.n), sel.dim)
+        one = store.run_file_bytes(dim=sel.dim, groups=len(sel.bounds), block_size=bs, n=int(run.n),
+                                   keep=min(int(options.keep), sel.dim))
+        if not restart and Path(run.path).is_file():
+            one -= Path(run.path).stat().st_size
+        need += max(0, one)
+    store.check_room(Path(runs[0].path), need, f"the {len(runs)} run files of this sweep "
+                                               f"({sum(int(r.n) for r in runs):,} draws of {sel.dim:,} sums)")
+
+
 def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: float = SAVE_EVERY_S) -> Path:
     """Draw (or resume) the plan's draws ``[plan.first, plan.end)`` into ``plan.path``; returns the
     file that holds them (at once when the plan is complete: the file is not even opened for writing).
@@ -57,6 +97,7 @@ def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: f
     if plan.complete:
         return plan.path
     sel = plan.selection
+    check_run_room(plan)
     exact = exact_flat(plan.problem, sel.names) if plan.restart or not plan.path.exists() else None
     writer = store.RunWriter.open(plan.path, dict(plan.header), n_target=plan.end - plan.first,
                                   group_sizes=np.array([b[1] for b in sel.bounds]),
@@ -167,5 +208,5 @@ def sample_run(
     return sample(plan, progress=progress, save_every_s=save_every_s)
 
 
-__all__ = ["SAVE_EVERY_S", "SEED_MAX", "ProgressFn", "Selection", "check_run_args", "exact_flat", "fill",
-           "run_header", "sample", "sample_run"]
+__all__ = ["SAVE_EVERY_S", "SEED_MAX", "ProgressFn", "Selection", "check_run_args", "check_run_room",
+           "check_sweep_room", "exact_flat", "fill", "run_header", "sample", "sample_run"]
