@@ -40,6 +40,11 @@ class DiskFullError(BiasvarError, OSError):
     is left as it was: every write is atomic, :mod:`biasvar.atomic`)."""
 
 
+class OutOfMemory(BiasvarError):
+    """Memory ran out during a run (a CPU ``MemoryError`` or allocation failure, a CUDA out-of-memory):
+    what was drawn is saved, and the same command resumes it."""
+
+
 class AnalysisError(BiasvarError, ValueError):
     """Runs that cannot be compared (different snapshots or parameter sets, too few blocks)."""
 

@@ -569,3 +569,54 @@ def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, 
         r = invoke(*args)
         assert r.exit_code == 0, (name, r.output)
     assert not any((out / name).read_bytes().startswith(b"the old") for name in ("s.pt", "t.pt", "r.md", "p.png"))
+
+
+# ------------------------------------------------------------------ memory that runs out during a run
+
+
+@pytest.mark.parametrize("failure", ["MemoryError", "cpu", "cuda"])
+def test_memory_running_out_during_a_run_saves_what_was_drawn_and_is_one_line(snap, tmp_path, monkeypatch, failure):
+    """An allocation failure after some blocks: one line saying so, the blocks drawn are saved (the run
+    left interrupted), and the same command resumes it to the bits of a run never interrupted."""
+    import numpy as np
+    import torch
+
+    from biasvar.engine.draws import DrawPath
+
+    errors = {"MemoryError": MemoryError(),
+              "cpu": RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+              "cuda": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")}
+    real = DrawPath.draws
+
+    def fails_after_100(self, seed, start, end, **kwargs):
+        for chunk in real(self, seed, start, end, **kwargs):
+            if chunk.start >= 100:
+                raise errors[failure]
+            yield chunk
+
+    runs = tmp_path / "runs"
+    args = ["sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--block-size", "20", "--chunk", "10",
+            "--runs-dir", runs]
+    monkeypatch.setattr(DrawPath, "draws", fails_after_100)
+    r = invoke(*args)
+    line = _error_line(r)  # after the progress of the draws made
+    path = store.run_path(runs, snap.id, "zgr", 0)
+    assert r.exit_code == 1 and "out of memory on cpu while drawing zgr" in line, line
+    assert "the 100 draws drawn so far are saved in" in line and "rerun the same command to resume" in line, line
+    saved = store.read_run(path)
+    assert saved.status == "interrupted" and saved.attrs["n_done"] == 100
+    monkeypatch.setattr(DrawPath, "draws", real)
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    whole = engine.sample_run(snap, "zgr", n=400, seed=0, runs_dir=tmp_path / "whole", block_size=20, chunk=10)
+    resumed, once = store.read_run(path), store.read_run(whole)
+    assert resumed.status == "complete" and resumed.attrs["n_done"] == 400
+    np.testing.assert_array_equal(resumed.block_sum, once.block_sum)
+    np.testing.assert_array_equal(resumed.samples, once.samples)
+
+
+def test_an_error_that_is_not_memory_is_not_called_out_of_memory():
+    from biasvar.engine.runs import out_of_memory
+
+    assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(KeyboardInterrupt())
+    assert out_of_memory(MemoryError()) and out_of_memory(RuntimeError("HIP out of memory"))

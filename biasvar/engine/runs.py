@@ -18,6 +18,7 @@ import torch
 from biasvar import store
 from biasvar.engine.blocks import BlockBuilder, choose_block_size, choose_step, keep_index
 from biasvar.engine.calibration import Calibration
+from biasvar.engine.chunks import is_oom
 from biasvar.engine.plan import (
     SEED_MAX,
     RunOptions,
@@ -28,6 +29,7 @@ from biasvar.engine.plan import (
     plan_run,
     run_header,
 )
+from biasvar.errors import OutOfMemory
 from biasvar.problems.base import Problem
 from biasvar.spec import EstimatorSpec
 
@@ -155,13 +157,28 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
                 elapsed = now - t0
                 rate = (pos - done) / elapsed if elapsed > 0 else 0.0
                 progress(pos - first, end - first, writer.n_nonfinite + block.nonfinite, rate)
-    except BaseException:
+    except BaseException as e:
         if block.draws > writer.pending_draws:  # keep the whole steps drawn so far
             try:
                 writer.save_pending(block.pending(dim), wall_s=time.perf_counter() - t_saved)
             except Exception:  # noqa: BLE001 - the file keeps its last save; report the first error
                 pass
+        if out_of_memory(e):
+            saved = writer.n_done + writer.pending_draws
+            raise OutOfMemory(
+                f"out of memory on {device} while drawing {plan.spec} ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:120] or 'no message'}); the {saved:,} draws drawn so far are saved in "
+                f"{writer.path} (interrupted): rerun the same command to resume, with a smaller --chunk or "
+                "--max-memory, or with less else running") from None
         raise
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: Python's ``MemoryError``, torch's CPU or CUDA
+    out-of-memory (:func:`~biasvar.engine.chunks.is_oom`, or a ``RuntimeError`` that says so)."""
+    if isinstance(err, MemoryError) or is_oom(err):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
 def sample_run(
