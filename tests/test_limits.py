@@ -490,6 +490,22 @@ def _writers(snap, runs: Path, wide: Path, out: Path) -> dict[str, list]:
     }
 
 
+def _old_files(snap, wide_runs: Path, tmp_path: Path, disk: Path) -> tuple[Path, Path, Path]:
+    """Runs to report on (in ``tmp_path``), wide runs to compact and an old version of every output file
+    (on ``disk``): ``(runs, wide, out)``."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    wide = disk / "wide"
+    shutil.copytree(wide_runs, wide)
+    out = disk / "out"
+    out.mkdir()
+    for name in ("s.pt", "t.pt", "r.md", "p.png", "p.pdf"):
+        (out / name).write_text(f"the old {name}\n")
+    return runs, wide, out
+
+
 def _tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -498,18 +514,10 @@ def test_every_writer_on_a_full_disk_is_one_line_and_leaves_the_old_file(snap, w
     """Monkeypatched (runs everywhere): the device has no room (the writes fail as on a full disk, and
     the free space reads 0), so each writer says so in one line, exit 1, and the old files are unchanged."""
     import errno
-    import shutil
 
     from biasvar import atomic
 
-    runs = tmp_path / "runs"
-    _run(snap, runs)
-    wide = tmp_path / "wide"
-    shutil.copytree(wide_runs, wide)
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("s.pt", "t.pt", "r.md", "p.png", "p.pdf"):
-        (out / name).write_text(f"the old {name}\n")
+    runs, wide, out = _old_files(snap, wide_runs, tmp_path, tmp_path)
     before = {**_tree(out), **_tree(wide)}
     real_replace = atomic.os.replace
 
@@ -540,17 +548,9 @@ def test_every_writer_on_a_full_disk_is_one_line_and_leaves_the_old_file(snap, w
 
 def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, wide_runs, small_disk, tmp_path):
     """The same on a real full device (a 2 MB tmpfs filled up), then each writer works once there is room."""
-    import shutil
     import subprocess
 
-    runs = tmp_path / "runs"
-    _run(snap, runs)
-    wide = small_disk / "wide"
-    shutil.copytree(wide_runs, wide)
-    out = small_disk / "out"
-    out.mkdir()
-    for name in ("s.pt", "t.pt", "r.md", "p.png", "p.pdf"):
-        (out / name).write_text(f"the old {name}\n")
+    runs, wide, out = _old_files(snap, wide_runs, tmp_path, small_disk)
     filler = small_disk / "filler"
     with open(filler, "wb", buffering=0) as f:
         try:
