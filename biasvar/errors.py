@@ -35,6 +35,16 @@ class WriterBusy(StoreError):
     """A run file that another live process is writing (it holds the run's lock)."""
 
 
+class DiskFullError(BiasvarError, OSError):
+    """A file that could not be written because the device of its folder is full (the old file, if any,
+    is left as it was: every write is atomic, :mod:`biasvar.atomic`)."""
+
+
+class OutOfMemory(BiasvarError):
+    """Memory ran out during a run (a CPU ``MemoryError`` or allocation failure, a CUDA out-of-memory):
+    what was drawn is saved, and the same command resumes it."""
+
+
 class AnalysisError(BiasvarError, ValueError):
     """Runs that cannot be compared (different snapshots or parameter sets, too few blocks)."""
 

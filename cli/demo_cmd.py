@@ -22,8 +22,10 @@ def demo(
     """Sample every estimator family on two enumerable toy problems, report Eq. 16 against the
     exact gradient with bootstrap intervals, and draw Pareto plots and a Fig. B.5 study."""
     t0 = time.perf_counter()
+    from biasvar.engine import check_run_args
     from biasvar.studies.demo import DEMO_SPECS, run_demo
 
+    check_run_args(n=n, seed=seed)  # a bad --n or --seed: one line, before the header
     console.print(f"[bold]biasvar demo[/]: {len(DEMO_SPECS)} estimators x 2 problems (toy-cat, quant-unit), "
                   f"{n} draws each, exact reference", highlight=False)
     with progress_bar(eta=False, transient=True) as bar:

@@ -41,8 +41,9 @@ def gram(
     from biasvar.gramstore.maintenance import drop_stored_runs
 
     budget = parse_memory(max_memory) if max_memory else MEMORY_BYTES
-    res = gramstore.update_store(runs_dir, snapshot_id, path=store_file, rebuild=rebuild, memory_bytes=budget,
-                                 progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    with console.status("gram", spinner="dots") as status:  # transient: an error is its one line
+        res = gramstore.update_store(runs_dir, snapshot_id, path=store_file, rebuild=rebuild, memory_bytes=budget,
+                                     progress=lambda line: status.update(line))
     for note in res.notes:
         console.print(note, highlight=False, soft_wrap=True)
     parts = [f"{len(res.added)} added"]

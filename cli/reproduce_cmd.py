@@ -59,18 +59,29 @@ def reproduce(
     from biasvar.train import loss_name
 
     specs = protocol_specs(what.value, points)
-    console.print(f"[bold]biasvar reproduce {what.value}[/]: {len(specs)} estimators "
-                  f"({specs_summary(specs)})", highlight=False)
+    header = [f"[bold]biasvar reproduce {what.value}[/]: {len(specs)} estimators ({specs_summary(specs)})"]
+
+    def announce() -> None:
+        """The header, once work starts: a command that fails first (a missing dataset) prints one line."""
+        if header:
+            console.print(header.pop(), highlight=False)
+
     progress = progress_bar("{task.fields[info]}")
     with progress:
         train_task = progress.add_task("train", total=None, info="")
         sweep_task = progress.add_task("sweep", total=None, info="", visible=False)
 
+        def say(message: str) -> None:
+            announce()
+            progress.console.print(message)
+
         def on_train(p) -> None:
+            announce()
             progress.update(train_task, total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
                             info=f"epoch {p.epoch}/{p.epochs}  {loss_name('vae')} {p.loss:.2f}")
 
         def on_sweep(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
+            announce()
             progress.update(sweep_task, visible=True, total=total, completed=done,
                             info=f"{label}  {rate:.1f} draws/s  non-finite {nonfinite}")
 
@@ -78,9 +89,10 @@ def reproduce(
             what.value, n=n, epochs=epochs, points=points, slow_n=slow_n, seed=seed, device=device,
             data_dir=data_dir, runs_dir=runs_dir, snapshot_dir=snapshot_dir, results_dir=results_dir,
             figures_dir=figures_dir, tag=tag, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, quant_n=quant_n,
-            command=shlex.join(["biasvar", *sys.argv[1:]]), say=lambda m: progress.console.print(m),
+            command=shlex.join(["biasvar", *sys.argv[1:]]), say=say,
             sweep_progress=on_sweep, train_progress=on_train, store_only=store_only,
         )
+    announce()
     console.print(f"done in {result.provenance['wall_s']:.0f} s ({result.tag}); wrote:", highlight=False)
     for f in result.files:
         console.print(f"  {f}", highlight=False)

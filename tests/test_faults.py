@@ -57,3 +57,22 @@ def test_sigterm_keeps_the_work_and_resumes_bit_identical(tmp_path):
     assert out["identical"] == 1 and "different" not in out and "tracebacks" not in out, out
     assert "hung after the signal" not in out, out
     assert out.get("SIGTERM: exit 143", 0) + out.get("SIGTERM: finished before the signal", 0) == 1, out
+
+
+def test_limits_memory_refused_and_damaged_files_not_extended(tmp_path):
+    """A CI-sized run of two cases of the ``limits`` experiment (the rest: results/reliability.md)."""
+    from biasvar.studies import faults_limits as fl
+    from biasvar.studies.faults import _snapshot
+
+    snap, sid = _snapshot(tmp_path)
+    from biasvar.snapshot import load_snapshot
+
+    ref = engine.sample_run(load_snapshot(snap), "zgr", n=2 * fl.LIMIT_BLOCK, seed=0, runs_dir=tmp_path / "ref",
+                            block_size=fl.LIMIT_BLOCK, chunk=fl.LIMIT_CHUNK, keep=fl.LIMIT_KEEP)
+    (tmp_path / "m").mkdir()
+    out = fl.memory_refused(tmp_path / "m", 1, random.Random(1))
+    assert out["memory refused: one line naming the largest M, nothing written"] == 1, out
+    (tmp_path / "d").mkdir()
+    out = fl.damaged_not_extended(tmp_path / "d", 2, random.Random(2), snap, sid, ref)
+    assert out == {"damaged (block sums) not extended: one line, not a byte written": 1,
+                   "damaged (metadata) not extended: one line, not a byte written": 1}, out

@@ -271,6 +271,68 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(where)], check=False)
 
 
+_WITHOUT_ESTIMATE = ("import runpy, sys\nimport biasvar.engine.runs as r\nr.check_run_room = lambda plan: None\n"
+                     "sys.argv[0] = 'biasvar'\nrunpy.run_module('biasvar_cli.main', run_name='__main__')\n")
+
+
+def test_a_run_the_disk_has_no_room_for_is_refused_before_any_draw_naming_the_folder_and_the_space(
+        small_disk, tmp_path):
+    import subprocess
+    import sys
+
+    args = ["sample", "--problem", "toy-cat", "-e", "zgr", "--n", "60000", "--block-size", "20"]
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+                       capture_output=True, text=True, timeout=300)
+    errors = [line for line in (r.stderr + r.stdout).splitlines() if line.strip()]
+    assert r.returncode == 1 and len(errors) == 1 and "Traceback" not in r.stderr, (r.returncode, r.stderr[-2000:])
+    assert f"not enough space in {small_disk / 'runs'}" in errors[0] and "needs ~4.1 MiB" in errors[0], errors
+    assert not list(small_disk.rglob("*.h5"))  # nothing drawn, nothing written
+    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args[:-4], "--n", "2000", "--block-size", "20",
+                        "--runs-dir", str(small_disk / "runs")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]  # a run that fits is not refused
+
+
+def test_the_size_estimate_before_a_run_refuses_what_does_not_fit_and_passes_what_does(snap, tmp_path, monkeypatch):
+    """The estimate against a monkeypatched free space (runs everywhere), and against the real file sizes."""
+    from biasvar.store import writer
+
+    runs = tmp_path / "runs"
+    path = _run(snap, runs, n=400)
+    size = path.stat().st_size
+    estimate = store.run_file_bytes(dim=6, groups=1, block_size=20, n=400, keep=6)
+    assert size <= estimate <= 1.2 * size + (64 << 10), (size, estimate)
+    monkeypatch.setattr(writer, "free_bytes", lambda folder: 1 << 20)  # 1 MiB free: under the margin alone
+    r = invoke("sample", "--snapshot", snap.path, "-e", "st", "--n", "400", "--block-size", "20", "--runs-dir", runs)
+    line = one_error_line(r)
+    assert r.exit_code == 1 and f"not enough space in {runs / snap.id}" in line.replace("\n", ""), line
+    assert "st-s0.h5 (400 draws: 20 blocks of 6 sums" in line and "1.0 MiB free" in line, line
+    assert not (runs / snap.id / "st-s0.h5").exists()
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--block-size", "20", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output  # complete already: nothing to write, nothing refused
+    monkeypatch.setattr(writer, "free_bytes", lambda folder: (1 << 20) + estimate - size + 1)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "800", "--block-size", "20", "--runs-dir", runs)
+    assert r.exit_code == 1 and "not enough space" in one_error_line(r)  # 800 draws need more than 400 did
+    monkeypatch.setattr(writer, "free_bytes", lambda folder: 100 << 20)
+    r = invoke("sample", "--snapshot", snap.path, "-e", "zgr", "--n", "800", "--block-size", "20", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+
+
+def test_a_sweep_the_disk_has_no_room_for_is_refused_before_any_draw(snap, tmp_path, monkeypatch):
+    from biasvar.store import writer
+
+    runs = tmp_path / "runs"
+    one = store.run_file_bytes(dim=6, groups=1, block_size=20, n=400, keep=6)
+    monkeypatch.setattr(writer, "free_bytes", lambda folder: (1 << 20) + 2 * one)  # room for 2 of the 3 runs
+    args = ["sweep", "--snapshot", snap.path, "--estimators", "zgr,st", "--reference", "rf(M=4)", "--n", "400",
+            "--block-size", "20", "--runs-dir", runs, "--no-gram"]
+    r = invoke(*args)
+    line = one_error_line(r)
+    assert r.exit_code == 1 and "the 3 run files of this sweep (1,200 draws of 6 sums)" in line, line
+    assert not list(tmp_path.rglob("*.h5"))
+    monkeypatch.setattr(writer, "free_bytes", lambda folder: (1 << 20) + 3 * one)
+    assert invoke(*args).exit_code == 0
+
+
 def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(small_disk, tmp_path):
     import subprocess
     import sys
@@ -278,7 +340,8 @@ def test_a_full_disk_is_one_line_keeps_the_saved_blocks_and_resumes_exactly(smal
     import numpy as np
 
     args = ["sample", "--problem", "toy-cat", "-e", "zgr", "--n", "60000", "--block-size", "20"]
-    r = subprocess.run([sys.executable, "-m", "biasvar_cli.main", *args, "--runs-dir", str(small_disk / "runs")],
+    # the disk fills during the run (the size estimate before it is skipped: the space is taken by others)
+    r = subprocess.run([sys.executable, "-c", _WITHOUT_ESTIMATE, *args, "--runs-dir", str(small_disk / "runs")],
                        capture_output=True, text=True, timeout=300)
     errors = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout, (r.returncode, r.stderr[-2000:])
@@ -390,3 +453,171 @@ def test_a_snapshot_whose_factory_cannot_be_imported_says_where_it_was_imported_
     assert r.exit_code == 1 and "cannot import module 'catnet'" in line, line
     flat = line.replace(" ", "")
     assert "PYTHONPATH" in line and str(catnet / "catnet.py").replace(" ", "") in flat, line
+
+
+# ------------------------------------------------------------------ a full disk in every writer
+
+
+def _error_line(r) -> str:
+    """The one ``error:`` line of a command that may print progress before it (train's epochs)."""
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in r.output and len(errors) == 1 and r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def wide_runs(tmp_path_factory):
+    """Runs of a model with rows over 64 KiB (their block sums are filtered: ``compact`` rewrites them)."""
+    from biasvar.problems.vae import VAE
+
+    root = tmp_path_factory.mktemp("wide")
+    wide = save_snapshot(root / "vae.pt", VAE(vars=2, categories=4, hidden=(16,)))
+    for spec in ("st", "zgr"):
+        engine.sample_run(wide, spec, n=40, seed=0, runs_dir=root / "runs", block_size=10)
+    return root / "runs"
+
+
+def _writers(snap, runs: Path, wide: Path, out: Path) -> dict[str, list]:
+    """Every command that writes a file other than a run file, writing into ``out``."""
+    return {
+        "snapshot": ["snapshot", "--problem", "toy-cat", "--out", out / "s.pt"],
+        "train": ["train", "--model", "toy-cat", "--epochs", "1", "--out", out / "t.pt"],
+        "report": ["report", "--runs-dir", runs, "--reference", "exact", "--n-resamples", "0", "--out", out / "r.md"],
+        "plot": ["plot", "pareto", "--runs-dir", runs, "--reference", "exact", "--out", out / "p.png"],
+        "compact": ["compact", "--runs-dir", wide, "--compression", "none"],
+        "gram": ["gram", "--runs-dir", wide],
+    }
+
+
+def _old_files(snap, wide_runs: Path, tmp_path: Path, disk: Path) -> tuple[Path, Path, Path]:
+    """Runs to report on (in ``tmp_path``), wide runs to compact and an old version of every output file
+    (on ``disk``): ``(runs, wide, out)``."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    _run(snap, runs)
+    wide = disk / "wide"
+    shutil.copytree(wide_runs, wide)
+    out = disk / "out"
+    out.mkdir()
+    for name in ("s.pt", "t.pt", "r.md", "p.png", "p.pdf"):
+        (out / name).write_text(f"the old {name}\n")
+    return runs, wide, out
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_every_writer_on_a_full_disk_is_one_line_and_leaves_the_old_file(snap, wide_runs, tmp_path, monkeypatch):
+    """Monkeypatched (runs everywhere): the device has no room (the writes fail as on a full disk, and
+    the free space reads 0), so each writer says so in one line, exit 1, and the old files are unchanged."""
+    import errno
+
+    from biasvar import atomic
+
+    runs, wide, out = _old_files(snap, wide_runs, tmp_path, tmp_path)
+    before = {**_tree(out), **_tree(wide)}
+    real_replace = atomic.os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 0)
+    monkeypatch.setattr(atomic.os, "replace", full)
+    for name, args in _writers(snap, runs, wide, out).items():
+        r = invoke(*args)
+        line = _error_line(r) if name == "train" else one_error_line(r)  # train prints its epochs first
+        assert "no space left on the device of" in line, (name, line)
+        assert {**_tree(out), **_tree(wide)} == before, name  # nothing changed, no temporary file left
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    # a library that does not say why (torch.save: "basic_ios::clear: iostream error") on a device with no room
+    import torch
+
+    def iostream(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(torch, "save", iostream)
+    line = _error_line(invoke("snapshot", "--problem", "toy-cat", "--out", out / "s.pt"))
+    assert f"no space left on the device of {out}" in line and "s.pt was not written" in line, line
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 100 << 20)  # room: the same error is not a full disk
+    line = _error_line(invoke("snapshot", "--problem", "toy-cat", "--out", out / "s.pt"))
+    assert "no space" not in line and "iostream error" in line, line
+    assert _tree(out) == {k: v for k, v in before.items() if k in _tree(out)}
+
+
+def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, wide_runs, small_disk, tmp_path):
+    """The same on a real full device (a 2 MB tmpfs filled up), then each writer works once there is room."""
+    import subprocess
+
+    runs, wide, out = _old_files(snap, wide_runs, tmp_path, small_disk)
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    before = {**_tree(out), **_tree(wide)}
+    for name, args in _writers(snap, runs, wide, out).items():
+        line = _error_line(invoke(*args))
+        assert f"no space left on the device of {small_disk}" in line, (name, line)
+        assert {**_tree(out), **_tree(wide)} == before, name
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,size=16m", "tmpfs", str(small_disk)], check=True)
+    for name, args in _writers(snap, runs, wide, out).items():
+        r = invoke(*args)
+        assert r.exit_code == 0, (name, r.output)
+    assert not any((out / name).read_bytes().startswith(b"the old") for name in ("s.pt", "t.pt", "r.md", "p.png"))
+
+
+# ------------------------------------------------------------------ memory that runs out during a run
+
+
+@pytest.mark.parametrize("failure", ["MemoryError", "cpu", "cuda"])
+def test_memory_running_out_during_a_run_saves_what_was_drawn_and_is_one_line(snap, tmp_path, monkeypatch, failure):
+    """An allocation failure after some blocks: one line saying so, the blocks drawn are saved (the run
+    left interrupted), and the same command resumes it to the bits of a run never interrupted."""
+    import numpy as np
+    import torch
+
+    from biasvar.engine.draws import DrawPath
+
+    errors = {"MemoryError": MemoryError(),
+              "cpu": RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+              "cuda": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")}
+    real = DrawPath.draws
+
+    def fails_after_100(self, seed, start, end, **kwargs):
+        for chunk in real(self, seed, start, end, **kwargs):
+            if chunk.start >= 100:
+                raise errors[failure]
+            yield chunk
+
+    runs = tmp_path / "runs"
+    args = ["sample", "--snapshot", snap.path, "-e", "zgr", "--n", "400", "--block-size", "20", "--chunk", "10",
+            "--runs-dir", runs]
+    monkeypatch.setattr(DrawPath, "draws", fails_after_100)
+    r = invoke(*args)
+    line = _error_line(r)  # after the progress of the draws made
+    path = store.run_path(runs, snap.id, "zgr", 0)
+    assert r.exit_code == 1 and "out of memory on cpu while drawing zgr" in line, line
+    assert "the 100 draws drawn so far are saved in" in line and "rerun the same command to resume" in line, line
+    saved = store.read_run(path)
+    assert saved.status == "interrupted" and saved.attrs["n_done"] == 100
+    monkeypatch.setattr(DrawPath, "draws", real)
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    whole = engine.sample_run(snap, "zgr", n=400, seed=0, runs_dir=tmp_path / "whole", block_size=20, chunk=10)
+    resumed, once = store.read_run(path), store.read_run(whole)
+    assert resumed.status == "complete" and resumed.attrs["n_done"] == 400
+    np.testing.assert_array_equal(resumed.block_sum, once.block_sum)
+    np.testing.assert_array_equal(resumed.samples, once.samples)
+
+
+def test_an_error_that_is_not_memory_is_not_called_out_of_memory():
+    from biasvar.engine.runs import out_of_memory
+
+    assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(KeyboardInterrupt())
+    assert out_of_memory(MemoryError()) and out_of_memory(RuntimeError("HIP out of memory"))

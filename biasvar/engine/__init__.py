@@ -60,13 +60,14 @@ from biasvar.engine.draws import DrawPath, choose_method, engine_path, plan_draw
 from biasvar.engine.executors import Local, Ray, make_executor, run_sweep
 from biasvar.engine.gradients import METHODS, GradChunk, loop_gradients, vmap_gradients
 from biasvar.engine.plan import RunOptions, RunPlan, check_run_args, plan_run
-from biasvar.engine.runs import fill, sample, sample_run
+from biasvar.engine.runs import check_run_room, check_sweep_room, fill, sample, sample_run
 from biasvar.engine.settings import params_glob, parse_memory, prepare, select_params, selected_layout
 from biasvar.engine.sweeps import PlannedRun, RunProgress, SweepPlan, overall_progress, plan_sweep
 
 __all__ = [
     "METHODS", "BlockBuilder", "Calibration", "ChunkSizer", "DrawPath", "GradChunk", "Local", "PlannedRun", "Ray",
-    "RunOptions", "RunPlan", "RunProgress", "SweepPlan", "check_run_args", "choose_block_size", "choose_method",
+    "RunOptions", "RunPlan", "RunProgress", "SweepPlan", "check_run_args", "check_run_room", "check_sweep_room",
+    "choose_block_size", "choose_method",
     "engine_path", "estimate_bytes_per_draw", "fill", "keep_index", "loop_gradients", "make_executor",
     "overall_progress", "params_glob", "parse_memory", "plan_draws", "plan_run", "plan_sweep", "prepare",
     "resolve_device", "resolve_dtype", "run_sweep", "sample", "sample_gradients", "sample_run", "select_params",

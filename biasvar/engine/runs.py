@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from biasvar import store
-from biasvar.engine.blocks import BlockBuilder, choose_step, keep_index
+from biasvar.engine.blocks import BlockBuilder, choose_block_size, choose_step, keep_index
 from biasvar.engine.calibration import Calibration
+from biasvar.engine.chunks import is_oom
 from biasvar.engine.plan import (
     SEED_MAX,
     RunOptions,
@@ -28,6 +29,7 @@ from biasvar.engine.plan import (
     plan_run,
     run_header,
 )
+from biasvar.errors import OutOfMemory
 from biasvar.problems.base import Problem
 from biasvar.spec import EstimatorSpec
 
@@ -49,6 +51,46 @@ def add_time(timing: dict[str, float] | None, key: str, seconds: float) -> None:
         timing[key] = timing.get(key, 0.0) + seconds
 
 
+def check_run_room(plan: RunPlan) -> None:
+    """Refuse, before any draw, a run whose file the disk has no room for: its size estimated from the
+    plan (:func:`biasvar.store.run_file_bytes`), less what a file resumed already holds.
+
+    Raises:
+        StoreError: one line naming the folder and the space needed.
+    """
+    n, bs, dim = plan.end - plan.first, plan.block_size, plan.selection.dim
+    need = store.run_file_bytes(dim=dim, groups=len(plan.selection.bounds), block_size=bs, n=n,
+                                keep=int(plan.header["keep"]))
+    if plan.path.is_file() and not plan.restart:
+        need -= plan.path.stat().st_size
+    blocks = -(-n // bs)
+    store.check_room(plan.path, need, f"the run file {plan.path.name} ({n:,} draws: {blocks:,} blocks of {dim:,} "
+                                      f"sums, {int(plan.header['keep'])} kept coordinates a draw)")
+
+
+def check_sweep_room(snapshot: Any, runs: Sequence[Any], options: RunOptions, *, restart: bool = False) -> None:
+    """Refuse, before any draw, a sweep whose run files (``runs``: each with ``n``, ``path``) the disk has
+    no room for together; each run is checked again before its own draws (:func:`check_run_room`).
+
+    Raises:
+        StoreError: one line naming the folder and the space needed.
+    """
+    if not runs:
+        return
+    params = options.params if options.params is not None else getattr(snapshot.problem, "measure_params", None)
+    sel = Selection.of(snapshot.problem, params)
+    need = 0
+    for run in runs:
+        bs = options.block_size or choose_block_size(int(run.n), sel.dim)
+        one = store.run_file_bytes(dim=sel.dim, groups=len(sel.bounds), block_size=bs, n=int(run.n),
+                                   keep=min(int(options.keep), sel.dim))
+        if not restart and Path(run.path).is_file():
+            one -= Path(run.path).stat().st_size
+        need += max(0, one)
+    store.check_room(Path(runs[0].path), need, f"the {len(runs)} run files of this sweep "
+                                               f"({sum(int(r.n) for r in runs):,} draws of {sel.dim:,} sums)")
+
+
 def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: float = SAVE_EVERY_S,
            timing: dict[str, float] | None = None) -> Path:
     """Draw (or resume) the plan's draws ``[plan.first, plan.end)`` into ``plan.path``; returns the
@@ -66,6 +108,7 @@ def sample(plan: RunPlan, *, progress: ProgressFn | None = None, save_every_s: f
     if plan.complete:
         return plan.path
     sel = plan.selection
+    check_run_room(plan)
     t = time.perf_counter()
     exact = exact_flat(plan.problem, sel.names) if plan.restart or not plan.path.exists() else None
     writer = store.RunWriter.open(plan.path, dict(plan.header), n_target=plan.end - plan.first,
@@ -136,16 +179,34 @@ def fill(plan: RunPlan, writer: store.RunWriter, first: int, end: int, *, progre
                 elapsed = now - t0
                 rate = (pos - done) / elapsed if elapsed > 0 else 0.0
                 progress(pos - first, end - first, writer.n_nonfinite + block.nonfinite, rate)
-    except BaseException:
+    except BaseException as e:
         if block.draws > writer.pending_draws:  # keep the whole steps drawn so far
             try:
                 writer.save_pending(block.pending(dim), wall_s=time.perf_counter() - t_saved)
             except Exception:  # noqa: BLE001 - the file keeps its last save; report the first error
                 pass
+        if out_of_memory(e):
+            saved = writer.n_done + writer.pending_draws
+            kept = (f"the {saved:,} draws drawn so far are saved in {writer.path} (interrupted)"
+                    if not getattr(writer, "in_memory", False) else
+                    "this run's draws were held in memory and are lost (store-only: the completed runs are in "
+                    "the store)")
+            raise OutOfMemory(
+                f"out of memory on {device} while drawing {plan.spec} ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:120] or 'no message'}); {kept}: rerun the same command to resume, "
+                "with a smaller --chunk or --max-memory, or with less else running") from None
         raise
     finally:
         add_time(timing, "write_s", written)
         add_time(timing, "draw_s", time.perf_counter() - t0 - written)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: Python's ``MemoryError``, torch's CPU or CUDA
+    out-of-memory (:func:`~biasvar.engine.chunks.is_oom`, or a ``RuntimeError`` that says so)."""
+    if isinstance(err, MemoryError) or is_oom(err):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
 def sample_run(
@@ -192,5 +253,5 @@ def sample_run(
     return sample(plan, progress=progress, save_every_s=save_every_s)
 
 
-__all__ = ["SAVE_EVERY_S", "SEED_MAX", "ProgressFn", "Selection", "check_run_args", "exact_flat", "fill",
-           "run_header", "sample", "sample_run"]
+__all__ = ["SAVE_EVERY_S", "SEED_MAX", "ProgressFn", "Selection", "check_run_args", "check_run_room",
+           "check_sweep_room", "exact_flat", "fill", "run_header", "sample", "sample_run"]

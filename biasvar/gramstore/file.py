@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from biasvar.atomic import atomic_path
+from biasvar.atomic import atomic_path, ensure_room
 from biasvar.errors import AnalysisError
 from biasvar.gramstore.anchored import SPECIAL, AnchoredGram, RunRows
 from biasvar.gramstore.build import GramState
@@ -79,6 +79,8 @@ def write_store(path: str | Path, state: GramState) -> Path:
     cat = (lambda f: np.concatenate([getattr(r, f) for r in g.runs])[order]) if g.runs else None
     G = len(g.group_sizes)
     path = Path(path)
+    text = json.dumps(runs, default=_json_default, sort_keys=True).encode()
+    ensure_room(path, sum(int(np.asarray(a).nbytes) for a in (g.q, state.anchor, rows)) + 64 * len(rows) + len(text))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "snapshot_hash": state.snapshot_hash,
                         "params_glob": state.params_glob, "dim": int(state.dim), "groups": json.dumps(list(g.groups)),
@@ -92,7 +94,6 @@ def write_store(path: str | Path, state: GramState) -> Path:
         f.create_dataset("nonfinite", data=cat("nonfinite") if cat else np.zeros(0, np.int64), **_CHECKED)
         f.create_dataset("m2", data=cat("m2") if cat else np.zeros((0, G)), **_CHECKED)
         f.create_dataset("sumsq", data=cat("sumsq") if cat else np.zeros((0, G)), **_CHECKED)
-        text = json.dumps(runs, default=_json_default, sort_keys=True).encode()
         f.create_dataset("runs", data=np.frombuffer(text, dtype=np.uint8), **_CHECKED)
     return path
 

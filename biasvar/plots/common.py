@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, LogLocator, NullFormatter
 
+from biasvar.atomic import atomic_path
 from biasvar.errors import AnalysisError
 from biasvar.report import Report, RunResult
 
@@ -69,8 +70,9 @@ def _save(fig: Figure, out: str | Path, formats: Sequence[str]) -> tuple[str, ..
         if fmt not in FORMATS:
             raise AnalysisError(f"unknown figure format {fmt!r}; expected one of: {', '.join(FORMATS)}")
         path = stem.with_name(stem.name + "." + fmt)
-        fig.savefig(path, dpi=200 if fmt == "png" else None, bbox_inches="tight",
-                    metadata={"Creator": "biasvar"})
+        with atomic_path(path, suffix="." + fmt) as tmp:  # a full disk: one line, the old figure kept
+            fig.savefig(tmp, format=fmt, dpi=200 if fmt == "png" else None, bbox_inches="tight",
+                        metadata={"Creator": "biasvar"})
         paths.append(str(path))
     return tuple(paths)
 

@@ -50,6 +50,7 @@ from biasvar.store.datasets import (
     COMPRESSION_ENV,
     FILTERS,
     compression_name,
+    run_file_bytes,
 )
 from biasvar.store.layout import (
     IDENTITY,
@@ -76,7 +77,7 @@ from biasvar.store.reader import (
     scan_runs,
     storage_info,
 )
-from biasvar.store.writer import RunWriter
+from biasvar.store.writer import RunWriter, check_room, free_bytes
 
 __all__ = [
     "COMPRESSION",
@@ -100,15 +101,18 @@ __all__ = [
     "StateRow",
     "StoreError",
     "WriterBusy",
+    "check_room",
     "compact",
     "compression_name",
     "file_size",
+    "free_bytes",
     "is_complete",
     "list_run_files",
     "list_runs",
     "lock_path",
     "read_header",
     "read_run",
+    "run_file_bytes",
     "run_path",
     "scan_runs",
     "storage_info",

@@ -134,6 +134,27 @@ def create_datasets(f: h5py.File, header: Mapping[str, Any], *, group_sizes: np.
     create_state(f, row)
 
 
+FILE_OVERHEAD = 64 << 10  # bytes of an empty run file: the header, the attributes, HDF5's own structures
+
+
+def _rows(rows: int, chunk: int) -> int:
+    """Rows a dataset of ``rows`` takes in chunks of ``chunk`` rows (a chunk is allocated whole)."""
+    return -(-int(rows) // max(1, chunk)) * max(1, chunk)
+
+
+def run_file_bytes(*, dim: int, groups: int, block_size: int, n: int, keep: int) -> int:
+    """The bytes a run file of ``n`` draws takes, before any filter (the README's size table, "no filter"
+    column: a filter stores the block sums of a large model in ~0.8 of that): its blocks' sums (``4 dim``
+    each), per-group and count rows, ``keep`` kept coordinates per draw, the exact gradient, the header.
+    The slots of a block in progress (``16 dim``, only when one is saved) are left out, as in the table."""
+    dim, groups, keep, n = int(dim), max(1, int(groups)), int(keep), int(n)
+    blocks = -(-n // max(1, int(block_size)))
+    sums = 4 * dim * (blocks if dim * 4 >= COMPRESS_MIN_BYTES else _rows(blocks, row_chunks(dim, 4)))
+    per_block = 2 * 8 * groups * _rows(blocks, row_chunks(groups, 8)) + 2 * 8 * _rows(blocks, 1024)
+    kept = 4 * keep * _rows(n, row_chunks(keep, 4, 1 << 18)) + 8 * keep if keep else 0
+    return sums + per_block + kept + 8 * dim + 8 * groups + FILE_OVERHEAD
+
+
 __all__ = ["BLOCK_SETS", "CHECKED", "COMPRESSION", "COMPRESSION_ENV", "COMPRESS_MIN_BYTES", "FILTERS",
-           "PENDING_SETS", "block_sum_chunks", "compression_name", "create_datasets", "create_pending",
-           "create_state", "filters_for", "filters_of", "row_chunks"]
+           "FILE_OVERHEAD", "PENDING_SETS", "block_sum_chunks", "compression_name", "create_datasets", "create_pending",
+           "create_state", "filters_for", "filters_of", "row_chunks", "run_file_bytes"]

@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from biasvar.atomic import atomic_path
+from biasvar.atomic import atomic_path, ensure_room
 from biasvar.errors import StoreError
 from biasvar.store import lock
 from biasvar.store.datasets import (
@@ -29,7 +29,7 @@ from biasvar.store.datasets import (
     filters_of,
 )
 from biasvar.store.layout import STATE
-from biasvar.store.opening import DamagedError, damage_as_error, open_read
+from biasvar.store.opening import READ_ERRORS, DamagedError, damage_as_error, open_read
 from biasvar.store.reader import state_of, verify_checksums
 
 
@@ -69,6 +69,20 @@ def _copy_into(src: h5py.File, dst: h5py.File, path: Path, block_sum_filters: di
             raise StoreError(f"rewriting {path} did not give back the same block sums; the file was left as it was")
 
 
+def _copy_bytes(path: Path, block_sum_filters: dict[str, Any] | None) -> int:
+    """What a copy of the run file ``path`` takes at most: its size, with the block sums at their raw size
+    when they are re-encoded without a filter (``compact --compression none``)."""
+    size = path.stat().st_size
+    if block_sum_filters is None or block_sum_filters:
+        return size
+    try:
+        with open_read(path, own_lock=True) as f:
+            ds = f["block_sum"]
+            return size - int(ds.id.get_storage_size()) + int(np.prod(ds.shape)) * ds.dtype.itemsize
+    except READ_ERRORS:
+        return size
+
+
 def copy_committed(path: Path, block_sum_filters: dict[str, Any] | None = None) -> None:
     """Rewrite a file in the current layout with the header, the committed blocks and the saved
     block in progress only: a file whose writer was killed, or one of the first layout.
@@ -77,6 +91,7 @@ def copy_committed(path: Path, block_sum_filters: dict[str, Any] | None = None) 
     filters, except ``block_sum`` when ``block_sum_filters`` is given (:func:`compact`): it is
     then re-encoded, and read back and compared bit for bit before the copy replaces the file.
     """
+    ensure_room(path, _copy_bytes(path, block_sum_filters))
     with atomic_path(path) as tmp, open_read(path, own_lock=True) as src, \
             h5py.File(tmp, "w", libver="latest") as dst:
         with damage_as_error(path):

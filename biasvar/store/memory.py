@@ -63,6 +63,12 @@ class MemoryWriter:
         self._m2: list[np.ndarray] = []
         self._sumsq: list[np.ndarray] = []
 
+    in_memory = True  # nothing is saved until the run is complete
+
+    @property
+    def path(self) -> str:
+        return self.label
+
     # the writer interface fill() reads
     @property
     def n_done(self) -> int:

@@ -26,8 +26,6 @@ blocks, each visible to readers whole or not at all.
 from __future__ import annotations
 
 import contextlib
-import errno
-import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -38,7 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from biasvar.atomic import atomic_path
+from biasvar.atomic import atomic_path, disk_full, free_bytes
 from biasvar.errors import StoreError
 from biasvar.store import lock, maintenance
 from biasvar.store.datasets import BLOCK_SETS, create_datasets, filters_for
@@ -80,12 +78,26 @@ def _open_append(path: Path) -> h5py.File:
 SPACE_MARGIN = 1 << 20  # bytes kept free besides a block's own: HDF5's metadata flushes and the close
 
 
+def check_room(path: Path, nbytes: int, what: str) -> None:
+    """Refuse, before anything is written, a file the disk has no room for: ``nbytes`` more (an estimate)
+    plus :data:`SPACE_MARGIN` beside ``path``; ``what`` says what the file holds.
+
+    Raises:
+        StoreError: one line naming the folder, the space needed and the space free.
+    """
+    free = free_bytes(path.parent)
+    need = int(nbytes) + SPACE_MARGIN
+    if free is not None and nbytes > 0 and free < need:
+        raise StoreError(f"not enough space in {path.parent} for {what}: it needs ~{_mib(need)} (without "
+                         f"compression), {_mib(free)} free; free some space, or use another --runs-dir")
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MiB"
+
+
 def _nbytes(*arrays: Any) -> int:
     return sum(8 * int(np.size(a)) for a in arrays if a is not None)
-
-
-def _disk_full(e: BaseException) -> bool:
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
 
 
 class RunWriter:
@@ -97,11 +109,8 @@ class RunWriter:
         """Refuse a write the disk has no room for, before it starts: HDF5 crashes (a segmentation fault
         inside its flush) when the disk fills under it, so the room is checked with a margin
         (:data:`SPACE_MARGIN`, for HDF5's metadata and the close) before every block and save."""
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            return
-        if free < 2 * nbytes + SPACE_MARGIN:
+        free = free_bytes(self.path.parent)
+        if free is not None and free < 2 * nbytes + SPACE_MARGIN:
             raise StoreError(f"no space left on the device of {self.path.parent}: {free / 2**20:.1f} MiB free, a "
                              f"block needs ~{(2 * nbytes + SPACE_MARGIN) / 2**20:.1f} MiB with the margin; "
                              f"{self.n_done} draws are saved in {self.path.name}: free some space and rerun the same "
@@ -113,7 +122,7 @@ class RunWriter:
         try:
             yield
         except (OSError, RuntimeError) as e:
-            if not _disk_full(e):
+            if not disk_full(e):
                 raise
             self._broken = True
             raise StoreError(f"no space left on the device of {self.path.parent} (run file {self.path.name}); "

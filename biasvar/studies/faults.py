@@ -17,14 +17,16 @@ returns plain counts:
 * :func:`bad_inputs`: the CLI with bad arguments and files: exit code 1 or 2, no traceback, one
   ``error:`` line for errors the user caused, and the pre-existing run files unchanged;
 * :func:`concurrent_writers`: two writers of one run started together: one is refused with one
-  line, the file ends complete and identical.
+  line, the file ends complete and identical;
+* ``limits`` (:mod:`biasvar.studies.faults_limits`): a full disk under a run file and under every other
+  writer, memory refused or running out during a run, a damaged file asked for more draws, a dead Ray
+  address: one line each, nothing saved lost, no damaged file extended, the resume exact.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -35,6 +37,9 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from biasvar.studies import faults_limits
+from biasvar.studies.faults_common import DATASETS, _env, _snapshot, identical  # noqa: F401 - re-exported
 
 SPEC = "zgr"
 N, BLOCK, CHUNK = 60_000, 20_000, 500  # steps of 4096 draws (STEP_MAX): saves land inside blocks
@@ -71,22 +76,6 @@ print("listed-damaged" if [b.problem for b in bad] == ["damaged"] and not runs e
       "listed-ok" if len(runs) == 1 and not bad else "listed-other")
 """
 
-DATASETS = ("block_count", "block_nonfinite", "block_sum", "block_m2", "block_sumsq", "samples", "sample_index",
-            "group_sizes", "exact")
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="100", BIASVAR_OFFLINE="1")
-
-
-def _snapshot(folder: Path) -> tuple[Path, str]:
-    from biasvar.problems.toy import ToyCat
-    from biasvar.snapshot import save_snapshot
-
-    snap = save_snapshot(folder / "toy.pt", ToyCat(vars=3, categories=4))
-    return folder / "toy.pt", snap.id
-
-
 def _writer(snap: Path, runs: Path, *, n: int = N, save_every: float = 0.05) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", _WRITER, str(snap), SPEC, str(n), str(runs), str(BLOCK),
                              str(CHUNK), str(save_every)], env=_env(), stdout=subprocess.PIPE,
@@ -96,21 +85,6 @@ def _writer(snap: Path, runs: Path, *, n: int = N, save_every: float = 0.05) -> 
 def _finish(snap: Path, runs: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _WRITER, str(snap), SPEC, str(N), str(runs), str(BLOCK),
                            str(CHUNK), "0.05"], env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
-
-
-def identical(a: Path, b: Path) -> bool:
-    """Every dataset of two run files bit for bit, and the same counts (wall-clock time aside)."""
-    from biasvar import store
-
-    ra, rb = store.read_run(a), store.read_run(b)
-    for name in DATASETS:
-        x, y = getattr(ra, name, None), getattr(rb, name, None)
-        if (x is None) != (y is None):
-            return False
-        if x is not None and (x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes()):
-            return False
-    keys = ("n_done", "n_finite", "n_nonfinite", "blocks", "status", "n_pending")
-    return all(getattr(ra.progress, k) == getattr(rb.progress, k) for k in keys)
 
 
 def _reference(work: Path, snap: Path, sid: str) -> Path:
@@ -415,10 +389,10 @@ def concurrent_writers(work: Path, trials: int) -> dict[str, Any]:
     return {"trials": trials, **out}
 
 
-EXPERIMENTS = ("kill9", "interrupts", "truncations", "bitflips", "bad_inputs", "concurrent_writers")
+EXPERIMENTS = ("kill9", "interrupts", "truncations", "bitflips", "bad_inputs", "concurrent_writers", "limits")
 
 
-def run_all(work: Path, *, kills: int, files: int, concurrent: int, seed: int = 0,
+def run_all(work: Path, *, kills: int, files: int, concurrent: int, seed: int = 0, limit_trials: int = 3,
             only: tuple[str, ...] = EXPERIMENTS,
             signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict[str, Any]:
     t0 = time.time()
@@ -427,7 +401,8 @@ def run_all(work: Path, *, kills: int, files: int, concurrent: int, seed: int = 
                      ("interrupts", lambda w, r: interrupts(w, kills, r, signals)),
                      ("truncations", lambda w, r: truncations(w, files, r)),
                      ("bitflips", lambda w, r: bitflips(w, files, r)), ("bad_inputs", lambda w, r: bad_inputs(w)),
-                     ("concurrent_writers", lambda w, r: concurrent_writers(w, concurrent))):
+                     ("concurrent_writers", lambda w, r: concurrent_writers(w, concurrent)),
+                     ("limits", lambda w, r: faults_limits.limits(w, limit_trials, r))):
         if name not in only:
             continue
         rng = random.Random(f"{seed}-{name}")  # each experiment's draws do not depend on the others
@@ -447,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kills", type=int, default=20, help="kill -9 trials (and as many SIGINT/SIGTERM trials)")
     ap.add_argument("--files", type=int, default=20, help="truncated files (and as many with a flipped byte)")
     ap.add_argument("--concurrent", type=int, default=5, help="trials of two writers at once")
+    ap.add_argument("--limit-trials", type=int, default=3, help="limits: trials of each random case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--signals", default="INT,TERM", help="interrupts: the signals sent in turn (INT, TERM)")
     ap.add_argument("--only", default=",".join(EXPERIMENTS), help=f"comma-separated subset of {EXPERIMENTS}")
@@ -457,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="biasvar-faults-") as tmp:
         sigs = tuple(getattr(signal, "SIG" + x.strip()) for x in args.signals.split(",") if x.strip())
         result = run_all(Path(tmp), kills=args.kills, files=args.files, concurrent=args.concurrent, seed=args.seed,
-                         only=only, signals=sigs)
+                         limit_trials=args.limit_trials, only=only, signals=sigs)
     args_text = " ".join(argv if argv is not None else sys.argv[1:])
     result["settings"]["command"] = "python -m biasvar.studies.faults " + args_text
     if args.out:
