@@ -192,7 +192,8 @@ def sweep(
                              seed=seed, runs_dir=runs_dir, name=sw.name)
     options = engine.RunOptions(params=params, keep=keep, device=device, dtype=dtype, block_size=block_size,
                                 max_memory=max_memory, chunk=chunk)
-    engine.check_sweep_room(snap, plan.runs, options, restart=restart)  # the disk's room, before any draw
+    if not store_only:  # the disk's room for the run files, before any draw
+        engine.check_sweep_room(snap, plan.runs, options, restart=restart)
     console.print(f"sweep {sw.name}: reference {sw.reference} + {len(plan) - 1} estimators, {sw.n} draws each "
                   f"({sw.reference_n} for the reference) -> {runs_dir / snap.id}", highlight=False)
     with shards_cmd.sweep_progress(plan) as report:
