@@ -137,7 +137,7 @@ def markdown(board: Mapping[str, Any]) -> str:
         f"- noise seed {board['seed']} (reference {board['reference_spec']} at seed {board['seed']}, the tested "
         f"RF(4) at seed {board['seed'] + 1}); bootstrap resamples {board['n_resamples']}",
         f"- device {board['device']}, {board['torch_threads']} torch thread(s), torch {board['torch_version']}, "
-        f"commit {board['commit']}, wall time {board['wall_s']} s, finished {board['finished']}",
+        f"commit {board['commit']}, wall time of the command {board['wall_s']} s, finished {board['finished']}",
         f"- command: `{board['command']}`",
         "",
         "b2: Eq. 16's squared bias per parameter against the reference; V: variance per parameter; "
@@ -152,7 +152,8 @@ def markdown(board: Mapping[str, Any]) -> str:
                   f"{_training(s)}; "
                   f"reference {s['reference']}, {s['dim']} parameters measured"
                   + (f" (`{s['params']}`)" if s.get("params") else "") + f", intervals {s['method']}; "
-                  f"store `{s['store']}`; wall time {s['wall_s']} s.", ""]
+                  f"store `{s['store']}`; sampling time {s.get('sampling_s')} s (n / draws per s, summed over "
+                  f"its runs), this command's time on it {s['wall_s']} s (complete runs are reused).", ""]
         head = ["estimator", "n", "cost", "b2", "V", "MSE", "V x cost"] + [f"vs {BASE_LABEL.get(b, b)}"
                                                                           for b in baselines]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
