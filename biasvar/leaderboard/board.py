@@ -58,13 +58,15 @@ def run_options(entry: Entry, n: int, device: str = "cpu"):
                       max_memory=MAX_MEMORY)
 
 
-def plan_specs(suite: Suite, snap: Any, specs: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
+def plan_specs(suite: Suite, entry: Entry, snap: Any, specs: Sequence[str]) -> tuple[list[str], list[str],
+                                                                                  dict[str, str]]:
     """``(fast, slow, skipped)``: the specs that apply to the snapshot's problem, those of more than
     :data:`SLOW_COST` passes per draw (sampled ``slow_n`` times), and ``{spec: reason}`` of the rest."""
     from biasvar.estimators import build
     from biasvar.problems.base import passes
     from biasvar.spec import parse_spec
 
+    _, slow_n, max_cost = suite.settings(entry)
     fast, slow, skipped = [], [], {}
     for s in specs:
         canon = str(parse_spec(s))
@@ -73,9 +75,9 @@ def plan_specs(suite: Suite, snap: Any, specs: Sequence[str]) -> tuple[list[str]
         except BiasvarError as e:
             skipped[canon] = str(e)
             continue
-        if suite.max_cost is not None and cost > int(suite.max_cost):
-            skipped[canon] = f"cost {cost} forward passes per draw > {suite.max_cost}"
-        elif cost > SLOW_COST and suite.slow_n:
+        if max_cost is not None and cost > int(max_cost):
+            skipped[canon] = f"cost {cost} forward passes per draw > {max_cost}"
+        elif cost > SLOW_COST and slow_n:
             slow.append(canon)
         else:
             fast.append(canon)
@@ -162,12 +164,13 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
             continue
         t1 = time.perf_counter()
         snap = load_entry(entry, suite, snapshots)
-        fast, slow, skipped = plan_specs(suite, snap, specs)
+        fast, slow, skipped = plan_specs(suite, entry, snap, specs)
+        n, slow_n, max_cost = suite.settings(entry)
         say(f"{entry.name} ({snap.id}): {len(fast) + len(slow)} estimators + reference {REFERENCE}"
             + (f"; left out: {', '.join(skipped)}" if skipped else ""))
-        sweeps = [plan_sweep(snap, fast, reference=REFERENCE, n=suite.n, seed=suite.seed, runs_dir=runs_dir)]
+        sweeps = [plan_sweep(snap, fast, reference=REFERENCE, n=n, seed=suite.seed, runs_dir=runs_dir)]
         if slow:
-            sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=int(suite.slow_n), reference_n=suite.n,
+            sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=int(slow_n), reference_n=n,
                                      seed=suite.seed, runs_dir=runs_dir))
         calibration = Calibration()
         for run in [sweeps[0].runs[0]] + [r for sw in sweeps for r in sw.runs[1:]]:  # each with its block size
@@ -180,7 +183,8 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
         state = read_store(store)
         report = _analyse(stored_runs(state, store.parent), state.gram, entry, suite, fast + slow, store)
         board["snapshots"].append({
-            "name": entry.name, "title": entry.title, "size": entry.size, "model": entry.model,
+            "name": entry.name, "title": entry.title, "size": entry.size, "n": n, "slow_n": slow_n,
+            "max_cost": max_cost, "model": entry.model,
             "options": entry.options, "train": entry.train, "snapshot_id": snap.id, "snapshot_hash": snap.hash,
             "reference": report.reference, "params": report.params_glob, "dim": report.dim,
             "method": report.method, "confidence_level": report.confidence_level,
@@ -208,7 +212,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
                 snapshots: str | Path | None, runs_dir: str | Path, n: int | None = None,
                 only: Sequence[str] = (), rerun_baselines: bool = False, say: Say = lambda m: None) -> dict[str, Any]:
     """The row of ``spec`` on every snapshot of the board: ``{name: {"row": row, "store": path}}`` or
-    ``{name: {"skipped": reason}}``; ``n`` draws (default the board's), the board's seed.
+    ``{name: {"skipped": reason}}``; ``n`` draws (default the snapshot's n on the board), the board's seed.
 
     A reference run made here that differs from the board's (another CPU or torch) is an error, unless
     ``rerun_baselines``: then ZGR and RF(4) are sampled here too (the board's n and seeds) and the row
@@ -231,7 +235,7 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
         snap = load_entry(entry, suite, snapshots)
         if snap.hash != b["snapshot_hash"]:
             raise SuiteError(f"{entry.name}: the snapshot {snap.id} is not the board's ({b['snapshot_id']})")
-        _, _, skipped = plan_specs(suite, snap, [canon])
+        _, _, skipped = plan_specs(suite, entry, snap, [canon])
         if skipped:
             out[entry.name] = {"skipped": skipped[canon]}
             say(f"{entry.name}: {canon} left out: {skipped[canon]}")
@@ -255,11 +259,11 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
                                      f"board's (another CPU, torch or biasvar?); contrasts need the board's "
                                      f"reference: pass --rerun-baselines to sample ZGR and RF(4) here")
                 say(f"{entry.name}: the reference differs from the board's: ZGR and RF(4) sampled here")
-                out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, int(n or board["n"]), seed,
-                                             device)
+                m = int(n or b.get("n", board["n"]))
+                out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, m, seed, device)
                 continue
             present[stored_ref.key] = ref_run
-        m = int(n or board["n"])
+        m = int(n or b.get("n", board["n"]))
         say(f"{entry.name}: {canon}, {m} draws")
         path = sample(plan_run(snap, canon, n=m, seed=seed, runs_dir=runs_dir, options=run_options(entry, m, device)))
         folder = path.parent

@@ -65,7 +65,7 @@ def _row_lines(row: Mapping[str, Any], mark: str, baselines: Sequence[str]) -> l
 
 
 def snapshot_header(s: Mapping[str, Any]) -> list[str]:
-    return [f"{s['name']} · snapshot {s['snapshot_id']} · {s['size']} · reference {s['reference']} · "
+    return [f"{s['name']} · {s['snapshot_id']} · {s['size']} · n {s.get('n', '?')} · reference {s['reference']} · "
             f"dim {s['dim']}", f"  {s['title']}"]
 
 
@@ -132,8 +132,8 @@ def markdown(board: Mapping[str, Any]) -> str:
         "",
         f"- suite: `{board['suite']}` ({board['suite_file']}), size **{board['size']}** (the training of each "
         "snapshot below; the suite file holds the full-size definitions too)",
-        f"- draws per run: n = {board['n']}; estimators of more than 16 forward passes per draw: "
-        f"{board['slow_n']}; left out above {board['max_cost']} passes",
+        f"- draws per run (unless a snapshot says otherwise): n = {board['n']}; estimators of more than 16 "
+        f"forward passes per draw: {board['slow_n']}; left out above {board['max_cost']} passes",
         f"- noise seed {board['seed']} (reference {board['reference_spec']} at seed {board['seed']}, the tested "
         f"RF(4) at seed {board['seed'] + 1}); bootstrap resamples {board['n_resamples']}",
         f"- device {board['device']}, {board['torch_threads']} torch thread(s), torch {board['torch_version']}, "
@@ -150,6 +150,8 @@ def markdown(board: Mapping[str, Any]) -> str:
         lines += ["", f"## {s['name']}: {s['title']}", "",
                   f"Snapshot `{s['snapshot_id']}` (hash `{s['snapshot_hash']}`), size {s['size']}: "
                   f"{_training(s)}; "
+                  f"n = {s.get('n', board['n'])} draws per run ({s.get('slow_n', board['slow_n'])} over 16 passes "
+                  f"per draw, left out over {s.get('max_cost', board['max_cost'])}); "
                   f"reference {s['reference']}, {s['dim']} parameters measured"
                   + (f" (`{s['params']}`)" if s.get("params") else "") + f", intervals {s['method']}; "
                   f"store `{s['store']}`; sampling time {s.get('sampling_s')} s (n / draws per s, summed over "
