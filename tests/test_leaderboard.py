@@ -30,7 +30,8 @@ TINY = {
     "snapshots": [
         {"name": "toy", "title": "toy-cat", "model": "toy-cat", "options": {}, "reference": "exact", "params": None,
          "sizes": {"cpu": {"train": {"data": None, "estimator": "zgr", "epochs": 1, "steps_per_epoch": 3,
-                                     "batch_size": 4, "lr": 0.01, "eval_batch_size": 4, "seed": 0}, "hash": None}}},
+                                     "batch_size": 4, "lr": 0.01, "eval_batch_size": 4, "seed": 0}, "hash": None,
+                           "measure": {"n": 48}}}},
         {"name": "vae", "title": "tiny vae", "model": "vae", "options": {"categories": 4, "vars": 2, "hidden": [8]},
          "reference": "rf(M=4)", "params": None,
          "sizes": {"cpu": {"train": {"data": "mnist-b", "estimator": "rf(M=4)", "epochs": 1, "steps_per_epoch": 2,
@@ -102,6 +103,7 @@ def test_board_has_every_estimator_and_fits_80_columns(tiny):
         st = next(r for r in s["rows"] if r["spec"] == "st(t=0.5)")
         assert set(st["vs"]) == {"zgr", "rf(M=4)"} and st["b2"][1] <= st["b2"][0] <= st["b2"][2]
         assert st["V_x_cost"] == [x * st["cost"] for x in st["V"]]
+        assert {r["n"] for r in s["rows"]} == ({48} if s["name"] == "toy" else {64}) == {s["n"]}
     assert (d / "res" / "leaderboard.md").read_text() == render.markdown(board)
 
 
