@@ -191,9 +191,15 @@ def test_the_reference_made_again_must_be_the_boards(tiny, tmp_path):
     assert f"ZGR: b2 {render.est([c.b2.value, c.b2.low, c.b2.high])}" in out
 
 
-@pytest.mark.parametrize("spec", ["zgr(", "no_such_family", "no_such_file_xyz.py:make(t=1)"])
-def test_a_bad_spec_is_one_line(spec, tmp_path):
-    one_line_error(runner.invoke(app, ["leaderboard", "run", spec, "--runs-dir", str(tmp_path)]))
+@pytest.mark.parametrize(("spec", "says"), [("zgr(", "cannot parse"), ("no_such_family", "no_such_family"),
+                                           ("no_such_file_xyz.py:make(t=1)", "no_such_file_xyz.py")])
+def test_a_bad_spec_is_one_line(tiny, spec, says, tmp_path):
+    d, suite, _ = tiny
+    r = runner.invoke(app, ["leaderboard", "run", spec, "--suite", str(suite), "--board",
+                            str(d / "res" / "leaderboard.json"), "--snapshots", str(d / "snaps"),
+                            "--runs-dir", str(tmp_path)])
+    assert says in one_line_error(r)
+    assert not list(tmp_path.iterdir())  # refused before anything ran
 
 
 def test_the_command_in_a_subprocess(tiny, tmp_path):

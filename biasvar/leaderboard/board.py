@@ -70,8 +70,9 @@ def plan_specs(suite: Suite, entry: Entry, snap: Any, specs: Sequence[str]) -> t
     fast, slow, skipped = [], [], {}
     for s in specs:
         canon = str(parse_spec(s))
+        est = build(parse_spec(canon))  # an estimator that cannot be built is an error, not a left-out row
         try:
-            cost = passes(snap.problem, build(parse_spec(canon)))
+            cost = passes(snap.problem, est)
         except BiasvarError as e:
             skipped[canon] = str(e)
             continue
@@ -219,11 +220,13 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
     is contrasted against those (``"local": True`` in its entry)."""
     from biasvar import store as run_store
     from biasvar.engine import plan_run, sample
+    from biasvar.estimators import build
     from biasvar.gramstore import read_store, stored_runs, write_store
     from biasvar.gramstore.build import compute, file_sha256
     from biasvar.spec import parse_spec
 
     canon = str(parse_spec(spec))
+    build(parse_spec(canon))  # a plug-in that cannot be imported or made: one line, before anything runs
     seed, device = int(board["seed"]), str(board.get("run_device", "cpu"))
     runs_dir, board_dir = Path(runs_dir), Path(board_dir)
     out: dict[str, Any] = {}
