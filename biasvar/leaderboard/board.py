@@ -243,7 +243,21 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
             out[entry.name] = {"skipped": skipped[canon]}
             say(f"{entry.name}: {canon} left out: {skipped[canon]}")
             continue
-        state = read_store(board_dir / b["store"])
+        store_file = board_dir / b["store"]
+        if not store_file.is_file():  # the stores are not committed (26 MB): sample the baselines here
+            if not rerun_baselines:
+                raise SuiteError(f"{entry.name}: the board's statistics store {store_file} is not here (the "
+                                 f"stores are not committed); pass --rerun-baselines to sample ZGR and RF(4) here, "
+                                 f"or make the board's runs with `biasvar leaderboard board`")
+            m = int(n or b.get("n", board["n"]))
+            if entry.reference != "exact":
+                ref_n = next(r["n"] for r in b["rows"] if r["role"] == "reference")
+                sample(plan_run(snap, REFERENCE, n=int(ref_n), seed=seed, runs_dir=runs_dir,
+                                options=run_options(entry, int(ref_n), device)))
+            say(f"{entry.name}: no board store here: ZGR and RF(4) sampled here")
+            out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, m, seed, device)
+            continue
+        state = read_store(store_file)
         keys = {r.key for r in state.gram.runs}
         if (canon, seed) in keys:
             raise SuiteError(f"{canon} seed {seed} is a committed row of the board already ({entry.name}); "
