@@ -96,9 +96,11 @@ def run_cmd(
 ) -> None:
     """Measure SPEC on every snapshot of the suite and print its row beside the board's, with its paired
     contrasts against ZGR and RF(4) (the board's runs are not rerun: their statistics are committed)."""
+    from biasvar.estimators import build
     from biasvar.spec import parse_spec
 
     canon = str(parse_spec(spec))  # a bad spec: one line, before anything is loaded
+    build(parse_spec(canon))
     b = board_mod.load_board(board or board_mod.BOARD_FILE)
     s = suite_mod.load_suite(suite, b["size"])
     board_dir = Path(board or board_mod.BOARD_FILE).parent

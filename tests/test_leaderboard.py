@@ -30,7 +30,8 @@ TINY = {
     "snapshots": [
         {"name": "toy", "title": "toy-cat", "model": "toy-cat", "options": {}, "reference": "exact", "params": None,
          "sizes": {"cpu": {"train": {"data": None, "estimator": "zgr", "epochs": 1, "steps_per_epoch": 3,
-                                     "batch_size": 4, "lr": 0.01, "eval_batch_size": 4, "seed": 0}, "hash": None}}},
+                                     "batch_size": 4, "lr": 0.01, "eval_batch_size": 4, "seed": 0}, "hash": None,
+                           "measure": {"n": 48}}}},
         {"name": "vae", "title": "tiny vae", "model": "vae", "options": {"categories": 4, "vars": 2, "hidden": [8]},
          "reference": "rf(M=4)", "params": None,
          "sizes": {"cpu": {"train": {"data": "mnist-b", "estimator": "rf(M=4)", "epochs": 1, "steps_per_epoch": 2,
@@ -102,6 +103,7 @@ def test_board_has_every_estimator_and_fits_80_columns(tiny):
         st = next(r for r in s["rows"] if r["spec"] == "st(t=0.5)")
         assert set(st["vs"]) == {"zgr", "rf(M=4)"} and st["b2"][1] <= st["b2"][0] <= st["b2"][2]
         assert st["V_x_cost"] == [x * st["cost"] for x in st["V"]]
+        assert {r["n"] for r in s["rows"]} == ({48} if s["name"] == "toy" else {64}) == {s["n"]}
     assert (d / "res" / "leaderboard.md").read_text() == render.markdown(board)
 
 
@@ -189,9 +191,30 @@ def test_the_reference_made_again_must_be_the_boards(tiny, tmp_path):
     assert f"ZGR: b2 {render.est([c.b2.value, c.b2.low, c.b2.high])}" in out
 
 
-@pytest.mark.parametrize("spec", ["zgr(", "no_such_family", "no_such_file_xyz.py:make(t=1)"])
-def test_a_bad_spec_is_one_line(spec, tmp_path):
-    one_line_error(runner.invoke(app, ["leaderboard", "run", spec, "--runs-dir", str(tmp_path)]))
+def test_a_board_without_its_stores(tiny, tmp_path):
+    """The stores are not committed: without them a row is refused in one line, or (--rerun-baselines)
+    contrasted against ZGR and RF(4) sampled here."""
+    d, suite, _ = tiny
+    board = json.loads((d / "res" / "leaderboard.json").read_text())
+    board["snapshots"] = [s for s in board["snapshots"] if s["name"] == "toy"]
+    bare = tmp_path / "leaderboard.json"
+    bare.write_text(json.dumps(board))  # no stores beside it
+    args = ["leaderboard", "run", "st(t=2)", "--suite", str(suite), "--board", str(bare), "--snapshots",
+            str(d / "snaps"), "--runs-dir", str(tmp_path / "runs")]
+    assert "is not here" in one_line_error(runner.invoke(app, args))
+    out = _ok(runner.invoke(app, [*args, "--rerun-baselines"]))
+    assert "> st(t=2)" in out and "sampled here" in out
+
+
+@pytest.mark.parametrize(("spec", "says"), [("zgr(", "cannot parse"), ("no_such_family", "no_such_family"),
+                                           ("no_such_file_xyz.py:make(t=1)", "no_such_file_xyz.py")])
+def test_a_bad_spec_is_one_line(tiny, spec, says, tmp_path):
+    d, suite, _ = tiny
+    r = runner.invoke(app, ["leaderboard", "run", spec, "--suite", str(suite), "--board",
+                            str(d / "res" / "leaderboard.json"), "--snapshots", str(d / "snaps"),
+                            "--runs-dir", str(tmp_path)])
+    assert says in one_line_error(r)
+    assert not list(tmp_path.iterdir())  # refused before anything ran
 
 
 def test_the_command_in_a_subprocess(tiny, tmp_path):
@@ -233,4 +256,4 @@ def test_the_committed_board():
         assert s["snapshot_hash"] == e.hash, s["name"]
         specs = {r["spec"] for r in s["rows"]} | set(s["skipped"])
         assert {str(parse_spec(x)) for x in suite.estimators} <= specs, s["name"]
-        assert (BOARD.parent / s["store"]).is_file()
+        assert s["store"].endswith(".gram-store.hdf5")  # made by `leaderboard board`; not committed (26 MB)

@@ -43,6 +43,7 @@ BOARD_SCHEMA = 1
 #: the committed board: ``results/leaderboard.json`` of the repository
 BOARD_FILE = Path(__file__).resolve().parents[2] / "results" / "leaderboard.json"
 BLOCKS = 32  # blocks per run (the engine's floor; the Fig. 1 VAE gets 34 by default)
+MAX_MEMORY = "3GB"  # the chunks' budget (rf(M=4) on the quantized net needs ~0.8 GB of noise a draw)
 SLOW_COST = 16  # estimators of more forward passes per draw than this get the suite's slow_n draws
 
 Say = Callable[[str], None]
@@ -53,27 +54,31 @@ def run_options(entry: Entry, n: int, device: str = "cpu"):
     parameters, :data:`BLOCKS` blocks (whatever the problem's size: small stores)."""
     from biasvar.engine import RunOptions
 
-    return RunOptions(params=entry.params, keep=0, device=device, method="vmap", block_size=math.ceil(n / BLOCKS))
+    return RunOptions(params=entry.params, keep=0, device=device, method="vmap", block_size=math.ceil(n / BLOCKS),
+                      max_memory=MAX_MEMORY)
 
 
-def plan_specs(suite: Suite, snap: Any, specs: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
+def plan_specs(suite: Suite, entry: Entry, snap: Any, specs: Sequence[str]) -> tuple[list[str], list[str],
+                                                                                  dict[str, str]]:
     """``(fast, slow, skipped)``: the specs that apply to the snapshot's problem, those of more than
     :data:`SLOW_COST` passes per draw (sampled ``slow_n`` times), and ``{spec: reason}`` of the rest."""
     from biasvar.estimators import build
     from biasvar.problems.base import passes
     from biasvar.spec import parse_spec
 
+    _, slow_n, max_cost = suite.settings(entry)
     fast, slow, skipped = [], [], {}
     for s in specs:
         canon = str(parse_spec(s))
+        est = build(parse_spec(canon))  # an estimator that cannot be built is an error, not a left-out row
         try:
-            cost = passes(snap.problem, build(parse_spec(canon)))
+            cost = passes(snap.problem, est)
         except BiasvarError as e:
             skipped[canon] = str(e)
             continue
-        if suite.max_cost is not None and cost > int(suite.max_cost):
-            skipped[canon] = f"cost {cost} forward passes per draw > {suite.max_cost}"
-        elif cost > SLOW_COST and suite.slow_n:
+        if max_cost is not None and cost > int(max_cost):
+            skipped[canon] = f"cost {cost} forward passes per draw > {max_cost}"
+        elif cost > SLOW_COST and slow_n:
             slow.append(canon)
         else:
             fast.append(canon)
@@ -160,12 +165,13 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
             continue
         t1 = time.perf_counter()
         snap = load_entry(entry, suite, snapshots)
-        fast, slow, skipped = plan_specs(suite, snap, specs)
+        fast, slow, skipped = plan_specs(suite, entry, snap, specs)
+        n, slow_n, max_cost = suite.settings(entry)
         say(f"{entry.name} ({snap.id}): {len(fast) + len(slow)} estimators + reference {REFERENCE}"
             + (f"; left out: {', '.join(skipped)}" if skipped else ""))
-        sweeps = [plan_sweep(snap, fast, reference=REFERENCE, n=suite.n, seed=suite.seed, runs_dir=runs_dir)]
+        sweeps = [plan_sweep(snap, fast, reference=REFERENCE, n=n, seed=suite.seed, runs_dir=runs_dir)]
         if slow:
-            sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=int(suite.slow_n), reference_n=suite.n,
+            sweeps.append(plan_sweep(snap, slow, reference=REFERENCE, n=int(slow_n), reference_n=n,
                                      seed=suite.seed, runs_dir=runs_dir))
         calibration = Calibration()
         for run in [sweeps[0].runs[0]] + [r for sw in sweeps for r in sw.runs[1:]]:  # each with its block size
@@ -178,12 +184,14 @@ def measure_board(suite: Suite, *, snapshots: str | Path | None, runs_dir: str |
         state = read_store(store)
         report = _analyse(stored_runs(state, store.parent), state.gram, entry, suite, fast + slow, store)
         board["snapshots"].append({
-            "name": entry.name, "title": entry.title, "size": entry.size, "model": entry.model,
+            "name": entry.name, "title": entry.title, "size": entry.size, "n": n, "slow_n": slow_n,
+            "max_cost": max_cost, "model": entry.model,
             "options": entry.options, "train": entry.train, "snapshot_id": snap.id, "snapshot_hash": snap.hash,
             "reference": report.reference, "params": report.params_glob, "dim": report.dim,
             "method": report.method, "confidence_level": report.confidence_level,
             "store": os.path.relpath(store, out_dir.parent), "store_sha256": file_sha256(store),
-            "skipped": skipped, "rows": rows_of(report), "notes": list(report.notes),
+            "skipped": skipped, "rows": (rows := rows_of(report)), "notes": list(report.notes),
+            "sampling_s": round(sum(r["n"] / r["draws_per_s"] for r in rows if r["draws_per_s"]), 1),
             "wall_s": round(time.perf_counter() - t1, 1),
         })
     board["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -205,18 +213,20 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
                 snapshots: str | Path | None, runs_dir: str | Path, n: int | None = None,
                 only: Sequence[str] = (), rerun_baselines: bool = False, say: Say = lambda m: None) -> dict[str, Any]:
     """The row of ``spec`` on every snapshot of the board: ``{name: {"row": row, "store": path}}`` or
-    ``{name: {"skipped": reason}}``; ``n`` draws (default the board's), the board's seed.
+    ``{name: {"skipped": reason}}``; ``n`` draws (default the snapshot's n on the board), the board's seed.
 
     A reference run made here that differs from the board's (another CPU or torch) is an error, unless
     ``rerun_baselines``: then ZGR and RF(4) are sampled here too (the board's n and seeds) and the row
     is contrasted against those (``"local": True`` in its entry)."""
     from biasvar import store as run_store
     from biasvar.engine import plan_run, sample
+    from biasvar.estimators import build
     from biasvar.gramstore import read_store, stored_runs, write_store
     from biasvar.gramstore.build import compute, file_sha256
     from biasvar.spec import parse_spec
 
     canon = str(parse_spec(spec))
+    build(parse_spec(canon))  # a plug-in that cannot be imported or made: one line, before anything runs
     seed, device = int(board["seed"]), str(board.get("run_device", "cpu"))
     runs_dir, board_dir = Path(runs_dir), Path(board_dir)
     out: dict[str, Any] = {}
@@ -228,12 +238,26 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
         snap = load_entry(entry, suite, snapshots)
         if snap.hash != b["snapshot_hash"]:
             raise SuiteError(f"{entry.name}: the snapshot {snap.id} is not the board's ({b['snapshot_id']})")
-        _, _, skipped = plan_specs(suite, snap, [canon])
+        _, _, skipped = plan_specs(suite, entry, snap, [canon])
         if skipped:
             out[entry.name] = {"skipped": skipped[canon]}
             say(f"{entry.name}: {canon} left out: {skipped[canon]}")
             continue
-        state = read_store(board_dir / b["store"])
+        store_file = board_dir / b["store"]
+        if not store_file.is_file():  # the stores are not committed (26 MB): sample the baselines here
+            if not rerun_baselines:
+                raise SuiteError(f"{entry.name}: the board's statistics store {store_file} is not here (the "
+                                 f"stores are not committed); pass --rerun-baselines to sample ZGR and RF(4) here, "
+                                 f"or make the board's runs with `biasvar leaderboard board`")
+            m = int(n or b.get("n", board["n"]))
+            if entry.reference != "exact":
+                ref_n = next(r["n"] for r in b["rows"] if r["role"] == "reference")
+                sample(plan_run(snap, REFERENCE, n=int(ref_n), seed=seed, runs_dir=runs_dir,
+                                options=run_options(entry, int(ref_n), device)))
+            say(f"{entry.name}: no board store here: ZGR and RF(4) sampled here")
+            out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, m, seed, device)
+            continue
+        state = read_store(store_file)
         keys = {r.key for r in state.gram.runs}
         if (canon, seed) in keys:
             raise SuiteError(f"{canon} seed {seed} is a committed row of the board already ({entry.name}); "
@@ -252,11 +276,11 @@ def measure_row(spec: str, suite: Suite, board: dict[str, Any], board_dir: str |
                                      f"board's (another CPU, torch or biasvar?); contrasts need the board's "
                                      f"reference: pass --rerun-baselines to sample ZGR and RF(4) here")
                 say(f"{entry.name}: the reference differs from the board's: ZGR and RF(4) sampled here")
-                out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, int(n or board["n"]), seed,
-                                             device)
+                m = int(n or b.get("n", board["n"]))
+                out[entry.name] = _local_row(canon, entry, suite, snap, b, runs_dir, m, seed, device)
                 continue
             present[stored_ref.key] = ref_run
-        m = int(n or board["n"])
+        m = int(n or b.get("n", board["n"]))
         say(f"{entry.name}: {canon}, {m} draws")
         path = sample(plan_run(snap, canon, n=m, seed=seed, runs_dir=runs_dir, options=run_options(entry, m, device)))
         folder = path.parent

@@ -65,7 +65,7 @@ def _row_lines(row: Mapping[str, Any], mark: str, baselines: Sequence[str]) -> l
 
 
 def snapshot_header(s: Mapping[str, Any]) -> list[str]:
-    return [f"{s['name']} · snapshot {s['snapshot_id']} · {s['size']} · reference {s['reference']} · "
+    return [f"{s['name']} · {s['snapshot_id']} · {s['size']} · n {s.get('n', '?')} · reference {s['reference']} · "
             f"dim {s['dim']}", f"  {s['title']}"]
 
 
@@ -132,12 +132,12 @@ def markdown(board: Mapping[str, Any]) -> str:
         "",
         f"- suite: `{board['suite']}` ({board['suite_file']}), size **{board['size']}** (the training of each "
         "snapshot below; the suite file holds the full-size definitions too)",
-        f"- draws per run: n = {board['n']}; estimators of more than 16 forward passes per draw: "
-        f"{board['slow_n']}; left out above {board['max_cost']} passes",
+        f"- draws per run (unless a snapshot says otherwise): n = {board['n']}; estimators of more than 16 "
+        f"forward passes per draw: {board['slow_n']}; left out above {board['max_cost']} passes",
         f"- noise seed {board['seed']} (reference {board['reference_spec']} at seed {board['seed']}, the tested "
         f"RF(4) at seed {board['seed'] + 1}); bootstrap resamples {board['n_resamples']}",
         f"- device {board['device']}, {board['torch_threads']} torch thread(s), torch {board['torch_version']}, "
-        f"commit {board['commit']}, wall time {board['wall_s']} s, finished {board['finished']}",
+        f"commit {board['commit']}, wall time of the command {board['wall_s']} s, finished {board['finished']}",
         f"- command: `{board['command']}`",
         "",
         "b2: Eq. 16's squared bias per parameter against the reference; V: variance per parameter; "
@@ -150,9 +150,12 @@ def markdown(board: Mapping[str, Any]) -> str:
         lines += ["", f"## {s['name']}: {s['title']}", "",
                   f"Snapshot `{s['snapshot_id']}` (hash `{s['snapshot_hash']}`), size {s['size']}: "
                   f"{_training(s)}; "
+                  f"n = {s.get('n', board['n'])} draws per run ({s.get('slow_n', board['slow_n'])} over 16 passes "
+                  f"per draw, left out over {s.get('max_cost', board['max_cost'])}); "
                   f"reference {s['reference']}, {s['dim']} parameters measured"
                   + (f" (`{s['params']}`)" if s.get("params") else "") + f", intervals {s['method']}; "
-                  f"store `{s['store']}`; wall time {s['wall_s']} s.", ""]
+                  f"store `{s['store']}`; sampling time {s.get('sampling_s')} s (n / draws per s, summed over "
+                  f"its runs), this command's time on it {s['wall_s']} s (complete runs are reused).", ""]
         head = ["estimator", "n", "cost", "b2", "V", "MSE", "V x cost"] + [f"vs {BASE_LABEL.get(b, b)}"
                                                                           for b in baselines]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

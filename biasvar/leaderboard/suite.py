@@ -14,7 +14,8 @@ hash (:func:`biasvar.snapshot.content_hash`) the training gives on a CPU with on
 
 ``cpu`` is what this project's 2-core CPU trains (fewer epochs or steps where the full size does
 not fit it); ``full`` is the full-size definition, for a GPU (its hash is recorded once made).
-``file`` is a committed snapshot (small ones), relative to the suite file. :func:`make_snapshots`
+``file`` is a committed snapshot (small ones), relative to the suite file; ``measure`` (optional)
+gives a snapshot its own ``n``, ``slow_n`` or ``max_cost`` where the suite's do not fit the CPU. :func:`make_snapshots`
 trains every snapshot of a size (one torch thread: the same bits on every run) and checks each
 against its recorded hash; ``record=True`` writes the hashes into the suite file instead.
 """
@@ -56,6 +57,7 @@ class Entry:
     train: dict[str, Any]
     hash: str | None
     file: str | None  # committed snapshot, relative to the suite file's folder
+    measure: dict[str, Any] = field(default_factory=dict)  # this snapshot's n / slow_n / max_cost, if not the suite's
 
     @property
     def id(self) -> str:
@@ -77,6 +79,11 @@ class Suite:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     slow_n: int | None = None
     max_cost: int | None = None
+
+    def settings(self, entry: Entry) -> tuple[int, int | None, int | None]:
+        """``(n, slow_n, max_cost)`` of a snapshot: its own ``measure`` values, else the suite's."""
+        m = entry.measure
+        return int(m.get("n", self.n)), m.get("slow_n", self.slow_n), m.get("max_cost", self.max_cost)
 
     def entry(self, name: str) -> Entry:
         for e in self.entries:
@@ -125,7 +132,8 @@ def load_suite(path: str | Path | None = None, size: str = "cpu") -> Suite:
         entries.append(Entry(name=str(_need(s, "name", where)), title=str(s.get("title", "")),
                              model=str(_need(s, "model", where)), options=dict(s.get("options") or {}),
                              reference=str(s.get("reference", "rf(M=4)")), params=s.get("params"), size=size,
-                             train=train, hash=at.get("hash"), file=at.get("file")))
+                             train=train, hash=at.get("hash"), file=at.get("file"),
+                             measure=dict(at.get("measure") or {})))
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise SuiteError(f"{path}: snapshot names repeat: {', '.join(names)}")
