@@ -271,14 +271,38 @@ def probe(address: str | None, timeout: float) -> None:
     if target is None:
         return
     try:
-        with socket.create_connection(target, timeout=timeout):
-            pass
+        with socket.create_connection(target, timeout=timeout) as conn:
+            grpc = _speaks_grpc(conn, timeout)
     except TimeoutError:
         raise BiasvarError(f"no Ray cluster answers at {address} within {timeout:g} s (--connect-timeout); "
                            "check the address (`ray status` on the head node)") from None
     except OSError as e:
         raise BiasvarError(f"no Ray cluster at {address}: {e.strerror or e}; check the address "
                            "(`ray status` on the head node), or start one with `ray start --head`") from None
+    if not grpc:
+        raise BiasvarError(f"something answers at {address}, but not a Ray cluster (no gRPC reply within "
+                           f"{timeout:g} s, --connect-timeout); check the address and port (`ray status` on the "
+                           "head node)")
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def _speaks_grpc(conn: socket.socket, timeout: float) -> bool:
+    """Whether the peer answers an HTTP/2 connection preface with a SETTINGS frame, as Ray's GCS (and
+    its client server, both gRPC) does at once; a closed, silent or other service does not."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            part = conn.recv(9 - len(head))
+            if not part:
+                break
+            head += part
+    except OSError:  # timed out, reset
+        return False
+    return len(head) == 9 and head[3] == 4
 
 
 def _connect(ray: Any, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
