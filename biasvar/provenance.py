@@ -6,6 +6,7 @@ every committed number names what produced it.
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from pathlib import Path
@@ -16,8 +17,12 @@ import torch
 import biasvar
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the source tree (``+dirty`` if tracked files changed), or "unknown"."""
+    """``git rev-parse HEAD`` of the source tree (``+dirty`` if tracked files changed), or "unknown".
+
+    Read once per process (at its first call) and kept: the code a process runs is the code it loaded,
+    so a long sweep records the same commit in every run file even when the tree moves on meanwhile."""
     root = Path(biasvar.__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,

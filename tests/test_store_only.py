@@ -245,3 +245,18 @@ def test_store_written_at_most_once_a_while_and_when_stopped(tmp_path, monkeypat
     again = run_store_only(plan, OPTS)
     assert again.store.runs == len(SPECS) + 1 and {Path(p).name for p, _, _ in again.computed} >= {
         plan[3].path.name, plan[4].path.name}
+
+
+def test_the_commit_is_read_once_per_process(monkeypatch):
+    """A long sweep records the commit of the code it loaded in every run file, not the tree's HEAD
+    at each file's creation (the CPU claims run recorded four commits for one process before)."""
+    import subprocess
+
+    from biasvar import provenance
+
+    provenance.git_commit.cache_clear()
+    first = provenance.git_commit()
+    calls = []
+    real = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert provenance.git_commit() == first and calls == []
