@@ -640,3 +640,23 @@ def test_an_error_that_is_not_memory_is_not_called_out_of_memory():
 
     assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(KeyboardInterrupt())
     assert out_of_memory(MemoryError()) and out_of_memory(RuntimeError("HIP out of memory"))
+
+
+def test_a_cluster_that_fails_to_join_leaves_nothing_written(snap, tmp_path, monkeypatch):
+    """Where the address answers but Ray cannot join (an HTTP/2 service that is not Ray), the sweep
+    fails before its manifest or any run file is written."""
+    from biasvar import engine
+    from biasvar.engine import executors
+    from biasvar.errors import BiasvarError
+
+    pytest.importorskip("ray")
+
+    def fail(ray, address, timeout=0):
+        raise BiasvarError(f"cannot connect to the Ray cluster at {address}: test")
+
+    monkeypatch.setattr(executors, "_connect", fail)
+    monkeypatch.setattr(executors, "probe", lambda address, timeout: None)
+    plan = engine.plan_sweep(snap, ["zgr"], n=40, runs_dir=tmp_path / "r", name="custom")
+    with pytest.raises(BiasvarError, match="cannot connect"):
+        executors.run_sweep(plan, engine.RunOptions(keep=0), executor=executors.Ray(address="10.0.0.1:6379"))
+    assert not (tmp_path / "r").exists()

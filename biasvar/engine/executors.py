@@ -92,6 +92,9 @@ def run_sweep(plan: SweepPlan, options: RunOptions = RunOptions(), *, executor: 
     """
     executor = executor or Local()
     executor.check()
+    connect = getattr(executor, "connect", None)
+    if connect is not None:  # a cluster that does not answer: one line before anything is written
+        connect()
     if store_only:
         check_store_only(executor, gram)
         from biasvar.engine.storeonly import run_store_only
@@ -380,6 +383,10 @@ class Ray:
         _check_shards(self.shards)
         import_ray()  # fail before any work when Ray is missing
         probe(self.address, self.connect_timeout)  # and when nothing listens at the address
+
+    def connect(self) -> None:
+        """Join the cluster (once per process): before the sweep writes anything."""
+        _connect(import_ray(), self.address, self.connect_timeout)
 
     def run(self, plan: SweepPlan, options: RunOptions, result: SweepResult, progress: SweepProgress | None,
             calibration: Calibration) -> None:
