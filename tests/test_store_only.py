@@ -6,6 +6,7 @@ what cannot be done is one line."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,18 @@ def test_resume_keeps_complete_runs_and_pairs_new_runs_with_the_reference(tmp_pa
     np.testing.assert_allclose(_numbers(_report_rows(tmp_path / "part", snap)),
                                _numbers(_report_rows(tmp_path / "whole", snap)), rtol=1e-9, atol=1e-300)
     assert whole.store.notes == ()
+    # a paired contrast needs each run's products with the reference only: across the two calls it works
+    pair = [(str(parse_spec(SPECS[0])), str(parse_spec(SPECS[2])))]
+    a, b = (analyze_runs(tmp_path / d, snapshot=snap.id, reference="rf(M=4)", n_resamples=20, contrasts=pair)
+            for d in ("part", "whole"))
+    np.testing.assert_allclose(_numbers([dataclasses.asdict(a.contrasts[0])]),
+                               _numbers([dataclasses.asdict(b.contrasts[0])]), rtol=1e-9)
+    # a reference drawn by the other call has no products with the new runs: refused in one line
+    from biasvar.errors import AnalysisError
+
+    with pytest.raises(AnalysisError) as err:
+        analyze_runs(tmp_path / "part", snapshot=snap.id, reference=str(parse_spec(SPECS[0])), n_resamples=20)
+    assert "\n" not in str(err.value) and "lacks products" in str(err.value)
     # a third call has nothing to do
     third = _sweep(snap, tmp_path / "part", store_only=True)
     assert third.computed == [] and third.store.added == ()

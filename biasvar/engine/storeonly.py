@@ -8,7 +8,8 @@ only the run in progress.
 
 Resuming (the same command again) keeps every run the store already holds whole. Block sums do not
 outlive the process, so a pair of runs drawn by two different calls has no product in the store
-(the analyses that need it refuse in one line), except with the **reference**: when the store holds
+(reports and paired contrasts do not need it; a report against one of those runs as the reference
+does, and refuses in one line), except with the **reference**: when the store holds
 the reference and runs are left to draw, the reference is drawn again first (counter noise: the same
 draws, checked against its stored products) so that every run pairs with it and every report row
 can be computed. A complete run file of a planned run is read instead of drawing it.
@@ -243,7 +244,8 @@ def _missing_pairs(state: Any, plan: SweepPlan) -> list[str]:
     if not missing:
         return []
     return [f"{missing} pair(s) of runs drawn by different store-only calls have no products in the store "
-            "(each run pairs with the reference; contrasts between those pairs refuse)"]
+            "(reports and paired contrasts need only each run's products with the reference; a report "
+            "against another reference refuses)"]
 
 
 __all__ = ["MEMORY_FRACTION", "check_memory", "run_store_only"]
