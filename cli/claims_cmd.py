@@ -117,11 +117,17 @@ def claims(
     from_report: Annotated[Path | None, Opt("--report", metavar="FILE", help="Judge a saved JSON report (`biasvar "
                                             "report --format json`) instead of the runs: no block data, so claims "
                                             "on a b2 or MSE difference are not measured.")] = None,
+    compare: Annotated[list[Path] | None, Opt("--compare", metavar="FILE", help="Instead of deciding: compare "
+                                              "two or more claims.json ledgers (repeat the option; e.g. two seeds) "
+                                              "claim by claim, and say where the verdicts disagree.")] = None,
 ) -> None:
     """Decide claims (less, greater, equal within a margin, floor, monotone in t, log-log slope,
     ratio) from paired contrasts and intervals: supported, contradicted, undecided or not measured."""
     from biasvar import claims as C
 
+    if compare:
+        compare_ledgers(compare, out, fmt)
+        return
     ledger_claims = C.load_claims(claims_file)
     C.plan(ledger_claims, (), reference, alpha=alpha, correction=correction.value)  # bad --fwer before any work
     if from_report is not None:
@@ -150,6 +156,47 @@ def claims(
     console.print(f"family-wise: {C.family_statement(ledger)}", highlight=False)
     for note in ledger.notes + rep.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def compare_ledgers(paths: list[Path], out: Path | None, fmt: Format) -> None:
+    """``--compare``: the verdicts of ledgers decided on independent runs, side by side."""
+    import json
+
+    from biasvar.claims import compare as K
+
+    if len(paths) < 2:
+        raise typer.BadParameter("give at least two ledgers (--compare A/claims.json --compare B/claims.json)",
+                                 param_hint="--compare")
+    rows = K.compare_ledgers([K.read_ledger(p) for p in paths])
+    labels = [str(p) for p in paths]
+    md = K.comparison_markdown(rows, labels)
+    doc = json.dumps({"ledgers": labels, "counts": K.counts(rows),
+                      "claims": [{"id": r.claim_id, "verdicts": list(r.verdicts), "comparison": r.status}
+                                 for r in rows]}, indent=1) + "\n"
+    if out is not None:
+        from biasvar.atomic import write_atomic
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "comparison.json", doc)
+        write_atomic(out / "comparison.md", md)
+        console.print(f"{K.summary_line(rows)}\nwrote {out / 'comparison.json'}, {out / 'comparison.md'}",
+                      highlight=False)
+    elif fmt is Format.json:
+        typer.echo(doc, nl=False)
+    elif fmt is Format.md:
+        typer.echo(md, nl=False)
+    else:
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        table.add_column("claim", overflow="fold")
+        for i in range(len(labels)):
+            table.add_column(f"#{i + 1}", no_wrap=True)
+        table.add_column("comparison", overflow="fold")
+        for r in rows:
+            table.add_row(r.claim_id, *(v or "absent" for v in r.verdicts), r.status)
+        console.print(table)
+        for i, lab in enumerate(labels):
+            console.print(f"#{i + 1}: {lab}", highlight=False)
+        console.print(K.summary_line(rows), highlight=False, style="bold")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 # the statistics store of the COMPLETE runs only (a run still in progress is left out: its numbers
 # would change), its SHA-256, `biasvar ls` of the runs folder, the report (JSON and Markdown), the
 # paper's claims ledger and the ledger restricted to the temperatures the CPU runs
-# (scripts/claims_subset.py), all computed from the store alone.
+# (scripts/claims_subset.py), all computed from the store alone. The store is also written as parts
+# of at most 4 MiB (gram-store.hdf5.part-N: files over 5 MB are never committed); join them with
+# `cat gram-store.hdf5.part-* > gram-store.hdf5 && sha256sum -c gram-store.sha256`.
 #
 #   scripts/claims-cpu-collect.sh RUNS_DIR OUT_DIR [REFERENCE]
 set -euo pipefail
@@ -39,3 +41,7 @@ mkdir -p "$OUT/paper-ledger" "$OUT/subset-ledger"
 biasvar claims --store "$OUT/gram-store.hdf5" --reference "$REF" --out "$OUT/paper-ledger"
 biasvar claims --store "$OUT/gram-store.hdf5" --reference "$REF" --claims "$OUT/claims-subset.json" \
     --out "$OUT/subset-ledger"
+# the committable copy of the store: parts of at most 4 MiB, checked by joining them again
+rm -f "$OUT"/gram-store.hdf5.part-*
+(cd "$OUT" && split -b 4M -d -a 1 gram-store.hdf5 gram-store.hdf5.part- \
+    && cat gram-store.hdf5.part-* | sha256sum | cut -d' ' -f1 | grep -qx "$(cut -d' ' -f1 gram-store.sha256)")
