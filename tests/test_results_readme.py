@@ -235,3 +235,55 @@ def test_quotes_are_the_papers():
         checked += 1
     assert checked >= 30
     assert "does not state the temperature" not in README.read_text()
+
+
+# issue 22, item 3: the CPU claims run's README (results/claims-cpu/) says no more than its JSON
+CPU = ROOT / "results" / "claims-cpu"
+
+
+def _cpu_tables():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims_cpu_tables", ROOT / "scripts" / "claims_cpu_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _floats(x) -> list[float]:
+    """Every number of a JSON document: its floats, and the numbers written inside its strings (a check's
+    bound, e.g. "within +-5.77e-06 (TOST)")."""
+    if isinstance(x, float):
+        return [x]
+    if isinstance(x, str):
+        return [float(v) for v in SCI.findall(x)]
+    if isinstance(x, dict):
+        return [f for v in x.values() for f in _floats(v)]
+    if isinstance(x, list):
+        return [f for v in x for f in _floats(v)]
+    return []
+
+
+def test_cpu_claims_readme_tables_are_the_ledgers_and_the_reports():
+    T = _cpu_tables()
+    text = (CPU / "README.md").read_text()
+    report = json.loads((CPU / "report.json").read_text())
+    ledger = json.loads((CPU / "subset-ledger" / "claims.json").read_text())
+    assert T.runs_table(report, T.ORDER)[0] in text
+    assert T.count_line(ledger) in text
+    assert T.claims_table(ledger) in text
+    # the paper's ledger on the same store gives the counts the README says it does
+    paper = json.loads((CPU / "paper-ledger" / "claims.json").read_text())
+    if "The paper's ledger on the same runs gives the same counts" in text:
+        assert paper["counts"] == ledger["counts"]
+
+
+def test_every_number_of_the_cpu_claims_readme_is_in_its_json():
+    """Each number in scientific notation in the README is an estimate or interval end of the ledger or
+    the report (to the digits shown): nothing quoted from elsewhere."""
+    text = (CPU / "README.md").read_text()
+    values = _floats(json.loads((CPU / "subset-ledger" / "claims.json").read_text()))
+    values += _floats(json.loads((CPU / "report.json").read_text()))
+    values += [-v for v in values]
+    for num in set(SCI.findall(text)):
+        assert any(_same(num, v) for v in values), num
