@@ -23,7 +23,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-           "float64": torch.float64, "fp64": torch.float64, "double": torch.float64}
+           "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+           "tf32": torch.float32}  # float32 numbers; the TF32 matmuls are set by matmul_precision
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -36,4 +37,23 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise SpecError(f"unknown dtype {dtype!r}; expected {' or '.join(DTYPES)}") from None
 
 
-__all__ = ["resolve_device", "resolve_dtype"]
+def matmul_precision(dtype: str | torch.dtype | None, device: torch.device) -> str | None:
+    """Set the float32 matmul mode of a run on ``device`` from its ``--dtype``; returns ``"tf32"`` when the
+    run's matmuls (and cuDNN convolutions) use TF32 tensor cores, else None.
+
+    ``tf32`` is a CUDA mode (about 10 bits of mantissa in the products, float32 sums): refused on other
+    devices. Any other dtype on CUDA turns TF32 off, cuDNN's included (torch allows it there by default),
+    so a float32 run is float32 throughout. The setting is process-wide, as torch's is: one process runs
+    one precision.
+    """
+    tf32 = isinstance(dtype, str) and dtype.lower() == "tf32"
+    if tf32 and device.type != "cuda":
+        raise UnsupportedError(f"--dtype tf32 (TF32 tensor-core matmuls) needs a CUDA device, not {device.type}; "
+                               "use float32")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    return "tf32" if tf32 else None
+
+
+__all__ = ["matmul_precision", "resolve_device", "resolve_dtype"]

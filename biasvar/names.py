@@ -36,7 +36,8 @@ DEFAULT_METHOD = "gauss-eb"
 REPORT_FORMATS: tuple[str, ...] = ("table", "md", "json", "csv")
 
 #: Floating-point types a run can be computed in (:func:`biasvar.device.resolve_dtype`).
-DTYPES: tuple[str, ...] = ("float32", "float64")
+#: ``tf32``: float32 numbers with TF32 tensor-core matmuls (CUDA only; :func:`biasvar.device.matmul_precision`).
+DTYPES: tuple[str, ...] = ("float32", "float64", "tf32")
 
 #: Devices (:func:`biasvar.device.resolve_device`): these, or ``cuda:N``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")

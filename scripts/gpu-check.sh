@@ -9,7 +9,8 @@
 #   gpu-check.tgz              results/<tag>/{report.md,report.json,provenance.json}, results/claims/
 #                              {claims.md,claims.json}, figures/<tag>/*.{png,pdf}, runs.txt (`biasvar ls`),
 #                              machine.json (GPU, torch, CUDA, CPUs), floors.txt (the issues' floors: zgr rate
-#                              and GEMM share, gr-mc/zgr at t = 0.1 and 2, sweep overheads)
+#                              and GEMM share, gr-mc/zgr at t = 0.1 and 2, sweep overheads),
+#                              bench-vae-fig1-$DEVICE-tf32.json (zgr, rf(M=4) with --dtype tf32)
 #   gram-store.hdf5.part-N     the statistics store of every run, in parts of 15 MiB (at most 4): every
 #                              report, contrast and claim of the run, re-analysable later without run files
 #   gram-store.sha256          its checksum; join and check with
@@ -131,6 +132,12 @@ sys.exit(0 if ok or sys.argv[2] == "1" else 1)
 PY
 [ $? -ne 0 ] && status=1
 cat "$KEEP/floors.txt" | tee -a "$LOG"
+if [ "$DEVICE" != cpu ]; then  # issue 23: TF32 matmuls beside fp32 (its JSON goes into the bundle)
+    say "bench vae-fig1 --dtype tf32: zgr, rf(M=4)"
+    timeout "$BENCH_TIMEOUT" "${BV[@]}" bench --bench vae-fig1 --device "$DEVICE" --dtype tf32 \
+        --estimators "zgr,rf(M=4)" "${BENCH[@]}" --out "$KEEP/bench-vae-fig1-$DEVICE-tf32.json" >>"$LOG" 2>&1 \
+        || say "tf32 bench failed: see $LOG"
+fi
 
 SNAPDIR="$RUNS/snapshots"
 mkdir -p "$SNAPDIR"

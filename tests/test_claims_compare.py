@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from biasvar.claims import compare as K
 from biasvar.claims.model import ClaimsError
-from cli.main import app
+from biasvar_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_cli_writes_the_comparison_and_refuses_bad_input_in_one_line(tmp_path):
     assert doc["counts"][K.DISAGREE] == 1 and {c["id"]: c["comparison"] for c in doc["claims"]}["c-flip"] == K.DISAGREE
     assert "| c-flip | supported | contradicted | disagree |" in (tmp_path / "cmp" / "comparison.md").read_text()
     for args in (["--compare", str(a)], ["--compare", str(a), "--compare", str(tmp_path / "missing.json")]):
-        p = subprocess.run([sys.executable, "-m", "cli.main", "claims", *args], capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-m", "biasvar_cli.main", "claims", *args], capture_output=True, text=True,
                            cwd=ROOT)
         assert p.returncode != 0
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from biasvar import rng
-from biasvar.device import resolve_device, resolve_dtype
+from biasvar.device import matmul_precision, resolve_device, resolve_dtype
 from biasvar.engine import gradients
 from biasvar.engine.calibration import PROCESS, Calibration
 from biasvar.engine.chunks import ChunkSizer, is_oom, make_sizer
@@ -138,6 +138,7 @@ def _standalone(problem: Problem, spec: str | EstimatorSpec, device: str | torch
                 max_memory: int | str | None, method: str) -> DrawPath:
     est = build(parse_spec(spec))
     dev = resolve_device(device) if device is not None else None
+    matmul_precision(dtype, dev if dev is not None else next(iter(problem.params.values())).device)
     prob = prepare(problem, device=dev, dtype=resolve_dtype(dtype))
     return plan_draws(prob, est, select_params(prob, params), chunk=chunk, max_memory=parse_memory(max_memory),
                       method=method)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from biasvar import store
-from biasvar.device import resolve_device, resolve_dtype
+from biasvar.device import matmul_precision, resolve_device, resolve_dtype
 from biasvar.engine.blocks import choose_block_size, choose_step
 from biasvar.engine.calibration import Calibration
 from biasvar.engine.chunks import check_noise_fits
@@ -223,6 +223,7 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
     if params is None:  # a problem may name the parameters its study measures (qnet: layer 0, App. B.6)
         params = getattr(snapshot.problem, "measure_params", None)
     dev = resolve_device(o.device)
+    precision = matmul_precision(o.dtype, dev)
     problem = prepare(snapshot.problem, device=dev, dtype=resolve_dtype(o.dtype))
     sel = Selection.of(problem, params)
     path = store.run_path(runs_dir, snapshot.id, str(spec), seed)
@@ -232,6 +233,8 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
             block_size = int(store.read_header(path)["block_size"])
     header = run_header(snapshot, spec, est, problem, sel, n=int(n), seed=int(seed), block_size=block_size,
                         keep=o.keep, method=choose_method(dev, method), device=dev)
+    if precision is not None:  # a TF32 run is not a float32 run: it neither resumes nor pairs as one
+        header["dtype"] = precision
     if sharded:
         complete = not restart and run_holds(path, header, int(n))
     else:

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from biasvar import engine, provenance, rng
 from biasvar.atomic import write_atomic
+from biasvar.device import matmul_precision
 from biasvar.errors import UnsupportedError
 from biasvar.estimators import build
 from biasvar.names import BENCH_ESTIMATORS
@@ -315,6 +316,7 @@ def bench(
         progress: called with a short message before each measurement.
     """
     dev = engine.resolve_device(device)
+    precision = matmul_precision(dtype, dev)
     load_start = _load()
     prob = engine.prepare(problem, device=dev, dtype=engine.resolve_dtype(dtype))
     mem = engine.parse_memory(max_memory)
@@ -378,7 +380,8 @@ def bench(
     env["compile"] = {"enabled": rng.compile_enabled(),
                       "kernels": rng.KERNELS.in_use()}  # fused kernels in use
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
-                       dtype=str(work_dtype).replace("torch.", ""), method=method, environment=env, rows=rows,
+                       dtype=precision or str(work_dtype).replace("torch.", ""), method=method, environment=env,
+                       rows=rows,
                        command=command, gemm_flops_per_s=gemm, gemm_size=gemm_size,
                        gemm_flops_per_cpu_s=gemm_cpu if dev.type == "cpu" else None)
 
