@@ -45,6 +45,8 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Figures of ``biasvar plot`` and what ``biasvar reproduce`` makes (:data:`biasvar.presets.FIGURES`).
 PLOT_FIGURES: tuple[str, ...] = ("fig1", "pareto", "quant-unit")
 REPRODUCE_FIGURES: tuple[str, ...] = ("fig1", "fig4", "all")
+#: The appendix studies of ``biasvar reproduce`` (:mod:`biasvar.studies.appendix`): App. B.4 and B.6.
+REPRODUCE_APPENDIX: tuple[str, ...] = ("b4", "b6")
 
 #: Length of a snapshot id: the first characters of the snapshot's content hash.
 SNAPSHOT_ID_LENGTH = 12

@@ -14,15 +14,18 @@ from biasvar.presets import protocol_specs
 
 from . import options as o
 from .common import console, progress_bar
+from .parsing import int_list
 
 Opt = typer.Option
 
 
-What = o.choices("What", names.REPRODUCE_FIGURES)
+What = o.choices("What", names.REPRODUCE_FIGURES + names.REPRODUCE_APPENDIX)
 
 
 def reproduce(
-    what: Annotated[What, typer.Argument(help="fig1, fig4 or all (both, plus Fig. B.5).")] = What("all"),
+    what: Annotated[What, typer.Argument(help="fig1, fig4 or all (both, plus Fig. B.5); b4 (App. B.4: VAE and "
+                                         "HVAE after 1, 10, 100, 200 epochs) or b6 (App. B.6: the ternary "
+                                         "network, layer 0).")] = What("all"),
     n: Annotated[int, Opt("--n", help="Draws per run (the paper: 10000).")] = 10_000,
     epochs: Annotated[int, Opt("--epochs", help="Training epochs of the snapshot (the paper: 10).")] = 10,
     points: Annotated[int | None, Opt("--points", help="Thin every hyper-parameter grid to this many "
@@ -50,10 +53,30 @@ def reproduce(
     old_bootstrap: o.OldBootstrap = None,
     store_only: Annotated[bool, Opt("--store-only", help="Write no run files, only the snapshot's statistics "
                                     "store (as `sweep --store-only`): for device calls.")] = False,
+    stages: Annotated[str | None, Opt("--stages", help="b4/b6: the epochs measured (b4: 1,10,100,200; b6: 20).")]
+    = None,
+    models: Annotated[str | None, Opt("--models", help="b4: the models (vae,hvae).")] = None,
+    reference_n: Annotated[int | None, Opt("--reference-n", help="b4/b6: reference draws (the paper: 10^4 for "
+                                           "b4, 4*10^5 for b6; default --n when --n is given).")] = None,
+    steps_per_epoch: Annotated[int | None, Opt("--steps-per-epoch", help="b4/b6: training steps per epoch "
+                                               "(default a full pass; fewer for a smoke run).")] = None,
 ) -> None:
-    """Reproduce Fig. 1, Fig. 4 and Fig. B.5 from the raw MNIST files, with provenance."""
+    """Reproduce Fig. 1, Fig. 4 and Fig. B.5 from the raw MNIST files, with provenance; or App. B.4 / B.6."""
     o.set_threads(threads)
     n_resamples = o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples", old_flag="--bootstrap")
+    if what.value in names.REPRODUCE_APPENDIX:
+        wrong = [f for f in ("--epochs", "--slow-n", "--quant-n") if _given(f)]
+        if wrong:
+            raise typer.BadParameter(f"{', '.join(wrong)} are for fig1/fig4/all; b4 and b6 take --stages (the epochs "
+                                     "measured), --n and --reference-n", param_hint="what")
+        appendix(what.value, n=n if _given("--n") else None, reference_n=reference_n, stages=stages, models=models,
+                 points=points, seed=seed, device=device, data_dir=data_dir, runs_dir=runs_dir,
+                 snapshot_dir=snapshot_dir, results_dir=results_dir, figures_dir=figures_dir, tag=tag,
+                 n_resamples=n_resamples, steps_per_epoch=steps_per_epoch, store_only=store_only)
+        return
+    if any(v is not None for v in (stages, models, reference_n, steps_per_epoch)):
+        raise typer.BadParameter("--stages, --models, --reference-n and --steps-per-epoch are for b4 and b6",
+                                 param_hint="what")
     from biasvar.studies.reproduce import reproduce as run_reproduce
     from biasvar.studies.reproduce import specs_summary
     from biasvar.train import loss_name
@@ -93,6 +116,41 @@ def reproduce(
             sweep_progress=on_sweep, train_progress=on_train, store_only=store_only,
         )
     announce()
+    console.print(f"done in {result.provenance['wall_s']:.0f} s ({result.tag}); wrote:", highlight=False)
+    for f in result.files:
+        console.print(f"  {f}", highlight=False)
+
+
+def _given(flag: str) -> bool:
+    """Whether ``flag`` is on the command line (``--n`` of b4/b6 defaults to the paper's, not 10^4)."""
+    return any(a == flag or a.startswith(flag + "=") for a in sys.argv[1:])
+
+
+def appendix(what: str, *, n: int | None, reference_n: int | None, stages: str | None, models: str | None,
+             **kwargs) -> None:
+    """``reproduce b4`` / ``b6``: App. B.4 and B.6 (:mod:`biasvar.studies.appendix`) with a progress bar."""
+    from biasvar.studies.appendix import B4_MODELS, reproduce_appendix
+
+    epochs = int_list(stages, "--stages", "1,10,100,200") or None
+    model_list = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    if model_list and (what == "b6" or not set(model_list) <= set(B4_MODELS)):
+        raise typer.BadParameter(f"b4 measures {' and '.join(B4_MODELS)}; b6 the ternary qnet only",
+                                 param_hint="--models")
+    console.print(f"[bold]biasvar reproduce {what}[/]", highlight=False)
+    progress = progress_bar("{task.fields[info]}")
+    with progress:
+        task = progress.add_task(what, total=None, info="")
+
+        def on_train(p) -> None:
+            progress.update(task, total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
+                            info=f"train epoch {p.epoch}/{p.epochs}  loss {p.loss:.3f}")
+
+        def on_sweep(done: int, total: int, nonfinite: int, rate: float, label: str) -> None:
+            progress.update(task, total=total, completed=done, info=f"{label}  {rate:.1f} draws/s")
+
+        result = reproduce_appendix(what, n=n, reference_n=reference_n, epochs=epochs, models=model_list,
+                                    command=shlex.join(["biasvar", *sys.argv[1:]]), say=progress.console.print,
+                                    sweep_progress=on_sweep, train_progress=on_train, **kwargs)
     console.print(f"done in {result.provenance['wall_s']:.0f} s ({result.tag}); wrote:", highlight=False)
     for f in result.files:
         console.print(f"  {f}", highlight=False)
