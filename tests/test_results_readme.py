@@ -237,8 +237,8 @@ def test_quotes_are_the_papers():
     assert "does not state the temperature" not in README.read_text()
 
 
-# issue 22, item 3: the CPU claims run's README (results/claims-cpu/) says no more than its JSON
-CPU = ROOT / "results" / "claims-cpu"
+# issue 22, items 3-4: each CPU claims run's README (results/claims-cpu*/) says no more than its JSON
+CPU_RUNS = sorted(p for p in (ROOT / "results").glob("claims-cpu*") if (p / "README.md").is_file())
 
 
 def _cpu_tables():
@@ -264,7 +264,12 @@ def _floats(x) -> list[float]:
     return []
 
 
-def test_cpu_claims_readme_tables_are_the_ledgers_and_the_reports():
+def test_the_cpu_claims_runs_are_found():
+    assert ROOT / "results" / "claims-cpu" in CPU_RUNS
+
+
+@pytest.mark.parametrize("CPU", CPU_RUNS, ids=[p.name for p in CPU_RUNS])
+def test_cpu_claims_readme_tables_are_the_ledgers_and_the_reports(CPU):
     T = _cpu_tables()
     text = (CPU / "README.md").read_text()
     report = json.loads((CPU / "report.json").read_text())
@@ -278,7 +283,8 @@ def test_cpu_claims_readme_tables_are_the_ledgers_and_the_reports():
         assert paper["counts"] == ledger["counts"]
 
 
-def test_every_number_of_the_cpu_claims_readme_is_in_its_json():
+@pytest.mark.parametrize("CPU", CPU_RUNS, ids=[p.name for p in CPU_RUNS])
+def test_every_number_of_the_cpu_claims_readme_is_in_its_json(CPU):
     """Each number in scientific notation in the README is an estimate or interval end of the ledger or
     the report (to the digits shown): nothing quoted from elsewhere."""
     text = (CPU / "README.md").read_text()
