@@ -89,3 +89,14 @@ def test_the_committed_cpu_ledgers_agree_with_each_other():
     rows = K.compare_ledgers([K.read_ledger(base / "subset-ledger" / "claims.json"),
                               K.read_ledger(base / "paper-ledger" / "claims.json")])
     assert not [r for r in rows if r.status == K.DISAGREE]
+
+
+def test_the_committed_comparisons_are_those_of_the_committed_ledgers():
+    """Each committed comparison.json is what comparing its ledgers gives now (not stale)."""
+    found = sorted((ROOT / "results").glob("**/comparison.json"))
+    assert found
+    for path in found:
+        doc = json.loads(path.read_text())
+        rows = K.compare_ledgers([K.read_ledger(ROOT / p) for p in doc["ledgers"]])
+        assert doc["counts"] == K.counts(rows), path
+        assert [c["comparison"] for c in doc["claims"]] == [r.status for r in rows], path
