@@ -136,9 +136,16 @@ def eq16_of(pg: Any) -> tuple[np.ndarray, ...]:
 
 
 def _interval(pg: Any, method: str, rng: np.random.Generator, n_resamples: int) -> tuple[float, float]:
+    """The 95% b2 interval (all parameters) of ``method``: a name of :data:`biasvar.stats.intervals.METHODS`,
+    through the report's code, or of :data:`biasvar.stats.intervals.candidates.CANDIDATES`, called alike."""
     from biasvar.stats import intervals as iv
+    from biasvar.stats.intervals.candidates import CANDIDATES
 
-    res = iv.bootstrap_pair(pg, iv.Bootstrap(n_resamples, method, 0.95), rng=rng, share=False)
+    if method in CANDIDATES:
+        b2, v_t, _ = eq16_of(pg)
+        res = CANDIDATES[method](pg, b2, v_t, iv.Bootstrap(n_resamples, iv.DEFAULT_METHOD, 0.95), rng, share=False)
+    else:
+        res = iv.bootstrap_pair(pg, iv.Bootstrap(n_resamples, method, 0.95), rng=rng, share=False)
     return float(res.b2.low[-1]), float(res.b2.high[-1])
 
 
