@@ -76,3 +76,19 @@ def test_gauss_theta_weighs_by_the_prior_at_zero_and_by_the_highest_power_far_ab
         tr = float(m.lam.sum()) + m.iso * m.n_iso
         far = cand.theta_weights(m, noise, 20 * tr / m.dim)  # 20 V/n
         assert far[-1] > 0.8 and abs(far.sum() - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("align", ["top", "low"])
+def test_the_alignment_tells_a_bias_on_the_strong_directions_from_one_off_them(align):
+    from biasvar.studies.coverage.alignment import alignment
+
+    rng = np.random.default_rng(2)
+    mu, a, _ = gaussian_problem(rng, 300, 1.0, 6.0, N, align)
+    grams = [gram_of(None, memory_run(mu + rng.standard_normal((N, 300)) @ a.T, NB), np.zeros(300))
+             for _ in range(60)]
+    al = alignment(grams)
+    assert 4.0 < al["b2_over_trace"] < 8.0  # 6 V/n
+    if align == "top":  # the strongest direction: near the maximum
+        assert al["alignment"] > 0.7 * al["max"] and al["max"] > 2.0
+    else:  # the weakest: far below a noise-shaped bias
+        assert al["alignment"] < 0.3
