@@ -313,7 +313,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "",
         f"Produced by `{prov.get('command', '?')}` (commit {prov.get('git_commit', '?')}, "
         f"{prov.get('device', 'CPU')}, one thread, {doc['seconds'] / 60:.1f} min for this call). "
-        f"{prov.get('note', '')}. Numbers in `multi-all.json`, per-pair ends in `raw/`. "
+        f"{prov.get('note', '')}. Numbers in `{prov.get('json', 'multi-all.json')}`, per-pair ends in `raw/`. "
         f"{doc['pairs']} independent pairs per setting, {doc['contrast_pairs']} triples per contrast; "
         f"pair i of setting k of a model with seed s is seeded (s, k, i) (tuning models) or "
         f"(s, k, {HOLDOUT_SEED} + i) (holdout). Models (`role`: tune = may be used to choose; holdout = not "
