@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         del words[i:i + 2]
     doc["provenance"] = {"command": "python scripts/coverage_multi.py " + " ".join(words),
                          "git_commit": git_commit(), "torch": torch.__version__, "threads": 1,
-                         "wall_seconds": time.time() - t0, "device": "CPU", "note": args.note}
+                         "wall_seconds": time.time() - t0, "device": "CPU", "note": args.note,
+                         "json": f"multi-{args.role}.json"}
     out.mkdir(parents=True, exist_ok=True)
     multi.write_json(doc, out / f"multi-{args.role}.json")
     (out / f"multi-{args.role}.md").write_text(multi.to_markdown(doc))

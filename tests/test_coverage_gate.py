@@ -9,7 +9,8 @@ method covering >= 0.93 here (the default, pivot, jackknife-t). The default's ow
 about the estimate, or shrunk about it until it covers 85%, must fail it. gauss-eb, the default, fails it
 by its width (1.27x the narrowest covering width in the committed study, coverage 1.000): the test that
 the default passes is an expected failure (strict) until a default passes both this gate and the
-real-VAE one (tests/test_coverage_real.py), which gauss-fit, passing this one, does not (0.87 there).
+real-VAE one (tests/test_coverage_real.py), which gauss-fit, passing this one, does not (0.87 there); nor
+do the candidates of issue 24 (biasvar/stats/intervals/candidates.py, results/coverage/candidates-real.md).
 Seeds from 2,000,000: no pair of the study. (~25 s of one CPU.)
 """
 

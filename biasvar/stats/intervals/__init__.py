@@ -52,7 +52,10 @@ bias lies off the noise's strong directions every method here over-covers
 enumerable models, three held out) puts gauss-eb at 0.915-1.000 and measures what that costs: 1.28x
 (median) the narrowest interval covering >= 0.93 at b2 = 0 and 1.22x at 0 < b2 <= 5 V/n, about 1.0x
 far above the floor. ``gauss-fit`` is within 1.15x at 39 of its 48 settings but covers 0.86-0.87 on the
-real-gradient VAE, so it is not the default (:mod:`~biasvar.stats.intervals.gauss_fit`).
+real-gradient VAE, so it is not the default (:mod:`~biasvar.stats.intervals.gauss_fit`). Two further candidates
+(:mod:`~biasvar.stats.intervals.candidates`, not offered by reports) did not pass both either: the six enumerable
+models' biases lean away from the noise's strong directions and the real VAE's ZGR bias onto them
+(:mod:`biasvar.studies.coverage.alignment`), and the pair's own data do not tell the two apart near the floor.
 
 The reference's own contribution to the interval (:func:`~biasvar.stats.intervals.resample.reference_share`)
 is the share of the bootstrap (for ``jackknife-t``: jackknife) variance of ``b2`` that comes from R

@@ -164,9 +164,10 @@ def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng
 
 
 def gauss_eb_inversion(m: GaussModel, est: float, alpha: float, t_fac: float, quad: np.ndarray, a1: np.ndarray,
-                       a2: np.ndarray, z0: np.ndarray) -> tuple[float, float]:
+                       a2: np.ndarray | Callable[[float], np.ndarray], z0: np.ndarray) -> tuple[float, float]:
     """gauss-eb's interval from its simulated parts: the quadratic term ``quad``, the observed direction's
-    ``a1``, the random direction's ``a2`` and the isotropic remainder's ``z0`` (one entry per draw)."""
+    ``a1``, the random direction's ``a2`` and the isotropic remainder's ``z0`` (one entry per draw); ``a2``
+    may be a function of the ``theta`` under test (:mod:`~biasvar.stats.intervals.candidates`)."""
     y = m.y
     yy, tr = float(y @ y) + m.r2, float(m.lam.sum()) + m.iso * m.n_iso
     scale = 2.0 * t_fac / m.dim
@@ -175,7 +176,8 @@ def gauss_eb_inversion(m: GaussModel, est: float, alpha: float, t_fac: float, qu
         t = max(theta, 0.0) * m.dim
         rho = (-tr + math.sqrt(tr * tr + 4.0 * yy * t)) / (2.0 * yy) if yy > 0 else (t / tr if tr > 0 else 0.0)
         iso = math.sqrt(max(m.iso * (rho * rho * m.r2 + rho * m.iso * m.n_iso), 0.0))
-        dev = quad + scale * (rho * a1 + math.sqrt(rho) * a2 + iso * z0)
+        a2_t = a2(theta) if callable(a2) else a2
+        dev = quad + scale * (rho * a1 + math.sqrt(rho) * a2_t + iso * z0)
         return float(np.quantile(dev, level))
 
     return invert_model(dev_quantile, est, alpha, 10.0 * float(np.std(quad)) + abs(est) + 1e-300)

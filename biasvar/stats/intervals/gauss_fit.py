@@ -50,12 +50,14 @@ POWER_PRIOR = np.array([0.1, 0.1, 0.1, 0.6, 0.1])
 SCALES = np.concatenate([[0.0], np.logspace(-3, 4, 57)])
 
 
-def power_weights(lam: np.ndarray, y: np.ndarray) -> np.ndarray:
+def power_weights(lam: np.ndarray, y: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     """The weights of :data:`POWERS`: :data:`POWER_PRIOR` times each power's profile likelihood of the
-    offset ``y`` (``y_i ~ N(0, lam_i + c P_i)``, maximised over the scale ``c`` in :data:`SCALES`)."""
+    offset ``y`` (``y_i ~ N(0, noise_i + c P_i)``, maximised over the scale ``c`` in :data:`SCALES`;
+    ``noise`` the noise's variances along the eigenvectors, by default the sample eigenvalues ``lam``)."""
+    noise = lam if noise is None else noise
     ll = []
     for p in POWERS:
-        var = lam[None, :] + SCALES[:, None] * prior_shape(lam, float(p))[None, :]  # [S, r]
+        var = noise[None, :] + SCALES[:, None] * prior_shape(lam, float(p))[None, :]  # [S, r]
         ll.append(float(np.max(-0.5 * np.sum(np.log(var) + y * y / var, axis=1))))
     lls = np.array(ll)
     w = POWER_PRIOR * np.exp(lls - lls.max())
@@ -63,14 +65,15 @@ def power_weights(lam: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def fit_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
-                 draws: int) -> tuple[float, float]:
-    """The ``gauss-fit`` interval of one layer's squared bias (module docstring)."""
+                 draws: int, noise: np.ndarray | None = None) -> tuple[float, float]:
+    """The ``gauss-fit`` interval of one layer's squared bias (module docstring); ``noise``: the noise
+    variances of :func:`power_weights` (default the sample eigenvalues)."""
     lam, y = m.lam, m.y
     if not len(lam) or not np.isfinite(est):
         return est, est
     z, xi, z0, quad, a1 = simulate(m, rng, draws)
     u = np.sort(rng.random(draws))  # sorted: each power's draws are one slice
-    cuts = np.r_[0, np.searchsorted(u, np.cumsum(power_weights(lam, y))[:-1], side="left"), draws]
+    cuts = np.r_[0, np.searchsorted(u, np.cumsum(power_weights(lam, y, noise))[:-1], side="left"), draws]
     a2 = np.empty(draws)  # the random direction's part, each draw with its power's prior
     for j, p in enumerate(POWERS):
         a, b = cuts[j], cuts[j + 1]

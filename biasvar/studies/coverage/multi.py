@@ -136,9 +136,16 @@ def eq16_of(pg: Any) -> tuple[np.ndarray, ...]:
 
 
 def _interval(pg: Any, method: str, rng: np.random.Generator, n_resamples: int) -> tuple[float, float]:
+    """The 95% b2 interval (all parameters) of ``method``: a name of :data:`biasvar.stats.intervals.METHODS`,
+    through the report's code, or of :data:`biasvar.stats.intervals.candidates.CANDIDATES`, called alike."""
     from biasvar.stats import intervals as iv
+    from biasvar.stats.intervals.candidates import CANDIDATES
 
-    res = iv.bootstrap_pair(pg, iv.Bootstrap(n_resamples, method, 0.95), rng=rng, share=False)
+    if method in CANDIDATES:
+        b2, v_t, _ = eq16_of(pg)
+        res = CANDIDATES[method](pg, b2, v_t, iv.Bootstrap(n_resamples, iv.DEFAULT_METHOD, 0.95), rng, share=False)
+    else:
+        res = iv.bootstrap_pair(pg, iv.Bootstrap(n_resamples, method, 0.95), rng=rng, share=False)
     return float(res.b2.low[-1]), float(res.b2.high[-1])
 
 
@@ -221,6 +228,7 @@ def run_study(out: Path, methods: Sequence[str], *, pairs: int, contrast_pairs: 
               models: Sequence[Model] = MODELS, settings: Sequence[MSetting] = SETTINGS,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the study under ``out``; the summary document (also the JSON written)."""
+    from biasvar.studies.coverage.alignment import alignment
     from biasvar.studies.coverage.tables import outcome_tables
 
     t0 = time.perf_counter()
@@ -234,9 +242,11 @@ def run_study(out: Path, methods: Sequence[str], *, pairs: int, contrast_pairs: 
             raw = run_setting(out / "raw" / f"{model.name}-{k}.npz", tables, model, k, st, methods, pairs,
                               n_resamples)
             var_n = float(np.mean(raw["v"])) / st.n
+            al = alignment(setting_grams(tables, model, k, st, pairs)) if truth[st.spec] > 0 else {}
             for r in summarize_setting(raw, truth[st.spec], methods, st.n):
                 rows.append({"model": model.name, "role": model.role, **asdict(st), "true_b2": truth[st.spec],
-                             "V_over_n": var_n, "ratio": truth[st.spec] / var_n, **r})
+                             "V_over_n": var_n, "ratio": truth[st.spec] / var_n, "alignment": al.get("alignment"),
+                             "alignment_max": al.get("max"), **r})
             if progress:
                 progress(f"{model.name} {st.key} {time.perf_counter() - t0:.0f} s")
         for j, c in enumerate(CONTRASTS):
@@ -303,7 +313,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "",
         f"Produced by `{prov.get('command', '?')}` (commit {prov.get('git_commit', '?')}, "
         f"{prov.get('device', 'CPU')}, one thread, {doc['seconds'] / 60:.1f} min for this call). "
-        f"{prov.get('note', '')}. Numbers in `multi-all.json`, per-pair ends in `raw/`. "
+        f"{prov.get('note', '')}. Numbers in `{prov.get('json', 'multi-all.json')}`, per-pair ends in `raw/`. "
         f"{doc['pairs']} independent pairs per setting, {doc['contrast_pairs']} triples per contrast; "
         f"pair i of setting k of a model with seed s is seeded (s, k, i) (tuning models) or "
         f"(s, k, {HOLDOUT_SEED} + i) (holdout). Models (`role`: tune = may be used to choose; holdout = not "
@@ -318,19 +328,23 @@ def to_markdown(doc: dict[str, Any]) -> str:
                      f"{m['rank']} | {tb} |")
     lines += ["", "Per setting: coverage of the 95% interval (misses below/above) and mean width over that of the "
               f"narrowest method covering >= {doc['covers']} there (`-`: none does). `b2/(V/n)`: true b2 over "
-              "V_T/n + V_R/n.", "",
-              "| model | tested | reference | n | blocks | b2/(V/n) | " + " | ".join(methods) + " |",
-              "|---|---|---|---|---|---|" + "---|" * len(methods)]
+              "V_T/n + V_R/n. `align (max)`: how far the bias leans onto the noise's strong directions, "
+              "(m'Cm / ||m||^2) / (tr C^2 / tr C) estimated over the setting's pairs (1: shaped like the noise; "
+              "max: all on the strongest direction; `biasvar/studies/coverage/alignment.py`).", "",
+              "| model | tested | reference | n | blocks | b2/(V/n) | align (max) | " + " | ".join(methods) + " |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(methods)]
     by: dict[tuple, dict[str, dict]] = {}
     for r in doc["rows"]:
         by.setdefault((r["model"], r["spec"], r["reference"], r["n"], r["blocks"], r["ratio"]), {})[r["method"]] = r
     for (model, spec, ref, n, nb, ratio), rs in by.items():
+        r0 = next(iter(rs.values()))
+        al = "-" if r0.get("alignment") is None else f"{r0['alignment']:.2f} ({r0['alignment_max']:.2f})"
         cells = []
         for m in methods:
             r = rs[m]
             w = "-" if r["width_vs_narrowest"] is None else f"{r['width_vs_narrowest']:.2f}"
             cells.append(f"{r['coverage']:.3f} ({r['miss_below']}/{r['miss_above']}) w {w}")
-        lines.append(f"| {model} | `{spec}` | {ref} | {n} | {nb} | {ratio:.3g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | `{spec}` | {ref} | {n} | {nb} | {ratio:.3g} | {al} | " + " | ".join(cells) + " |")
     lines += ["", f"Per method and role: settings with coverage in {doc['band']}, with width <= {doc['width_limit']} x "
               "the narrowest covering method, and both:", "",
               "| role | method | coverage range | in band | width ok | both | of |", "|---|---|---|---|---|---|---|"]

@@ -101,3 +101,25 @@ def run_study(cfg: StudyConfig, data_dir: str | Path | None, *, more_blocks: Seq
     if store is not None and not reuse_grams:
         store.save(grams)
     return _raw(P)
+
+
+#: the settings of tests/test_coverage_real.py: (reference, tested) per setting, "exact" the exact gradient
+TEST_SETTINGS: tuple[tuple[str, str], ...] = (("exact", "rf(M=4)"), ("rf(M=4)", "zgr"), ("exact", "zgr"))
+
+
+def real_test_pairs(data_dir: str | Path, pairs: int, n: int = 192,
+                    blocks: int = 32) -> tuple[list[float], list[list[Any]]]:
+    """The pairs of ``tests/test_coverage_real.py`` (pair i: rf(M=4) seed 20000 + i, ZGR seed 10000 + i, ``n``
+    draws in ``blocks`` blocks, the default :class:`StudyConfig`'s VAE): the true b2 and the Gram matrices of
+    each of :data:`TEST_SETTINGS`."""
+    cfg = StudyConfig()
+    snap = make_problem(cfg, data_dir)
+    g, truths = true_b2s(snap.problem, ["rf(M=4)", "zgr"], mc=0, params=cfg.params)
+    grams: list[list[Any]] = [[] for _ in TEST_SETTINGS]
+    for i in range(pairs):
+        runs = {"rf(M=4)": draw_runs(snap.problem, "rf(M=4)", 20_000 + i, n, (blocks,), cfg.params)[blocks],
+                "zgr": draw_runs(snap.problem, "zgr", 10_000 + i, n, (blocks,), cfg.params)[blocks]}
+        for k, (ref, test) in enumerate(TEST_SETTINGS):
+            grams[k].append(gram_of(None if ref == "exact" else runs[ref], runs[test], g if ref == "exact" else None))
+    return [truths[t].b2 for _, t in TEST_SETTINGS], grams
+
