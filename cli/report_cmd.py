@@ -200,6 +200,10 @@ def report(
             console.print(groups_table(rep))
         for note in [*rep.notes, *shard_notes(runs_dir, sid)]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
+        from biasvar.report.resolve import unresolved
+
+        for res in unresolved(rep.rows):  # issue 24: how many draws would decide b2 = 0
+            console.print(f"[cyan]b2 near 0:[/] {res.line()}", highlight=False)
         return
     for note in shard_notes(runs_dir, sid):  # stdout may carry JSON/CSV
         err_console.print(f"note: {note}", highlight=False)

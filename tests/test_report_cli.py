@@ -222,3 +222,21 @@ def test_report_contrast(runs_dir, tmp_path):
         r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "0", "--contrast", bad)
         assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_report_says_how_many_draws_would_resolve_a_b2_near_zero(runs_dir, tmp_path):
+    """One "b2 near 0" line for each tested row whose b2 interval holds 0 (the tested rf(M=4) at least)."""
+    from biasvar.report.resolve import unresolved
+
+    r = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100", width=300)
+    assert r.exit_code == 0, r.output
+    out = invoke("report", "--runs-dir", runs_dir, "--n-resamples", "100", "--format", "json",
+                 "--out", tmp_path / "r.json")
+    assert out.exit_code == 0, out.output
+    rep = F.report_from_json((tmp_path / "r.json").read_text())
+    expected = unresolved(rep.rows)
+    assert any(e.spec == "rf(M=4)" for e in expected)
+    text = " ".join(r.output.split())  # the console wraps long lines
+    assert text.count("b2 near 0:") == len(expected)
+    for e in expected:
+        assert f"b2 near 0: {e.line()}" in text, (e.line(), text[-600:])
