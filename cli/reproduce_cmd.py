@@ -26,7 +26,8 @@ def reproduce(
     what: Annotated[What, typer.Argument(help="fig1, fig4 or all (both, plus Fig. B.5); b4 (App. B.4: VAE and "
                                          "HVAE after 1, 10, 100, 200 epochs) or b6 (App. B.6: the ternary "
                                          "network, layer 0).")] = What("all"),
-    n: Annotated[int, Opt("--n", help="Draws per run (the paper: 10000).")] = 10_000,
+    n: Annotated[int | None, Opt("--n", help="Draws per run (the paper: 10000; b6: 40000).", show_default=False)]
+    = None,
     epochs: Annotated[int, Opt("--epochs", help="Training epochs of the snapshot (the paper: 10).")] = 10,
     points: Annotated[int | None, Opt("--points", help="Thin every hyper-parameter grid to this many "
                                       "values (reduced runs); default the paper's grids.")] = None,
@@ -65,11 +66,12 @@ def reproduce(
     o.set_threads(threads)
     n_resamples = o.alias(n_resamples, old_bootstrap, default=1000, new_flag="--n-resamples", old_flag="--bootstrap")
     if what.value in names.REPRODUCE_APPENDIX:
-        wrong = [f for f in ("--epochs", "--slow-n", "--quant-n") if _given(f)]
+        wrong = [f for f, v, default in (("--epochs", epochs, 10), ("--slow-n", slow_n, None),
+                                         ("--quant-n", quant_n, 10_000)) if v != default]
         if wrong:
             raise typer.BadParameter(f"{', '.join(wrong)} are for fig1/fig4/all; b4 and b6 take --stages (the epochs "
                                      "measured), --n and --reference-n", param_hint="what")
-        appendix(what.value, n=n if _given("--n") else None, reference_n=reference_n, stages=stages, models=models,
+        appendix(what.value, n=n, reference_n=reference_n, stages=stages, models=models,
                  points=points, seed=seed, device=device, data_dir=data_dir, runs_dir=runs_dir,
                  snapshot_dir=snapshot_dir, results_dir=results_dir, figures_dir=figures_dir, tag=tag,
                  n_resamples=n_resamples, steps_per_epoch=steps_per_epoch, store_only=store_only)
@@ -109,7 +111,8 @@ def reproduce(
                             info=f"{label}  {rate:.1f} draws/s  non-finite {nonfinite}")
 
         result = run_reproduce(
-            what.value, n=n, epochs=epochs, points=points, slow_n=slow_n, seed=seed, device=device,
+            what.value, n=10_000 if n is None else n, epochs=epochs, points=points, slow_n=slow_n, seed=seed,
+            device=device,
             data_dir=data_dir, runs_dir=runs_dir, snapshot_dir=snapshot_dir, results_dir=results_dir,
             figures_dir=figures_dir, tag=tag, n_resamples=n_resamples, bootstrap_seed=bootstrap_seed, quant_n=quant_n,
             command=shlex.join(["biasvar", *sys.argv[1:]]), say=say,
@@ -119,11 +122,6 @@ def reproduce(
     console.print(f"done in {result.provenance['wall_s']:.0f} s ({result.tag}); wrote:", highlight=False)
     for f in result.files:
         console.print(f"  {f}", highlight=False)
-
-
-def _given(flag: str) -> bool:
-    """Whether ``flag`` is on the command line (``--n`` of b4/b6 defaults to the paper's, not 10^4)."""
-    return any(a == flag or a.startswith(flag + "=") for a in sys.argv[1:])
 
 
 def appendix(what: str, *, n: int | None, reference_n: int | None, stages: str | None, models: str | None,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from biasvar_cli.main import app
 from conftest import synthetic
 from typer.testing import CliRunner
 
 import biasvar.data
 from biasvar import presets
 from biasvar.studies import appendix as A
-from biasvar_cli.main import app
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,3 +89,20 @@ def test_cli_refuses_bad_appendix_options_in_one_line(args, words, tmp_path):
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert r.exit_code != 0 and len(lines) == 1 and words in lines[0], r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_passes_n_only_when_given(monkeypatch, tmp_path):
+    """``--n`` of b4/b6 defaults to the paper's draws (not fig1's 10^4); given, it is passed on; --epochs is refused."""
+    seen = {}
+
+    def fake(what, **kw):
+        seen.update(kw, what=what)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(A, "reproduce_appendix", fake)
+    r = CliRunner().invoke(app, ["reproduce", "b6", "--runs-dir", str(tmp_path)])
+    assert r.exit_code == 0 and seen["what"] == "b6" and seen["n"] is None
+    r = CliRunner().invoke(app, ["reproduce", "b4", "--n", "50", "--stages", "1,3", "--runs-dir", str(tmp_path)])
+    assert r.exit_code == 0 and seen["n"] == 50 and seen["epochs"] == (1, 3)
+    r = CliRunner().invoke(app, ["reproduce", "b4", "--epochs", "3"], terminal_width=200)
+    assert r.exit_code != 0 and "take --stages" in r.output

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from biasvar_cli.main import app
 from typer.testing import CliRunner
 
 from biasvar.claims import compare as K
 from biasvar.claims.model import ClaimsError
-from biasvar_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 

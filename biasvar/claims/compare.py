@@ -18,9 +18,10 @@ The inputs are ``claims.json`` files as ``biasvar claims --out`` writes them (:m
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from biasvar.claims.model import CONTRADICTED, NOT_MEASURED, SUPPORTED, UNDECIDED, ClaimsError
 
@@ -109,5 +110,6 @@ def comparison_markdown(rows: Sequence[Compared], labels: Sequence[str], reasons
             text += "\nWhere the verdicts differ, the numbers that decided each:\n\n"
             for r in worth:
                 text += f"- **{r.claim_id}** ({r.status})\n"
-                text += "".join(f"  - {lab}: {v}: {why}\n" for lab, v, why in zip(labels, r.verdicts, r.reasons))
+                text += "".join(f"  - {lab}: {v}: {why}\n"
+                                for lab, v, why in zip(labels, r.verdicts, r.reasons, strict=True))
     return text
