@@ -85,3 +85,21 @@ def test_another_chunk_is_timed_again(measured):
     cal.method(problem, est, ["logits"], dev, chunk=8)
     cal.method(problem, est, ["logits"], dev, chunk=16)
     assert cal.timed == 2
+
+
+def test_a_run_that_fits_one_chunk_is_not_timed(tmp_path, measured):
+    """n = 40 draws in chunks of 64: the whole run is one vmap call, so nothing is timed."""
+    cal = Calibration()
+    plan = _sweep(tmp_path / "auto", n=40, cal=cal, chunk=64)
+    assert measured == [] and cal.timed == 0
+    for run in plan.runs:
+        head = store.read_header(run.path)
+        assert (head["method"], head["method_requested"]) == ("vmap", "auto")
+    forced = _sums(_sweep(tmp_path / "vmap", n=40, method="vmap", chunk=64))
+    for spec, sums in _sums(plan).items():
+        np.testing.assert_array_equal(sums, forced[spec], err_msg=spec)
+
+
+def test_a_run_past_one_chunk_is_still_timed(tmp_path, measured):
+    _sweep(tmp_path, n=65, cal=Calibration(), chunk=64)
+    assert sorted(family(s) for s in measured) == ["gr-mc", "rf"]

@@ -111,9 +111,14 @@ class DrawPath:
 
 def plan_draws(problem: Problem, est: Estimator, names: Sequence[str], *, chunk: int | None = None,
                max_memory: int | None = None, method: str = "auto",
-               calibration: Calibration | None = None) -> DrawPath:
+               calibration: Calibration | None = None, draws: int | None = None) -> DrawPath:
     """The :class:`DrawPath` of a prepared problem: sizes the chunks and chooses the path (``auto``
-    runs, or reuses, a calibration) once."""
+    runs, or reuses, a calibration) once.
+
+    ``draws``: how many draws the path will compute (a run's n), where known. When they fit in one
+    chunk, ``auto`` takes vmap without timing: a calibration times a whole chunk through vmap three
+    times, so it would cost more than the run could save (both paths give the same numbers up to
+    rounding)."""
     names = list(names)
     dtype = problem.params[names[0]].dtype
     if not dtype.is_floating_point:
@@ -126,6 +131,8 @@ def plan_draws(problem: Problem, est: Estimator, names: Sequence[str], *, chunk:
             _REFUSED.add(refusal)
             print(refusal, file=sys.stderr)
         return DrawPath(problem, est, tuple(names), dev, sizer, "loop", method, refusal)
+    if method == "auto" and draws is not None and int(draws) <= sizer.size:
+        return DrawPath(problem, est, tuple(names), dev, sizer, "vmap", method)
     chosen = choose_method(dev, method, problem, est, names, sizer.size, calibration)
     return DrawPath(problem, est, tuple(names), dev, sizer, chosen, method)
 
