@@ -12,9 +12,9 @@ from biasvar.engine import calibration as cal_mod
 from biasvar.engine import executors
 from biasvar.engine.calibration import Calibration, family
 from biasvar.estimators import build
-from biasvar.spec import parse_spec
 from biasvar.problems.toy import ToyCat
 from biasvar.snapshot import snapshot_of
+from biasvar.spec import parse_spec
 
 GRID = ["gr-mc(t=0.1,M=10)", "gr-mc(t=0.5,M=10)", "gr-mc(t=2,M=10)"]
 
