@@ -547,7 +547,7 @@ def test_every_writer_on_a_full_disk_is_one_line_and_leaves_the_old_file(snap, w
     monkeypatch.setattr(atomic.os, "replace", full)
     for name, args in _writers(snap, runs, wide, out).items():
         r = invoke(*args)
-        line = _error_line(r) if name == "train" else one_error_line(r)  # train prints its epochs first
+        line = one_error_line(r)  # train too: the refusal comes before any epoch line
         assert "no space left on the device of" in line, (name, line)
         assert {**_tree(out), **_tree(wide)} == before, name  # nothing changed, no temporary file left
     monkeypatch.setattr(atomic.os, "replace", real_replace)
@@ -580,7 +580,7 @@ def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, 
             pass
     before = {**_tree(out), **_tree(wide)}
     for name, args in _writers(snap, runs, wide, out).items():
-        line = _error_line(invoke(*args))
+        line = one_error_line(invoke(*args))
         assert f"no space left on the device of {small_disk}" in line, (name, line)
         assert {**_tree(out), **_tree(wide)} == before, name
     filler.unlink()
@@ -589,6 +589,40 @@ def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, 
         r = invoke(*args)
         assert r.exit_code == 0, (name, r.output)
     assert not any((out / name).read_bytes().startswith(b"the old") for name in ("s.pt", "t.pt", "r.md", "p.png"))
+
+
+def test_train_on_a_full_disk_refuses_before_its_first_step(tmp_path, monkeypatch):
+    """The room for the snapshot (and the --save-at ones) is checked first: the refusal is the only line."""
+    import importlib
+
+    from biasvar import atomic
+
+    train = importlib.import_module("biasvar.train")
+
+    steps = []
+    real = train._Loop.epoch
+    monkeypatch.setattr(train._Loop, "epoch", lambda self, *a: steps.append(1) or real(self, *a))
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 0)
+    r = invoke("train", "--model", "toy-cat", "--epochs", "3", "--save-at", "1,2", "--out", tmp_path / "t.pt")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and f"no space left on the device of {tmp_path} for t.pt" in line, line
+    assert steps == [] and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 100 << 20)
+    r = invoke("train", "--model", "toy-cat", "--epochs", "2", "--out", tmp_path / "t.pt")
+    assert r.exit_code == 0 and steps == [1, 1], r.output
+
+
+def test_the_snapshot_size_estimate_covers_the_file(tmp_path):
+    from biasvar.problems.toy import ToyCat
+    from biasvar.problems.vae import VAE
+    from biasvar.train import snapshot_bytes, train
+
+    toy = ToyCat()
+    snap = train(toy, epochs=5, steps_per_epoch=2, out=tmp_path / "toy.pt")
+    assert Path(snap.path).stat().st_size <= snapshot_bytes(toy, 5)
+    vae = VAE(vars=4, categories=8, hidden=(64,))
+    size = save_snapshot(tmp_path / "vae.pt", vae).path
+    assert Path(size).stat().st_size <= snapshot_bytes(vae) <= 2 * Path(size).stat().st_size + 64 * 1024
 
 
 # ------------------------------------------------------------------ memory that runs out during a run
