@@ -1,6 +1,6 @@
 """The engine's calibration (vmap or loop, :mod:`biasvar.engine.calibration`) costs no more than it
-can save (issues 23 item 2 and 26 item 6): a sweep times each estimator family once, and a run that
-fits one chunk is not timed at all; either way the draws are those of the path forced."""
+can save (issues 23 item 2 and 26 item 6): a sweep times each estimator family once, and a run of a
+few chunks is not timed at all; either way the draws are those of the path forced."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from biasvar import engine, store
 from biasvar.engine import calibration as cal_mod
 from biasvar.engine import executors
 from biasvar.engine.calibration import Calibration, family
+from biasvar.engine.draws import UNTIMED_CHUNKS
 from biasvar.estimators import build
 from biasvar.problems.toy import ToyCat
 from biasvar.snapshot import snapshot_of
@@ -87,19 +88,21 @@ def test_another_chunk_is_timed_again(measured):
     assert cal.timed == 2
 
 
-def test_a_run_that_fits_one_chunk_is_not_timed(tmp_path, measured):
-    """n = 40 draws in chunks of 64: the whole run is one vmap call, so nothing is timed."""
+def test_a_run_of_few_chunks_is_not_timed(tmp_path, measured):
+    """n = 192 draws in chunks of 64 (UNTIMED_CHUNKS = 3): timing would cost as much as the run, so
+    nothing is timed and vmap draws the same bits as when forced."""
+    assert UNTIMED_CHUNKS == 3
     cal = Calibration()
-    plan = _sweep(tmp_path / "auto", n=40, cal=cal, chunk=64)
+    plan = _sweep(tmp_path / "auto", n=192, cal=cal, chunk=64)
     assert measured == [] and cal.timed == 0
     for run in plan.runs:
         head = store.read_header(run.path)
         assert (head["method"], head["method_requested"]) == ("vmap", "auto")
-    forced = _sums(_sweep(tmp_path / "vmap", n=40, method="vmap", chunk=64))
+    forced = _sums(_sweep(tmp_path / "vmap", n=192, method="vmap", chunk=64))
     for spec, sums in _sums(plan).items():
         np.testing.assert_array_equal(sums, forced[spec], err_msg=spec)
 
 
-def test_a_run_past_one_chunk_is_still_timed(tmp_path, measured):
-    _sweep(tmp_path, n=65, cal=Calibration(), chunk=64)
+def test_a_run_past_few_chunks_is_still_timed(tmp_path, measured):
+    _sweep(tmp_path, n=193, cal=Calibration(), chunk=64)
     assert sorted(family(s) for s in measured) == ["gr-mc", "rf"]
