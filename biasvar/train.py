@@ -33,6 +33,7 @@ from torch import Tensor
 
 import biasvar
 from biasvar import plugins
+from biasvar.atomic import ensure_room
 from biasvar.device import resolve_device  # one device rule for train and sample
 from biasvar.errors import BiasvarError
 from biasvar.estimators import PlugIn, build
@@ -317,6 +318,8 @@ def train(
     seed = int(seed)
     dataset_info, steps = _set_eval_batch(problem, data, seed=seed, eval_batch_size=int(eval_batch_size),
                                           batch_size=int(batch_size), steps_per_epoch=steps_per_epoch)
+    if out is not None:  # a full disk is refused before the first step, not after the last epoch line
+        ensure_room(out, (1 + len(save_at)) * snapshot_bytes(problem, int(epochs)))
     problem.to(dev)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in problem.params.items()}
     loop = _Loop(problem, est, params, torch.optim.Adam(list(params.values()), lr=float(lr)),
@@ -346,6 +349,15 @@ def train(
     if out is not None:
         return save_snapshot(out, problem, dataset=dataset_info, provenance=_copy(provenance))
     return snapshot_of(problem, dataset=dataset_info, provenance=_copy(provenance))
+
+
+def snapshot_bytes(problem: Problem, epochs: int = 0) -> int:
+    """About the size of ``problem``'s snapshot file after ``epochs`` epochs: its tensors (parameters,
+    evaluation batch, buffers) and a generous allowance for the pickle and the provenance (which
+    keeps a few numbers per epoch)."""
+    tensors = [*problem.params.values(), problem.batch, *(getattr(problem, "buffers", None) or {}).values()]
+    return sum(int(t.numel()) * t.element_size() for t in tensors if isinstance(t, Tensor)) + 64 * 1024 \
+        + 256 * int(epochs)
 
 
 def _set_eval_batch(problem: Problem, data: Any, *, seed: int, eval_batch_size: int, batch_size: int,

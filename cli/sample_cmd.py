@@ -186,6 +186,8 @@ def sweep(
                                        gpus_per_task=gpus_per_task, max_retries=max_retries,
                                        connect_timeout=connect_timeout)
     run_with.check()  # a Ray address where nothing listens: one line before any planning or writing
+    if hasattr(run_with, "connect"):  # and one where no cluster joins (a proxy): one line before the header
+        run_with.connect()
     if store_only:
         executors.check_store_only(run_with, not no_gram)
     plan = engine.plan_sweep(snap, sw.specs, reference=sw.reference, n=sw.n, reference_n=sw.reference_n,

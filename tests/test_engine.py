@@ -469,11 +469,11 @@ def test_a_run_is_planned_once(tmp_path, monkeypatch):
     calls: dict[str, int] = {}
     for owner, name in ((spec_mod, "_split"), (Problem, "to"), (draws, "make_sizer"), (calibration, "_measure")):
         _count(monkeypatch, owner, name, calls)
-    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10,
-                      calibration=engine.Calibration())
+    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10, chunk=8,
+                      calibration=engine.Calibration())  # 5 chunks: timed (a run of 3 or fewer is not)
     assert calls == {"_split": 1, "to": 1, "make_sizer": 1, "_measure": 1}
     calls.clear()  # a complete run: planned, found complete, neither sized nor calibrated
-    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10,
+    engine.sample_run(snap, "gr-mc(t=0.5,M=3)", n=40, seed=0, runs_dir=tmp_path / "a", block_size=10, chunk=8,
                       calibration=engine.Calibration())
     assert calls == {"_split": 1, "to": 1}
     calls.clear()  # a sweep of two runs in 4 shards each: once per run, not per shard

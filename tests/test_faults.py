@@ -76,3 +76,18 @@ def test_limits_memory_refused_and_damaged_files_not_extended(tmp_path):
     out = fl.damaged_not_extended(tmp_path / "d", 2, random.Random(2), snap, sid, ref)
     assert out == {"damaged (block sums) not extended: one line, not a byte written": 1,
                    "damaged (metadata) not extended: one line, not a byte written": 1}, out
+
+
+def test_a_refusal_counts_as_one_line_only_when_nothing_precedes_it():
+    """The limits study's rule: a refusal before any work is the only line printed (issue 26)."""
+    import subprocess
+
+    from biasvar.studies.faults_limits import one_line
+
+    def done(out, code=1):
+        return subprocess.CompletedProcess([], code, stdout=out, stderr="")
+
+    alone, after = done("error: no space left on the device of /x\n"), done("zgr 0/40\nerror: no space left on /x\n")
+    assert one_line(alone, "no space", only=True) and one_line(after, "no space")
+    assert not one_line(after, "no space", only=True)
+    assert not one_line(done("error: no space\nTraceback\n"), "no space") and not one_line(done("error: x", 2), "x")

@@ -260,6 +260,87 @@ def test_an_address_where_something_else_listens_is_one_line_in_seconds(snap, tm
         assert time.monotonic() - start < 15 and not (tmp_path / "r").exists()
 
 
+class _FakeHttp2:
+    """A listener that answers HTTP/2's connection preface with a SETTINGS frame, as gRPC (and Ray's GCS)
+    does, and then nothing a Ray client understands: what this sandbox's proxy does on any address."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _talk(conn):
+        with conn:
+            try:
+                conn.recv(24)
+                conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
+                while conn.recv(4096):  # read whatever comes, answer nothing
+                    pass
+            except OSError:
+                pass
+
+    def close(self):
+        self.srv.close()
+
+
+def test_an_http2_service_that_is_not_ray_is_one_quiet_line_within_the_timeout(snap, tmp_path):
+    """The preface probe passes (it speaks HTTP/2), so the join itself is tried: in a child process,
+    killed at the connect timeout, its output kept back. Before, Ray's join retried for ~25 s and printed
+    ~20 warnings after the sweep's header."""
+    import time
+
+    from biasvar.engine import executors
+    from biasvar.errors import BiasvarError
+
+    pytest.importorskip("ray")
+    fake = _FakeHttp2()
+    try:
+        executors.probe(f"127.0.0.1:{fake.port}", 2)  # passes: the probe alone cannot tell
+        start = time.monotonic()
+        r = invoke("sweep", "--snapshot", snap.path, "--estimators", "zgr", "--n", "40", "--executor", "ray",
+                   "--address", f"127.0.0.1:{fake.port}", "--connect-timeout", "2", "--runs-dir", tmp_path / "r")
+        took = time.monotonic() - start
+        line = one_error_line(r)  # nothing of Ray's, no header before it
+        assert r.exit_code == 1 and f"something answers at 127.0.0.1:{fake.port}" in line, line
+        assert "no Ray cluster joined within 2 s (--connect-timeout)" in line, line
+        assert took < 40 and not (tmp_path / "r").exists(), took
+        assert fake.connections >= 2  # the probe's, and the child's join
+        with pytest.raises(BiasvarError, match="no Ray cluster joined within 1 s"):
+            executors.trial_join(f"127.0.0.1:{fake.port}", 1)
+    finally:
+        fake.close()
+
+
+def test_a_join_that_fails_names_the_error(monkeypatch):
+    from biasvar.engine import executors
+    from biasvar.errors import BiasvarError
+
+    monkeypatch.setattr(executors, "_TRIAL_JOIN", "import sys\nprint('imported', flush=True)\n"
+                        "sys.stderr.write('noise\\nConnectionError: the GCS said no\\nmore noise\\n')\nsys.exit(1)\n")
+    with pytest.raises(BiasvarError, match="Ray cluster at h:1: ConnectionError: the GCS said no"):
+        executors.trial_join("h:1", 5)
+    monkeypatch.setattr(executors, "_TRIAL_JOIN", "print('imported', flush=True)\n")
+    executors.trial_join("h:1", 5)  # joined: nothing to say
+
+
 def test_an_address_that_does_not_answer_in_time_is_refused_naming_the_timeout(monkeypatch):
     from biasvar.engine import executors
     from biasvar.errors import BiasvarError
@@ -547,7 +628,7 @@ def test_every_writer_on_a_full_disk_is_one_line_and_leaves_the_old_file(snap, w
     monkeypatch.setattr(atomic.os, "replace", full)
     for name, args in _writers(snap, runs, wide, out).items():
         r = invoke(*args)
-        line = _error_line(r) if name == "train" else one_error_line(r)  # train prints its epochs first
+        line = one_error_line(r)  # train too: the refusal comes before any epoch line
         assert "no space left on the device of" in line, (name, line)
         assert {**_tree(out), **_tree(wide)} == before, name  # nothing changed, no temporary file left
     monkeypatch.setattr(atomic.os, "replace", real_replace)
@@ -580,7 +661,7 @@ def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, 
             pass
     before = {**_tree(out), **_tree(wide)}
     for name, args in _writers(snap, runs, wide, out).items():
-        line = _error_line(invoke(*args))
+        line = one_error_line(invoke(*args))
         assert f"no space left on the device of {small_disk}" in line, (name, line)
         assert {**_tree(out), **_tree(wide)} == before, name
     filler.unlink()
@@ -589,6 +670,40 @@ def test_every_writer_on_a_full_tmpfs_is_one_line_and_leaves_the_old_file(snap, 
         r = invoke(*args)
         assert r.exit_code == 0, (name, r.output)
     assert not any((out / name).read_bytes().startswith(b"the old") for name in ("s.pt", "t.pt", "r.md", "p.png"))
+
+
+def test_train_on_a_full_disk_refuses_before_its_first_step(tmp_path, monkeypatch):
+    """The room for the snapshot (and the --save-at ones) is checked first: the refusal is the only line."""
+    import importlib
+
+    from biasvar import atomic
+
+    train = importlib.import_module("biasvar.train")
+
+    steps = []
+    real = train._Loop.epoch
+    monkeypatch.setattr(train._Loop, "epoch", lambda self, *a: steps.append(1) or real(self, *a))
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 0)
+    r = invoke("train", "--model", "toy-cat", "--epochs", "3", "--save-at", "1,2", "--out", tmp_path / "t.pt")
+    line = one_error_line(r)
+    assert r.exit_code == 1 and f"no space left on the device of {tmp_path} for t.pt" in line, line
+    assert steps == [] and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 100 << 20)
+    r = invoke("train", "--model", "toy-cat", "--epochs", "2", "--out", tmp_path / "t.pt")
+    assert r.exit_code == 0 and steps == [1, 1], r.output
+
+
+def test_the_snapshot_size_estimate_covers_the_file(tmp_path):
+    from biasvar.problems.toy import ToyCat
+    from biasvar.problems.vae import VAE
+    from biasvar.train import snapshot_bytes, train
+
+    toy = ToyCat()
+    snap = train(toy, epochs=5, steps_per_epoch=2, out=tmp_path / "toy.pt")
+    assert Path(snap.path).stat().st_size <= snapshot_bytes(toy, 5)
+    vae = VAE(vars=4, categories=8, hidden=(64,))
+    size = save_snapshot(tmp_path / "vae.pt", vae).path
+    assert Path(size).stat().st_size <= snapshot_bytes(vae) <= 2 * Path(size).stat().st_size + 64 * 1024
 
 
 # ------------------------------------------------------------------ memory that runs out during a run

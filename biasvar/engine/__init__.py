@@ -47,9 +47,10 @@ overhead); on the Fig. 1 VAE, whose Bernoulli NLL is written as ``softplus(l) - 
 fused rule for ``binary_cross_entropy_with_logits``), vmap and the loop are within 0.97-1.17x on
 an idle machine with two threads (both do the same matmuls). Since the margin depends on the
 problem, the estimator and the machine's load, ``method="auto"`` takes the faster path per
-(problem, estimator, device) from a short calibration (:mod:`biasvar.engine.calibration`, kept
-by a :class:`Calibration` object: a sweep's own, else the process's); smaller chunks are slightly
-faster on the CPU, hence its 512 MiB default budget.
+(problem, estimator family, device, chunk) from a short calibration (:mod:`biasvar.engine.calibration`,
+kept by a :class:`Calibration` object: a sweep's own, else the process's), except for a run of at
+most :data:`~biasvar.engine.draws.UNTIMED_CHUNKS` chunks, which takes vmap untimed; smaller chunks
+are slightly faster on the CPU, hence its 512 MiB default budget.
 """
 
 from biasvar.device import resolve_device, resolve_dtype

@@ -1,8 +1,11 @@
 """Which gradient path is faster here: a short measurement of vmap against the per-draw loop,
 remembered by a :class:`Calibration` object.
 
-``method="auto"`` asks :meth:`Calibration.method` once per (problem, estimator, parameters, device,
-dtype, thread count, chunk size): it times one chunk of the size the engine will use through vmap
+``method="auto"`` asks :meth:`Calibration.method` once per (problem, estimator family, parameters,
+device, dtype, thread count, chunk size): the estimators of one family (``gr-mc`` at every t and M)
+share one measurement where their chunk (which follows the memory budget and the estimator's noise
+per draw) is the same, so a sweep of a family's grid calibrates once. It times one chunk of the
+size the engine will use through vmap
 and a few draws (at most :data:`LOOP_DRAWS`) through the loop, interleaved, on draw indices no run
 uses, and answers ``"loop"`` only when the loop's time per draw is lower by more than
 :data:`MARGIN` (so a tie stays on vmap, whose chunks are the engine's default). Both paths compute
@@ -37,13 +40,19 @@ CUDA_DRAWS = 64  # vmap chunk timed on CUDA, whose chunk sizer grows from 1 draw
 Paths = Mapping[str, Callable[..., torch.Tensor]]
 
 
-def _key(problem: Any, spec: str, names: Sequence[str], device: torch.device, dtype: torch.dtype,
+def family(spec: Any) -> str:
+    """The family an estimator spec (or its canonical string) belongs to: the part before ``(``
+    (``gr-mc(M=100,t=0.1)`` -> ``gr-mc``; a plug-in's import path or registered name)."""
+    return str(spec).split("(", 1)[0]
+
+
+def _key(problem: Any, fam: str, names: Sequence[str], device: torch.device, dtype: torch.dtype,
          m: int) -> tuple:
     try:
         desc = json.dumps(problem.describe(), sort_keys=True, default=str)
     except Exception:  # noqa: BLE001 - an undescribable problem is keyed by its type and size
         desc = type(problem).__name__
-    return (desc, int(problem.dim), spec, tuple(names), str(device), str(dtype), torch.get_num_threads(), m)
+    return (desc, int(problem.dim), fam, tuple(names), str(device), str(dtype), torch.get_num_threads(), m)
 
 
 def _sync(device: torch.device) -> None:
@@ -52,11 +61,13 @@ def _sync(device: torch.device) -> None:
 
 
 class Calibration:
-    """The measured choice of vmap or loop per case; each case is timed once per object."""
+    """The measured choice of vmap or loop per case; each case is timed once per object
+    (:attr:`timed` counts the measurements made)."""
 
     def __init__(self) -> None:
         self._found: dict[tuple, tuple[str, dict[str, float]]] = {}
         self._lock = threading.Lock()
+        self.timed = 0
 
     def method(self, problem: Any, est: Any, names: Sequence[str], device: torch.device, *, chunk: int = 8,
                rounds: int = 2, paths: Paths | None = None) -> str:
@@ -72,17 +83,19 @@ class Calibration:
         m = max(1, min(int(chunk), MAX_DRAWS)) if device.type == "cpu" else CUDA_DRAWS
         dtype = problem.params[names[0]].dtype
         spec = str(est.spec)
-        key = _key(problem, spec, names, device, dtype, m)
+        key = _key(problem, family(spec), names, device, dtype, m)
         with self._lock:
             if key not in self._found:
                 self._found[key] = _measure(problem, est, names, device, dtype, spec, m, rounds, paths)
+                self.timed += 1
             return self._found[key][0]
 
     def measurement(self, problem: Any, spec: str, names: Sequence[str],
                     device: torch.device) -> dict[str, Any] | None:
-        """The measurement behind a choice (seconds per draw of each path), for reports."""
+        """The measurement behind a choice (seconds per draw of each path, measured on the first
+        estimator of ``spec``'s family asked about), for reports."""
         for key, (choice, best) in self._found.items():
-            if key[1:4] == (int(problem.dim), spec, tuple(names)) and key[4] == str(device):
+            if key[1:4] == (int(problem.dim), family(spec), tuple(names)) and key[4] == str(device):
                 return {"choice": choice, "vmap_s": best["vmap"], "loop_s": best["loop"], "chunk": key[-1]}
         return None
 
@@ -118,4 +131,4 @@ def _measure(problem: Any, est: Any, names: Sequence[str], device: torch.device,
 #: The calibration of the calls that bring none of their own (one per process).
 PROCESS = Calibration()
 
-__all__ = ["CALIBRATION_DRAW", "CUDA_DRAWS", "LOOP_DRAWS", "MARGIN", "MAX_DRAWS", "PROCESS", "Calibration"]
+__all__ = ["CALIBRATION_DRAW", "CUDA_DRAWS", "LOOP_DRAWS", "MARGIN", "MAX_DRAWS", "PROCESS", "Calibration", "family"]

@@ -308,10 +308,63 @@ def _speaks_grpc(conn: socket.socket, timeout: float) -> bool:
     return len(head) == 9 and head[3] == 4
 
 
+#: The trial join run in a child process (see :func:`trial_join`): says when Ray is imported, then joins.
+_TRIAL_JOIN = """
+import sys
+import ray
+print("imported", flush=True)
+ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, configure_logging=False)
+ray.shutdown()
+"""
+RAY_IMPORT_LIMIT_S = 180.0  # seconds a child process is given to import Ray before its join is timed
+
+
+def trial_join(address: str, timeout: float) -> None:
+    """Join the cluster at ``address`` once in a child process, its output kept from the user, and
+    refuse in one line when it has not joined ``timeout`` seconds after importing Ray (the child is
+    killed) or fails. Where something that speaks HTTP/2 but is not Ray answers (a proxy), Ray's own
+    join retries for ~25 s and logs ~20 warnings, deaf to the timeout: this bounds it and keeps it
+    quiet. A cluster that answers is joined by this process right after (a second, quick join).
+
+    Raises:
+        BiasvarError: the join timed out or failed (its last error line named).
+    """
+    import selectors
+    import signal
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _TRIAL_JOIN, address], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+        try:
+            with selectors.DefaultSelector() as sel:
+                assert proc.stdout is not None
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                imported = bool(sel.select(RAY_IMPORT_LIMIT_S)) and proc.stdout.readline().strip() == "imported"
+            try:
+                code = proc.wait(timeout if imported else 5.0)
+            except subprocess.TimeoutExpired:
+                raise BiasvarError(f"something answers at {address}, but no Ray cluster joined within {timeout:g} s "
+                                   "(--connect-timeout); check the address and port (`ray status` on the head "
+                                   "node)") from None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if code != 0:
+            err.seek(0)
+            lines = [line.strip() for line in err.read().splitlines() if line.strip()]
+            last = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else f"exit {code}")
+            raise BiasvarError(f"cannot connect to the Ray cluster at {address}: {last[:300]}")
+
+
 def _connect(ray: Any, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
     if ray.is_initialized():
         return
     probe(address, timeout)
+    if _host_port(address) is not None:  # an explicit address: Ray's join is bounded and quiet only in a child
+        trial_join(str(address), timeout)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -444,6 +497,5 @@ class Ray:
                                f"kept; rerun to redo the rest); first: {failures[0]}")
 
 
-__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_INSTALL", "Executor", "Local", "Ray", "check_store_only", "import_ray",
-           "make_executor",
-           "run_sweep"]
+__all__ = ["EXECUTORS", "FAULT_ENV", "RAY_IMPORT_LIMIT_S", "RAY_INSTALL", "Executor", "Local", "Ray",
+           "check_store_only", "import_ray", "make_executor", "run_sweep", "trial_join"]

@@ -243,7 +243,7 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
     if sharded or not complete:  # the path the engine takes ("auto" is kept as method_requested)
         check_noise_fits(problem, spec, est, dev, max_memory)  # before any draw (a calibration draws)
         draws = plan_draws(problem, est, sel.names, chunk=o.chunk, max_memory=max_memory, method=method,
-                           calibration=calibration)
+                           calibration=calibration, draws=int(n))
         header.update(draws.record())
     return RunPlan(snapshot, spec, est, int(n), int(seed), dataclasses.replace(o, params=params, method=method),
                    problem, sel, dev, path, MappingProxyType(header), draws, path, complete, restart, 0, int(n))

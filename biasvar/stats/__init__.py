@@ -13,23 +13,54 @@
   (:class:`Comparison`), and the check that runs are comparable at all.
 * :mod:`biasvar.stats.contrast`: paired contrasts ``b2_A - b2_B``, ``V_A - V_B`` of two runs
   against one reference (:class:`Contrast`; jackknife-t, the shared reference accounted for).
+
+The package imports its submodules when one of their names is first used (PEP 562), so the code
+that needs only :mod:`~biasvar.stats.moments` (the engine, the run files) does not pay for scipy's
+import (about 2 s): ``from biasvar.stats import compare`` works as before, and ``compare``,
+``contrast`` and ``moments`` name the functions even after their modules are imported.
 """
 
-from biasvar.stats.compare import Comparison, GroupResult, check_compatible, compare, describe_run
-from biasvar.stats.contrast import Contrast, contrast
-from biasvar.stats.gram import PairGram, pair_gram
-from biasvar.stats.intervals import DEFAULT_METHOD, METHODS, Bootstrap, Estimate, PairIntervals, bootstrap_pair
-from biasvar.stats.moments import (
-    Moments,
-    block_moments,
-    group_variance,
-    merge_moments,
-    moments,
-    run_moments,
-    squared_bias,
-    squared_bias_exact,
-    variance,
-)
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+#: every public name, by the submodule that defines it
+_WHERE = {
+    "compare": ("Comparison", "GroupResult", "check_compatible", "compare", "describe_run"),
+    "contrast": ("Contrast", "contrast"),
+    "gram": ("PairGram", "pair_gram"),
+    "intervals": ("DEFAULT_METHOD", "METHODS", "Bootstrap", "Estimate", "PairIntervals", "bootstrap_pair"),
+    "moments": ("Moments", "block_moments", "group_variance", "merge_moments", "moments", "run_moments",
+                "squared_bias", "squared_bias_exact", "variance"),
+}
+_SOURCE = {name: module for module, names in _WHERE.items() for name in names}
+_SHADOWED = frozenset(_SOURCE) & frozenset(_WHERE)  # a function named as its module: the function wins
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the import system binding the submodule: keep the function of that name
+        super().__setattr__(name, value)
+
+
+def __getattr__(name: str) -> Any:
+    module = _SOURCE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCE))
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_METHOD", "METHODS", "Bootstrap", "Comparison", "Contrast", "Estimate", "GroupResult", "Moments",

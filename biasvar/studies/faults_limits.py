@@ -2,7 +2,8 @@
 :mod:`biasvar.studies.faults`: a full disk, memory that is not there, a damaged file, a dead cluster.
 
 Every case runs ``biasvar`` in a child process (a hang is a timeout) on the built-in toy problem and
-counts outcomes; a case passes with exit 1, one ``error:`` line and no traceback, and
+counts outcomes; a case passes with exit 1, one ``error:`` line and no traceback (where the command
+must refuse before any work, the only line it prints: no progress line before it), and
 
 * **full disk, run file** (a tmpfs of random size under the run's, the size estimate skipped so the
   disk fills during the run): the file left ``interrupted`` with the blocks saved, and the same
@@ -17,8 +18,8 @@ counts outcomes; a case passes with exit 1, one ``error:`` line and no traceback
   draws saved, the file ``interrupted``, and the resumed run identical to one never interrupted;
 * **damaged file not extended** (two flipped bytes in a block-sum chunk, or one flipped bit of the
   root group's header): ``sample`` asked for more draws refuses it, the file not changed by a byte;
-* **dead Ray address** (nothing listens at ``127.0.0.1:1``; an unroutable ``10.255.255.1``): one line
-  within the connect timeout (2 s) plus start-up.
+* **dead Ray address** (nothing listens at ``127.0.0.1:1``; ``10.255.255.1:6379``, where this sandbox's
+  proxy answers HTTP/2 but is not Ray): one line within the connect timeout (2 s) plus start-up.
 
 The tmpfs cases need ``mount`` (root); elsewhere they are counted as skipped.
 """
@@ -66,11 +67,13 @@ def _cli(args: list[Any], cwd: Path) -> tuple[subprocess.CompletedProcess, float
     return _run(["-m", "biasvar_cli.main"], args, cwd)
 
 
-def one_line(r: subprocess.CompletedProcess, words: str) -> bool:
-    """Exit 1, one ``error:`` line holding ``words`` (after progress lines at most), no traceback."""
-    errors = [line for line in (r.stderr + r.stdout).splitlines() if line.startswith("error:")]
+def one_line(r: subprocess.CompletedProcess, words: str, *, only: bool = False) -> bool:
+    """Exit 1, one ``error:`` line holding ``words``, no traceback; with ``only``, nothing else printed
+    (a refusal before any work: no progress line before it), else after progress lines at most."""
+    lines = [line for line in (r.stderr + r.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
     return (r.returncode == 1 and "Traceback" not in r.stderr + r.stdout and len(errors) == 1
-            and words in errors[0])
+            and words in errors[0] and (not only or len(lines) == 1))
 
 
 def _tree(folder: Path) -> dict[str, str]:
@@ -120,7 +123,7 @@ def full_disk_runs(work: Path, trials: int, rng: random.Random, snap: Path, sid:
                 continue
             args = _sample_args(snap, disk / "runs")
             r, _ = _cli(args, work)
-            refused = one_line(r, "not enough space in") and not list(disk.rglob("*.h5"))
+            refused = one_line(r, "not enough space in", only=True) and not list(disk.rglob("*.h5"))
             out["full disk, run file: refused before any draw, no file" if refused else
                 "full disk, run file: NOT refused before drawing"] += 1
             r, _ = _run(["-c", _WITHOUT_ESTIMATE], args, work)
@@ -163,7 +166,7 @@ def full_disk_writers(work: Path, snap: Path, runs: Path, wide: Path) -> Counter
         }
         for name, args in writers.items():
             r, _ = _cli(args, work)
-            ok = one_line(r, "no space left on the device of") and _tree(disk) == before
+            ok = one_line(r, "no space left on the device of", only=True) and _tree(disk) == before
             out[f"full disk, {name}: one line, old files unchanged" if ok else f"full disk, {name}: NOT ok"] += 1
     return out
 
@@ -176,7 +179,7 @@ def memory_refused(work: Path, trials: int, rng: random.Random) -> Counter:
         r, dt = _cli(["sample", "--problem", "toy-cat", "-e", f"gr-mc(t=0.5,M={m})", "--n", "100",
                       "--runs-dir", work / f"mem{t}"], work)
         slowest = max(slowest, dt)
-        ok = one_line(r, "the largest M that fits is") and not (work / f"mem{t}").exists()
+        ok = one_line(r, "the largest M that fits is", only=True) and not (work / f"mem{t}").exists()
         out["memory refused: one line naming the largest M, nothing written" if ok else "memory refused: NOT ok"] += 1
     out["memory refused: slowest s"] = round(slowest, 1)
     return out
@@ -233,7 +236,7 @@ def damaged_not_extended(work: Path, trials: int, rng: random.Random, snap: Path
         _flip(path, rng, how)
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         r, _ = _cli(_sample_args(snap, runs, n=2 * LIMIT_N), work)
-        ok = one_line(r, "is damaged") and hashlib.sha256(path.read_bytes()).hexdigest() == before
+        ok = one_line(r, "is damaged", only=True) and hashlib.sha256(path.read_bytes()).hexdigest() == before
         out[f"damaged ({how}) not extended: one line, not a byte written" if ok else
             f"damaged ({how}): NOT ok"] += 1
     return out
@@ -250,7 +253,7 @@ def dead_ray(work: Path, snap: Path) -> Counter:
         runs = work / address.replace(":", "-")
         r, dt = _cli(["sweep", "--snapshot", snap, "--estimators", "zgr", "--n", "40", "--executor", "ray",
                       "--address", address, "--connect-timeout", "2", "--runs-dir", runs], work)
-        ok = one_line(r, "Ray cluster") and dt < 30 and not runs.exists()
+        ok = one_line(r, "Ray cluster", only=True) and dt < 30 and not runs.exists()
         lines = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
         errors = sum(line.startswith("error:") for line in lines)
         written = sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file()) if runs.exists() else []
