@@ -47,11 +47,19 @@ SOURCE = r"""
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define GRMC_X86 1
+#endif
 
 namespace {
 using Vec = at::vec::Vectorized<float>;
 using IVec = at::vec::Vectorized<int32_t>;
 constexpr int64_t V = Vec::size();
+
+inline float hsum(const Vec& v) {  // (Vectorized::reduce_add does not compile in the portable build)
+  return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, v);
+}
 
 inline IVec mix(IVec x) {  // lowbias32 on int32 lanes: arithmetic shifts masked to logical ones
   x = x ^ ((x >> IVec(16)) & IVec(0xFFFF));
@@ -106,7 +114,7 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
         const Vec v = Vec::loadu(e + m * KT) * (ip * Vec(1.0f / e[m * KT + ix])) + one;
         Vec w = twice ? inv_power(v, twice) : (v.log() * cf).exp();
         w = Vec::blendv(w, one, isx);
-        (w * Vec(1.0f / w.reduce_add())).store(s + m * KT);
+        (w * Vec(1.0f / hsum(w))).store(s + m * KT);
       }
     } else {
     for (int64_t m = 0; m < M; ++m) {  // s_m = w / sum(w)
@@ -122,7 +130,7 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
       sr[ix] = 1.0f;
       Vec tot(0.0f);
       for (int64_t k0 = 0; k0 < K; k0 += V) tot = tot + Vec::loadu(sr + k0, std::min(V, K - k0));
-      const Vec inv(1.0f / tot.reduce_add());
+      const Vec inv(1.0f / hsum(tot));
       for (int64_t k0 = 0; k0 < K; k0 += V) {
         const int64_t n = std::min(V, K - k0);
         (Vec::loadu(sr + k0, n) * inv).store(sr + k0, n);
@@ -159,7 +167,7 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
         const int64_t n = std::min(V, K - l0);
         const Vec c = Vec::loadu(cacc.data() + k * K + l0, n) / Vec(fm);
         c.store(Cb + k * K + l0, n);
-        t += (n == V ? c : Vec::loadu(Cb + k * K + l0, n)).reduce_add();
+        t += hsum(n == V ? c : Vec::loadu(Cb + k * K + l0, n));
       }
       S[b * K + k] = t;
     }
@@ -169,10 +177,19 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
 
 extern "C" int grmc_counter_rows(const float* logp, const int64_t* idx, int64_t rows, int64_t M, int64_t K,
                                  int32_t hd, int64_t el0, float coef, int64_t twice, float* S, float* C) {
+#ifdef GRMC_X86
+  // weights below float's normal range (small t) are flushed to 0 instead of taking the slow
+  // subnormal path: their share of a row sum >= 1 is below 1e-37 (this thread's MXCSR, restored)
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040u);
+#endif
   if (K == V)
     rows_impl<V>(logp, idx, rows, M, K, hd, el0, coef, twice, S, C);
   else
     rows_impl<0>(logp, idx, rows, M, K, hd, el0, coef, twice, S, C);
+#ifdef GRMC_X86
+  _mm_setcsr(csr);
+#endif
   return 0;
 }
 """
