@@ -137,9 +137,12 @@ def counter_moments(logp: Tensor, y: Tensor, counter: Tensor, t: float, M: int, 
         raise RuntimeError("gr-mc: the native CPU kernel is not available here (float32 on a CPU, a C++ compiler)")
     if fn is not None and n:
         twice = grmc_native.twice_power_of(t, MAX_POWER)
-        lp, words = logp.contiguous(), ctr[:, 0].tolist()
-        for i in range(n):
-            grmc_native.counter_rows(fn, lp[i], idx[i], int(words[i]), int(ctr[i, 1]), t, int(M), twice, S[i], C[i])
+        words, offsets = ctr[:, 0].tolist(), ctr[:, 1].tolist()
+        # draws of one request share the element offset: one call, each row's element words made once
+        groups = [range(n)] if len(set(offsets)) == 1 else [range(i, i + 1) for i in range(n)]
+        for g in groups:
+            grmc_native.counter_rows(fn, logp[g.start:g.stop], idx[g.start:g.stop], words[g.start:g.stop],
+                                     int(offsets[g.start]), t, int(M), twice, S[g.start:g.stop], C[g.start:g.stop])
         return S, C
     rows = max(1, BLOCK_ELEMENTS // (int(M) * K))
     for i in range(n):

@@ -97,26 +97,32 @@ inline Vec inv_power(Vec v, int64_t twice) {  // v^(-twice/2): the products of g
 }
 
 template <int64_t KT>
-void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, int64_t Kr, int32_t hd, int64_t el0,
-               float coef, int64_t twice, float* S, float* C) {
+void rows_impl(const float* logp, const int64_t* idx, int64_t n_draws, int64_t R, int64_t b0, int64_t b1, int64_t M,
+               int64_t Kr, const int32_t* hd, int64_t el0, float coef, int64_t twice, float* S, float* C) {
   const int64_t K = KT ? KT : Kr, MK = M * K;
   std::vector<float> ebuf(MK + V), sbuf(MK + V), invp(K + V), cacc(K * K);
+  std::vector<int32_t> hbuf(MK + V);
   float* e = ebuf.data();
   float* s = sbuf.data();
-  const IVec hdv(hd), cel(static_cast<int32_t>(0x85EBCA6Bu));
+  int32_t* he = hbuf.data();
+  const IVec cel(static_cast<int32_t>(0x85EBCA6Bu));
   const Vec top(1.0f - 0.5f * 1.1920928955078125e-07f), half(0.5f), scale(5.9604644775390625e-08f), one(1.0f),
       cf(coef);
-  for (int64_t b = 0; b < rows; ++b) {
-    const float* lp = logp + b * K;
-    const int64_t ix = idx[b];
+  for (int64_t b = b0; b < b1; ++b) {
     const int32_t base = static_cast<int32_t>(el0 + b * MK);
+    for (int64_t j = 0; j < MK; j += V)  // the element words mix(element ^ c): the same for every draw
+      mix(IVec::arange(base + static_cast<int32_t>(j), 1) ^ cel).store(he + j, std::min(V, MK - j));
+   for (int64_t i = 0; i < n_draws; ++i) {
+    const int64_t row = i * R + b;
+    const float* lp = logp + row * K;
+    const int64_t ix = idx[row];
+    const IVec hdv(hd[i]);
     for (int64_t k0 = 0; k0 < K; k0 += V) {
       const int64_t n = std::min(V, K - k0);
       (Vec::loadu(lp + k0, n).neg()).exp().store(invp.data() + k0, n);
     }
     for (int64_t j = 0; j < MK; j += V) {  // E = -log U of the row's M x K numbers
-      IVec a = hdv ^ mix(IVec::arange(base + static_cast<int32_t>(j), 1) ^ cel);
-      a = mix(a);
+      const IVec a = mix(hdv ^ IVec::loadu(he + j, std::min(V, MK - j)));
       Vec u = at::vec::convert<float>((a >> IVec(8)) & IVec(0xFFFFFF));
       u = at::vec::minimum((u + half) * scale, top);
       GRMC_LOG_U35(u).neg().store(e + j, std::min(V, MK - j));
@@ -151,7 +157,7 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
       }
     }
     }
-    float* Cb = C + b * K * K;
+    float* Cb = C + row * K * K;
     if constexpr (KT == V) {  // C = sum_m s_m s_m^T in registers
       Vec acc[KT];
       for (int64_t k = 0; k < KT; ++k) acc[k] = Vec(0.0f);
@@ -183,14 +189,18 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t rows, int64_t M, i
         c.store(Cb + k * K + l0, n);
         t += hsum(n == V ? c : Vec::loadu(Cb + k * K + l0, n));
       }
-      S[b * K + k] = t;
+      S[row * K + k] = t;
     }
+   }
   }
 }
 }  // namespace
 
-extern "C" int grmc_counter_rows(const float* logp, const int64_t* idx, int64_t rows, int64_t M, int64_t K,
-                                 int32_t hd, int64_t el0, float coef, int64_t twice, float* S, float* C) {
+// rows b0 .. b1 of n_draws draws: logp [n_draws, R, K], idx [n_draws, R], hd [n_draws] (the draws' words),
+// S [n_draws, R, K], C [n_draws, R, K, K]; row b's numbers are elements el0 + b M K .. of its draw
+extern "C" int grmc_counter_rows(const float* logp, const int64_t* idx, int64_t n_draws, int64_t R, int64_t b0,
+                                 int64_t b1, int64_t M, int64_t K, const int32_t* hd, int64_t el0, float coef,
+                                 int64_t twice, float* S, float* C) {
 #ifdef GRMC_X86
   // weights below float's normal range (small t) are flushed to 0 instead of taking the slow
   // subnormal path: their share of a row sum >= 1 is below 1e-37 (this thread's MXCSR, restored)
@@ -198,9 +208,9 @@ extern "C" int grmc_counter_rows(const float* logp, const int64_t* idx, int64_t 
   _mm_setcsr(csr | 0x8040u);
 #endif
   if (K == V)
-    rows_impl<V>(logp, idx, rows, M, K, hd, el0, coef, twice, S, C);
+    rows_impl<V>(logp, idx, n_draws, R, b0, b1, M, K, hd, el0, coef, twice, S, C);
   else
-    rows_impl<0>(logp, idx, rows, M, K, hd, el0, coef, twice, S, C);
+    rows_impl<0>(logp, idx, n_draws, R, b0, b1, M, K, hd, el0, coef, twice, S, C);
 #ifdef GRMC_X86
   _mm_setcsr(csr);
 #endif
@@ -213,8 +223,9 @@ _FLAGS = {
                "-mavx512bw", "-mfma"],
     "AVX2": ["-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2", "-mavx2", "-mfma"],
 }
-_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32,
-             ctypes.c_int64, ctypes.c_float, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+_ARGTYPES = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+             ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int64,
+             ctypes.c_void_p, ctypes.c_void_p]
 MIN_ROWS_PER_THREAD = 64  # rows of a call split across torch's CPU threads, at least this many each
 
 _lock = threading.Lock()
@@ -284,30 +295,27 @@ def twice_power_of(t: float, max_power: int) -> int:
     return int(p) if p == inv and 1 <= p <= 2 * max_power else 0
 
 
-def counter_rows(fn, logp: Tensor, idx: Tensor, word: int, el0: int, t: float, M: int, twice: int,
+def counter_rows(fn, logp: Tensor, idx: Tensor, words: list[int], el0: int, t: float, M: int, twice: int,
                  S: Tensor, C: Tensor) -> None:
-    """Fill ``S`` [R, K] and ``C`` [R, K, K] (float32, contiguous) for logp [R, K] (float32) and the
-    sampled classes idx [R] (int64), the rows' uniforms being elements ``el0 ..`` of the draw with
-    32-bit word ``word`` (each row M x K numbers, in order)."""
+    """Fill ``S`` [n, R, K] and ``C`` [n, R, K, K] (float32, contiguous) for logp [n, R, K] (float32)
+    and the sampled classes idx [n, R] (int64) of n draws whose 32-bit words are ``words``, row ``b``'s
+    uniforms being elements ``el0 + b M K ..`` of its draw (M x K numbers, in order). A row's result
+    depends on its own inputs only; the rows are split across torch's CPU threads."""
     global _pool
-    R, K = logp.shape
+    n, R, K = logp.shape
     logp, idx = logp.contiguous(), idx.contiguous()
-    hd = word - (1 << 32) if word >= 1 << 31 else word
-    coef = -1.0 / float(t)
-
-    def run(r0: int, r1: int) -> None:
-        if r1 > r0:
-            fn(logp[r0].data_ptr(), idx[r0].data_ptr(), r1 - r0, M, K, hd, el0 + r0 * M * K, coef, twice,
-               S[r0].data_ptr(), C[r0].data_ptr())
-
+    hd = torch.tensor([w - (1 << 32) if w >= 1 << 31 else w for w in words], dtype=torch.int32)
+    args = (logp.data_ptr(), idx.data_ptr(), n, R)
+    tail = (M, K, hd.data_ptr(), el0, -1.0 / float(t), twice, S.data_ptr(), C.data_ptr())
     parts = max(1, min(torch.get_num_threads(), R // MIN_ROWS_PER_THREAD))
-    if parts == 1:
-        run(0, R)
+    if parts == 1 or n == 0:
+        if n:
+            fn(*args, 0, R, *tail)
         return
     with _lock:
         if _pool is None or _pool._max_workers < parts:
             _pool = concurrent.futures.ThreadPoolExecutor(parts, thread_name_prefix="grmc")
         pool = _pool
     step = -(-R // parts)
-    for f in [pool.submit(run, r0, min(R, r0 + step)) for r0 in range(0, R, step)]:
+    for f in [pool.submit(fn, *args, b0, min(R, b0 + step), *tail) for b0 in range(0, R, step)]:
         f.result()
