@@ -108,3 +108,32 @@ def test_compile_switch_off_means_the_torch_path(monkeypatch):
         grmc.counter_moments(logp, y, ctr, 0.1, 8, native=True)
     S, C = grmc.counter_moments(logp, y, ctr, 0.1, 8)  # the torch path answers
     assert_close(S.sum(-1), torch.ones(1, 10))
+
+
+def test_a_forked_child_splits_rows_across_threads_again(native, monkeypatch):
+    """The row threads do not survive a fork: a child (ray and multiprocessing workers) gets a new pool
+    instead of waiting forever on the parent's."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(grmc_native, "MIN_ROWS_PER_THREAD", 4)
+    logp, y, ctr = _inputs(1, 40, 10, 16, seed=3)
+    torch.set_num_threads(2)
+    try:
+        S, _ = grmc.counter_moments(logp, y, ctr, 0.3, 10, native=True)  # the parent's pool now exists
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+
+        def child():
+            torch.set_num_threads(2)  # (a forked child may start with one)
+            q.put(grmc.counter_moments(logp, y, ctr, 0.3, 10, native=True)[0].tolist())
+
+        p = ctx.Process(target=child)
+        p.start()
+        p.join(60)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+    finally:
+        torch.set_num_threads(1)
+    assert not alive, "the child waited on the parent's threads"
+    assert torch.equal(torch.tensor(q.get(timeout=10)), S)

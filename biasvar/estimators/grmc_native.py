@@ -233,6 +233,20 @@ _kernels: dict[str, object] = {}
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
+def _after_fork() -> None:
+    """A forked child has none of the parent's pool threads: start a new pool (and lock) on demand."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def in_use() -> dict[str, bool]:
+    """Capability -> whether its native kernel is loaded in this process (reports; builds nothing)."""
+    return {cap: fn is not None for cap, fn in _kernels.items()}
+
+
 def capability() -> str:
     """The CPU capability torch's kernels use here ("AVX512", "AVX2", or "DEFAULT")."""
     cap = torch.backends.cpu.get_cpu_capability()
