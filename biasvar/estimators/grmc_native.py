@@ -44,7 +44,7 @@ from torch import Tensor
 
 from biasvar import rng
 
-SOURCE = r"""
+_SOURCE = r"""
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/cpu/vec/functional.h>
 #include <algorithm>
@@ -77,9 +77,9 @@ inline float hsum(const Vec& v) {  // (Vectorized::reduce_add does not compile i
 
 inline IVec mix(IVec x) {  // lowbias32 on int32 lanes: arithmetic shifts masked to logical ones
   x = x ^ ((x >> IVec(16)) & IVec(0xFFFF));
-  x = x * IVec(0x7FEB352D);
+  x = x * IVec(static_cast<int32_t>(@M1@u));
   x = x ^ ((x >> IVec(15)) & IVec(0x1FFFF));
-  x = x * IVec(static_cast<int32_t>(0x846CA68Bu));
+  x = x * IVec(static_cast<int32_t>(@M2@u));
   return x ^ ((x >> IVec(16)) & IVec(0xFFFF));
 }
 
@@ -105,7 +105,7 @@ void rows_impl(const float* logp, const int64_t* idx, int64_t n_draws, int64_t R
   float* e = ebuf.data();
   float* s = sbuf.data();
   int32_t* he = hbuf.data();
-  const IVec cel(static_cast<int32_t>(0x85EBCA6Bu));
+  const IVec cel(static_cast<int32_t>(@C_EL@u));
   const Vec top(1.0f - 0.5f * 1.1920928955078125e-07f), half(0.5f), scale(5.9604644775390625e-08f), one(1.0f),
       cf(coef);
   for (int64_t b = b0; b < b1; ++b) {
@@ -217,6 +217,8 @@ extern "C" int grmc_counter_rows(const float* logp, const int64_t* idx, int64_t 
   return 0;
 }
 """
+# the hash constants of biasvar.rng (one definition: a change there is a change here)
+SOURCE = _SOURCE.replace("@M1@", hex(rng._M1)).replace("@M2@", hex(rng._M2)).replace("@C_EL@", hex(rng._C_EL))
 
 _FLAGS = {
     "AVX512": ["-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512", "-mavx512f", "-mavx512dq", "-mavx512vl",
