@@ -8,9 +8,12 @@ engine's noise (``rng.draw_noise``) and vmap gradients per draw, at the engine's
 3200 x 100 x 16 noise numbers: the uniforms (fused and
 plain paths, the int64 implementation this one replaced, ``torch.rand`` of the same count), GR-MC's
 weights kernel (fused with the power for 1/t = 10 and with exp/log, plain), its C = mean s s^T
-product, and the whole counter path of one draw (uniforms made block by block inside GR-MC's op,
-weights, C). Since gr-mc's conditional noise is of kind ``counter``, ``rng.draw_noise`` of a gr-mc
-draw is only its G noise and the address; the uniforms are in the gradients' time.
+product, and the whole counter path of one draw: the native CPU kernel the engine uses
+(:mod:`biasvar.estimators.grmc_native`, at t = 0.1, 2 and 0.0376, and per draw of a chunk of 8 in
+one call) and the torch path it replaced (uniforms made block by block inside GR-MC's op, compiled
+weights, batched C; ``native=False``). Since gr-mc's conditional noise is of kind ``counter``,
+``rng.draw_noise`` of a gr-mc draw is only its G noise and the address; the uniforms are in the
+gradients' time.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 import torch
 
 from biasvar import engine, rng
-from biasvar.estimators import build, grmc
+from biasvar.estimators import build, grmc, grmc_native
 from biasvar.problems.base import noise_requests
 from biasvar.spec import parse_spec
 from biasvar.studies import bench
@@ -97,6 +100,9 @@ def main(out_path: str | None) -> dict:
     coef, power = torch.tensor(-1 / 0.1), grmc.power_of(0.1)
     s = grmc._weights(logp, idx, U, coef, power, True)
     ctr = rng.counter_noise(key, one, 0, B * M * K)
+    y1 = torch.nn.functional.one_hot(idx, K).float()[None]
+    ctr8 = rng.counter_noise(key, torch.arange(8), 0, B * M * K)  # the engine's chunk: 8 draws in one call
+    logp8, y8 = logp.expand(8, B, K), y1.expand(8, B, K)
     fused = {"dynamic": None, "dynamic_dims": {0: (0,), 1: (0,), 2: (0,)}}
     parts = {
         "uniforms_fused": (lambda: rng.uniforms(key, one, B * M * K), 5),
@@ -108,13 +114,21 @@ def main(out_path: str | None) -> dict:
         "weights_fused_exp_log": (lambda: rng._call_compiled("grmc_weights", grmc._weights, logp, idx, U, coef, 0,
                                                              True, **fused), 5),
         "weights_plain": (lambda: grmc._weights(logp, idx, U, coef, power, True), 5),
-        "counter_moments_one_draw": (lambda: grmc.counter_moments(logp[None], torch.nn.functional.one_hot(
-            idx, K).float()[None], ctr, 0.1, M), 5),
+        "counter_moments_one_draw": (lambda: grmc.counter_moments(logp[None], y1, ctr, 0.1, M), 5),
+        "counter_moments_one_draw_torch_path": (lambda: grmc.counter_moments(logp[None], y1, ctr, 0.1, M,
+                                                                             native=False), 5),
+        "counter_moments_one_draw_t2": (lambda: grmc.counter_moments(logp[None], y1, ctr, 2.0, M), 5),
+        "counter_moments_one_draw_t2_torch_path": (lambda: grmc.counter_moments(logp[None], y1, ctr, 2.0, M,
+                                                                                native=False), 5),
+        "counter_moments_one_draw_t0.0376": (lambda: grmc.counter_moments(logp[None], y1, ctr, 0.0376, M), 5),
+        "counter_moments_chunk8_per_draw": (lambda: grmc.counter_moments(logp8, y8, ctr8, 0.1, M), 3),
         "C_product": (lambda: torch.matmul(s.transpose(-1, -2), s), 5),
     }
-    out["one gr-mc draw (3200 x 100 x 16 numbers), ms: [wall, CPU]"] = {
-        name: [best(f, r=r, name=name), CPU_TIMES[name]] for name, (f, r) in parts.items()}
-    out["compiled_kernels"] = {k: v is not None for k, v in rng._compiled.items()}
+    timed = {name: [best(f, r=r, name=name), CPU_TIMES[name]] for name, (f, r) in parts.items()}
+    timed["counter_moments_chunk8_per_draw"] = [v / 8 for v in timed["counter_moments_chunk8_per_draw"]]
+    out["one gr-mc draw (3200 x 100 x 16 numbers), ms: [wall, CPU]"] = timed
+    out["compiled_kernels"] = rng.KERNELS.in_use()
+    out["native_kernel"] = {"capability": grmc_native.capability(), "built": grmc_native.kernel() is not None}
     out["load_average_end"] = list(os.getloadavg())
     out["command"] = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python scripts/noise_components.py " \
         f"{out_path or ''}"

@@ -95,23 +95,24 @@ def _counter_inputs(n=3, R=50, M=40, K=16, dtype=torch.float32, seed=0):
     return logits.log_softmax(-1), y, ctr
 
 
+@pytest.mark.parametrize("native", [False, None])  # the torch path; the native CPU kernel where it builds
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("t", [0.1, 0.3])
-def test_counter_moments_equal_the_moments_of_the_materialized_uniforms(dtype, t, monkeypatch):
+@pytest.mark.parametrize("t", [0.1, 0.3, 2.0])
+def test_counter_moments_equal_the_moments_of_the_materialized_uniforms(dtype, t, native, monkeypatch):
     """Generating the uniforms inside the kernel, block by block, gives GR-MC's moments of the same
     numbers (kind "uniform"); a draw's result does not depend on the other draws of the call."""
     n, R, M, K = 3, 50, 40, 16
     logp, y, ctr = _counter_inputs(n, R, M, K, dtype)
     monkeypatch.setattr(grmc, "BLOCK_ELEMENTS", 7 * M * K)  # several blocks per draw, a short last one
     monkeypatch.setattr(grmc, "FUSED_MIN_ELEMENTS", 1000)  # the compiled kernels, on small blocks
-    S, C = grmc.counter_moments(logp, y, ctr, t, M)
+    S, C = grmc.counter_moments(logp, y, ctr, t, M, native=native)
     U = rng.counter_uniforms(ctr, dtype=dtype).reshape(n * R, M, K)
     S0, C0 = grmc.moments(logp.reshape(n * R, K), y.reshape(n * R, K), U, t, uniform=True)
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
     assert_close(S.reshape(n * R, K), S0, **tol)
     assert_close(C.reshape(n * R, K, K), C0, **tol)
     for i in range(n):  # alone: the same bits
-        Si, Ci = grmc.counter_moments(logp[i:i + 1], y[i:i + 1], ctr[i:i + 1], t, M)
+        Si, Ci = grmc.counter_moments(logp[i:i + 1], y[i:i + 1], ctr[i:i + 1], t, M, native=native)
         assert torch.equal(Si[0], S[i]) and torch.equal(Ci[0], C[i])
 
 
@@ -160,16 +161,47 @@ def test_compiled_kernel_serves_every_chunk_and_view_without_recompiling(monkeyp
     from torch._dynamo.utils import counters
 
     graphs = counters["stats"]["unique_graphs"]
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    for rows in (10, 13, 64, 200, 399):
-        for t in (0.1, 0.3, 0.7):  # 0.3 and 0.7: the same kernel (t is a tensor input)
-            lp = big_logp[400 - rows:]  # a view with an offset
-            noise = U.transpose(0, 1).contiguous().transpose(0, 1)[:rows]  # a view of a permuted base
-            if t == 0.7:  # a contiguous view of the start of a larger tensor (passed without a copy)
-                noise = U.reshape(-1)[: rows * M * K].view(rows, M, K)
-            a = grmc.moments(lp, big_y[400 - rows:], noise, t, uniform=True, fused=True)
-            b = grmc.moments(lp.clone(), big_y[400 - rows:].clone(), noise.clone(), t, uniform=True, fused=False)
-            assert_close(a, b, rtol=2e-5, atol=1e-6)
+    # config.patch, not monkeypatch: undoing a monkeypatch deletes the option from dynamo's config
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for rows in (10, 13, 64, 200, 399):
+            for t in (0.1, 0.3, 0.7):  # 0.3 and 0.7: the same kernel (t is a tensor input)
+                lp = big_logp[400 - rows:]  # a view with an offset
+                noise = U.transpose(0, 1).contiguous().transpose(0, 1)[:rows]  # a view of a permuted base
+                if t == 0.7:  # a contiguous view of the start of a larger tensor (passed without a copy)
+                    noise = U.reshape(-1)[: rows * M * K].view(rows, M, K)
+                a = grmc.moments(lp, big_y[400 - rows:], noise, t, uniform=True, fused=True)
+                b = grmc.moments(lp.clone(), big_y[400 - rows:].clone(), noise.clone(), t, uniform=True,
+                                 fused=False)
+                assert_close(a, b, rtol=2e-5, atol=1e-6)
+    assert rng.KERNELS.kernels.get("grmc_weights") is not None, "the kernel recompiled and was dropped"
+    assert counters["stats"]["unique_graphs"] == graphs  # no new compilation
+
+
+def test_the_compiled_kernel_compiles_once_per_power_across_the_papers_t_grid(monkeypatch):
+    """The Fig. 1 sweep's temperatures (biasvar.presets): t is a tensor input of the compiled weights,
+    so every t whose 1/t is not whole shares one compilation, and the whole grid needs one per
+    distinct power (here 1/t = 100, 1, other) -- no recompilation from one t to the next (dynamo's
+    recompile limit would otherwise turn the kernel eager midway through a sweep)."""
+    if not rng.compile_enabled() or rng.compiled("grmc_weights", grmc._weights, dynamic=None) is None:
+        pytest.skip("no compiler here")
+    from torch._dynamo.utils import counters
+
+    from biasvar.presets import preset_specs
+    from biasvar.spec import parse_spec
+
+    ts = sorted({float(parse_spec(s)["t"]) for s in preset_specs("fig1")[1] if s.startswith("gr-mc")})
+    assert len(ts) >= 8 and {grmc.power_of(t) for t in ts} == {100, 1, 0}
+    monkeypatch.setattr(grmc, "FUSED_MIN_ELEMENTS", 1000)
+    monkeypatch.setattr(grmc, "BLOCK_ELEMENTS", 1 << 14)
+    M, K = 20, 16
+    logp, y, ctr = _counter_inputs(2, 120, M, K)
+    for t in (0.01, 1.0, 0.3):  # one call per power: the compilations the grid needs
+        grmc.counter_moments(logp, y, ctr, t, M, native=False)
+    graphs = counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for t in ts:
+            S, C = grmc.counter_moments(logp, y, ctr, t, M, native=False)
+            assert torch.isfinite(C).all()
     assert rng.KERNELS.kernels.get("grmc_weights") is not None, "the kernel recompiled and was dropped"
     assert counters["stats"]["unique_graphs"] == graphs  # no new compilation
 

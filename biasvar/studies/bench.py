@@ -54,7 +54,7 @@ from biasvar import engine, provenance, rng
 from biasvar.atomic import write_atomic
 from biasvar.device import matmul_precision
 from biasvar.errors import UnsupportedError
-from biasvar.estimators import build
+from biasvar.estimators import build, grmc_native
 from biasvar.names import BENCH_ESTIMATORS
 from biasvar.problems.base import Problem, noise_requests
 from biasvar.spec import parse_spec
@@ -378,7 +378,8 @@ def bench(
     env["gemm_flops_per_s_measured"] = gemms  # at the start and after every round
     env["gemm_flops_per_cpu_s_measured"] = gemms_cpu
     env["compile"] = {"enabled": rng.compile_enabled(),
-                      "kernels": rng.KERNELS.in_use()}  # fused kernels in use
+                      "kernels": rng.KERNELS.in_use(),  # fused kernels in use
+                      "native_kernels": grmc_native.in_use()}  # GR-MC's native CPU kernel, by capability
     return BenchResult(problem=name, problem_description=prob.describe(), dim=prob.dim, device=str(dev),
                        dtype=precision or str(work_dtype).replace("torch.", ""), method=method, environment=env,
                        rows=rows,
