@@ -1,16 +1,19 @@
 """The tables of a ``results/claims-*/README.md``, written from the folder's JSON only (so the README says
 no more than the JSON next to it; ``tests/test_results_readme.py`` checks the tables against it).
 
-    python scripts/claims_cpu_tables.py results/claims-cpu [--ledger subset-ledger] [--order SPEC,SPEC,...]
+    python scripts/claims_cpu_tables.py results/claims-cpu [--ledger subset-ledger] [--order SPEC,SPEC,...] [--fill]
 
-Prints to stdout, between marker lines the README keeps: the runs table (from ``report.json``), the
-ledger's count line and the table of every measured claim (id, verdict, the ledger's own reason).
+Prints to stdout the runs table (from ``report.json``), the ledger's count line and the table of every
+measured claim (id, verdict, the ledger's own reason). ``--fill`` writes them into the folder's README.md
+instead, in place of its tables (each runs to the next blank line) and its first count line; the prose
+around them is left for you to update.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 ORDER = ["rf(M=4)", "zgr", "gs-st(t=0.01)", "gs(t=0.01)", "st", "st(t=2)", "gs-st(t=1)", "gr-mc(M=100,t=0.01)",
@@ -51,15 +54,44 @@ def claims_table(ledger: dict) -> str:
     return "\n".join(lines)
 
 
+def _swap(text: str, start: str, new: str) -> str:
+    """``text`` with the block from ``start`` to the next blank line replaced by ``new``."""
+    a = text.index(start)
+    b = text.find("\n\n", a)
+    return text[:a] + new + text[len(text) if b < 0 else b:]
+
+
+def fill(folder: Path, report: dict, ledger: dict, order: list[str]) -> float:
+    """Write the tables and the count line into ``folder/README.md``; returns the total sampling seconds."""
+    readme = folder / "README.md"
+    table, total = runs_table(report, order)
+    text = _swap(readme.read_text(), "| run | n |", table)
+    text = _swap(text, "| claim | verdict", claims_table(ledger))
+    text = re.sub(r"\d+ claims: \*\*[^*]+\*\*", lambda m: count_line(ledger), text, count=1)
+    readme.write_text(text)
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--ledger", default="subset-ledger")
-    ap.add_argument("--order", default=",".join(ORDER))
+    ap.add_argument("--order", default=None, help="comma-separated specs (default: the claims-cpu.sh order)")
+    ap.add_argument("--fill", action="store_true", help="write the tables into the folder's README.md")
     a = ap.parse_args()
+    if a.order is None:
+        order = ORDER
+    else:
+        from biasvar.presets import split_specs  # the commas inside a spec's parentheses stay
+
+        order = split_specs(a.order)
     report = json.loads((a.folder / "report.json").read_text())
     ledger = json.loads((a.folder / a.ledger / "claims.json").read_text())
-    table, total = runs_table(report, a.order.split(","))
+    if a.fill:
+        total = fill(a.folder, report, ledger, order)
+        print(f"filled {a.folder / 'README.md'}; total sampling {total:,.0f} s of one thread")
+        return
+    table, total = runs_table(report, order)
     print(table)
     print(f"\ntotal sampling: {total:,.0f} s of one thread, {len(report['rows'])} runs\n")
     print(count_line(ledger))
