@@ -81,6 +81,13 @@ def epoch_path(out: str | Path, epoch: int) -> Path:
     return out.with_name(f"{out.stem}-e{int(epoch)}{out.suffix}")
 
 
+def train_state_path(out: str | Path) -> Path:
+    """``ckpt.pt`` -> ``ckpt.train-state.pt``: the training state :func:`train` keeps beside its snapshot
+    (parameters, Adam's moments, the generators and the data order after the last finished epoch)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.train-state{out.suffix}")
+
+
 def build_problem(kind: str, options: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Problem:
     """A fresh problem of ``kind`` (a built-in name or a factory ``module:function``) from keyword
     options (None values dropped), with a clear error naming the options the problem takes when one
@@ -157,17 +164,37 @@ def _step_noise(problem: Problem, est, key, step: int, batch_size: int, dtype, d
     return {node: {k: v[0] for k, v in d.items()} for node, d in noise.items()}
 
 
-def _minibatches(problem: Problem, data: Any, batch_size: int, order_gen: torch.Generator,
-                 binarize_gen: torch.Generator, device: torch.device) -> Iterator[Tensor]:
-    """Endless model inputs: shuffled passes over ``data`` (reshuffled each pass), or ``problem.batch``."""
-    if data is None:
-        while True:
-            yield problem.batch
-    N = int(data.images.shape[0])
-    while True:
-        order = torch.randperm(N, generator=order_gen)
-        for start in range(0, N, batch_size):
-            yield problem.make_batch(data, order[start: start + batch_size], binarize_gen).to(device)
+class _Batches:
+    """Endless model inputs: shuffled passes over ``data`` (reshuffled each pass), or ``problem.batch``.
+
+    Its position (the pass's order and the next start) is part of the training state, so a resumed
+    training draws the same minibatches as one that never stopped."""
+
+    def __init__(self, problem: Problem, data: Any, batch_size: int, order_gen: torch.Generator,
+                 binarize_gen: torch.Generator, device: torch.device) -> None:
+        self.problem, self.data, self.batch_size, self.device = problem, data, int(batch_size), device
+        self.order_gen, self.binarize_gen = order_gen, binarize_gen
+        self.order: Tensor | None = None
+        self.start = 0
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return self
+
+    def __next__(self) -> Tensor:
+        if self.data is None:
+            return self.problem.batch
+        N = int(self.data.images.shape[0])
+        if self.order is None or self.start >= N:
+            self.order, self.start = torch.randperm(N, generator=self.order_gen), 0
+        idx = self.order[self.start: self.start + self.batch_size]
+        self.start += self.batch_size
+        return self.problem.make_batch(self.data, idx, self.binarize_gen).to(self.device)
+
+    def state(self) -> dict[str, Any]:
+        return {"order": self.order, "start": self.start}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.order, self.start = state["order"], int(state["start"])
 
 
 def _eval_loss(problem: Problem, params: Mapping[str, Tensor], generator: torch.Generator) -> float:
@@ -286,6 +313,7 @@ def train(
     out: str | Path | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[TrainProgress], None] | None = None,
+    resume: bool | str | Path = False,
 ) -> Snapshot:
     """Train ``problem`` in place with Adam and one estimator; return (and optionally save) its snapshot.
 
@@ -305,6 +333,12 @@ def train(
         out: where the final snapshot is written (atomically); None keeps it in memory.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         progress: called with a :class:`TrainProgress` after every step and at every epoch end.
+        resume: with ``out``, the training state is written after every epoch to
+            ``train_state_path(out)`` (atomically; kept after the last epoch). ``True`` continues from that
+            file if it is there (else starts); a path continues from that state file (e.g. a 100-epoch
+            training's, to extend it to ``epochs``). A resumed training ends bit for bit where one that
+            never stopped ends (same device and thread count), and refuses a state of other settings.
+            ``False`` starts over (an existing state file is replaced after the first epoch).
 
     Returns:
         The :class:`Snapshot` of the trained problem; ``provenance`` holds the estimator, epochs,
@@ -314,22 +348,43 @@ def train(
     spec = parse_spec(estimator)
     est = build(spec)
     save_at = check_settings(epochs, batch_size, lr, eval_batch_size, save_at, out, steps_per_epoch)
+    if resume is not False and out is None:
+        raise TrainError("resuming needs an output path (the training state is kept beside the snapshot)",
+                         argument="out")
     dev = resolve_device(device)
     seed = int(seed)
     dataset_info, steps = _set_eval_batch(problem, data, seed=seed, eval_batch_size=int(eval_batch_size),
                                           batch_size=int(batch_size), steps_per_epoch=steps_per_epoch)
+    state_file = train_state_path(out) if out is not None else None
+    source = None if resume is False else (state_file if resume is True else Path(resume))
+    if source is not None and resume is not True and not source.is_file():
+        raise TrainError(f"training state not found: {source}", argument="resume")
+    settings = _settings(problem, spec, data, lr=float(lr), seed=seed, batch_size=int(batch_size), steps=steps,
+                         device=dev)
+    state = _read_state(source, settings, int(epochs)) if source is not None and source.is_file() else None
+    done = int(state["epoch"]) if state is not None else 0
+    missing = [e for e in save_at if e <= done and not epoch_path(out, e).is_file()]
+    if missing:
+        raise TrainError(f"the snapshot after epoch(s) {missing} is missing and the training state is at epoch "
+                         f"{done}: it cannot be made again; train from the start", argument="save_at")
     if out is not None:  # a full disk is refused before the first step, not after the last epoch line
-        ensure_room(out, (1 + len(save_at)) * snapshot_bytes(problem, int(epochs)))
+        ensure_room(out, (1 + len(save_at)) * snapshot_bytes(problem, int(epochs)) + 4 * snapshot_bytes(problem))
     problem.to(dev)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in problem.params.items()}
     loop = _Loop(problem, est, params, torch.optim.Adam(list(params.values()), lr=float(lr)),
                  key=stream_key(seed, f"train:{spec}"), seed=seed, device=dev, lr=float(lr))
-    provenance = _start_provenance(spec, data, lr=float(lr), seed=seed, batch_size=int(batch_size), steps=steps,
-                                   device=dev, dtype=loop.dtype)
-    provenance["eval_history"].append(_eval_entry(problem, params, 0, loop.g_eval_noise))
-    start = time.perf_counter()
-    batches = _minibatches(problem, data, int(batch_size), loop.g_order, loop.g_binarize, dev)
-    for epoch in range(1, int(epochs) + 1):
+    batches = _Batches(problem, data, int(batch_size), loop.g_order, loop.g_binarize, dev)
+    if state is None:
+        provenance = _start_provenance(spec, data, lr=float(lr), seed=seed, batch_size=int(batch_size), steps=steps,
+                                       device=dev, dtype=loop.dtype)
+        provenance["eval_history"].append(_eval_entry(problem, params, 0, loop.g_eval_noise))
+    else:
+        loop.load(state["loop"])
+        batches.load(state["batches"])
+        provenance = _copy(state["provenance"])
+        provenance.setdefault("resumed_after", []).append(done)
+    start = time.perf_counter() - float(provenance.get("wall_time_s", 0.0))
+    for epoch in range(done + 1, int(epochs) + 1):
         t0 = time.perf_counter()
         mean = loop.epoch(epoch, int(epochs), steps, batches, progress)
         # epoch end: history, evaluation, optional snapshot
@@ -344,11 +399,52 @@ def train(
         if epoch in save_at:  # save_snapshot copies params and batch to the CPU itself
             problem.params = {k: v.detach().clone() for k, v in params.items()}
             save_snapshot(epoch_path(out, epoch), problem, dataset=dataset_info, provenance=_copy(provenance))
+        if state_file is not None:
+            _write_state(state_file, {"epoch": epoch, "settings": settings, "loop": loop.state(),
+                                      "batches": batches.state(), "provenance": _copy(provenance)})
     problem.params = {k: v.detach().clone() for k, v in params.items()}
     problem.to("cpu")
     if out is not None:
         return save_snapshot(out, problem, dataset=dataset_info, provenance=_copy(provenance))
     return snapshot_of(problem, dataset=dataset_info, provenance=_copy(provenance))
+
+
+def _settings(problem: Problem, spec: EstimatorSpec, data: Any, *, lr: float, seed: int, batch_size: int,
+              steps: int, device: torch.device) -> dict[str, Any]:
+    """What a training state must share with the training that resumes it: the untrained model (its
+    content hash: kind, options, initial parameters, evaluation batch) and every setting of the steps."""
+    from biasvar.snapshot import content_hash
+
+    return {"model": content_hash(problem), "estimator": str(spec), "lr": lr, "seed": seed,
+            "batch_size": batch_size, "steps_per_epoch": steps, "data": getattr(data, "name", None),
+            "device": device.type, "dtype": str(next(iter(problem.params.values())).dtype).replace("torch.", "")}
+
+
+def _read_state(path: Path, settings: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+    """A training state file, checked against this training's settings (one-line errors)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        theirs, done = dict(state["settings"]), int(state["epoch"])
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file is one line
+        raise TrainError(f"cannot read the training state {path} ({type(e).__name__}); delete it to start "
+                         "over", argument="resume") from None
+    differ = [k for k in settings if theirs.get(k) != settings[k]]
+    if differ:
+        what = ", ".join(f"{k} {theirs.get(k)!r} (now {settings[k]!r})" for k in differ if k != "model")
+        if "model" in differ:
+            what = ("the model (its options, seed or evaluation batch)" + (", " if what else "")) + what
+        raise TrainError(f"the training state {path} is of other settings: {what}", argument="resume")
+    if done > epochs:
+        raise TrainError(f"the training state {path} is at epoch {done}, past the {epochs} epochs asked for",
+                         argument="epochs")
+    return state
+
+
+def _write_state(path: Path, state: Mapping[str, Any]) -> None:
+    from biasvar.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
 
 
 def snapshot_bytes(problem: Problem, epochs: int = 0) -> int:
@@ -420,6 +516,28 @@ class _Loop:
         self.honest_forward = isinstance(est, PlugIn) and not est.relaxed  # its forward value is the honest loss
         self.step_global = 0
 
+    def state(self) -> dict[str, Any]:
+        """Everything the next step depends on (on the CPU): parameters, Adam, the step counter, the
+        generators."""
+        cpu = lambda v: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else v  # noqa: E731
+        opt = self.opt.state_dict()
+        return {"params": {k: cpu(v) for k, v in self.params.items()},
+                "opt": {"state": {i: {k: cpu(v) for k, v in d.items()} for i, d in opt["state"].items()},
+                        "param_groups": opt["param_groups"]},
+                "step": self.step_global,
+                "generators": {k: getattr(self, k).get_state() for k in self._GENERATORS}}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        with torch.no_grad():
+            for k, v in self.params.items():
+                v.copy_(state["params"][k])
+        self.opt.load_state_dict(state["opt"])
+        self.step_global = int(state["step"])
+        for k in self._GENERATORS:
+            getattr(self, k).set_state(state["generators"][k])
+
+    _GENERATORS = ("g_order", "g_binarize", "g_eval_noise", "g_plain")
+
     def step(self, x: Tensor, epoch: int, step: int) -> float:
         """One Adam step on minibatch ``x``; returns the honest loss (TrainError when it diverges)."""
         noise = _step_noise(self.problem, self.est, self.key, self.step_global, x.shape[0], self.dtype, self.device)
@@ -439,7 +557,7 @@ class _Loop:
         self.step_global += 1
         return value
 
-    def epoch(self, epoch: int, epochs: int, steps: int, batches: Iterator[Tensor],
+    def epoch(self, epoch: int, epochs: int, steps: int, batches: _Batches,
               progress: Callable[[TrainProgress], None] | None) -> float:
         """``steps`` steps; returns the mean honest loss of the epoch."""
         total, count = 0.0, 0

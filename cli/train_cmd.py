@@ -60,8 +60,19 @@ def train_command(
     steps_per_epoch: Annotated[int | None, Opt(help="Steps per epoch (default: full pass; 100 no data).")]
     = None,
     threads: o.Threads = None,
+    resume: Annotated[bool, Opt("--resume", help="Continue the training state kept beside OUT "
+                                "(OUT.train-state.pt, written after every epoch) from its last finished epoch; "
+                                "a larger --epochs extends it.")] = False,
+    resume_from: Annotated[Path | None, Opt("--resume-from", metavar="FILE", help="Continue from this "
+                                            "training state file (e.g. a shorter training's, to extend it into "
+                                            "OUT).")] = None,
+    restart: Annotated[bool, Opt("--restart", help="Start over, replacing a training state beside OUT.")]
+    = False,
 ) -> None:
-    """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements."""
+    """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements.
+
+    The training state is saved after every epoch, so a stopped training continues with --resume and
+    ends bit for bit where an uninterrupted one ends (same device and threads)."""
     if model is not None and problem is not None:
         raise typer.BadParameter("give --model (a built-in) or --problem (your own factory), not both",
                                  param_hint="'--problem'")
@@ -69,6 +80,7 @@ def train_command(
     spec = spec_from_flags(estimator, t=t, M=M, alpha=alpha)
     from biasvar.problems.user import load_state
     from biasvar.train import (
+        TrainError,
         TrainProgress,
         build_problem,
         check_settings,
@@ -77,6 +89,7 @@ def train_command(
         loss_name,
         read_state_dict,
         train,
+        train_state_path,
     )
 
     options = model_options(categories=categories, vars=vars, hidden=hidden, arch=arch, weights_bits=weights_bits,
@@ -84,6 +97,13 @@ def train_command(
     save_epochs = int_list(save_at, "--save-at", "1,10,100")
     out = out or default_snapshot_path(model, str(spec), epochs, seed)
     check_settings(epochs, batch_size, lr, eval_batch_size, save_epochs, out, steps_per_epoch)
+    if sum((resume, resume_from is not None, restart)) > 1:
+        raise TrainError("give one of --resume, --resume-from and --restart")
+    state = train_state_path(out)
+    if state.exists() and not (resume or resume_from is not None or restart):
+        raise TrainError(f"a training state is kept at {state}: --resume continues it, --restart starts over")
+    if resume_from is not None and not resume_from.is_file():
+        raise TrainError(f"--resume-from: training state not found: {resume_from}")
     o.set_threads(threads)
     problem = build_problem(model, options, seed=seed)
     if weights is not None:
@@ -105,7 +125,8 @@ def train_command(
 
         snap = train(problem, data=dataset, estimator=spec, epochs=epochs, batch_size=batch_size, lr=lr,
                      seed=seed, eval_batch_size=eval_batch_size, steps_per_epoch=steps_per_epoch,
-                     save_at=save_epochs, out=out, device=device, progress=report)
+                     save_at=save_epochs, out=out, device=device, progress=report,
+                     resume=resume_from if resume_from is not None else resume)
 
     console.print(_summary(snap, problem, save_epochs, out))
 

@@ -106,3 +106,36 @@ def test_cli_passes_n_only_when_given(monkeypatch, tmp_path):
     assert r.exit_code == 0 and seen["n"] == 50 and seen["epochs"] == (1, 3)
     r = CliRunner().invoke(app, ["reproduce", "b4", "--epochs", "3"], terminal_width=200)
     assert r.exit_code != 0 and "take --stages" in r.output
+
+
+def test_b4_training_stopped_mid_way_resumes_to_the_same_snapshots(tmp_path, data):
+    """A B.4 training (the long part: 200 epochs at the paper's size) killed after an epoch continues from
+    its training state: the same snapshots at every stage as a training that never stopped."""
+    from biasvar.train import train_state_path
+
+    kw = dict(kind="vae", config={"categories": 2, "vars": 2}, epochs=(1, 3), seed=0, data_dir=None, device="cpu",
+              training=A.B4_TRAIN, steps_per_epoch=2)
+    whole = A.trained_snapshots(**kw, snapshot_dir=tmp_path / "whole", say=lambda s: None)
+
+    def stop(p):
+        if p.epoch == 3 and p.step == 1 and not p.done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        A.trained_snapshots(**kw, snapshot_dir=tmp_path / "part", say=lambda s: None, train_progress=stop)
+    assert len(list((tmp_path / "part").glob("*.train-state.pt"))) == 1
+    said: list[str] = []
+    part = A.trained_snapshots(**kw, snapshot_dir=tmp_path / "part", say=said.append)
+    assert {e: s.hash for e, s in part.items()} == {e: s.hash for e, s in whole.items()}
+    assert part[3].provenance["resumed_after"] == [2]
+    # a damaged state is not resumed: the training starts over (and still gives the same bits)
+    state = next((tmp_path / "part").glob("*.train-state.pt"))
+    for p in (tmp_path / "part").glob("*.pt"):
+        if p != state:
+            p.unlink()
+    state.write_bytes(b"damaged")
+    said.clear()
+    again = A.trained_snapshots(**kw, snapshot_dir=tmp_path / "part", say=said.append)
+    assert any("not resuming" in m for m in said)
+    assert {e: s.hash for e, s in again.items()} == {e: s.hash for e, s in whole.items()}
+    assert train_state_path(next(iter(again.values())).path).name  # the state path is derived from the snapshot

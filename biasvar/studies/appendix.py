@@ -35,7 +35,7 @@ from biasvar.formats import report_to_json, report_to_markdown
 from biasvar.presets import REFERENCE, _canon, get_preset, log_grid, protocol_specs
 from biasvar.report import Report, analyze_runs
 from biasvar.snapshot import Snapshot, load_snapshot
-from biasvar.studies.reproduce import ReproduceResult, _provenance
+from biasvar.studies.reproduce import ReproduceResult, _provenance, train_resuming
 
 Say = Callable[[str], None]
 
@@ -71,7 +71,7 @@ def trained_snapshots(kind: str, config: Mapping[str, Any], *, epochs: Sequence[
                       steps_per_epoch: int | None = None) -> dict[int, Snapshot]:
     """Snapshots of ``kind`` after each of ``epochs`` epochs, from one training run (reused from disk when
     every one is there with these settings)."""
-    from biasvar.train import build_problem, epoch_path, load_data, train
+    from biasvar.train import build_problem, epoch_path, load_data
 
     last = max(epochs)
     est = re.sub(r"[^A-Za-z0-9.]+", "", str(training["estimator"]))
@@ -95,9 +95,9 @@ def trained_snapshots(kind: str, config: Mapping[str, Any], *, epochs: Sequence[
     data = load_data(kind, training["data"], data_dir=data_dir)
     say(f"training {kind} {dict(config)}: {last} epochs of {training['estimator']} on {training['data']}, saved "
         f"after {', '.join(map(str, sorted(paths)))} -> {out}")
-    train(problem, data=data, estimator=training["estimator"], epochs=last, batch_size=training["batch_size"],
-          lr=training["lr"], seed=seed, steps_per_epoch=steps_per_epoch, save_at=[e for e in epochs if e != last],
-          out=out, device=device, progress=train_progress)
+    train_resuming(problem, data=data, estimator=training["estimator"], epochs=last,
+                   batch_size=training["batch_size"], lr=training["lr"], seed=seed, steps_per_epoch=steps_per_epoch,
+                   save_at=[e for e in epochs if e != last], out=out, device=device, progress=train_progress, say=say)
     return {e: load_snapshot(p) for e, p in paths.items()}
 
 

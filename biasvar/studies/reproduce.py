@@ -95,7 +95,6 @@ def fig1_snapshot(*, epochs: int, seed: int, data_dir: str | Path | None, device
     """
     from biasvar.data import load
     from biasvar.problems.vae import VAE
-    from biasvar.train import train
 
     vae = dict(FIG1_VAE if vae is None else vae)
     path = _snapshot_path(snapshot_dir, vae, epochs, seed)
@@ -105,8 +104,26 @@ def fig1_snapshot(*, epochs: int, seed: int, data_dir: str | Path | None, device
     data = load("mnist-b", "train", data_dir=data_dir)
     problem = VAE(**vae, seed=seed)
     say(f"training the Fig. 1 VAE: {epochs} epochs of {REFERENCE} on MNIST-B -> {path}")
-    return train(problem, data=data, estimator=REFERENCE, epochs=epochs, batch_size=50, lr=1e-4, seed=seed,
-                 out=path, device=device, progress=train_progress, steps_per_epoch=steps_per_epoch)
+    return train_resuming(problem, data=data, estimator=REFERENCE, epochs=epochs, batch_size=50, lr=1e-4,
+                          seed=seed, out=path, device=device, progress=train_progress, steps_per_epoch=steps_per_epoch,
+                          say=say)
+
+
+def train_resuming(problem: Any, *, out: Path, say: Say, **kw: Any) -> Snapshot:
+    """:func:`biasvar.train.train` continuing the training state beside ``out`` when one of the same
+    settings is there (a stopped reproduce resumes its training after the last finished epoch), else
+    from the start."""
+    from biasvar.train import TrainError, train, train_state_path
+
+    state = train_state_path(out)
+    if state.is_file():
+        try:
+            return train(problem, out=out, resume=True, **kw)
+        except TrainError as e:
+            if e.argument != "resume":
+                raise
+            say(f"not resuming ({e}): training from the start")
+    return train(problem, out=out, **kw)
 
 
 def reproduce(
