@@ -21,7 +21,8 @@
 # DATA_DIR must hold the MNIST IDX files as mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (the
 # layout of ../shared/data); if it also holds snapshots/vae-c16v16-mnist-b-rf4-e10-s0.pt, that Fig. 1
 # snapshot is reused instead of training one (the protocol's 10 epochs of rf(M=4); on this project's
-# CPU, one thread, `scripts/claims-cpu.sh` trains the same bits, id 2ec687c9344d, in about 6.5 minutes).
+# AMD EPYC CPU, one thread, `scripts/claims-cpu.sh` trains the same bits, id 2ec687c9344d, in about 6.5
+# minutes; another kind of CPU can give other bits: check the id).
 # With STORE_ONLY=1 (the default) no run file is written: each run's block sums stay in GPU memory
 # (about 7.5 GB for the 80 runs) and the store is rewritten after every run, so a timed-out call still
 # returns every completed run. STORE_ONLY=0 writes run files (about 160 MB each) to $RUNS (default
