@@ -24,6 +24,15 @@ that turns it into :class:`~biasvar.claims.model.Check` s. The ledger is assembl
   ``num_low / den_high >= r`` supported (``den_high <= 0``, no detectable denominator, counts as an
   unbounded ratio), ``num_high / den_low < r`` (with ``den_low > 0``) contradicted.
 
+* ``front``: each measured run r outside the named families (other than the unbiased run of the lowest
+  V, which may lie on the front; an unbiased run's b2 is 0 by construction) is checked against every
+  other run s: *dominated* when ``b2_r - b2_s`` (paired contrast; against an unbiased s, r's own b2,
+  normal with the se of its interval) and ``V_r - V_s`` are both decided > 0 (b2 equal when both are
+  unbiased); *on the front* when against every s one of the two is decided < 0. Dominated: supported;
+  on the front: contradicted (undecided while a run of the claim's ``members`` is not measured: it
+  might dominate r); else undecided. The claim takes one slot of the family and splits it
+  (Bonferroni) among its ``2 x runs outside x (runs - 1)`` two-sided intervals.
+
 A claim over several t (or neighbour pairs) is supported when every check is, contradicted when
 any check is, undecided otherwise. **V of two runs** needs no reference (their draws are
 independent), so a V comparison with the reference run uses the two rows' standard errors
@@ -52,13 +61,14 @@ from biasvar.claims.model import (
     Check,
     Claim,
     FloorClaim,
+    FrontClaim,
     Margin,
     MonotoneClaim,
     PairClaim,
     RatioClaim,
     SlopeClaim,
 )
-from biasvar.claims.planning import SYMBOL, items
+from biasvar.claims.planning import SYMBOL, family_of, items
 
 #: the method of a check that needed a paired contrast the analysis did not give (e.g. a saved report)
 NO_CONTRAST = "no paired contrast (needs the runs' block data)"
@@ -322,6 +332,77 @@ def _ratio(c: RatioClaim, d: Data, each: float) -> list[Check]:
     return out
 
 
+def _is_unbiased(spec: str) -> bool:
+    from biasvar.spec import parse_spec
+
+    try:
+        return bool(parse_spec(spec).family.unbiased)
+    except Exception:  # noqa: BLE001 - a plug-in that does not say: not known to be unbiased
+        return False
+
+
+def _negated(n: Num) -> Num:
+    return Num(-n.value, None if n.high is None else -n.high, None if n.low is None else -n.low, n.level, n.method)
+
+
+def _front(c: FrontClaim, d: Data, each: float) -> list[Check]:
+    """Every run outside ``c.families`` (and but the lowest-V unbiased run) dominated by another run."""
+    unb = {s for s in [*d.tested, *d.ref_rows] if _is_unbiased(s)}
+    runs = sorted(set(d.tested) | unb, key=lambda s: d.est(s, "variance").value)  # b2 known: tested, or 0
+    best = next((s for s in runs if s in unb), None) if c.unbiased else None
+    outside = [r for r in runs if family_of(r) not in c.families and r != best]
+    if not outside:
+        n = Num(math.nan, None, None, 1 - each, "no run outside the families")
+        return [_check("front: every measured run is of the families", n, "nothing to decide", UNDECIDED)]
+    level = 1 - each / (2 * len(outside) * (len(runs) - 1))  # Bonferroni inside the claim's slot
+    unmeasured = [m for m in c.members if m not in runs]
+
+    def b2_diff(r: str, s: str) -> Num:
+        if r in unb and s in unb:
+            return Num(0.0, 0.0, 0.0, level, "both unbiased: b2 = 0")
+        if s in unb:  # r - 0: r's own b2 (normal, se from its interval)
+            e = d.est(r, "b2")
+            return t_interval(e.value, d.se(r, "b2"), None, level, f"{r}'s b2 against b2 = 0 ({s} unbiased)")
+        if r in unb:
+            e = d.est(s, "b2")
+            return _negated(t_interval(e.value, d.se(s, "b2"), None, level,
+                                       f"b2 = 0 ({r} unbiased) against {s}'s b2"))
+        return d.difference(r, s, "b2", level)
+
+    out = []
+    for r in outside:
+        above, below, open_ = [], 0, []
+        for s in runs:
+            if s == r:
+                continue
+            b, v = b2_diff(r, s), d.difference(r, s, "variance", level)
+            b_ge = b.low is not None and (b.low > 0 or (b.low == 0 == b.high))
+            if b_ge and v.low is not None and v.low > 0:
+                above.append((s, b, v))
+            elif (b.high is not None and b.high < 0) or (v.high is not None and v.high < 0):
+                below += 1
+            else:
+                open_.append(s)
+        if above:
+            s, b, v = above[0]
+            out.append(Check(f"front: {r} dominated by {s} (b2 difference)", b.value, b.low, b.high, level,
+                             f">= 0, and V: {fmt(v.value)} [{fmt(v.low)}, {fmt(v.high)}] > 0", SUPPORTED,
+                             f"{b.method}; V: {v.method}"))
+        elif not open_ and unmeasured:
+            out.append(Check(f"front: {r} dominated by none of the {below} other runs", None, None, None, level,
+                             f"each is decidedly below it in b2 or in V; {len(unmeasured)} of the claim's runs not "
+                             f"measured (e.g. {unmeasured[0]}) might dominate it", UNDECIDED, "paired contrasts"))
+        elif not open_:
+            out.append(Check(f"front: {r} dominated by none of the {below} other runs", None, None, None, level,
+                             "each is decidedly below it in b2 or in V", CONTRADICTED, "paired contrasts"))
+        else:
+            out.append(Check(f"front: {r}", None, None, None, level,
+                             f"not decided against {', '.join(open_[:2])}" + (", ..." if len(open_) > 2 else ""),
+                             UNDECIDED, "paired contrasts"))
+    return out
+
+
 DECIDE: dict[type, Callable[[Any, Data, float], list[Check]]] = {
     PairClaim: _pair, FloorClaim: _floor, MonotoneClaim: _monotone, SlopeClaim: _slope, RatioClaim: _ratio,
+    FrontClaim: _front,
 }

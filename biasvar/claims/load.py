@@ -30,6 +30,7 @@ from biasvar.claims.model import (
     Claim,
     ClaimsError,
     FloorClaim,
+    FrontClaim,
     Margin,
     MonotoneClaim,
     PairClaim,
@@ -37,7 +38,7 @@ from biasvar.claims.model import (
     SlopeClaim,
 )
 from biasvar.errors import SpecError
-from biasvar.spec import parse_spec
+from biasvar.spec import FAMILIES, parse_spec, plugin_name
 
 COMMON = ("id", "kind", "words", "where", "note")
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -48,10 +49,12 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "monotone": ("quantity", "run", "t", "direction"),
     "slope": ("quantity", "run", "t", "low", "high"),
     "ratio": ("numerator", "denominator", "run", "t", "at_least"),
+    "front": ("families", "unbiased", "members"),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "less": ("a", "b"), "greater": ("a", "b"), "equal": ("a", "b", "margin"), "floor": ("run",),
     "monotone": ("run", "t", "direction"), "slope": ("run", "t"), "ratio": ("run", "at_least"),
+    "front": ("families",),
 }
 
 
@@ -119,6 +122,40 @@ class _Entry:
             raise self.error(name, f"expected one of {', '.join(choices)}; got {v!r}")
         return v
 
+    def flag(self, name: str, default: bool) -> bool:
+        if not self.has(name):
+            return default
+        v = self.raw[name]
+        if not isinstance(v, bool):
+            raise self.error(name, f"expected true or false, got {v!r}")
+        return v
+
+    def families(self) -> tuple[str, ...]:
+        v = self.raw["families"]
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) and x.strip() for x in v):
+            raise self.error("families", f"expected a non-empty list of estimator names, got {v!r}")
+        out = []
+        for x in v:
+            if "(" in x:
+                raise self.error("families", f"expected an estimator name without settings (e.g. 'st'), got {x!r}")
+            name = x.strip().lower() if x.strip().lower() in FAMILIES else plugin_name(x)
+            if name is None:
+                raise self.error("families", f"unknown estimator {x!r}; expected one of: {', '.join(FAMILIES)}, or "
+                                             "your own as module:function")
+            out.append(name)
+        return tuple(dict.fromkeys(out))
+
+    def members(self) -> tuple[str, ...]:
+        if not self.has("members"):
+            return ()
+        v = self.raw["members"]
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+            raise self.error("members", f"expected a non-empty list of specs, got {v!r}")
+        try:
+            return tuple(dict.fromkeys(fill(x, None) for x in v))
+        except SpecError as err:
+            raise self.error("members", str(err)) from None
+
     def temperatures(self) -> tuple[float, ...]:
         if not self.has("t"):
             return ()
@@ -183,6 +220,13 @@ def _claim(raw: Any, index: int, source: str) -> Claim:
         if not e.has(name):
             raise e.error(name, f"missing (a {kind!r} claim needs {', '.join(REQUIRED[kind])})")
     base = dict(id=cid, kind=kind, words=e.text("words"), where=e.text("where", ""), note=e.text("note", ""))
+    if kind == "front":
+        fams = e.families()
+        members = e.members()
+        stray = [m for m in members if m.split("(", 1)[0] not in fams]
+        if stray:
+            raise e.error("members", f"{stray[0]} is not of the families ({', '.join(fams)})")
+        return FrontClaim(**base, families=fams, unbiased=e.flag("unbiased", True), members=members)
     ts = e.temperatures()
     if kind in ("less", "greater", "equal"):
         a, b = e.spec("a", ts), e.spec("b", ts)

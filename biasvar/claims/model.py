@@ -16,7 +16,7 @@ from biasvar.errors import BiasvarError
 #: what a claim can be about: a row's b2, V, MSE = b2 + V, or V times the cost per draw
 QUANTITIES = ("b2", "variance", "mse", "variance_x_cost")
 #: the kinds of test (``kind`` in a claims file)
-KINDS = ("less", "greater", "equal", "floor", "monotone", "slope", "ratio")
+KINDS = ("less", "greater", "equal", "floor", "monotone", "slope", "ratio", "front")
 #: verdicts; "not measured" names the runs that are missing
 SUPPORTED, CONTRADICTED, UNDECIDED, NOT_MEASURED = "supported", "contradicted", "undecided", "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, UNDECIDED, NOT_MEASURED)
@@ -124,6 +124,21 @@ class RatioClaim(Claim):
 
 
 @dataclass(frozen=True)
+class FrontClaim(Claim):
+    """``front``: every measured run that is not of the named ``families`` (estimator names, e.g. ``st``,
+    ``st-zgr``, ``zgr``) is dominated in (b2, V) by some other measured run; with ``unbiased`` the
+    unbiased run of the lowest V (b2 = 0 by construction) may lie on the front too. The paper's
+    "the Pareto frontier is represented by families of ... estimators". ``members``: the families' runs
+    the claim is about (canonical specs, e.g. a figure's grid); a run that no measured run dominates
+    contradicts the claim only when every member is measured (an unmeasured one might dominate it).
+    Rules: :mod:`biasvar.claims.kinds`."""
+
+    families: tuple[str, ...] = ()
+    unbiased: bool = True
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Check:
     """One comparison that went into a verdict, with the numbers that decided it.
 
@@ -198,5 +213,6 @@ class Ledger:
 
 
 __all__ = ["CONTRADICTED", "CORRECTIONS", "KINDS", "NOT_MEASURED", "QUANTITIES", "SUPPORTED", "UNDECIDED",
-           "VERDICTS", "Check", "Claim", "ClaimResult", "ClaimsError", "FloorClaim", "Ledger", "Margin",
+           "VERDICTS", "Check", "Claim", "ClaimResult", "ClaimsError", "FloorClaim", "FrontClaim", "Ledger",
+           "Margin",
            "MonotoneClaim", "PairClaim", "RatioClaim", "SlopeClaim"]

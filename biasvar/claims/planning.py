@@ -18,6 +18,7 @@ from biasvar.claims.model import (
     Claim,
     ClaimsError,
     FloorClaim,
+    FrontClaim,
     MonotoneClaim,
     PairClaim,
     RatioClaim,
@@ -59,7 +60,14 @@ def items(c: Claim) -> list[Item]:
     if isinstance(c, RatioClaim):
         return [Item((s,), ((s, c.numerator), (s, c.denominator)), 2, t)
                 for t, s in zip(c.t or (None,), specs_of(c.run, c.t), strict=True)]
+    if isinstance(c, FrontClaim):  # one slot of the family, split inside among its comparisons
+        return [Item((), (), 1)]
     raise ClaimsError(f"claim {c.id!r}: unknown kind {c.kind!r}")
+
+
+def family_of(spec: str) -> str:
+    """The estimator name of a canonical spec (``st-zgr(alpha=0.5,t=1)`` -> ``st-zgr``)."""
+    return spec.split("(", 1)[0]
 
 
 def _available(spec: str, quantity: str, tested: set[str], reference: str | None) -> bool:
@@ -112,6 +120,12 @@ def plan(claims: Sequence[Claim], tested: Iterable[str], reference: str | None =
         missing[c.id] = miss
         if miss:
             continue
+        if isinstance(c, FrontClaim):
+            for a in sorted(tested):
+                if family_of(a) not in c.families:
+                    for b in sorted(tested - {a}):
+                        if (b, a) not in pairs:
+                            pairs.setdefault((a, b), None)
         for item in items(c):
             n += item.weight
             if isinstance(c, (PairClaim, MonotoneClaim)) and all(s in tested for s in item.specs):

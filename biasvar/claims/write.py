@@ -31,6 +31,9 @@ def claim_dict(c: Claim) -> dict[str, Any]:
     d = {k: v for k, v in asdict(c).items() if v not in (None, "", ()) or k in ("id", "kind", "words")}
     if d.get("t"):
         d["t"] = list(d["t"])
+    for k in ("families", "members"):
+        if d.get(k):
+            d[k] = list(d[k])
     if d.get("margin"):
         d["margin"] = {k: v for k, v in d["margin"].items() if v is not None}
     return d
@@ -57,6 +60,10 @@ def describe(c: Claim) -> str:
         lo, hi = d.get("low"), d.get("high")
         return f"slope of log {q} on log t of {d['run']} in [{lo if lo is not None else '-inf'}, " \
                f"{hi if hi is not None else 'inf'}]{ts}"
+    if c.kind == "front":
+        extra = " and the lowest-V unbiased run" if d.get("unbiased", True) else ""
+        of = f" ({len(d['members'])} runs of theirs named)" if d.get("members") else ""
+        return f"front: every run not of {', '.join(d['families'])}{of}{extra} dominated in (b2, V)"
     return f"ratio: {d['numerator']} / {d['denominator']} of {d['run']} >= {d['at_least']:g}{ts}"
 
 
