@@ -43,17 +43,22 @@ from biasvar.claims.model import (
 from biasvar.claims.planning import Plan, canon_reference, items, plan
 
 
+def _numbers(ch: Check) -> str:
+    """A check's label with its interval and bound (a check without numbers: its label and bound)."""
+    if ch.value is None and ch.low is None and ch.high is None:
+        return f"{ch.label} ({ch.bound})"
+    return f"{ch.label}: {fmt(ch.value)} [{fmt(ch.low)}, {fmt(ch.high)}] vs {ch.bound}"
+
+
 def _reason(verdict: str, checks: Sequence[Check]) -> str:
     k = len(checks)
     if k == 1:
-        return f"{checks[0].label}: {fmt(checks[0].value)} [{fmt(checks[0].low)}, {fmt(checks[0].high)}] " \
-               f"vs {checks[0].bound}"
+        return _numbers(checks[0])
     if verdict == SUPPORTED:
         return f"all {k} checks supported"
     bad = [ch for ch in checks if ch.outcome == CONTRADICTED]
     if bad:
-        return f"{len(bad)} of {k} checks contradicted, first {bad[0].label}: {fmt(bad[0].value)} " \
-               f"[{fmt(bad[0].low)}, {fmt(bad[0].high)}] vs {bad[0].bound}"
+        return f"{len(bad)} of {k} checks contradicted, first {_numbers(bad[0])}"
     open_ = [ch for ch in checks if ch.outcome == UNDECIDED]
     return f"{k - len(open_)} of {k} checks supported, {len(open_)} undecided (first {open_[0].label})"
 
