@@ -26,10 +26,13 @@ covers there (0.94) but keeps most of gauss-eb's excess width at b2 ~ 0. Where t
 bias, an upper end that covers a cancelled bias on the strong directions is the width the narrow methods save;
 the noise spectra of the two kinds of model look alike (effective rank ~6-10, top eigenvalue 0.2-0.35 of the
 trace), so the pair's own data do not tell the two apart. The adapt candidates read the lean from the pair at
-each theta; on the multi-model study with the synthetic kind (``results/coverage/adapt/``) ``gauss-adapt-eb``
-narrows where the bias lies off the strong directions (1.2-1.3x the narrowest instead of gauss-eb's 1.4-1.5x)
-but widens where it lies on them, and neither narrows the intervals at b2 = 0 (1.2-1.3x, as gauss-eb): there the
-excess over the pivot does not come from the assumed lean.
+each theta (``results/coverage/adapt/``, 100 pairs per setting): ``gauss-adapt`` (fixed bias shapes) covers
+0.62-1.00 and is up to 2.8x wide; ``gauss-adapt-eb`` (gauss-eb with that power) narrows where the bias lies off
+the strong directions (synthetic ``gauss-off`` 1.2-1.3x the narrowest against gauss-eb's 1.4-1.5x; enumerable
+models at b2 = 0 1.11-1.31x against 1.24-1.51x) but widens where it lies on them, covers 0.89-0.90 on
+``toy-sigmoid`` and is in band and within 1.15x at 7 + 10 of 48 enumerable settings (gauss-eb 6 + 7). At b2 = 0
+gauss-eb's excess over the pivot is all in the upper half (1.3-1.6x the pivot's; the lower halves agree): the
+half that cannot miss when b2 = 0, and the one that covers a cancelled bias on the strong directions.
 """
 
 from __future__ import annotations
