@@ -7,7 +7,9 @@ so thousands of pairs cost seconds to draw and the study's time is the interval 
 from :data:`HOLDOUT_SEED`). A setting (:class:`MSetting`) is (tested estimator, reference, n, blocks);
 its pairs are independent of each other (seeded by ``(model seed, setting, pair)``) and of every other
 setting's. Per setting and method: coverage of the true b2, mean width, and the width relative to the
-narrowest method that covers at least :data:`COVERS` there.
+narrowest method that covers at least :data:`COVERS` there. :data:`GAUSS_MODELS` are a synthetic kind
+(:mod:`~biasvar.studies.coverage.gauss_kind`: block sums drawn directly, the bias placed on or off the noise's
+strong directions, any d) run by the same code (``scripts/coverage_multi.py --kind gauss``), tune and holdout alike.
 
 Paired contrasts (:data:`CONTRASTS`): ``b2_A - b2_B`` against one shared reference, the interval of
 :func:`biasvar.stats.contrast.contrast_parts`; its coverage, and the rate at which an equivalence test
