@@ -1,6 +1,7 @@
 """Run (or resume) the multi-model coverage study (biasvar/studies/coverage/multi.py) and write its JSON.
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/coverage_multi.py --out results/coverage/multi
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/coverage_multi.py --kind gauss --out results/coverage/multi-gauss
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="gauss-eb,pivot,jackknife-t")
     ap.add_argument("--n-resamples", type=int, default=1000)
     ap.add_argument("--role", choices=("tune", "holdout", "all"), default="all")
+    ap.add_argument("--kind", choices=("enumerable", "gauss", "all"), default="enumerable",
+                    help="the tiny enumerable models (MODELS), the synthetic kind (GAUSS_MODELS) or both")
     ap.add_argument("--note", default="", help="a sentence recorded with the provenance (how the raw ends were made)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    models = [m for m in multi.MODELS if args.role in ("all", m.role)]
+    pool = {"enumerable": multi.MODELS, "gauss": multi.GAUSS_MODELS,
+            "all": multi.MODELS + multi.GAUSS_MODELS}[args.kind]
+    models = [m for m in pool if args.role in ("all", m.role)]
     out = Path(args.out)
     t0 = time.time()
     doc = multi.run_study(out, args.methods.split(","), pairs=args.pairs, contrast_pairs=args.contrast_pairs,

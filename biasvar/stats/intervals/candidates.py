@@ -1,5 +1,6 @@
 """Interval methods studied as candidates for the default b2 interval and **not adopted** (issue 24):
-``gauss-fit-s`` and ``gauss-theta`` (:data:`CANDIDATES`). They are not in
+``gauss-fit-s``, ``gauss-theta`` and the two of :mod:`~biasvar.stats.intervals.adapt` (``gauss-adapt``,
+``gauss-adapt-eb``: the bias's lean read from the pair's ``y'C^y`` at every theta) (:data:`CANDIDATES`). They are not in
 :data:`~biasvar.stats.intervals.METHODS` (reports and the CLI do not offer them); the multi-model coverage
 study evaluates them by name (``scripts/coverage_multi.py --methods``), results in ``results/coverage/multi/``.
 
@@ -24,7 +25,14 @@ against the exact gradient (b2 ~ 2.65 V/n), where ZGR's bias lies on the strong 
 covers there (0.94) but keeps most of gauss-eb's excess width at b2 ~ 0. Where the observed offset shows no
 bias, an upper end that covers a cancelled bias on the strong directions is the width the narrow methods save;
 the noise spectra of the two kinds of model look alike (effective rank ~6-10, top eigenvalue 0.2-0.35 of the
-trace), so the pair's own data do not tell the two apart.
+trace), so the pair's own data do not tell the two apart. The adapt candidates read the lean from the pair at
+each theta (``results/coverage/adapt/``, 100 pairs per setting): ``gauss-adapt`` (fixed bias shapes) covers
+0.62-1.00 and is up to 2.8x wide; ``gauss-adapt-eb`` (gauss-eb with that power) narrows where the bias lies off
+the strong directions (synthetic ``gauss-off`` 1.2-1.3x the narrowest against gauss-eb's 1.4-1.5x; enumerable
+models at b2 = 0 1.11-1.31x against 1.24-1.51x) but widens where it lies on them, covers 0.89-0.90 on
+``toy-sigmoid`` and is in band and within 1.15x at 7 + 10 of 48 enumerable settings (gauss-eb 6 + 7). At b2 = 0
+gauss-eb's excess over the pivot is all in the upper half (1.3-1.6x the pivot's; the lower halves agree): the
+half that cannot miss when b2 = 0, and the one that covers a cancelled bias on the strong directions.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from types import MappingProxyType
 import numpy as np
 
 from biasvar.stats.gram import PairGram
+from biasvar.stats.intervals.adapt import gauss_adapt_eb_intervals, gauss_adapt_intervals
 from biasvar.stats.intervals.base import Bootstrap, IntervalMethod, PairIntervals
 from biasvar.stats.intervals.gauss_eb import (
     GaussModel,
@@ -97,6 +106,8 @@ def _method(interval):
 CANDIDATES: MappingProxyType[str, IntervalMethod] = MappingProxyType({
     "gauss-fit-s": _method(fit_s_interval),
     "gauss-theta": _method(theta_interval),
+    "gauss-adapt": gauss_adapt_intervals,
+    "gauss-adapt-eb": gauss_adapt_eb_intervals,
 })
 
 __all__ = ["CANDIDATES", "fit_s_interval", "theta_interval", "theta_weights"]

@@ -7,7 +7,9 @@ so thousands of pairs cost seconds to draw and the study's time is the interval 
 from :data:`HOLDOUT_SEED`). A setting (:class:`MSetting`) is (tested estimator, reference, n, blocks);
 its pairs are independent of each other (seeded by ``(model seed, setting, pair)``) and of every other
 setting's. Per setting and method: coverage of the true b2, mean width, and the width relative to the
-narrowest method that covers at least :data:`COVERS` there.
+narrowest method that covers at least :data:`COVERS` there. :data:`GAUSS_MODELS` are a synthetic kind
+(:mod:`~biasvar.studies.coverage.gauss_kind`: block sums drawn directly, the bias placed on or off the noise's
+strong directions, any d) run by the same code (``scripts/coverage_multi.py --kind gauss``), tune and holdout alike.
 
 Paired contrasts (:data:`CONTRASTS`): ``b2_A - b2_B`` against one shared reference, the interval of
 :func:`biasvar.stats.contrast.contrast_parts`; its coverage, and the rate at which an equivalence test
@@ -46,7 +48,7 @@ class Model:
     """One model instance of the study: its kind, constructor arguments and role."""
 
     name: str
-    kind: str  # vae | hvae | toy-cat
+    kind: str  # vae | hvae | toy-cat | gauss (synthetic, :mod:`~biasvar.studies.coverage.gauss_kind`)
     args: tuple[tuple[str, Any], ...]
     seed: int
     batch: int  # data points of the gradient's batch (random binary images; toy-cat: 1)
@@ -68,6 +70,17 @@ class Model:
         p.batch = (torch.rand(self.batch, 784, generator=g, dtype=torch.float64) < 0.3).double()
         return p
 
+    def tables(self, specs: Sequence[str] = ()) -> Any:
+        """The model's sampler: :func:`~biasvar.studies.coverage.tables.outcome_tables` of its problem for
+        ``specs`` (default :data:`SPECS`), or the synthetic kind's :class:`~.gauss_kind.GaussTables`."""
+        if self.kind == "gauss":
+            from biasvar.studies.coverage.gauss_kind import gauss_tables
+
+            return gauss_tables(seed=self.seed, **dict(self.args))
+        from biasvar.studies.coverage.tables import outcome_tables
+
+        return outcome_tables(self.problem(), list(specs or SPECS))
+
 
 MODELS: tuple[Model, ...] = (
     Model("vae-cat", "vae", (("categories", 4), ("vars", 2), ("hidden", (8,))), 1, 4, "tune"),
@@ -76,6 +89,16 @@ MODELS: tuple[Model, ...] = (
     Model("hvae-bin", "hvae", (("categories", 2), ("vars", 3)), 4, 2, "holdout"),
     Model("toy-sigmoid", "toy-cat", (("vars", 2), ("categories", 4), ("loss", "sigmoid")), 5, 1, "holdout"),
     Model("vae-cat-s7", "vae", (("categories", 4), ("vars", 3), ("hidden", (4,))), 7, 2, "holdout"),
+)
+#: the synthetic kind (:mod:`~biasvar.studies.coverage.gauss_kind`): biases on the strong noise directions
+#: (alignment 2.5, beyond the real VAE's 1.5-1.6), shaped like the noise (1) or off it (0.1); d 128 to 10^4
+GAUSS_MODELS: tuple[Model, ...] = (
+    Model("gauss-top", "gauss", (("rank", 2000), ("decay", 1.2), ("align", 2.5)), 11, 0, "tune"),
+    Model("gauss-off", "gauss", (("rank", 128), ("decay", 1.0), ("align", 0.1)), 12, 0, "tune"),
+    Model("gauss-top-h", "gauss", (("rank", 10000), ("decay", 1.1), ("align", 2.5), ("ref_power", 0.9)), 13, 0,
+          "holdout"),
+    Model("gauss-mid-h", "gauss", (("rank", 400), ("decay", 0.8), ("align", 1.0), ("dim", 4000)), 14, 0,
+          "holdout"),
 )
 SPECS = ("zgr", "st", "st(t=2)")  # x-only estimators tabulated; rf(M=4) is always available
 REFERENCE = "rf(M=4)"
@@ -229,12 +252,11 @@ def run_study(out: Path, methods: Sequence[str], *, pairs: int, contrast_pairs: 
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the study under ``out``; the summary document (also the JSON written)."""
     from biasvar.studies.coverage.alignment import alignment
-    from biasvar.studies.coverage.tables import outcome_tables
 
     t0 = time.perf_counter()
     doc_models, rows, crow = [], [], []
     for model in models:
-        tables = outcome_tables(model.problem(), list(SPECS))
+        tables = model.tables()
         doc_models.append({**asdict(model), "args": dict(model.args), "dim": tables.dim, "rank": tables.rank,
                            "true_b2": tables.truth})
         truth = {**tables.truth, REFERENCE: 0.0}
@@ -370,6 +392,6 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
 
 
-__all__ = ["BAND", "CONTRASTS", "COVERS", "HOLDOUT_SEED", "MODELS", "MSetting", "Model", "SETTINGS", "SPECS",
-           "WIDTH_LIMIT", "eq16_of", "gate_failures", "pair_seed", "run_contrast", "run_setting", "run_study",
+__all__ = ["BAND", "CONTRASTS", "COVERS", "GAUSS_MODELS", "HOLDOUT_SEED", "MODELS", "MSetting", "Model", "SETTINGS",
+           "SPECS", "WIDTH_LIMIT", "eq16_of", "gate_failures", "pair_seed", "run_contrast", "run_setting", "run_study",
            "setting_grams", "summarize_setting", "to_markdown", "verdict", "write_json"]
