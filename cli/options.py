@@ -78,7 +78,8 @@ Keep = Annotated[int, Opt("--keep", help="Keep the raw draws of K fixed coordina
 Device = Annotated[str, Opt("--device", metavar="|".join((*names.DEVICES, "cuda:N")),
                             help="Where to compute (auto: cuda if there is one, else cpu).")]
 Dtype = Annotated[DtypeName | None, Opt("--dtype", help="Floating-point type (default: the snapshot's).")]
-Restart = Annotated[bool, Opt("--restart", help="Delete an existing run file and start over.")]
+Restart = Annotated[bool, Opt("--restart", help="Start over instead of resuming: delete what an earlier call left "
+                                               "(sample, sweep: the run file; train: the training state).")]
 BlockSize = Annotated[int | None, Opt("--block-size", help="Draws per stored block (default: from n and the "
                                       "parameter count).")]
 MaxMemory = Annotated[str | None, Opt("--max-memory", help="Memory budget, e.g. 4GB (CUDA default: 70% of "

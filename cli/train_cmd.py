@@ -66,8 +66,7 @@ def train_command(
     resume_from: Annotated[Path | None, Opt("--resume-from", metavar="FILE", help="Continue from this "
                                             "training state file (e.g. a shorter training's, to extend it into "
                                             "OUT).")] = None,
-    restart: Annotated[bool, Opt("--restart", help="Start over, replacing a training state beside OUT.")]
-    = False,
+    restart: o.Restart = False,
 ) -> None:
     """Train a model with one estimator (Adam) and save a snapshot for bias-variance measurements.
 
@@ -102,6 +101,8 @@ def train_command(
     state = train_state_path(out)
     if state.exists() and not (resume or resume_from is not None or restart):
         raise TrainError(f"a training state is kept at {state}: --resume continues it, --restart starts over")
+    if restart:
+        state.unlink(missing_ok=True)
     if resume_from is not None and not resume_from.is_file():
         raise TrainError(f"--resume-from: training state not found: {resume_from}")
     o.set_threads(threads)

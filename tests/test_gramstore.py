@@ -270,7 +270,8 @@ def test_reports_from_the_store_equal_reports_from_the_run_files(which, referenc
         assert any(r.groups for r in a.rows)
         x, y = np.array(_numbers(a)), np.array(_numbers(b))
         assert x.shape == y.shape and x.size > 50
-        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12 * np.max(np.abs(x)), err_msg=method)
+        # 1e-11 of the largest number: with two threads the sums' order (hence their last bits) may differ
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-11 * np.max(np.abs(x)), err_msg=method)
     # the run files deleted: the same report from the store alone (found in the snapshot's folder)
     for p in store.list_run_files(rd):
         p.unlink()
