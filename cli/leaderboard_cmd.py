@@ -143,6 +143,9 @@ def board_cmd(
     from biasvar.atomic import write_atomic
     from biasvar.presets import split_specs
 
+    from biasvar.device import resolve_device
+
+    resolve_device(device)  # a bad --device is one line before any work
     s = suite_mod.load_suite(suite, size.value)
     s = replace(s, n=n or s.n, slow_n=slow_n or s.slow_n, max_cost=max_cost or s.max_cost)
     specs = split_specs(estimators) if estimators else None

@@ -140,6 +140,7 @@ def _invoke(folder: Path, args: list[str]):
 @example(args=["reproduce", "--runs-dir", ""])  # found by the fuzz: its header came before the error line
 @example(args=["demo", "--n", "-999999999999"])  # found by the fuzz: the same
 @example(args=["data", "verify", "--data-dir", ""])  # a check: its report, then one verdict line
+@example(args=["leaderboard", "board", "--device", "gs(t=0.5,t=1)"])  # found by the fuzz: an internal error
 def test_every_commands_options_fuzzed_one_line_no_traceback_no_damage(template, tmp_path_factory, monkeypatch, args):
     monkeypatch.setenv("BIASVAR_OFFLINE", "1")
     folder = tmp_path_factory.mktemp("x")
