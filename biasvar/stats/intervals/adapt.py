@@ -86,13 +86,7 @@ def adapt_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: n
     def shape(theta: float) -> int:
         """The strongest shape whose ``S`` is at most the observed one with chance >= gamma at theta."""
         if theta not in cache:
-            t = max(theta, 0.0) * m.dim
-            pick = 0
-            for j in range(len(powers)):
-                s = (t * a_s[j] + 2.0 * math.sqrt(t) * b_s[j] + q_s) * chi
-                if float(np.mean(s <= s_obs)) >= gamma:
-                    pick = j
-            cache[theta] = pick
+            cache[theta] = _strongest(theta * m.dim, a_s, b_s, q_s, chi, s_obs, gamma)
         return cache[theta]
 
     def dev_quantile(theta: float, level: float) -> float:
@@ -100,6 +94,18 @@ def adapt_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: n
         return float(np.quantile(quad + r * lin[shape(theta)], level))
 
     return invert_model(dev_quantile, est, alpha, 10.0 * float(np.std(quad)) + abs(est) + 1e-300)
+
+
+def _strongest(t: float, a_s: list, b_s: list, q_s: np.ndarray, chi: np.ndarray, s_obs: float, gamma: float) -> int:
+    """The index of the strongest shape (the last of the list) whose simulated ``S`` at ``t = theta d`` is at
+    most the observed ``s_obs`` with chance >= ``gamma`` (0 when none is)."""
+    t = max(t, 0.0)
+    pick = 0
+    for j in range(len(a_s)):
+        s = (t * a_s[j] + 2.0 * math.sqrt(t) * b_s[j] + q_s) * chi
+        if float(np.mean(s <= s_obs)) >= gamma:
+            pick = j
+    return pick
 
 
 def adapt_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
@@ -126,13 +132,7 @@ def adapt_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng
 
     def a2_of(theta: float) -> np.ndarray:
         if theta not in cache:
-            t = max(theta, 0.0) * m.dim
-            pick = 0
-            for j in range(len(POWERS)):
-                s = (t * a_s[j] + 2.0 * math.sqrt(t) * b_s[j] + q_s) * chi
-                if float(np.mean(s <= s_obs)) >= gamma:
-                    pick = j
-            cache[theta] = pick
+            cache[theta] = _strongest(theta * m.dim, a_s, b_s, q_s, chi, s_obs, gamma)
         return a2[cache[theta]]
 
     return gauss_eb_inversion(m, est, alpha, t_fac, quad, a1, a2_of, z0)
