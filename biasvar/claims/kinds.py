@@ -101,6 +101,11 @@ def t_interval(value: float, se: float | None, df: float | None, level: float, m
     return Num(value, value - q * se, value + q * se, level, method)
 
 
+def _negated(n: Num) -> Num:
+    """``-x`` with its interval mirrored."""
+    return Num(-n.value, None if n.high is None else -n.high, None if n.low is None else -n.low, n.level, n.method)
+
+
 def decide_less(n: Num, bound: float) -> str:
     """``x < bound``: the interval below it supports, above it contradicts."""
     if n.low is None or n.high is None:
@@ -236,8 +241,7 @@ def _pair(c: PairClaim, d: Data, each: float) -> list[Check]:
             out.append(_check(label, n, f"< {fmt(m)}", decide_less(n, m)))
         else:
             n = d.difference(a, b, c.quantity, 1 - each)
-            neg = Num(-n.value, None if n.high is None else -n.high, None if n.low is None else -n.low,
-                      n.level, n.method)
+            neg = _negated(n)
             out.append(_check(label, n, f"> {fmt(-m) if m else '0'}", decide_less(neg, m)))
     return out
 
@@ -270,8 +274,7 @@ def _monotone(c: MonotoneClaim, d: Data, each: float) -> list[Check]:
         hi_t, lo_t = item.specs
         n = d.difference(hi_t, lo_t, c.quantity, 1 - each)
         if c.direction == "increasing":
-            neg = Num(-n.value, None if n.high is None else -n.high, None if n.low is None else -n.low,
-                      n.level, n.method)
+            neg = _negated(n)
             outcome, bound = decide_less(neg, 0.0), "> 0"
         else:
             outcome, bound = decide_less(n, 0.0), "< 0"
@@ -339,10 +342,6 @@ def _is_unbiased(spec: str) -> bool:
         return bool(parse_spec(spec).family.unbiased)
     except Exception:  # noqa: BLE001 - a plug-in that does not say: not known to be unbiased
         return False
-
-
-def _negated(n: Num) -> Num:
-    return Num(-n.value, None if n.high is None else -n.high, None if n.low is None else -n.low, n.level, n.method)
 
 
 def _front(c: FrontClaim, d: Data, each: float) -> list[Check]:
