@@ -52,7 +52,7 @@ ALIGNMENTS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5)
 LEVEL = 0.93
 #: eigenvectors whose variances are within this ratio share a group (module docstring)
 GROUP_RATIO = 1.2
-#: above this Bessel order the uniform (Debye) expansion replaces scipy's ``ive`` (its log off by < 3e-3)
+#: above this Bessel order the uniform (Debye) expansion replaces scipy's ``ive`` (two terms; its log off by < 1e-5)
 DEBYE_ORDER = 30.0
 
 
@@ -108,7 +108,12 @@ def log_iv(nu: float, t: np.ndarray) -> np.ndarray:
         return np.log(ive(nu, t)) + t
     z = t / nu
     root = np.sqrt(1.0 + z * z)
-    return -0.5 * np.log(2.0 * math.pi * nu) + nu * (root + np.log(z / (1.0 + root))) - 0.25 * np.log1p(z * z)
+    p = 1.0 / root
+    p2 = p * p
+    u1 = p * (3.0 - 5.0 * p2) / 24.0
+    u2 = p2 * (81.0 - 462.0 * p2 + 385.0 * p2 * p2) / 1152.0
+    return (-0.5 * np.log(2.0 * math.pi * nu) + nu * (root + np.log(z / (1.0 + root))) - 0.25 * np.log1p(z * z)
+            + np.log1p(u1 / nu + u2 / (nu * nu)))
 
 
 def log_ncx2_ratio(x: np.ndarray, k: int, nc: float) -> np.ndarray:

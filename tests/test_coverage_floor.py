@@ -1,0 +1,98 @@
+"""Pratt's floor (biasvar/studies/coverage/floor.py): its parts against closed forms, and the bound against a
+method known to be valid for the family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize, special, stats
+
+from biasvar.studies.coverage.floor import coverage_floor, family, gauss_setting, groups_of, log_iv, log_ncx2_ratio
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 64, 400])
+@pytest.mark.parametrize("nc", [0.05, 3.0, 80.0])
+def test_density_ratio_is_the_noncentral_chi_square_over_the_central(k, nc):
+    x = np.array([0.02, 0.7, 3.0, 12.0, 90.0, 700.0])
+    want = stats.ncx2.logpdf(x, k, nc) - stats.chi2.logpdf(x, k)
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(log_ncx2_ratio(x, k, nc)[ok], want[ok], rtol=1e-6, atol=1e-6)
+    assert np.all(log_ncx2_ratio(x, k, 0.0) == 0.0)
+
+
+def test_bessel_log_at_large_order_matches_scipy():
+    t = np.array([0.5, 5.0, 50.0, 500.0])
+    for nu in (30.0, 80.0, 300.0):
+        with np.errstate(divide="ignore"):
+            want = np.log(special.ive(nu, t)) + t
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(log_iv(nu, t)[ok], want[ok], rtol=1e-5, atol=1e-5)
+
+
+def test_groups_cover_every_coordinate_once_within_the_ratio():
+    s = np.random.default_rng(0).uniform(0.01, 1.0, 300)
+    groups = groups_of(s, 1.2)
+    flat = np.concatenate(groups)
+    assert sorted(flat.tolist()) == list(range(300))
+    for g in groups:
+        assert s[g].max() <= 1.2 * s[g].min() + 1e-15
+
+
+def _one_coordinate_floor(grid):
+    """y ~ N(m, 1), c = m^2, the sign unknown: the Neyman-Pearson event at b2 = 0 is {|y| >= k}."""
+    def beta(c):
+        if c == 0:
+            return 1.0
+        r = np.sqrt(c)
+        k = optimize.brentq(lambda k: stats.norm.sf(k - r) + stats.norm.cdf(-k - r) - 0.93, 0.0, 50.0)
+        return 2.0 * stats.norm.sf(k)
+    return np.trapezoid([beta(c) for c in grid], grid)
+
+
+def test_one_coordinate_floor_is_the_closed_form():
+    f = coverage_floor(np.array([1.0]), np.array([0.0]), 1.0, [np.array([1.0])], samples=20000, refine=0)
+    want = _one_coordinate_floor(f.grid)
+    assert abs(f.floor - want) < 0.03 * want
+    assert 4.5 < want < 5.5  # about 5 noise variances: the bound is not trivial
+
+
+def _union_interval(t_obs, s, shapes, thetas, rng, draws=3000):
+    """An interval valid for every profile of ``shapes`` (known noise ``s``): every theta whose central 95%
+    of T = ||y||^2 - sum s, under some profile at that size, holds the observed T (Berger-Boos union)."""
+    keep = np.zeros((len(t_obs), len(thetas)), dtype=bool)
+    z = rng.standard_normal((draws, len(s)))
+    for j, th in enumerate(thetas):
+        for w in shapes:
+            t = np.sum((np.sqrt(th * w) + np.sqrt(s) * z) ** 2, axis=1) - s.sum()
+            lo, hi = np.quantile(t, [0.025, 0.975])
+            keep[:, j] |= (lo <= t_obs) & (t_obs <= hi)
+    step = thetas[1] - thetas[0]
+    return keep.sum(1) * step  # its length at or above 0 (thetas from 0)
+
+
+def test_a_method_valid_for_the_family_is_not_narrower_than_the_floor():
+    s = np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05])
+    shapes = family(s, (0.5, 1.0, 2.0))
+    f = coverage_floor(s, np.zeros(6), 1.0, shapes, samples=4000)
+    rng = np.random.default_rng(3)
+    y = np.sqrt(s) * rng.standard_normal((1500, 6))
+    t_obs = np.sum(y * y, axis=1) - s.sum()
+    width = float(np.mean(_union_interval(t_obs, s, shapes, np.linspace(0.0, 12.0, 241), rng)))
+    assert f.floor <= width
+    assert f.floor > 0.5 * width  # and the bound is within reach of a real method here
+    # an interval that is too narrow for the family falls below it: T +- 1 sd, clipped at 0
+    sd = np.sqrt(2.0 * np.sum(s * s))
+    narrow = np.mean(np.maximum(t_obs + sd, 0.0) - np.maximum(t_obs - sd, 0.0))
+    assert narrow < f.floor
+
+
+def test_gauss_setting_uses_the_pair_s_noise_and_the_model_s_bias():
+    from biasvar.studies.coverage.gauss_kind import gauss_tables
+
+    t = gauss_tables(rank=50, decay=1.0, align=1.0, seed=1)
+    s, truth = gauss_setting(t, "zgr", "rf(M=4)", 100)
+    np.testing.assert_allclose(s, (t.lam + t.lam_ref) / 100)
+    np.testing.assert_allclose(truth.sum() / t.dim, t.truth["zgr"])
+    s0, truth0 = gauss_setting(t, "rf(M=4)", "exact", 100)
+    np.testing.assert_allclose(s0, t.lam_ref / 100)
+    assert truth0.sum() == 0
