@@ -34,9 +34,22 @@ from biasvar.studies.coverage.floor import (
 )
 
 
-def one(model: multi.Model, tables, k: int, study: Path, samples: int) -> dict:
+def noise_of(model: multi.Model, tables, k: int, draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, truth)`` of setting ``k``: exact for the synthetic kind; for an enumerable model (b2 = 0 settings
+    only) the eigenvalues of rf(M=4)'s covariance from ``draws`` draws, as if its mean were Gaussian."""
     st = multi.SETTINGS[k]
-    s, truth = gauss_setting(tables, st.spec, st.reference, st.n)
+    if model.kind == "gauss":
+        return gauss_setting(tables, st.spec, st.reference, st.n)
+    x = tables.draws(multi.REFERENCE, draws, np.random.default_rng((model.seed, 4242)))
+    lam = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False)), 0.0, None)
+    lam = lam[lam > lam.max() * 1e-12]
+    s = lam / st.n * (1.0 if st.reference == "exact" else 2.0)
+    return s, np.zeros(len(s))
+
+
+def one(model: multi.Model, tables, k: int, study: Path, samples: int, draws: int) -> dict:
+    st = multi.SETTINGS[k]
+    s, truth = noise_of(model, tables, k, draws)
     fl = coverage_floor(s, truth, tables.dim, family(s), samples=samples, seed=k)
     raw = dict(np.load(study / "raw" / f"{model.name}-{k}.npz"))
     b2 = float(truth.sum()) / tables.dim
@@ -55,7 +68,10 @@ def one(model: multi.Model, tables, k: int, study: Path, samples: int) -> dict:
 
 def to_markdown(doc: dict) -> str:
     methods = sorted({m for r in doc["rows"] for m in r["methods"]})
-    lines = ["# Pratt's floor of the b2 interval's width on the synthetic study", "",
+    what = ("the synthetic study (exact noise spectra)" if doc["kind"] == "gauss" else
+            f"the enumerable study's b2 = 0 settings (rf(M=4)'s covariance from {doc['draws']} draws; the floor "
+            "is that of a Gaussian mean with this covariance, the runs' own means are sums of discrete draws)")
+    lines = [f"# Pratt's floor of the b2 interval's width: {what}", "",
              f"Produced by `{doc['command']}` (commit {doc['commit']}, {doc['device']}, one thread, "
              f"{doc['wall_s'] / 60:.1f} min for this call). Numbers in `floor.json`; per setting the grid and "
              "beta(c) in `raw/`.",
@@ -66,7 +82,7 @@ def to_markdown(doc: dict) -> str:
              f"eigenvectors with variances within {doc['group_ratio']}x) has a smaller mean width at or above 0 at "
              "that setting (Pratt 1961, Neyman-Pearson per value; Monte Carlo with "
              f"{doc['samples']} draws per value). Widths below are each method's mean width **clipped at 0** over "
-             "the floor, from the study's stored ends (`results/coverage/multi-gauss/raw/`). A method below 1.00 "
+             f"the floor, from the study's stored ends (`{doc['study']}/raw/`). A method below 1.00 "
              "cannot cover every bias of the family with chance 0.93: it must fail somewhere (not necessarily at a "
              "setting of the study). Above 1.00 the bound says nothing about how much narrower a valid method could "
              "be, only that it cannot be narrower than the floor.", "",
@@ -93,39 +109,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results/coverage/floor")
     ap.add_argument("--samples", type=int, default=4000)
     ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    ap.add_argument("--kind", choices=("gauss", "enumerable"), default="gauss",
+                    help="the synthetic kind (every setting), or the enumerable models (their b2 = 0 settings, "
+                    "Gaussian approximation)")
+    ap.add_argument("--draws", type=int, default=200_000, help="enumerable: draws for rf(M=4)'s covariance")
     args = ap.parse_args(argv)
     t0 = time.time()
     study, out = Path(args.study), Path(args.out)
     if not (study / "raw").is_dir():
-        print(f"error: {study}/raw not found: run scripts/coverage_multi.py --kind gauss first", file=sys.stderr)
+        print(f"error: {study}/raw not found: run scripts/coverage_multi.py --kind {args.kind} first",
+              file=sys.stderr)
         return 2
     (out / "raw").mkdir(parents=True, exist_ok=True)
     want = set(args.models.split(",")) if args.models else None
     rows = []
-    for model in multi.GAUSS_MODELS:
+    models = multi.GAUSS_MODELS if args.kind == "gauss" else multi.MODELS
+    keys = [k for k, st in enumerate(multi.SETTINGS) if args.kind == "gauss" or st.spec == multi.REFERENCE]
+    for model in models:
         if want and model.name not in want:
             continue
         tables = model.tables()
-        for k in range(len(multi.SETTINGS)):
+        for k in keys:
             path = out / "raw" / f"{model.name}-{k}.json"
             if path.exists():
                 rows.append(json.loads(path.read_text()))
                 continue
             t1 = time.time()
-            row = one(model, tables, k, study, args.samples)
+            row = one(model, tables, k, study, args.samples, args.draws)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(row))
             tmp.replace(path)
             rows.append(row)
             print(f"{model.name} setting {k}: floor/sd {row['floor'] / row['sd']:.2f} ({time.time() - t1:.0f} s)",
                   flush=True)
-    doc = {"schema": 1, "what": "Pratt's floor of the b2 interval's mean width (clipped at 0) per setting of the "
-           "synthetic coverage study, and each method's width over it",
+    doc = {"schema": 1, "what": "Pratt's floor of the b2 interval's mean width (clipped at 0) per setting of a "
+           "coverage study, and each method's width over it",
            "command": "python scripts/coverage_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "commit": git_commit(), "device": device_name(torch.device("cpu")),
            "wall_s": time.time() - t0, "level": LEVEL, "alignments": list(ALIGNMENTS), "group_ratio": GROUP_RATIO,
-           "samples": args.samples, "rows": [{k: v for k, v in r.items() if k not in ("grid", "beta", "worst")}
-                                             for r in rows]}
+           "samples": args.samples, "kind": args.kind, "study": args.study, "draws": args.draws,
+           "rows": [{k: v for k, v in r.items() if k not in ("grid", "beta", "worst")} for r in rows]}
     (out / "floor.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "floor.md").write_text(to_markdown(doc))
     print(f"wrote {out}/floor.md ({len(rows)} settings, {(time.time() - t0) / 60:.1f} min)")
