@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     "Gaussian approximation)")
     ap.add_argument("--draws", type=int, default=200_000, help="enumerable: draws for rf(M=4)'s covariance")
     args = ap.parse_args(argv)
-    t0 = time.time()
+    t0, commit = time.time(), git_commit()
     study, out = Path(args.study), Path(args.out)
     if not (study / "raw").is_dir():
         print(f"error: {study}/raw not found: run scripts/coverage_multi.py --kind {args.kind} first",
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"schema": 1, "what": "Pratt's floor of the b2 interval's mean width (clipped at 0) per setting of a "
            "coverage study, and each method's width over it",
            "command": "python scripts/coverage_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "commit": git_commit(), "device": device_name(torch.device("cpu")),
+           "commit": commit, "device": device_name(torch.device("cpu")),
            "wall_s": time.time() - t0, "level": LEVEL, "alignments": list(ALIGNMENTS), "group_ratio": GROUP_RATIO,
            "samples": args.samples, "kind": args.kind, "study": args.study, "draws": args.draws,
            "rows": [{k: v for k, v in r.items() if k not in ("grid", "beta", "worst")} for r in rows]}

@@ -29,6 +29,13 @@ def test_bessel_log_at_large_order_matches_scipy():
         np.testing.assert_allclose(log_iv(nu, t)[ok], want[ok], rtol=1e-5, atol=1e-5)
 
 
+def test_bessel_log_where_scaled_bessel_underflows():
+    t = np.array([1e-20, 1e-9])
+    out = log_iv(20.0, t)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, 20.0 * np.log(t / 2.0) - special.gammaln(21.0), rtol=1e-12)
+
+
 def test_groups_cover_every_coordinate_once_within_the_ratio():
     s = np.random.default_rng(0).uniform(0.01, 1.0, 300)
     groups = groups_of(s, 1.2)

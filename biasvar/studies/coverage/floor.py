@@ -105,7 +105,13 @@ def log_iv(nu: float, t: np.ndarray) -> np.ndarray:
     from scipy.special import ive
 
     if nu < DEBYE_ORDER:
-        return np.log(ive(nu, t)) + t
+        with np.errstate(divide="ignore"):
+            out = np.log(ive(nu, t)) + t
+        low = ~np.isfinite(out)  # ive underflows where t is tiny: the series' first two terms
+        if np.any(low):
+            tl = t[low]
+            out[low] = nu * np.log(0.5 * tl) - math.lgamma(nu + 1.0) + np.log1p(tl * tl / (4.0 * (nu + 1.0)))
+        return out
     z = t / nu
     root = np.sqrt(1.0 + z * z)
     p = 1.0 / root
