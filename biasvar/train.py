@@ -62,6 +62,14 @@ class TrainError(BiasvarError, ValueError):
         self.argument = argument
 
 
+class StateError(TrainError):
+    """A training state that cannot be continued: unreadable, or written by a training of other settings
+    (``argument`` is ``"resume"``). A caller that resumes where it can catches this one to start over."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, argument="resume")
+
+
 @dataclass(frozen=True)
 class TrainProgress:
     """What the ``progress`` callback receives after every step (and once per epoch end)."""
@@ -426,14 +434,14 @@ def _read_state(path: Path, settings: Mapping[str, Any], epochs: int) -> dict[st
         state = torch.load(path, map_location="cpu", weights_only=True)
         theirs, done = dict(state["settings"]), int(state["epoch"])
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file is one line
-        raise TrainError(f"cannot read the training state {path} ({type(e).__name__}); delete it to start "
-                         "over", argument="resume") from None
+        raise StateError(f"cannot read the training state {path} ({type(e).__name__}); delete it to start "
+                         "over") from None
     differ = [k for k in settings if theirs.get(k) != settings[k]]
     if differ:
         what = ", ".join(f"{k} {theirs.get(k)!r} (now {settings[k]!r})" for k in differ if k != "model")
         if "model" in differ:
             what = ("the model (its options, seed or evaluation batch)" + (", " if what else "")) + what
-        raise TrainError(f"the training state {path} is of other settings: {what}", argument="resume")
+        raise StateError(f"the training state {path} is of other settings: {what}")
     if done > epochs:
         raise TrainError(f"the training state {path} is at epoch {done}, past the {epochs} epochs asked for",
                          argument="epochs")

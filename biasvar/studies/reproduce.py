@@ -113,15 +113,13 @@ def train_resuming(problem: Any, *, out: Path, say: Say, **kw: Any) -> Snapshot:
     """:func:`biasvar.train.train` continuing the training state beside ``out`` when one of the same
     settings is there (a stopped reproduce resumes its training after the last finished epoch), else
     from the start."""
-    from biasvar.train import TrainError, train, train_state_path
+    from biasvar.train import StateError, train, train_state_path
 
     state = train_state_path(out)
     if state.is_file():
         try:
             return train(problem, out=out, resume=True, **kw)
-        except TrainError as e:
-            if e.argument != "resume":
-                raise
+        except StateError as e:
             say(f"not resuming ({e}): training from the start")
     return train(problem, out=out, **kw)
 
