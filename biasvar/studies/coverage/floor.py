@@ -151,8 +151,8 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
     eigenvectors of its covariance and squared true offset ``truth`` [r] on them (zeros: b2 = 0), Eq. 16
     dividing by ``dim``; the family is ``shapes`` (squared profiles, sum 1) at every size, the truth's own
     profile, and the even mixture of ``shapes``. The grid runs from 0 to ``span`` standard deviations of
-    Eq. 16 above the truth, is extended while ``beta`` at its top is above 0.002, and is halved up to ``refine``
-    times where ``beta`` changes by more than ``jump`` between neighbours."""
+    Eq. 16 above the truth (and holds the truth), is extended while ``beta`` at its top is above 0.002, and
+    is halved up to ``refine`` times where ``beta`` changes by more than ``jump`` between neighbours."""
     s = np.asarray(s, dtype=float)
     truth = np.asarray(truth, dtype=float)
     rng = np.random.default_rng(seed)
@@ -195,7 +195,7 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
         return best, arg
 
     top = c0 + span * sd
-    grid = list(np.linspace(0.0, top, points))
+    grid = sorted(set(np.linspace(0.0, top, points).tolist()) | {c0})  # the truth itself: beta(c0) >= level
     vals = [beta_at(c) for c in grid]
     step = grid[1] - grid[0]
     while vals[-1][0] > 0.002 and len(grid) < 4 * points:
