@@ -35,9 +35,11 @@ METHODS = {  # name -> f(pa, pb) -> [95% Estimate, 90% Estimate]
     "contrast-eb-worst": lambda pa, pb: [contrast_eb(pa, pb, lvl, split="worst") for lvl in LEVELS],
     "contrast-eb-p1": lambda pa, pb: [contrast_eb(pa, pb, lvl, power=1.0) for lvl in LEVELS],
     "contrast-eb-p2": lambda pa, pb: [contrast_eb(pa, pb, lvl, power=2.0) for lvl in LEVELS],
+    "contrast-eb-denoise": lambda pa, pb: [contrast_eb(pa, pb, lvl, denoise=True) for lvl in LEVELS],
     "contrast-cv": lambda pa, pb: [contrast_cv(pa, pb, lvl) for lvl in LEVELS],
     "contrast-bt": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS),
     "contrast-bt-noprior": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS, prior=False),
+    "contrast-bt-w": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS, wishart=True),
     "contrast-bt-2k": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS, draws=2000),
 }
 
@@ -117,6 +119,8 @@ def to_markdown(doc: dict) -> str:
     for m in methods:
         for role in ("tune", "holdout"):
             mine = [s["methods"][m] for s in doc["settings"] if s["role"] == role]
+            if not mine:
+                continue
             lines.append(f"| {m} | {role} | {sum(passes(r) for r in mine)} | {len(mine)} |")
     lines += ["", "CPU time per triple (its 95% and 90% intervals), ms: "
               + ", ".join(f"{m} {np.mean([s['methods'][m]['ms_per_triple'] for s in doc['settings']]):.2f}"
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="jackknife-t,contrast-eb")
     ap.add_argument("--cache", default="/tmp/contrast4-cache")
     ap.add_argument("--out", default="")
+    ap.add_argument("--tag", default="", help="appended to the output files' names")
     args = ap.parse_args(argv)
     import torch
 
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        stem = f"contrast-{args.kind}-{args.role}-{args.pairs}"
+        stem = f"contrast-{args.kind}-{args.role}-{args.pairs}" + (f"-{args.tag}" if args.tag else "")
         (out / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=float) + "\n")
         (out / f"{stem}.md").write_text(to_markdown(doc))
     return 0 if all(math.isfinite(s["methods"][m]["coverage"]) for s in settings for m in methods) else 1

@@ -132,7 +132,7 @@ def _rho(m: PairMoments, beta: float, dim: float) -> float:
 
 
 def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float = GAUSS_PRIOR_POWER,
-                split: str = "gls") -> Estimate:
+                split: str = "gls", denoise: bool = False) -> Estimate:
     """The ``contrast-eb`` interval of ``b2_A - b2_B`` (module docstring); pairs as for
     :func:`biasvar.stats.contrast.contrast_parts` (check them there). ``split``: ``gls`` (default) or
     ``worst`` (the larger of the variances of moving A alone or B alone: a conservative variant)."""
@@ -157,10 +157,17 @@ def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float
     z = scipy.stats.norm.ppf(1.0 - alpha)
     t_fac = float(welch_t(lin_parts, 1.0 - alpha)[0]) / z
 
+    # denoise: the observed offsets' quadratic forms less their noise's mean (E e'Ce = tr C^2, unbiased traces)
+    qa, qb, qab = ma.q, mb.q, cross_yy
+    if denoise:
+        qa -= ma.tr2_x + 2.0 * ma.tr_rx + tr_r2
+        qb -= mb.tr2_x + 2.0 * mb.tr_rx + tr_r2
+        qab -= tr_r2
+
     def lin_var(beta_a: float, beta_b: float) -> float:
         ra, rb = _rho(ma, beta_a, dim), _rho(mb, beta_b, dim)
-        return 4.0 * (ra * ra * ma.q + ra * ma.prior_c + rb * rb * mb.q + rb * mb.prior_c
-                      - 2.0 * ra * rb * cross_yy) / dim**2
+        seen = max(ra * ra * qa + rb * rb * qb - 2.0 * ra * rb * qab, 0.0)
+        return 4.0 * (seen + ra * ma.prior_c + rb * mb.prior_c) / dim**2
 
     # the model covariance of the two b2 estimates at the estimates (for the split)
     ra, rb = _rho(ma, ma.b2, dim), _rho(mb, mb.b2, dim)
@@ -241,7 +248,7 @@ def contrast_bt(pa: PairGram, pb: PairGram, level: float = 0.95, **kw) -> Estima
 
 def contrast_bt_levels(pa: PairGram, pb: PairGram, levels: tuple[float, ...] = (0.95,), *,
                        power: float = GAUSS_PRIOR_POWER, draws: int = 4000, rng: np.random.Generator | None = None,
-                       prior: bool = True, t_widen: bool = True,
+                       prior: bool = True, t_widen: bool = True, wishart: bool = False,
                        steps: int = 32) -> list[Estimate]:
     """The ``contrast-bt`` interval: a bootstrap-t in the Gaussian model of :func:`contrast_eb`.
 
@@ -292,14 +299,24 @@ def contrast_bt_levels(pa: PairGram, pb: PairGram, levels: tuple[float, ...] = (
     n_b = z_b @ mb.c_tt - (z_r @ mb.c_rt if nr else 0.0)
     n_r = (z_a @ ma.c_rt.T - z_b @ mb.c_rt.T) if nr else np.zeros((draws, 0))
 
-    def gram3(f: np.ndarray, g: np.ndarray, n: np.ndarray) -> np.ndarray:
-        comp = np.stack([np.broadcast_to(f, g.shape), g, n], axis=1)  # [D, 3, k]
-        return np.einsum("dik,djk->dij", comp, comp)
+    def gram(comp: np.ndarray) -> np.ndarray:
+        """Per draw, the Gram of the components [D, c, nb] in the metric of the block deviations: the
+        identity (the observed C^), or with ``wishart`` a fresh sample covariance of nb - 1 degrees of
+        freedom in their span (``W = Z Z' / (nb - 1)``), so that the world's studentizer carries its own
+        sampling noise."""
+        if not wishart or comp.shape[2] < 2:
+            return np.einsum("dik,djk->dij", comp, comp)
+        k = comp.shape[2]
+        z = rng.standard_normal((draws, k, k - 1))
+        proj = np.einsum("dik,dkj->dij", comp, z)
+        return np.einsum("dij,dlj->dil", proj, proj) / (k - 1)
 
-    g_a, g_b = gram3(ma.yt, ha_t, n_a), gram3(mb.yt, hb_t, n_b)
-    comp_r = np.stack([np.broadcast_to(ma.yr, ha_r.shape), ha_r, np.broadcast_to(mb.yr, hb_r.shape), hb_r, n_r],
-                      axis=1)
-    g_r = np.einsum("dik,djk->dij", comp_r, comp_r)
+    def comps(*parts: np.ndarray) -> np.ndarray:
+        shape = next(p.shape for p in parts if p.ndim == 2)
+        return np.stack([np.broadcast_to(p, shape) for p in parts], axis=1)
+
+    g_a, g_b = gram(comps(ma.yt, ha_t, n_a)), gram(comps(mb.yt, hb_t, n_b))
+    g_r = gram(comps(ma.yr, ha_r, mb.yr, hb_r, n_r))
     # the observed studentizer: plug-in linear variance plus the quadratic term's (unbiased traces)
     v_quad = (2.0 * ma.tr2_x + 2.0 * mb.tr2_x + 4.0 * ma.tr_rx + 4.0 * mb.tr_rx) / dim**2
     dr = ma.yr - mb.yr
@@ -359,7 +376,7 @@ def contrast_bt_levels(pa: PairGram, pb: PairGram, levels: tuple[float, ...] = (
     for level in levels:
         alpha = (1.0 - level) / 2.0
         t_fac = 1.0
-        if t_widen:
+        if t_widen and not wishart:
             t_fac = float(welch_t(lin_parts, 1.0 - alpha)[0]) / float(scipy.stats.norm.ppf(1.0 - alpha))
         out.append(Estimate(float(est), float(end(-1.0, alpha, t_fac)), float(end(1.0, alpha, t_fac)), float(s_obs)))
     return out
