@@ -135,7 +135,9 @@ def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float
                 split: str = "gls", denoise: bool = False) -> Estimate:
     """The ``contrast-eb`` interval of ``b2_A - b2_B`` (module docstring); pairs as for
     :func:`biasvar.stats.contrast.contrast_parts` (check them there). ``split``: ``gls`` (default) or
-    ``worst`` (the larger of the variances of moving A alone or B alone: a conservative variant)."""
+    ``worst`` (the larger of the variances of moving A alone or B alone: a conservative variant).
+    ``denoise``: the observed offsets' quadratic forms less their noise's mean ``tr((C_X + C_R)^2)`` (measured:
+    no better, results/coverage/contrast4)."""
     ma, mb = pair_moments(pa, power), pair_moments(pb, power)
     dim = float(pa.dims[-1])
     est = ma.b2 - mb.b2
@@ -258,6 +260,10 @@ def contrast_bt_levels(pa: PairGram, pb: PairGram, levels: tuple[float, ...] = (
     difference and the plug-in standard error ``s*`` the world's offsets ``y* = m + e*`` give; ``theta``
     is kept where ``(est - theta) / s_obs`` lies within the central ``level`` of ``x* / s*``. The
     correlation between a low estimate and a low plug-in error is thereby simulated, not assumed away.
+    ``prior=False`` leaves out the unseen part of the offsets; ``t_widen`` widens the linear term by Student's t
+    (Welch-Satterthwaite, as contrast-eb); ``wishart`` instead redraws, per draw, the sample covariance the
+    world's studentizer uses (nb - 1 degrees of freedom in the deviations' span). Draws share one ``rng``
+    (default seed 0: deterministic); both levels of one call share them.
     """
     rng = np.random.default_rng(0) if rng is None else rng
     ma, mb = pair_moments(pa, power), pair_moments(pb, power)
