@@ -36,6 +36,9 @@ METHODS = {  # name -> f(pa, pb) -> [95% Estimate, 90% Estimate]
     "contrast-eb-p1": lambda pa, pb: [contrast_eb(pa, pb, lvl, power=1.0) for lvl in LEVELS],
     "contrast-eb-p2": lambda pa, pb: [contrast_eb(pa, pb, lvl, power=2.0) for lvl in LEVELS],
     "contrast-eb-denoise": lambda pa, pb: [contrast_eb(pa, pb, lvl, denoise=True) for lvl in LEVELS],
+    "contrast-eb-denoise-noprior": lambda pa, pb: [contrast_eb(pa, pb, lvl, denoise=True, prior=False)
+                                                   for lvl in LEVELS],
+    "contrast-eb-noprior": lambda pa, pb: [contrast_eb(pa, pb, lvl, prior=False) for lvl in LEVELS],
     "contrast-cv": lambda pa, pb: [contrast_cv(pa, pb, lvl) for lvl in LEVELS],
     "contrast-bt": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS),
     "contrast-bt-noprior": lambda pa, pb: contrast_bt_levels(pa, pb, LEVELS, prior=False),

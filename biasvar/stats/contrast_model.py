@@ -132,12 +132,12 @@ def _rho(m: PairMoments, beta: float, dim: float) -> float:
 
 
 def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float = GAUSS_PRIOR_POWER,
-                split: str = "gls", denoise: bool = False) -> Estimate:
+                split: str = "gls", denoise: bool = False, prior: bool = True) -> Estimate:
     """The ``contrast-eb`` interval of ``b2_A - b2_B`` (module docstring); pairs as for
     :func:`biasvar.stats.contrast.contrast_parts` (check them there). ``split``: ``gls`` (default) or
     ``worst`` (the larger of the variances of moving A alone or B alone: a conservative variant).
     ``denoise``: the observed offsets' quadratic forms less their noise's mean ``tr((C_X + C_R)^2)`` (measured:
-    no better, results/coverage/contrast4)."""
+    no better, results/coverage/contrast4). ``prior=False`` leaves out the unseen part (``rho tr(PC)``)."""
     ma, mb = pair_moments(pa, power), pair_moments(pb, power)
     dim = float(pa.dims[-1])
     est = ma.b2 - mb.b2
@@ -169,7 +169,8 @@ def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float
     def lin_var(beta_a: float, beta_b: float) -> float:
         ra, rb = _rho(ma, beta_a, dim), _rho(mb, beta_b, dim)
         seen = max(ra * ra * qa + rb * rb * qb - 2.0 * ra * rb * qab, 0.0)
-        return 4.0 * (seen + ra * ma.prior_c + rb * mb.prior_c) / dim**2
+        unseen = ra * ma.prior_c + rb * mb.prior_c if prior else 0.0
+        return 4.0 * (seen + unseen) / dim**2
 
     # the model covariance of the two b2 estimates at the estimates (for the split)
     ra, rb = _rho(ma, ma.b2, dim), _rho(mb, mb.b2, dim)
