@@ -90,6 +90,23 @@ class PairMoments:
     c_rt: np.ndarray  # R-X scaled deviation Gram [nbR, nbX]
 
 
+def _end(outside, est: float, first: float, grow: int, steps: int) -> float:
+    """An interval end by test inversion: from ``est`` step by ``first`` (doubling the distance, at most
+    ``grow`` times) until ``outside(theta)``, then bisect ``steps`` times between the last inside and it."""
+    lo, hi = est, est + first
+    for _ in range(grow):
+        if outside(hi):
+            break
+        lo, hi = hi, hi + (hi - est)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if outside(mid):
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
 def pair_moments(pg: PairGram, power: float = GAUSS_PRIOR_POWER) -> PairMoments:
     """:class:`PairMoments` of the all-parameters layer of ``pg`` (as :func:`~.gauss_eb.gauss_model` scales)."""
     k = -1
@@ -192,19 +209,7 @@ def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float
         def outside(theta: float) -> bool:
             return abs(est - theta) > z * sd(theta)
 
-        step = z * sd(est) + 1e-300
-        lo, hi = est, est + sign * step
-        for _ in range(200):
-            if outside(hi):
-                break
-            lo, hi = hi, hi + (hi - est)
-        for _ in range(STEPS):
-            mid = 0.5 * (lo + hi)
-            if outside(mid):
-                hi = mid
-            else:
-                lo = mid
-        return 0.5 * (lo + hi)
+        return _end(outside, est, sign * (z * sd(est) + 1e-300), 200, STEPS)
 
     low, high = end(-1.0), end(1.0)
     return Estimate(float(est), float(low), float(high), float(sd(est)))
@@ -365,19 +370,7 @@ def contrast_bt_levels(pa: PairGram, pb: PairGram, levels: tuple[float, ...] = (
             u = (est - theta) / s_obs
             return u > hi if sign < 0 else u < lo
 
-        step = 2.0 * s_obs
-        lo, hi = est, est + sign * step
-        for _ in range(60):
-            if outside(hi):
-                break
-            lo, hi = hi, hi + (hi - est)
-        for _ in range(steps):
-            mid = 0.5 * (lo + hi)
-            if outside(mid):
-                hi = mid
-            else:
-                lo = mid
-        return 0.5 * (lo + hi)
+        return _end(outside, est, sign * 2.0 * s_obs, 60, steps)
 
     out = []
     for level in levels:
