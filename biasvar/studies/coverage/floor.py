@@ -168,14 +168,14 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
     n_single = len(profiles)
     sd = math.sqrt(2.0 * float(np.sum(k * sg * sg)) + 4.0 * float(np.sum(nc_p * sg * sg)))
     mix_pick = rng.integers(0, len(shapes), samples) if shapes else None
-    seeds = rng.integers(0, 2**62, 2)
+    q_seed = int(rng.integers(0, 2**62))
 
     def beta_at(c: float) -> tuple[float, int]:
         best, arg = 0.0, -1
         logs_p, logs_q = [], []
         for i, prof in enumerate(profiles):
             nc_q = c * prof
-            x_q = _draw(np.random.default_rng(int(seeds[1]) + i), k, nc_q, samples)  # the same numbers at every c
+            x_q = _draw(np.random.default_rng(q_seed + i), k, nc_q, samples)  # the same numbers at every c
             lq_p = _log_density(x_p, k, nc_q) - lp_p  # log dQ/dP at P's draws
             lq_q = _log_density(x_q, k, nc_q) - _log_density(x_q, k, nc_p)
             logs_p.append(lq_p)
@@ -197,7 +197,7 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
     top = c0 + span * sd
     grid = sorted(set(np.linspace(0.0, top, points).tolist()) | {c0})  # the truth itself: beta(c0) >= level
     vals = [beta_at(c) for c in grid]
-    step = grid[1] - grid[0]
+    step = top / (points - 1)
     while vals[-1][0] > 0.002 and len(grid) < 4 * points:
         grid.append(grid[-1] + step)
         vals.append(beta_at(grid[-1]))
