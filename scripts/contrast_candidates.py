@@ -53,12 +53,8 @@ def triples(model: multi.Model, tables, j: int, pairs: int, cache: Path) -> list
     have: list = pickle.loads(path.read_bytes()) if path.exists() else []
     if len(have) >= pairs:
         return have[:pairs]
-    a, b, ref, n, nb = multi.CONTRASTS[j]
     for i in range(len(have), pairs):
-        rng = np.random.default_rng((model.seed, 1000 + j, i + (multi.HOLDOUT_SEED if model.role == "holdout" else 0)))
-        ra, rb = tables.run(a, n, nb, rng), tables.run(b, n, nb, rng)
-        rr = None if ref == "exact" else tables.run(ref, n, nb, rng)
-        have.append((tables.pair(ra, rr), tables.pair(rb, rr)))
+        have.append(multi.contrast_triple(tables, model, j, i))
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(have))
     return have

@@ -55,7 +55,7 @@ import scipy.stats
 
 from biasvar.stats.gram import PairGram, eq16
 from biasvar.stats.intervals import Estimate
-from biasvar.stats.intervals.gauss_eb import GAUSS_PRIOR_POWER, _unbiased_tr2
+from biasvar.stats.intervals.gauss_eb import GAUSS_PRIOR_POWER, _unbiased_tr2, prior_shape, shrink
 from biasvar.stats.intervals.resample import pivot_parts
 from biasvar.stats.intervals.welch import welch_t
 
@@ -128,12 +128,7 @@ def pair_moments(pg: PairGram, power: float = GAUSS_PRIOR_POWER) -> PairMoments:
     lam, vec = lam[keep], vec[:, keep]
     vec = vec * np.sqrt(lam)  # [U_X, -U_R]' u_j = v_j sqrt(lam_j), u_j = [U_X, -U_R] v_j / sqrt(lam_j) unit
     tr = float(lam.sum())
-    if len(lam):
-        prior = lam**power
-        prior *= tr / float(prior.sum())
-        prior_c = float(prior @ lam)
-    else:
-        prior_c = 0.0
+    prior_c = float(prior_shape(lam, power) @ lam) if len(lam) else 0.0
     ones_r = None if pg.exact else np.ones(len(pg.ref_count))
     b2 = float(eq16(pg, ones_r, np.ones(nbt))[0][k])
     lin_x = float(yt @ yt)
@@ -142,10 +137,7 @@ def pair_moments(pg: PairGram, power: float = GAUSS_PRIOR_POWER) -> PairMoments:
 
 
 def _rho(m: PairMoments, beta: float, dim: float) -> float:
-    t = max(beta, 0.0) * dim
-    if m.yy > 0:
-        return (-m.tr + math.sqrt(m.tr * m.tr + 4.0 * m.yy * t)) / (2.0 * m.yy)
-    return t / m.tr if m.tr > 0 else 0.0
+    return shrink(m.yy, m.tr, max(beta, 0.0) * dim)
 
 
 def contrast_eb(pa: PairGram, pb: PairGram, level: float = 0.95, *, power: float = GAUSS_PRIOR_POWER,

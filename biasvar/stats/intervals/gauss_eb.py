@@ -153,6 +153,13 @@ def simulate(m: GaussModel, rng: np.random.Generator, draws: int) -> tuple[np.nd
     return z, xi, z0, quad, a1
 
 
+def shrink(yy: float, tr: float, t: float) -> float:
+    """gauss-eb's ``rho``: the root of ``rho^2 yy + rho tr = t`` (``yy = ||y||^2``, ``tr = tr C``, ``t = theta d``)."""
+    if yy > 0:
+        return (-tr + math.sqrt(tr * tr + 4.0 * yy * t)) / (2.0 * yy)
+    return t / tr if tr > 0 else 0.0
+
+
 def gauss_eb_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
                       draws: int) -> tuple[float, float]:
     """The ``gauss-eb`` interval of one layer's squared bias (:func:`gauss_eb_intervals`)."""
@@ -174,7 +181,7 @@ def gauss_eb_inversion(m: GaussModel, est: float, alpha: float, t_fac: float, qu
 
     def dev_quantile(theta: float, level: float) -> float:
         t = max(theta, 0.0) * m.dim
-        rho = (-tr + math.sqrt(tr * tr + 4.0 * yy * t)) / (2.0 * yy) if yy > 0 else (t / tr if tr > 0 else 0.0)
+        rho = shrink(yy, tr, t)
         iso = math.sqrt(max(m.iso * (rho * rho * m.r2 + rho * m.iso * m.n_iso), 0.0))
         a2_t = a2(theta) if callable(a2) else a2
         dev = quad + scale * (rho * a1 + math.sqrt(rho) * a2_t + iso * z0)
@@ -227,4 +234,4 @@ def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Boot
 
 
 __all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "gauss_eb_intervals", "gauss_eb_inversion", "gauss_model",
-           "invert_model", "model_intervals", "prior_shape", "quad_eigenvalues", "simulate"]
+           "invert_model", "model_intervals", "prior_shape", "quad_eigenvalues", "shrink", "simulate"]

@@ -202,6 +202,17 @@ def run_setting(path: Path, tables: Any, model: Model, k: int, st: MSetting, met
     return have
 
 
+def contrast_triple(tables: Any, model: Model, j: int, i: int,
+                    c: tuple[str, str, str, int, int] | None = None) -> tuple[Any, Any]:
+    """The two pairs ``(A, R)``, ``(B, R)`` of triple ``i`` of contrast ``j`` (``c``, default
+    ``CONTRASTS[j]``), sharing R's run; seeded ``(model seed, 1000 + j, i)`` (holdout: from :data:`HOLDOUT_SEED`)."""
+    a, b, ref, n, nb = CONTRASTS[j] if c is None else c
+    rng = np.random.default_rng((model.seed, 1000 + j, i + (HOLDOUT_SEED if model.role == "holdout" else 0)))
+    ra, rb = tables.run(a, n, nb, rng), tables.run(b, n, nb, rng)
+    rr = None if ref == "exact" else tables.run(ref, n, nb, rng)
+    return tables.pair(ra, rr), tables.pair(rb, rr)
+
+
 def run_contrast(path: Path, tables: Any, model: Model, j: int, c: tuple[str, str, str, int, int],
                  pairs: int) -> dict[str, np.ndarray]:
     """The contrast ``A - B``'s 95% and 90% intervals over ``pairs`` independent triples (A, B, reference)."""
@@ -211,13 +222,9 @@ def run_contrast(path: Path, tables: Any, model: Model, j: int, c: tuple[str, st
         have = dict(np.load(path))
         if len(have["est"]) == pairs:
             return have
-    a, b, ref, n, nb = c
     rows = []
     for i in range(pairs):
-        rng = np.random.default_rng((model.seed, 1000 + j, i + (HOLDOUT_SEED if model.role == "holdout" else 0)))
-        ra, rb = tables.run(a, n, nb, rng), tables.run(b, n, nb, rng)
-        rr = None if ref == "exact" else tables.run(ref, n, nb, rng)
-        pa, pb = tables.pair(ra, rr), tables.pair(rb, rr)
+        pa, pb = contrast_triple(tables, model, j, i, c)
         p95, p90 = contrast_parts(pa, pb, 0.95)["b2"], contrast_parts(pa, pb, 0.90)["b2"]
         rows.append((p95.value, p95.low, p95.high, p90.low, p90.high))
     arr = np.array(rows, dtype=float)
@@ -393,5 +400,5 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
 
 
 __all__ = ["BAND", "CONTRASTS", "COVERS", "GAUSS_MODELS", "HOLDOUT_SEED", "MODELS", "MSetting", "Model", "SETTINGS",
-           "SPECS", "WIDTH_LIMIT", "eq16_of", "gate_failures", "pair_seed", "run_contrast", "run_setting", "run_study",
-           "setting_grams", "summarize_setting", "to_markdown", "verdict", "write_json"]
+           "SPECS", "WIDTH_LIMIT", "contrast_triple", "eq16_of", "gate_failures", "pair_seed", "run_contrast",
+           "run_setting", "run_study", "setting_grams", "summarize_setting", "to_markdown", "verdict", "write_json"]
