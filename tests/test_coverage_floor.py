@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from scipy import optimize, special, stats
 
-from biasvar.studies.coverage.floor import coverage_floor, family, gauss_setting, groups_of, log_iv, log_ncx2_ratio
+from biasvar.studies.coverage.floor import (
+    coverage_floor,
+    family,
+    gauss_setting,
+    groups_of,
+    log_iv,
+    log_ncx2_ratio,
+    mixture_bound,
+)
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 64, 400])
@@ -128,3 +136,42 @@ def test_gauss_setting_uses_the_pair_s_noise_and_the_model_s_bias():
     s0, truth0 = gauss_setting(t, "rf(M=4)", "exact", 100)
     np.testing.assert_allclose(s0, t.lam_ref / 100)
     assert truth0.sum() == 0
+
+
+def _two_coordinates(c: float):
+    """``P``: two independent chi-square(1) draws; member ``i``: coordinate ``i`` noncentral with ``c``."""
+    def log_ratios(x):
+        return np.stack([log_ncx2_ratio(x[:, 0], 1, c), log_ncx2_ratio(x[:, 1], 1, c)])
+
+    def draw_q(i, r, n):
+        x = r.chisquare(1, (n, 2))
+        x[:, i] = r.noncentral_chisquare(1, c, n)
+        return x
+
+    return log_ratios, lambda r, n: r.chisquare(1, (n, 2)), draw_q
+
+
+def test_mixture_bound_finds_the_least_favourable_mixture_of_a_symmetric_pair():
+    """Two members, a bias of size c on one coordinate or the other: by symmetry the least-favourable mixture
+    is the even one. Its Neyman-Pearson chance under P, computed here with scipy's densities and other draws,
+    is what the bound must find; a single member's bound is far below it, and a test valid for both members
+    (the sum of the two coordinates) is not narrower than it."""
+    c, level = 6.0, 0.93
+    log_ratios, draw_p, draw_q = _two_coordinates(c)
+    value, se, w = mixture_bound(log_ratios, draw_p, draw_q, 2, level=level, fit=2000, check=40000,
+                                 rng=np.random.default_rng(1))
+    np.testing.assert_allclose(w, [0.5, 0.5], atol=0.05)
+    rng = np.random.default_rng(2)
+    n = 200_000
+
+    def ratio(x, g):
+        return stats.ncx2.pdf(x[:, g], 1, c) / stats.chi2.pdf(x[:, g], 1)
+
+    xq = np.vstack([draw_q(0, rng, n // 2), draw_q(1, rng, n // 2)])
+    xp = draw_p(rng, n)
+    mixed = np.mean(0.5 * (ratio(xp, 0) + ratio(xp, 1)) >= np.quantile(0.5 * (ratio(xq, 0) + ratio(xq, 1)), 1 - level))
+    assert abs(value - mixed) < 4 * se + 0.003, (value, se, mixed)
+    single = np.mean(ratio(xp, 0) >= np.quantile(ratio(xq[: n // 2], 0), 1 - level))
+    assert single < value - 0.08
+    valid = np.mean(xp.sum(axis=1) >= np.quantile(xq.sum(axis=1), 1 - level))  # covers each member with 0.93
+    assert valid >= value - 3 * se

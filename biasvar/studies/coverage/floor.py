@@ -68,6 +68,8 @@ class Floor:
         worst: per grid point, which member set ``beta`` (an index into the profiles, ``len`` of them for
             the truth's own, one more for the mixture; -1 where ``beta`` is 0).
         groups: the number of groups of the smoothed spectrum.
+        se: the floor's Monte Carlo standard error (:func:`coverage_floor` with ``mixtures``; else 0, not
+            estimated).
     """
 
     floor: float
@@ -76,6 +78,7 @@ class Floor:
     sd: float
     worst: np.ndarray
     groups: int
+    se: float = 0.0
 
 
 def family(s: np.ndarray, alignments: Sequence[float] = ALIGNMENTS) -> list[np.ndarray]:
@@ -128,7 +131,67 @@ def log_ncx2_ratio(x: np.ndarray, k: int, nc: float) -> np.ndarray:
     if nc <= 0:
         return np.zeros_like(x)
     t = np.sqrt(nc * np.maximum(x, 1e-300))
+    if k == 1:  # I_(-1/2)(t) = sqrt(2 / (pi t)) cosh t: the ratio is exp(-nc/2) cosh t
+        return -0.5 * nc + t + np.log1p(np.exp(-2.0 * t)) - math.log(2.0)
     return -0.5 * nc + math.lgamma(0.5 * k) + (1.0 - 0.5 * k) * np.log(0.5 * t) + log_iv(0.5 * k - 1.0, t)
+
+
+def _mixture_test(w: np.ndarray, lr_q: np.ndarray, level: float) -> tuple[float, np.ndarray]:
+    """The Neyman-Pearson test of the mixture ``sum_i w_i Q_i`` against ``P`` at ``level``, from draws of each
+    member (``lr_q[i, j]``: ``log dQ_j/dP`` at ``Q_i``'s draws): its threshold on ``log sum w_j dQ_j/dP`` and
+    each member's chance of passing it."""
+    with np.errstate(divide="ignore"):
+        lw = np.log(w)
+    mix = np.logaddexp.reduce(lw[None, :, None] + lr_q, axis=1)  # [member drawn, N]
+    vals = mix.ravel()
+    order = np.argsort(-vals)
+    weight = np.repeat(w / lr_q.shape[2], lr_q.shape[2])[order]
+    t = float(vals[order][min(int(np.searchsorted(np.cumsum(weight), level)), len(vals) - 1)])
+    return t, (mix >= t).mean(axis=1)
+
+
+def _passes(w: np.ndarray, t: float, lr: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.logaddexp.reduce(np.log(w)[:, None] + lr, axis=0) >= t
+
+
+def mixture_bound(log_ratios, draw_p, draw_q, members: int, *, level: float = LEVEL, fit: int = 2000,
+                  check: int = 6000, rng: np.random.Generator, steps: int = 60, rate: float = 20.0
+                  ) -> tuple[float, float, np.ndarray]:
+    """The least chance under ``P`` that a test accepts when it must accept under each of ``members``
+    distributions ``Q_i`` with chance ``>= level``, bounded from below by a least-favourable mixture.
+
+    For any weights ``w``, a test that accepts under every ``Q_i`` with chance ``>= level`` accepts under the
+    mixture ``sum w_i Q_i`` so too, and so (Neyman-Pearson) has ``P``-chance at least that of the mixture's
+    test; the composite problem's answer is the largest of these over ``w`` (by duality). ``log_ratios(x)``
+    gives ``log dQ_i/dP`` at draws ``x`` [members, N]; ``draw_p(rng, N)`` and ``draw_q(i, rng, N)`` draw from
+    ``P`` and ``Q_i``. The weights are chosen on ``fit`` draws of each distribution among each single member
+    and the mixtures that multiplicative weights meet (moving weight toward the members the current test
+    covers least); the chosen mixture's threshold and ``P``-chance are then estimated on ``check`` fresh
+    draws, so the bound does not inherit the choice's fit to its draws (taking the largest of several
+    estimates would). Returns the bound, its standard error (binomial over ``P``'s draws, plus the threshold's
+    error by the delta method: at the threshold ``dP/dQ_w = exp(-t)``), and the weights."""
+    def ratios_of(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return log_ratios(draw_p(rng, n)), np.stack([log_ratios(draw_q(i, rng, n)) for i in range(members)])
+
+    lr_p, lr_q = ratios_of(fit)
+    best, best_w = -1.0, None
+    cands = [np.eye(members)[j] for j in range(members)]
+    w = np.full(members, 1.0 / members)
+    for step in range(len(cands) + steps):
+        cand = cands[step] if step < len(cands) else w
+        t, cov = _mixture_test(cand, lr_q, level)
+        value = float(_passes(cand, t, lr_p).mean())
+        if value > best:
+            best, best_w = value, cand.copy()
+        if step >= len(cands):
+            w = np.maximum(w * np.exp(rate * (level - cov)), 1e-12)
+            w /= w.sum()
+    lr_p, lr_q = ratios_of(check)
+    t, _ = _mixture_test(best_w, lr_q, level)
+    value = float(_passes(best_w, t, lr_p).mean())
+    var_t = math.exp(-2.0 * t) * level * (1.0 - level) * float(np.sum(best_w ** 2)) / check
+    return value, math.sqrt(value * (1.0 - value) / check + var_t), best_w
 
 
 def _draw(rng: np.random.Generator, k: np.ndarray, nc: np.ndarray, samples: int) -> np.ndarray:
@@ -146,13 +209,19 @@ def _log_density(x: np.ndarray, k: np.ndarray, nc: np.ndarray) -> np.ndarray:
 
 def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequence[np.ndarray], *,
                    level: float = LEVEL, samples: int = 4000, points: int = 40, span: float = 9.0,
-                   ratio: float = GROUP_RATIO, refine: int = 5, jump: float = 0.08, seed: int = 0) -> Floor:
+                   ratio: float = GROUP_RATIO, refine: int = 5, jump: float = 0.08, seed: int = 0,
+                   mixtures: bool = False, fit: int = 2000) -> Floor:
     """Pratt's floor (module docstring) of the setting whose mean offset has variances ``s`` [r] on the
     eigenvectors of its covariance and squared true offset ``truth`` [r] on them (zeros: b2 = 0), Eq. 16
     dividing by ``dim``; the family is ``shapes`` (squared profiles, sum 1) at every size, the truth's own
     profile, and the even mixture of ``shapes``. The grid runs from 0 to ``span`` standard deviations of
     Eq. 16 above the truth (and holds the truth), is extended while ``beta`` at its top is above 0.002, and
-    is halved up to ``refine`` times where ``beta`` changes by more than ``jump`` between neighbours."""
+    is halved up to ``refine`` times where ``beta`` changes by more than ``jump`` between neighbours.
+
+    With ``mixtures``, ``beta`` is instead :func:`mixture_bound` over the single profiles (the best mixture of
+    them found on ``fit`` draws each, its bound estimated on ``samples`` fresh ones: no largest of several
+    estimates); ``worst`` is then the member of largest weight, and ``se`` the floor's Monte Carlo standard
+    error."""
     s = np.asarray(s, dtype=float)
     truth = np.asarray(truth, dtype=float)
     rng = np.random.default_rng(seed)
@@ -170,7 +239,23 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
     mix_pick = rng.integers(0, len(shapes), samples) if shapes else None
     q_seed = int(rng.integers(0, 2**62))
 
+    calls = [0]
+    ses: dict[float, float] = {}
+
+    def mixture_at(c: float) -> tuple[float, int]:
+        calls[0] += 1
+        ncs = [c * prof for prof in profiles]
+        log_ratios = lambda x: np.stack([_log_density(x, k, nc) - _log_density(x, k, nc_p)  # noqa: E731
+                                         for nc in ncs])
+        b, se, w = mixture_bound(log_ratios, lambda r, n: _draw(r, k, nc_p, n),
+                                 lambda i, r, n: _draw(r, k, ncs[i], n), len(ncs), level=level, fit=fit,
+                                 check=samples, rng=np.random.default_rng([seed, 7, calls[0]]))
+        ses[c] = se
+        return b, int(np.argmax(w))
+
     def beta_at(c: float) -> tuple[float, int]:
+        if mixtures:
+            return mixture_at(c)
         best, arg = 0.0, -1
         logs_p, logs_q = [], []
         for i, prof in enumerate(profiles):
@@ -211,8 +296,13 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
             vals.insert(i + 1, beta_at(mid))
     g = np.array(grid)
     beta = np.array([v[0] for v in vals])
+    # trapezoid weights: the Monte Carlo errors of the grid's values are independent (fresh draws at each)
+    wts = np.zeros(len(g))
+    wts[:-1] += 0.5 * np.diff(g)
+    wts[1:] += 0.5 * np.diff(g)
+    se = math.sqrt(float(np.sum((wts * np.array([ses.get(c, 0.0) for c in grid])) ** 2))) / dim
     return Floor(float(np.trapezoid(beta, g)) / dim, g / dim, beta, sd / dim, np.array([v[1] for v in vals]),
-                 len(idx))
+                 len(idx), se)
 
 
 def clipped_width(low: np.ndarray, high: np.ndarray) -> float:
@@ -232,5 +322,5 @@ def gauss_setting(tables: GaussTables, spec: str, reference: str, n: int) -> tup
     return s, truth
 
 
-__all__ = ["ALIGNMENTS", "GROUP_RATIO", "LEVEL", "Floor", "clipped_width", "coverage_floor", "family", "gauss_setting",
-           "groups_of", "log_iv", "log_ncx2_ratio"]
+__all__ = ["ALIGNMENTS", "GROUP_RATIO", "LEVEL", "Floor", "mixture_bound", "clipped_width", "coverage_floor",
+           "family", "gauss_setting", "groups_of", "log_iv", "log_ncx2_ratio"]
