@@ -130,7 +130,7 @@ def to_markdown(doc: dict) -> str:
              "be, only that it cannot be narrower than the floor.", ""]
     if doc.get("mixtures"):
         lines += ["**Least-favourable mixtures** (`--mixtures`): beta(c) is not the largest of the members' own "
-                  "Neyman-Pearson bounds (a largest of several Monte Carlo estimates, biased up) but the bound of "
+                  "Neyman-Pearson bounds (the largest of several Monte Carlo estimates, which can be biased up) but the bound of "
                   "one mixture of the members (each single member and the mixtures multiplicative weights meet), "
                   f"chosen on {doc['fit']} draws per member and then estimated on {doc['samples']} fresh draws "
                   "(`floor.mixture_bound`); `±` its Monte Carlo standard error.", ""]
