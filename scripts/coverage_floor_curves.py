@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cols = 3
     fig, axes = plt.subplots((len(rows) + cols - 1) // cols, cols, figsize=(12, 3.4 * ((len(rows) + 2) // 3)),
                              squeeze=False)
-    for ax, r in zip(axes.ravel(), rows):
+    for ax, r in zip(axes.ravel(), rows, strict=False):
         x = np.array(r["grid"]) / r["sd"]
         ax.plot(x, r["beta"], "k-", lw=2.2, label="floor beta(c)")
         for m, v in r["methods"].items():
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
              f"`{args.ends}/raw/*.npz` (b2 = 0, Gaussian models with the named model's rf(M=4) spectrum), the floor "
              f"from `{args.floor}/raw/` where it has the setting, else from the ends' own run. A method's mean width "
              "clipped at 0 is the area under its curve (Pratt); `area/floor` is that area over the floor's; "
-             "`most above` is the c (in sd of Eq. 16) where its curve is furthest above beta, and by how much.", "",
+             "`most above` is the c (in sd of Eq. 16) where its curve is furthest above beta, and by how much.",
+             "",
              "| setting | reference | n | pairs | " + " | ".join(f"{m}: area/floor, most above" for m in METHODS) + " |",
              "|---|---|---|---|" + "---|" * len(METHODS)]
     for r in rows:
