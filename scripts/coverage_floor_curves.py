@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
              "clipped at 0 is the area under its curve (Pratt); `area/floor` is that area over the floor's; "
              "`most above` is the c (in sd of Eq. 16) where its curve is furthest above beta, and by how much.",
              "",
-             "| setting | reference | n | pairs | " + " | ".join(f"{m}: area/floor, most above" for m in METHODS) + " |",
+             "| setting | reference | n | pairs | "
+             + " | ".join(f"{m}: area/floor, most above" for m in METHODS) + " |",
              "|---|---|---|---|" + "---|" * len(METHODS)]
     for r in rows:
         cells = [f"{v['area_over_floor']:.2f}, {v['most_above_by']:+.2f} at {v['most_above']:.1f} sd"
