@@ -55,7 +55,14 @@ import scipy.stats
 
 from biasvar.stats.gram import PairGram, eq16
 from biasvar.stats.intervals import Estimate
-from biasvar.stats.intervals.gauss_eb import GAUSS_PRIOR_POWER, _unbiased_tr2, prior_shape, shrink
+from biasvar.stats.intervals.gauss_eb import (
+    GAUSS_PRIOR_POWER,
+    _unbiased_tr2,
+    kept_eigh,
+    prior_shape,
+    scaled_grams,
+    shrink,
+)
 from biasvar.stats.intervals.resample import pivot_parts
 from biasvar.stats.intervals.welch import welch_t
 
@@ -112,20 +119,9 @@ def pair_moments(pg: PairGram, power: float = GAUSS_PRIOR_POWER) -> PairMoments:
     k = -1
     parts = pivot_parts(pg)
     nbt = len(pg.test_count)
-    a_t = math.sqrt(nbt / (nbt - 1)) / pg.test_count.sum()
-    c_tt = a_t * a_t * parts.d_tt[k]
-    yt = a_t * parts.p_t[k]
-    if pg.exact:
-        gram, yr, c_rt, c_rr = c_tt, np.zeros(0), np.zeros((0, nbt)), np.zeros((0, 0))
-    else:
-        nbr = len(pg.ref_count)
-        a_r = math.sqrt(nbr / (nbr - 1)) / pg.ref_count.sum()
-        c_rr, c_rt = a_r * a_r * parts.d_rr[k], a_r * a_t * parts.d_rt[k]
-        gram = np.block([[c_tt, -c_rt.T], [-c_rt, c_rr]])
-        yr = a_r * parts.p_r[k]
-    lam, vec = np.linalg.eigh(gram)
-    keep = lam > max(float(lam.max(initial=0.0)), 0.0) * 1e-10
-    lam, vec = lam[keep], vec[:, keep]
+    g = scaled_grams(pg, parts, k)
+    c_tt, c_rt, yt, yr = g.c_tt, g.c_rt, g.y_t, g.y_r
+    lam, vec = kept_eigh(g.joint(), k)
     vec = vec * np.sqrt(lam)  # [U_X, -U_R]' u_j = v_j sqrt(lam_j), u_j = [U_X, -U_R] v_j / sqrt(lam_j) unit
     tr = float(lam.sum())
     prior_c = float(prior_shape(lam, power) @ lam) if len(lam) else 0.0

@@ -88,20 +88,48 @@ class GaussModel:
     dim: float
 
 
-def gauss_model(pg: PairGram, parts: PivotParts, k: int) -> GaussModel:
-    """The :class:`GaussModel` of layer ``k`` from the deviation Gram matrices."""
+@dataclass(frozen=True)
+class ScaledGrams:
+    """The block-deviation Gram matrices of one layer, scaled to the covariance of the mean offset
+    (``c_tt`` of the tested run's mean, ``c_rr`` the reference's, ``c_rt`` their cross term), and the two
+    means' offsets on the deviations (``y_t``, ``y_r``); against the exact gradient the reference parts are
+    empty."""
+
+    c_tt: np.ndarray
+    c_rt: np.ndarray
+    c_rr: np.ndarray
+    y_t: np.ndarray
+    y_r: np.ndarray
+    exact: bool
+
+    def joint(self) -> np.ndarray:
+        """The Gram matrix of ``[U_X, -U_R]`` (the offset's noise on the deviations of both runs)."""
+        if self.exact:
+            return self.c_tt
+        return np.block([[self.c_tt, -self.c_rt.T], [-self.c_rt, self.c_rr]])
+
+    def tr2(self) -> float:
+        """The unbiased ``tr C^2`` of the offset's covariance."""
+        out = _unbiased_tr2(self.c_tt, len(self.c_tt))
+        if not self.exact:
+            out += _unbiased_tr2(self.c_rr, len(self.c_rr)) + 2.0 * float(np.sum(self.c_rt * self.c_rt))
+        return out
+
+
+def scaled_grams(pg: PairGram, parts: PivotParts, k: int) -> ScaledGrams:
+    """:class:`ScaledGrams` of layer ``k`` (``sqrt(nb / (nb - 1)) / draws`` per run)."""
     nbt = len(pg.test_count)
     a_t = math.sqrt(nbt / (nbt - 1)) / pg.test_count.sum()
-    c_tt = a_t * a_t * parts.d_tt[k]
+    c_tt, y_t = a_t * a_t * parts.d_tt[k], a_t * parts.p_t[k]
     if pg.exact:
-        gram, b, tr2 = c_tt, a_t * parts.p_t[k], _unbiased_tr2(c_tt, nbt)
-    else:
-        nbr = len(pg.ref_count)
-        a_r = math.sqrt(nbr / (nbr - 1)) / pg.ref_count.sum()
-        c_rr, c_rt = a_r * a_r * parts.d_rr[k], a_r * a_t * parts.d_rt[k]  # [nbR, nbR], [nbR, nbT]
-        gram = np.block([[c_tt, -c_rt.T], [-c_rt, c_rr]])
-        b = np.concatenate([a_t * parts.p_t[k], -a_r * parts.p_r[k]])
-        tr2 = _unbiased_tr2(c_tt, nbt) + _unbiased_tr2(c_rr, nbr) + 2.0 * float(np.sum(c_rt * c_rt))
+        return ScaledGrams(c_tt, np.zeros((0, nbt)), np.zeros((0, 0)), y_t, np.zeros(0), True)
+    nbr = len(pg.ref_count)
+    a_r = math.sqrt(nbr / (nbr - 1)) / pg.ref_count.sum()
+    return ScaledGrams(c_tt, a_r * a_t * parts.d_rt[k], a_r * a_r * parts.d_rr[k], y_t, a_r * parts.p_r[k], False)
+
+
+def kept_eigh(gram: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and vectors of ``gram`` above ``1e-10`` of the largest (one line if it has none usable)."""
     try:
         if not np.isfinite(gram).all():
             raise np.linalg.LinAlgError("non-finite entries")
@@ -110,7 +138,15 @@ def gauss_model(pg: PairGram, parts: PivotParts, k: int) -> GaussModel:
         raise AnalysisError(f"the block deviations of layer {k} give no usable Gram matrix ({e}): too few finite "
                             "draws per block? sample more draws") from None
     keep = lam > max(float(lam.max(initial=0.0)), 0.0) * 1e-10
-    lam, vec = lam[keep], vec[:, keep]
+    return lam[keep], vec[:, keep]
+
+
+def gauss_model(pg: PairGram, parts: PivotParts, k: int) -> GaussModel:
+    """The :class:`GaussModel` of layer ``k`` from the deviation Gram matrices."""
+    g = scaled_grams(pg, parts, k)
+    b = g.y_t if g.exact else np.concatenate([g.y_t, -g.y_r])
+    tr2 = g.tr2()
+    lam, vec = kept_eigh(g.joint(), k)
     dim = float(pg.dims[k])
     sq = float(np.sum(lam * lam))
     s = min(1.0, math.sqrt(max(tr2, 0.0) / sq)) if sq > 0 else 1.0
@@ -233,5 +269,6 @@ def gauss_eb_intervals(pg: PairGram, b2: np.ndarray, v_t: np.ndarray, boot: Boot
     return model_intervals(pg, b2, v_t, boot, rng, gauss_eb_interval, with_b2=with_b2, share=share)
 
 
-__all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "gauss_eb_intervals", "gauss_eb_inversion", "gauss_model",
-           "invert_model", "model_intervals", "prior_shape", "quad_eigenvalues", "shrink", "simulate"]
+__all__ = ["GAUSS_DRAWS", "GAUSS_PRIOR_POWER", "GaussModel", "ScaledGrams", "gauss_eb_intervals", "gauss_eb_inversion",
+           "gauss_model", "invert_model", "kept_eigh", "model_intervals", "prior_shape", "quad_eigenvalues",
+           "scaled_grams", "shrink", "simulate"]
