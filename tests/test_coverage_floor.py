@@ -15,6 +15,7 @@ from biasvar.studies.coverage.floor import (
     log_iv,
     log_ncx2_ratio,
     mixture_bound,
+    threshold_floor,
 )
 
 
@@ -175,3 +176,29 @@ def test_mixture_bound_finds_the_least_favourable_mixture_of_a_symmetric_pair():
     assert single < value - 0.08
     valid = np.mean(xp.sum(axis=1) >= np.quantile(xq.sum(axis=1), 1 - level))  # covers each member with 0.93
     assert valid >= value - 3 * se
+
+
+def test_threshold_floor_with_one_coordinate_is_the_closed_form():
+    """One coordinate: T's threshold test is the Neyman-Pearson test, so the two floors are the closed form."""
+    grid = np.linspace(0.0, 14.0, 57)
+    floor, held = threshold_floor(np.array([1.0]), np.array([0.0]), 1.0, [np.array([1.0])], grid, samples=40000)
+    want = _one_coordinate_floor(grid)
+    assert abs(floor - want) < 0.02 * want
+    want_held = stats.chi2.sf(stats.ncx2.ppf(0.07, 1, grid[1:]), 1)
+    np.testing.assert_allclose(held[1:], want_held, atol=0.025)  # the quantile's own error
+
+
+def test_threshold_floor_is_above_the_neyman_pearson_floor_where_the_profiles_differ():
+    """Two profiles, one leaning onto the strongest coordinates, one spread over the many weak ones: a test
+    that sees only ||y||^2 must cover both and is set by the leaning one (T's spread is widest there); the
+    Neyman-Pearson floor sees the coordinates and is lower; the spread profile alone asks much less."""
+    s = np.array([1.0, 0.6] + [0.2] * 20 + [0.02] * 5)
+    shapes = family(s, (0.25, 2.5))
+    assert len(shapes) == 2
+    f = coverage_floor(s, np.zeros(len(s)), 1.0, shapes, samples=6000, ratio=1.0, refine=0)
+    both, _ = threshold_floor(s, np.zeros(len(s)), 1.0, shapes, f.grid, samples=20000)
+    spread, _ = threshold_floor(s, np.zeros(len(s)), 1.0, shapes[:1], f.grid, samples=20000)
+    leaning, _ = threshold_floor(s, np.zeros(len(s)), 1.0, shapes[1:], f.grid, samples=20000)
+    assert both > 1.08 * f.floor
+    assert spread < 0.6 * both
+    assert abs(leaning - both) < 0.02 * both

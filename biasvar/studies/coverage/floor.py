@@ -305,6 +305,35 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
                  len(idx), se)
 
 
+def threshold_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequence[np.ndarray], grid: np.ndarray, *,
+                    level: float = LEVEL, samples: int = 20000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """The floor among intervals that see the data only through ``T = ||y||^2`` (Eq. 16's statistic, the
+    covariance known) and hold ``c`` where ``T`` is at least a threshold: to cover every member of size ``c``
+    (profiles ``shapes`` and the truth's own) with chance ``level``, the threshold can be no higher than the
+    least of the members' ``1 - level`` quantiles of ``T``, and the interval's chance of holding ``c`` under
+    the truth is then ``P(T >= that)``. ``grid``: the values of ``c`` (b2 units, as :class:`Floor` keeps
+    them); ``T`` depends on the offset only through its squared profile, so no turn is drawn. Returns the
+    floor (b2 units) and the chance at each ``c``."""
+    s = np.asarray(s, dtype=float)
+    truth = np.asarray(truth, dtype=float)
+    rng = np.random.default_rng(seed)
+    root = np.sqrt(s)
+
+    def stat(offset2: np.ndarray) -> np.ndarray:
+        z = rng.standard_normal((samples, len(s)))
+        return ((z * root + np.sqrt(offset2)) ** 2).sum(axis=1)
+
+    t_p = stat(truth)
+    c0 = float(truth.sum())
+    profiles = list(shapes) + ([truth / c0] if c0 > 0 else [])
+    held = []
+    for c in np.asarray(grid, dtype=float) * dim:
+        t = min(float(np.quantile(stat(c * w), 1.0 - level)) for w in profiles)
+        held.append(float(np.mean(t_p >= t)))
+    held_a = np.array(held)
+    return float(np.trapezoid(held_a, np.asarray(grid, dtype=float))), held_a
+
+
 def clipped_width(low: np.ndarray, high: np.ndarray) -> float:
     """Mean width of intervals clipped at 0 (the part the floor bounds)."""
     return float(np.nanmean(np.maximum(high, 0.0) - np.maximum(low, 0.0)))
@@ -323,4 +352,5 @@ def gauss_setting(tables: GaussTables, spec: str, reference: str, n: int) -> tup
 
 
 __all__ = ["ALIGNMENTS", "GROUP_RATIO", "LEVEL", "Floor", "mixture_bound", "clipped_width", "coverage_floor",
-           "family", "gauss_setting", "groups_of", "log_iv", "log_ncx2_ratio"]
+           "family", "gauss_setting", "groups_of", "log_iv", "log_ncx2_ratio",
+           "threshold_floor"]
