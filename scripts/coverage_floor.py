@@ -132,7 +132,8 @@ def to_markdown(doc: dict) -> str:
     if doc.get("mixtures"):
         lines += ["**Least-favourable mixtures** (`--mixtures`): beta(c) is not the largest of the members' own "
                   "Neyman-Pearson bounds (the largest of several Monte Carlo estimates, which can be biased up) but "
-                  "the bound of one mixture of the members (each single member and the mixtures multiplicative weights meet), "
+                  "the bound of one mixture of the members (each single member and the mixtures multiplicative "
+                  "weights meet), "
                   f"chosen on {doc['fit']} draws per member and then estimated on {doc['samples']} fresh draws "
                   "(`floor.mixture_bound`); `±` its Monte Carlo standard error.", ""]
     lines += ["| model | role | tested | reference | n | blocks | b2/(V/n) | floor/sd | "
