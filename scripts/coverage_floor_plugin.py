@@ -33,7 +33,6 @@ import numpy as np
 from biasvar.provenance import git_commit
 from biasvar.studies.coverage import multi
 from biasvar.studies.coverage.floor import ALIGNMENTS, LEVEL, family
-from biasvar.studies.coverage.gauss_kind import aligned_weights
 
 
 def spectrum(model: multi.Model, k: int, draws: int = 200_000) -> tuple[np.ndarray, float]:
@@ -44,6 +43,28 @@ def spectrum(model: multi.Model, k: int, draws: int = 200_000) -> tuple[np.ndarr
     tables = model.tables()
     s, _ = noise_of(model, tables, k, draws)
     return s, float(tables.dim)
+
+
+def aligned_many(sh: np.ndarray, align: float, steps: int = 200) -> np.ndarray:
+    """:func:`~biasvar.studies.coverage.gauss_kind.aligned_weights` of each row of ``sh`` [N, r] at once
+    (bisection on the power ``q``); where ``align`` is out of a row's reach, all on its largest eigenvalue."""
+    lc = np.log(sh / sh.max(axis=1, keepdims=True))
+    scale = (sh * sh).sum(axis=1) / sh.sum(axis=1)
+
+    def weights(q: np.ndarray) -> np.ndarray:
+        e = q[:, None] * lc
+        e = np.exp(e - e.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    lo, hi = np.full(len(sh), -200.0), np.full(len(sh), 200.0)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = (weights(mid) * sh).sum(axis=1) / scale < align
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    out = weights(0.5 * (lo + hi))
+    top = sh.max(axis=1) / scale
+    out[top <= align] = np.eye(sh.shape[1])[np.argmax(sh[top <= align], axis=1)]
+    return out
 
 
 def one(s: np.ndarray, dim: float, row: dict, df: int, draws: int, gammas: tuple[float, ...], seed: int) -> dict:
@@ -63,20 +84,7 @@ def one(s: np.ndarray, dim: float, row: dict, df: int, draws: int, gammas: tuple
 
     sh_p, u_p = estimates()
     sh_q, u_q = estimates()
-    w_hat = []
-    for e in sh_q:
-        try:
-            w_hat.append(aligned_weights(e, top_lean))
-        except ValueError:
-            w_hat.append(np.eye(r)[np.argmax(e)])
-    w_hat_q = np.array(w_hat)
-    w_hat_p = []
-    for e in sh_p:
-        try:
-            w_hat_p.append(aligned_weights(e, top_lean))
-        except ValueError:
-            w_hat_p.append(np.eye(r)[np.argmax(e)])
-    w_hat_p = np.array(w_hat_p)
+    w_hat_q, w_hat_p = aligned_many(sh_q, top_lean), aligned_many(sh_p, top_lean)
     y_p = rng.standard_normal((draws, r)) * np.sqrt(s)
     z_q = rng.standard_normal((draws, r)) * np.sqrt(s)
     signs = rng.choice([-1.0, 1.0], (draws, r))
