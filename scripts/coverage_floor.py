@@ -162,7 +162,7 @@ def to_markdown(doc: dict) -> str:
                  "interval valid for all leans from 0.1 to 2.5).")
         if thr:
             intro += (" `threshold floor` (`--threshold`, `floor.threshold_floor`): the least mean width (clipped "
-                      "at 0) of an interval that sees the data only through Eq. 16's `||y||^2`, knows the "
+                      "at 0) of an interval that reads y only through `||y||^2`, knows the "
                       "covariance, and holds c where `||y||^2` is at least a threshold, valid for the same family "
                       "(20000 draws per member and value); where 1.15x the narrowest covering width is below it, "
                       "no method of that kind can meet the criterion. Its `±` is the pairs' error alone.")
