@@ -72,6 +72,15 @@ def test_one_coordinate_floor_is_the_closed_form():
     assert 4.5 < want < 5.5  # about 5 noise variances: the bound is not trivial
 
 
+def test_one_coordinate_floor_of_mixtures_is_the_closed_form_with_its_error():
+    """One member: the mixture search has nothing to mix, and its bound (fresh draws) is the closed form."""
+    f = coverage_floor(np.array([1.0]), np.array([0.0]), 1.0, [np.array([1.0])], samples=20000, refine=0,
+                       mixtures=True, fit=2000)
+    want = _one_coordinate_floor(f.grid)
+    assert 0 < f.se < 0.01 * want
+    assert abs(f.floor - want) < max(4 * f.se, 0.01 * want)
+
+
 def test_the_floor_is_reached_by_the_neyman_pearson_set_of_one_profile():
     """With one bias profile (signs unknown) the set {c : log dQ_c/dP_0 (y) >= k_c} covers every Q_c with chance
     0.93 and its mean length at b2 = 0 is the floor: rebuilt here with other code and other draws."""
