@@ -106,3 +106,16 @@ def test_a_run_of_few_chunks_is_not_timed(tmp_path, measured):
 def test_a_run_past_few_chunks_is_still_timed(tmp_path, measured):
     _sweep(tmp_path, n=193, cal=Calibration(), chunk=64)
     assert sorted(family(s) for s in measured) == ["gr-mc", "rf"]
+
+
+def test_a_resumed_run_continues_on_the_path_its_file_recorded(tmp_path, measured):
+    """Runs drawn on the loop, then extended under ``auto`` (whose timing would answer vmap): nothing is timed,
+    the new blocks come from the loop too, and the sums equal those of one loop sweep of the full length."""
+    _sweep(tmp_path / "runs", n=40, method="loop")
+    cal = Calibration()
+    plan = _sweep(tmp_path / "runs", n=80, cal=cal)
+    assert measured == [] and cal.timed == 0
+    whole = _sums(_sweep(tmp_path / "loop", n=80, method="loop"))
+    assert {store.read_header(run.path)["method"] for run in plan.runs} == {"loop"}
+    for spec, sums in _sums(plan).items():
+        np.testing.assert_array_equal(sums, whole[spec], err_msg=spec)

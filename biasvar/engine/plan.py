@@ -198,13 +198,25 @@ def run_holds(run_path: Path, header: Mapping[str, Any], end: int) -> bool:
         return False
 
 
+def _recorded_method(path: Path) -> str | None:
+    """The gradient path (vmap or loop) an existing run file recorded, or None (no file, or none recorded)."""
+    if not path.is_file():
+        return None
+    try:
+        recorded = store.read_header(path).get("method")
+    except (StoreError, KeyError, ValueError, OSError):
+        return None
+    return recorded if recorded in ("vmap", "loop") else None
+
+
 def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0, runs_dir: str | Path = "runs",
              options: RunOptions = RunOptions(), restart: bool = False, sharded: bool = False,
              calibration: Calibration | None = None) -> RunPlan:
     """The plan of the run ``(snapshot, spec, seed)`` of ``n`` draws under ``runs_dir``.
 
     An existing run file with the same identity is resumed (a complete one makes a ``complete``
-    plan, without choosing the path); one with a different identity raises
+    plan, without choosing the path; under ``method="auto"`` an incomplete one continues on the path
+    its file recorded, so that all its blocks come from one path); one with a different identity raises
     :class:`~biasvar.errors.StoreError` unless ``restart``.
 
     Args:
@@ -242,7 +254,10 @@ def plan_run(snapshot: Any, spec: str | EstimatorSpec, *, n: int, seed: int = 0,
     draws = None
     if sharded or not complete:  # the path the engine takes ("auto" is kept as method_requested)
         check_noise_fits(problem, spec, est, dev, max_memory)  # before any draw (a calibration draws)
-        draws = plan_draws(problem, est, sel.names, chunk=o.chunk, max_memory=max_memory, method=method,
+        path_method = method
+        if method == "auto" and not sharded and not restart:  # a resumed run continues on its file's path
+            path_method = _recorded_method(path) or method
+        draws = plan_draws(problem, est, sel.names, chunk=o.chunk, max_memory=max_memory, method=path_method,
                            calibration=calibration, draws=int(n))
         header.update(draws.record())
     return RunPlan(snapshot, spec, est, int(n), int(seed), dataclasses.replace(o, params=params, method=method),
