@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = multi.run_setting(out / "raw" / f"{args.model}-lean{args.lean:g}-x{x:g}.npz", tables, model,
                                 args.setting, st, methods, args.pairs, 1000)
         truth = c / tables0.dim
-        row = {"size": x, "methods": {}}
+        row = {"size": x, "b2": truth, "methods": {}}
         for m in methods:
             lo, hi = raw[f"{m}:low"], raw[f"{m}:high"]
             row["methods"][m] = {"coverage": float(np.mean((lo <= truth) & (truth <= hi))),

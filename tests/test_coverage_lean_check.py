@@ -1,0 +1,48 @@
+"""scripts/coverage_lean_check.py: bad input gets one line and exit 2; a small run writes its page, and the
+coverage it reports is that of the ends it kept."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "scripts" / "coverage_lean_check.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("coverage_lean_check", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--model", "nope"], "unknown model"),
+    (["--model", "toy-quartic", "--setting", "0"], "unbiased"),
+    (["--model", "toy-quartic", "--lean", "50"], "out of reach"),
+])
+def test_bad_input_is_one_line(script, tmp_path, capsys, argv, says):
+    assert script.main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
+
+
+def test_a_small_run_reports_the_coverage_of_its_ends(script, tmp_path):
+    out = tmp_path / "lean"
+    assert script.main(["--model", "toy-quartic", "--lean", "1.0", "--sizes", "2", "--pairs", "40",
+                        "--methods", "pivot", "--out", str(out)]) == 0
+    doc = json.loads((out / "lean-toy-quartic-1.json").read_text())
+    raw = np.load(out / "raw" / "toy-quartic-lean1-x2.npz")
+    lo, hi = raw["pivot:low"], raw["pivot:high"]
+    assert len(lo) == 40
+    truth = doc["rows"][0]["b2"]
+    row = doc["rows"][0]["methods"]["pivot"]
+    assert row["coverage"] == np.mean((lo <= truth) & (truth <= hi))
+    assert (row["below"], row["above"]) == (int(np.sum(truth < lo)), int(np.sum(truth > hi)))
+    assert 0.6 <= row["coverage"] <= 1.0  # a 95% interval, 40 pairs
+    assert "| 2 |" in (out / "lean-toy-quartic-1.md").read_text()
