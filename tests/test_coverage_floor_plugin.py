@@ -6,23 +6,16 @@ directions must cost width."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import script_module
 
 from biasvar.studies.coverage.floor import coverage_floor, family, threshold_floor
-
-_PATH = Path(__file__).resolve().parents[1] / "scripts" / "coverage_floor_plugin.py"
 
 
 @pytest.fixture(scope="module")
 def plugin():
-    spec = importlib.util.spec_from_file_location("coverage_floor_plugin", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return script_module("coverage_floor_plugin")
 
 
 @pytest.fixture(scope="module")

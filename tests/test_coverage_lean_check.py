@@ -3,22 +3,16 @@ coverage it reports is that of the ends it kept."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "scripts" / "coverage_lean_check.py"
+from conftest import script_module
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("coverage_lean_check", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return script_module("coverage_lean_check")
 
 
 @pytest.mark.parametrize("argv, says", [
