@@ -32,6 +32,8 @@ from biasvar.studies.coverage.floor import (
     coverage_floor,
     family,
     gauss_setting,
+    reference_spectrum,
+    setting_variances,
     threshold_floor,
 )
 
@@ -42,11 +44,15 @@ def noise_of(model: multi.Model, tables, k: int, draws: int) -> tuple[np.ndarray
     st = multi.SETTINGS[k]
     if model.kind == "gauss":
         return gauss_setting(tables, st.spec, st.reference, st.n)
-    x = tables.draws(multi.REFERENCE, draws, np.random.default_rng((model.seed, 4242)))
-    lam = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False)), 0.0, None)
-    lam = lam[lam > lam.max() * 1e-12]
-    s = lam / st.n * (1.0 if st.reference == "exact" else 2.0)
+    s = setting_variances(reference_spectrum(model, tables, draws), st.n, st.reference)
     return s, np.zeros(len(s))
+
+
+def _spectrum(cache: dict[str, np.ndarray], model: multi.Model, tables, draws: int) -> np.ndarray:
+    """The model's reference spectrum (:func:`~biasvar.studies.coverage.floor.reference_spectrum`), drawn once."""
+    if model.name not in cache:
+        cache[model.name] = reference_spectrum(model, tables, draws)
+    return cache[model.name]
 
 
 def one(model: multi.Model, tables, k: int, study: Path, samples: int, draws: int) -> dict:
@@ -231,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if want and model.name not in want:
             continue
         tables = model.tables()
+        spectra: dict[str, np.ndarray] = {}  # the model's reference spectrum, drawn once (spectrum kind)
         for k in keys:
             path = out / "raw" / f"{model.name}-{k}.{ext}"
             t1 = time.time()
@@ -240,13 +247,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     continue
             elif args.kind == "spectrum":
-                s_k, _ = noise_of(model, tables, 0, args.draws)
-                row = one_spectrum(model, s_k * multi.SETTINGS[0].n, tables.dim, k, out, args.pairs,
+                lam = _spectrum(spectra, model, tables, args.draws)
+                s_0 = setting_variances(lam, multi.SETTINGS[0].n, multi.SETTINGS[0].reference)
+                row = one_spectrum(model, s_0 * multi.SETTINGS[0].n, tables.dim, k, out, args.pairs,
                                    tuple(args.methods.split(",")), args.samples, args.mixtures, args.fit)
             else:
                 row = one(model, tables, k, study, args.samples, args.draws)
             if args.threshold and args.kind == "spectrum":
-                s_k, _ = noise_of(model, tables, k, args.draws)
+                s_k = setting_variances(_spectrum(spectra, model, tables, args.draws), multi.SETTINGS[k].n,
+                                        multi.SETTINGS[k].reference)
                 row["threshold_floor"], held = threshold_floor(s_k, np.zeros(len(s_k)), tables.dim, family(s_k),
                                                                np.array(row["grid"]), seed=k)
                 row["threshold_held"] = held.tolist()

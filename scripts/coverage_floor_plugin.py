@@ -32,17 +32,7 @@ import numpy as np
 
 from biasvar.provenance import git_commit
 from biasvar.studies.coverage import multi
-from biasvar.studies.coverage.floor import ALIGNMENTS, LEVEL, family
-
-
-def spectrum(model: multi.Model, k: int, draws: int = 200_000) -> tuple[np.ndarray, float]:
-    """``s`` of setting ``k`` as ``scripts/coverage_floor.py --kind spectrum`` builds it, and the dimension."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from coverage_floor import noise_of
-
-    tables = model.tables()
-    s, _ = noise_of(model, tables, k, draws)
-    return s, float(tables.dim)
+from biasvar.studies.coverage.floor import ALIGNMENTS, LEVEL, family, reference_spectrum, setting_variances
 
 
 def aligned_many(sh: np.ndarray, align: float, steps: int = 200) -> np.ndarray:
@@ -137,12 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     for model in multi.MODELS:
         if model.name not in args.models.split(","):
             continue
+        lam = None  # the model's reference spectrum, drawn once
         for k, st in enumerate(multi.SETTINGS):
             path = floor / "raw" / f"{model.name}-{k}.spec.json"
             if st.spec != multi.REFERENCE or not path.exists():
                 continue
             row = json.loads(path.read_text())
-            s, dim = spectrum(model, k)
+            if lam is None:
+                tables = model.tables()
+                lam, dim = reference_spectrum(model, tables), float(tables.dim)
+            s = setting_variances(lam, st.n, st.reference)
             df = st.blocks - 1 if st.reference == "exact" else 2 * (st.blocks - 1)
             rows.append(one(s, dim, row, df, args.draws, gammas, seed=k))
             print(f"{model.name} setting {k}: " + ", ".join(f"{m} {v:.3f}" for m, v in rows[-1]["over_floor"].items()),

@@ -22,6 +22,7 @@ import numpy as np
 
 from biasvar.provenance import git_commit
 from biasvar.studies.coverage import multi
+from biasvar.studies.coverage.floor import reference_spectrum, setting_variances
 from biasvar.studies.coverage.gauss_kind import UNBIASED, GaussTables, aligned_weights
 
 
@@ -45,11 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if st.spec == multi.REFERENCE:
         print(f"error: setting {args.setting} tests {st.spec}, which is unbiased; pick a biased one", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).parent))
-    from coverage_floor import noise_of
-
     tables0 = model.tables()
-    s0, _ = noise_of(model, tables0, 0, 200_000)
+    s0 = setting_variances(reference_spectrum(model, tables0), multi.SETTINGS[0].n, multi.SETTINGS[0].reference)
     lam = s0 * multi.SETTINGS[0].n  # per-draw spectrum (the reference's, used for the tested run too)
     try:
         w = aligned_weights(lam, args.lean)

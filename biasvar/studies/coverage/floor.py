@@ -230,14 +230,15 @@ def coverage_floor(s: np.ndarray, truth: np.ndarray, dim: float, shapes: Sequenc
     sg = np.array([float(s[i].mean()) for i in idx])
     share = lambda v: np.array([float(v[i].sum()) for i in idx]) / sg  # noqa: E731 - per-group noncentrality
     nc_p = share(truth)
-    x_p = _draw(rng, k, nc_p, samples)
-    lp_p = _log_density(x_p, k, nc_p)
     c0 = float(truth.sum())
     profiles = [share(w) for w in shapes] + ([share(truth / c0)] if c0 > 0 else [])
     n_single = len(profiles)
     sd = math.sqrt(2.0 * float(np.sum(k * sg * sg)) + 4.0 * float(np.sum(nc_p * sg * sg)))
-    mix_pick = rng.integers(0, len(shapes), samples) if shapes else None
-    q_seed = int(rng.integers(0, 2**62))
+    if not mixtures:  # the single members' bounds share P's draws (the mixtures draw their own, fresh per c)
+        x_p = _draw(rng, k, nc_p, samples)
+        lp_p = _log_density(x_p, k, nc_p)
+        mix_pick = rng.integers(0, len(shapes), samples) if shapes else None
+        q_seed = int(rng.integers(0, 2**62))
 
     calls = [0]
     ses: dict[float, float] = {}
@@ -351,6 +352,23 @@ def gauss_setting(tables: GaussTables, spec: str, reference: str, n: int) -> tup
     return s, truth
 
 
+def reference_spectrum(model, tables, draws: int = 200_000) -> np.ndarray:
+    """The per-draw eigenvalues (above ``1e-12`` of the largest) of rf(M=4)'s covariance on an enumerable
+    model of the multi-model study, from ``draws`` draws seeded ``(model seed, 4242)``: the noise of the
+    spectrum settings (:func:`setting_variances`)."""
+    from biasvar.studies.coverage.multi import REFERENCE
+
+    x = tables.draws(REFERENCE, draws, np.random.default_rng((model.seed, 4242)))
+    lam = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False)), 0.0, None)
+    return lam[lam > lam.max() * 1e-12]
+
+
+def setting_variances(lam: np.ndarray, n: int, reference: str) -> np.ndarray:
+    """The variances of the mean offset of ``n`` draws with per-draw spectrum ``lam``, against the exact
+    gradient or against a reference run of the same spectrum (twice the variance)."""
+    return lam / n * (1.0 if reference == "exact" else 2.0)
+
+
 __all__ = ["ALIGNMENTS", "GROUP_RATIO", "LEVEL", "Floor", "mixture_bound", "clipped_width", "coverage_floor",
            "family", "gauss_setting", "groups_of", "log_iv", "log_ncx2_ratio",
-           "threshold_floor"]
+           "reference_spectrum", "setting_variances", "threshold_floor"]
