@@ -33,7 +33,8 @@ def _model(pg) -> ge.GaussModel:
 
 
 def test_candidates_are_not_offered_by_reports_but_the_study_runs_them():
-    assert set(cand.CANDIDATES) == {"gauss-fit-s", "gauss-theta", "gauss-adapt", "gauss-adapt-eb"}
+    assert set(cand.CANDIDATES) == {"gauss-fit-s", "gauss-theta", "gauss-adapt", "gauss-adapt-eb", "gauss-lr",
+                                    "gauss-eb-s", "gauss-eb-mm"}
     assert not set(cand.CANDIDATES) & set(METHODS)
     with pytest.raises(AnalysisError, match="unknown bootstrap method 'gauss-theta'"):
         Bootstrap(100, "gauss-theta")

@@ -1,6 +1,8 @@
 """Interval methods studied as candidates for the default b2 interval and **not adopted** (issue 24):
-``gauss-fit-s``, ``gauss-theta`` and the two of :mod:`~biasvar.stats.intervals.adapt` (``gauss-adapt``,
-``gauss-adapt-eb``: the bias's lean read from the pair's ``y'C^y`` at every theta) (:data:`CANDIDATES`). They are not in
+``gauss-fit-s``, ``gauss-theta``, the two of :mod:`~biasvar.stats.intervals.adapt` (``gauss-adapt``,
+``gauss-adapt-eb``: the bias's lean read from the pair's ``y'C^y`` at every theta) and the three of
+:mod:`~biasvar.stats.intervals.lean_robust` (``gauss-lr``, ``gauss-eb-s``, ``gauss-eb-mm``: calibrated for the
+least favourable lean, and the miss chance split toward the upper end) (:data:`CANDIDATES`). They are not in
 :data:`~biasvar.stats.intervals.METHODS` (reports and the CLI do not offer them); the multi-model coverage
 study evaluates them by name (``scripts/coverage_multi.py --methods``), results in ``results/coverage/multi/``.
 
@@ -53,6 +55,7 @@ from biasvar.stats.intervals.gauss_eb import (
     simulate,
 )
 from biasvar.stats.intervals.gauss_fit import POWER_PRIOR, POWERS, fit_interval
+from biasvar.stats.intervals.lean_robust import eb_split_interval, lean_interval, minimax_interval
 
 
 def fit_s_interval(m: GaussModel, est: float, alpha: float, t_fac: float, rng: np.random.Generator,
@@ -108,6 +111,9 @@ CANDIDATES: MappingProxyType[str, IntervalMethod] = MappingProxyType({
     "gauss-theta": _method(theta_interval),
     "gauss-adapt": gauss_adapt_intervals,
     "gauss-adapt-eb": gauss_adapt_eb_intervals,
+    "gauss-lr": _method(lean_interval),
+    "gauss-eb-s": _method(eb_split_interval),
+    "gauss-eb-mm": _method(minimax_interval),
 })
 
 __all__ = ["CANDIDATES", "fit_s_interval", "theta_interval", "theta_weights"]

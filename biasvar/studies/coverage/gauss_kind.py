@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from biasvar.stats.intervals.lean import aligned_weights, alignment_of
 from biasvar.studies.coverage.pairs import MemoryRun
 
 #: |b|^2 / tr(lam) per tested spec (b2 / (V/n) = share * n against the exact gradient)
@@ -38,33 +39,6 @@ UNBIASED = "rf(M=4)"
 def spectrum(rank: int, decay: float) -> np.ndarray:
     """``j^-decay``, ``j = 1..rank``."""
     return np.arange(1, rank + 1, dtype=float) ** -decay
-
-
-def alignment_of(weights: np.ndarray, c: np.ndarray) -> float:
-    """The alignment of a bias with squared coordinates ``weights`` on a noise of eigenvalues ``c``."""
-    return float((weights @ c) / weights.sum() / (np.sum(c * c) / c.sum()))
-
-
-def aligned_weights(c: np.ndarray, align: float) -> np.ndarray:
-    """Squared coordinates ``∝ c^q`` (sum 1) whose alignment on ``c`` is ``align`` (bisection on ``q``);
-    ValueError where it is out of reach (above ``c_max tr C / tr C^2``, or below ``c_min`` of it)."""
-    top, bottom = alignment_of(np.eye(len(c))[np.argmax(c)], c), alignment_of(np.eye(len(c))[np.argmin(c)], c)
-    if not bottom < align < top:
-        raise ValueError(f"alignment {align} out of reach ({bottom:.3g}, {top:.3g}) for this spectrum")
-    lc = np.log(c / c.max())
-
-    def w(q: float) -> np.ndarray:
-        e = np.exp(q * lc - np.max(q * lc))
-        return e / e.sum()
-
-    lo, hi = -200.0, 200.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if alignment_of(w(mid), c) < align:
-            lo = mid
-        else:
-            hi = mid
-    return w(0.5 * (lo + hi))
 
 
 @dataclass(frozen=True)
