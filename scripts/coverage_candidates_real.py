@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biasvar.provenance import git_commit
+from biasvar.provenance import device_name, git_commit
 from biasvar.studies import coverage
 from biasvar.studies.coverage import multi
 from biasvar.studies.coverage.alignment import alignment
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"schema": 1, "alignment": aligned, "what": "coverage of 95% b2 intervals on the real-gradient VAE pairs of "
            "tests/test_coverage_real.py", "pairs": args.pairs, "methods": methods, "rows": rows,
            "provenance": {"command": "python scripts/coverage_candidates_real.py " + " ".join(
-               sys.argv[1:] if argv is None else argv), "git_commit": git_commit(), "device": "CPU", "threads": 1,
+               sys.argv[1:] if argv is None else argv), "git_commit": git_commit(),
+               "device": device_name(torch.device("cpu")), "threads": 1, "nice": os.nice(0),
                "wall_seconds": time.time() - t0, "draw_seconds": t_draw}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +84,9 @@ def to_markdown(doc: dict) -> str:
     p = doc["provenance"]
     lines = ["# b2 intervals on the real-gradient VAE pairs of tests/test_coverage_real.py", "",
              f"Produced by `{p['command']}` (commit {p['git_commit']}, {p['device']}, one thread, "
-             f"{p['wall_seconds'] / 60:.1f} min on a loaded 2-core machine at nice 10). {doc['pairs']} pairs: pair i "
-             "draws rf(M=4) with seed 20000 + i and ZGR with seed 10000 + i (192 draws, 32 blocks), the test's "
+             f"{p['wall_seconds'] / 60:.1f} min on a 2-core machine at nice {p.get('nice', 10)}). "
+             f"{doc['pairs']} pairs: pair i draws rf(M=4) with seed 20000 + i and ZGR with seed 10000 + i (192 "
+             "draws, 32 blocks), the test's "
              "draws; each method's rng is default_rng(0) over the pairs in the test's order (400 resamples). "
              "Coverage (misses below/above), Wilson 95%, mean width over gauss-eb's:", "",
              "| setting | b2/(V/n) | " + " | ".join(doc["methods"]) + " |", "|---|---|" + "---|" * len(doc["methods"])]
