@@ -245,6 +245,14 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
+def script_refused(script, argv: list[str], capsys) -> str:
+    """A script's ``main(argv)`` refused with exit code 2 and one line ``error: ...`` on stderr: that line."""
+    assert script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    return err[0]
+
+
 def stop_after(draws: int, exc: type[BaseException] = KeyboardInterrupt, *, seen: list | None = None):
     """A ``progress`` callback for the engine that raises ``exc`` once ``draws`` draws are done (a run cut
     short, as by Ctrl-C); ``seen`` collects the draw counts it was called with."""

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import script_module
+from conftest import script_module, script_refused
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,7 @@ def script():
     (["--model", "toy-quartic", "--lean", "50"], "out of reach"),
 ])
 def test_bad_input_is_one_line(script, tmp_path, capsys, argv, says):
-    assert script.main([*argv, "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
+    assert says in script_refused(script, [*argv, "--out", str(tmp_path)], capsys)
 
 
 def test_a_small_run_reports_the_coverage_of_its_ends(script, tmp_path):

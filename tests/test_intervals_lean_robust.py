@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import script_module
+from conftest import script_module, script_refused
 
 from biasvar.stats.intervals.gauss_eb import GAUSS_PRIOR_POWER, GaussModel, gauss_eb_interval
 from biasvar.stats.intervals.lean import alignment_of
@@ -101,9 +101,7 @@ def script():
     (["--methods", "gauss-eb-s", "--pairs", "401"], "hold 400 pairs"),
 ])
 def test_floor_methods_bad_input_is_one_line(script, tmp_path, capsys, argv, says):
-    assert script.main([*argv, "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
+    assert says in script_refused(script, [*argv, "--out", str(tmp_path)], capsys)
 
 
 def test_floor_methods_reports_the_ends_it_kept(script, tmp_path):

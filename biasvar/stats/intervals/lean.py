@@ -10,7 +10,12 @@ those alignments.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+#: the leans the coverage studies span, and the floor's family (the real VAE's ZGR bias is at 1.5-1.6)
+ALIGNMENTS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5)
 
 
 def alignment_of(weights: np.ndarray, c: np.ndarray) -> float:
@@ -40,4 +45,15 @@ def aligned_weights(c: np.ndarray, align: float) -> np.ndarray:
     return w(0.5 * (lo + hi))
 
 
-__all__ = ["aligned_weights", "alignment_of"]
+def reachable_profiles(c: np.ndarray, alignments: Sequence[float] = ALIGNMENTS) -> list[np.ndarray]:
+    """Squared bias profiles (sum 1) ``∝ c^q`` at each alignment of ``alignments`` reachable on ``c``."""
+    out = []
+    for a in alignments:
+        try:
+            out.append(aligned_weights(c, a))
+        except ValueError:
+            continue
+    return out
+
+
+__all__ = ["ALIGNMENTS", "aligned_weights", "alignment_of", "reachable_profiles"]

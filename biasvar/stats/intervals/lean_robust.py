@@ -16,8 +16,9 @@ least:
   ``SPLIT = 0.8`` a Gaussian error's ends move from ``1.96 sd`` each to ``1.75`` (upper) and ``2.33`` (lower):
   about 11% off the upper end near 0 for 4% more width far from 0 (``z_0.04 + z_0.01`` against
   ``2 z_0.025``). It is fixed by that argument, not fitted (before the study, 0.5 and 0.8 were compared for
-  gauss-lr on 40 pairs of four b2 = 0 settings and 400 pairs at alignment 2.0; both covered there). Where the estimate's error is nearly symmetric at 0 (many comparable noise
-  directions) the upper end does fall below 0 and the split costs coverage there.
+  gauss-lr on 40 pairs of four b2 = 0 settings and 400 pairs at alignment 2.0; both covered there). Where
+  the estimate's error is nearly symmetric at 0 (many comparable noise directions) the upper end does fall
+  below 0 and the split costs coverage there.
 - ``gauss-lr`` (:func:`lean_interval`): a test of ``b2 = theta`` against the error
   ``(2 m.e + ||e||^2 - tr C) / d`` with ``||m||^2 = theta d`` on each profile of the family
   (:func:`lean_profiles` on gauss-eb's quadratic eigenvalues), ``e`` Gaussian; at each end the extreme
@@ -38,6 +39,7 @@ studies that meet issue 24's gate. Not the default.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
@@ -51,26 +53,20 @@ from biasvar.stats.intervals.gauss_eb import (
     shrink,
     simulate,
 )
-from biasvar.stats.intervals.lean import aligned_weights
+from biasvar.stats.intervals.lean import ALIGNMENTS, reachable_profiles
 
-#: the leans the candidates cover (the coverage studies' range, as the floor's family)
-LEAN_ALIGNMENTS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5)
+#: the leans the candidates cover (the coverage studies' range, the floor's family)
+LEAN_ALIGNMENTS = ALIGNMENTS
 #: the share of the miss chance ``2 alpha`` given to the truth above the upper end (module docstring)
 SPLIT = 0.8
 #: the prior powers ``gauss-eb-mm`` takes the extreme quantiles of, at every ``theta``
 MINIMAX_POWERS = (1.0, 1.5, 2.0, 2.5)
 
 
-def lean_profiles(lam: np.ndarray, alignments=LEAN_ALIGNMENTS) -> list[np.ndarray]:
+def lean_profiles(lam: np.ndarray, alignments: Sequence[float] = LEAN_ALIGNMENTS) -> list[np.ndarray]:
     """Squared bias profiles (sum 1) ``∝ lam^q`` at each alignment reachable on ``lam`` (the profile shaped
     like the noise where none is: equal eigenvalues, or one)."""
-    out = []
-    for a in alignments:
-        try:
-            out.append(aligned_weights(lam, a))
-        except ValueError:
-            continue
-    return out or [lam / float(lam.sum())]
+    return reachable_profiles(lam, alignments) or [lam / float(lam.sum())]
 
 
 def extreme_quantile(dev: np.ndarray, level: float, alpha: float, split: float = SPLIT) -> float:

@@ -44,10 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biasvar.studies.coverage.gauss_kind import GaussTables, aligned_weights
+from biasvar.stats.intervals.lean import ALIGNMENTS, reachable_profiles
+from biasvar.studies.coverage.gauss_kind import GaussTables
 
-#: leans of the family (the studies span 0.1 to 2.5; the real VAE's ZGR bias is at 1.5-1.6)
-ALIGNMENTS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5)
 #: the coverage every member must get (the lower edge of issue 24's band)
 LEVEL = 0.93
 #: eigenvectors whose variances are within this ratio share a group (module docstring)
@@ -83,13 +82,7 @@ class Floor:
 
 def family(s: np.ndarray, alignments: Sequence[float] = ALIGNMENTS) -> list[np.ndarray]:
     """Squared bias profiles (sum 1) ``∝ s^q`` at each reachable alignment on the variances ``s``."""
-    out = []
-    for a in alignments:
-        try:
-            out.append(aligned_weights(s, a))
-        except ValueError:
-            continue
-    return out
+    return reachable_profiles(s, alignments)
 
 
 def groups_of(s: np.ndarray, ratio: float = GROUP_RATIO) -> list[np.ndarray]:
