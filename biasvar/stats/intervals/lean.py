@@ -4,7 +4,7 @@ A bias with squared coordinates ``w`` on the eigenvectors of a noise covariance 
 the alignment ``(w'c / sum w) / (tr C^2 / tr C)``: 1 when it is shaped like the noise, above 1 when it sits on
 the strong directions, where Eq. 16's error has its largest linear term ``4 m'Cm / d^2``. The studies span
 alignments 0.1 to 2.5 (the real-gradient VAE's ZGR bias is at 1.5-1.6); :mod:`~biasvar.studies.coverage.floor`
-and the ``gauss-lr`` candidate (:mod:`~biasvar.stats.intervals.candidates`) take the profiles ``∝ c^q`` at
+and the lean-robust candidates (:mod:`~biasvar.stats.intervals.lean_robust`) take the profiles ``∝ c^q`` at
 those alignments.
 """
 
