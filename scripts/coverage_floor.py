@@ -32,6 +32,7 @@ from biasvar.studies.coverage.floor import (
     coverage_floor,
     family,
     gauss_setting,
+    model_spectrum,
     reference_spectrum,
     setting_variances,
     threshold_floor,
@@ -247,9 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     continue
             elif args.kind == "spectrum":
-                lam = _spectrum(spectra, model, tables, args.draws)
-                s_0 = setting_variances(lam, multi.SETTINGS[0].n, multi.SETTINGS[0].reference)
-                row = one_spectrum(model, s_0 * multi.SETTINGS[0].n, tables.dim, k, out, args.pairs,
+                lam = model_spectrum(_spectrum(spectra, model, tables, args.draws))
+                row = one_spectrum(model, lam, tables.dim, k, out, args.pairs,
                                    tuple(args.methods.split(",")), args.samples, args.mixtures, args.fit)
             else:
                 row = one(model, tables, k, study, args.samples, args.draws)

@@ -25,7 +25,7 @@ import torch
 
 from biasvar.provenance import device_name, git_commit
 from biasvar.studies.coverage import multi
-from biasvar.studies.coverage.floor import clipped_width, reference_spectrum, setting_variances
+from biasvar.studies.coverage.floor import clipped_width, model_spectrum, reference_spectrum
 from biasvar.studies.coverage.gauss_kind import UNBIASED, GaussTables
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "coverage"
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         model = next(m for m in multi.MODELS if m.name == name)
         tables0 = model.tables()
-        st0 = multi.SETTINGS[0]
-        lam = setting_variances(reference_spectrum(model, tables0), st0.n, st0.reference) * st0.n
+        lam = model_spectrum(reference_spectrum(model, tables0))
         tables = GaussTables(tables0.dim, lam, lam, {}, {UNBIASED: 0.0})
         for k in SPECTRUM_SETTINGS:
             t1 = time.time()

@@ -22,7 +22,7 @@ import numpy as np
 
 from biasvar.provenance import git_commit
 from biasvar.studies.coverage import multi
-from biasvar.studies.coverage.floor import reference_spectrum, setting_variances
+from biasvar.studies.coverage.floor import model_spectrum, reference_spectrum
 from biasvar.studies.coverage.gauss_kind import UNBIASED, GaussTables, aligned_weights
 
 
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: setting {args.setting} tests {st.spec}, which is unbiased; pick a biased one", file=sys.stderr)
         return 2
     tables0 = model.tables()
-    s0 = setting_variances(reference_spectrum(model, tables0), multi.SETTINGS[0].n, multi.SETTINGS[0].reference)
-    lam = s0 * multi.SETTINGS[0].n  # per-draw spectrum (the reference's, used for the tested run too)
+    lam = model_spectrum(reference_spectrum(model, tables0))  # the reference's, used for the tested run too
     try:
         w = aligned_weights(lam, args.lean)
     except ValueError as e:

@@ -356,6 +356,15 @@ def reference_spectrum(model, tables, draws: int = 200_000) -> np.ndarray:
     return lam[lam > lam.max() * 1e-12]
 
 
+def model_spectrum(lam: np.ndarray) -> np.ndarray:
+    """The per-draw spectrum the spectrum settings' Gaussian models draw with: the reference spectrum ``lam``
+    taken to the first setting's variances and back (``lam / n * n``, as the committed pairs were drawn, so
+    that they are drawn again bit for bit)."""
+    from biasvar.studies.coverage.multi import SETTINGS
+
+    return setting_variances(lam, SETTINGS[0].n, SETTINGS[0].reference) * SETTINGS[0].n
+
+
 def setting_variances(lam: np.ndarray, n: int, reference: str) -> np.ndarray:
     """The variances of the mean offset of ``n`` draws with per-draw spectrum ``lam``, against the exact
     gradient or against a reference run of the same spectrum (twice the variance)."""
@@ -364,4 +373,4 @@ def setting_variances(lam: np.ndarray, n: int, reference: str) -> np.ndarray:
 
 __all__ = ["ALIGNMENTS", "GROUP_RATIO", "LEVEL", "Floor", "mixture_bound", "clipped_width", "coverage_floor",
            "family", "gauss_setting", "groups_of", "log_iv", "log_ncx2_ratio",
-           "reference_spectrum", "setting_variances", "threshold_floor"]
+           "model_spectrum", "reference_spectrum", "setting_variances", "threshold_floor"]
